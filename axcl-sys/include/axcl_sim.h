@@ -1,0 +1,76 @@
+/*
+ * axcl_sim.h: extra symbols exported only by axcl-sim, the CPU stand-in for the
+ * AXCL runtime. The real libaxcl_rt.so does not have them; axllm-core resolves
+ * them optionally, so their presence is how a process knows it runs on the
+ * simulator.
+ *
+ * Regenerate the Rust bindings after editing: `cargo run -p xtask -- bindings`.
+ */
+#ifndef AXLLM_AXCL_SIM_H
+#define AXLLM_AXCL_SIM_H
+
+#include "axcl_rt.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Counters of every call kind and of the bytes moved, since the last reset. */
+typedef struct axclSimCounters {
+    uint64_t calls;             /* every runtime call that would cross PCIe */
+    uint64_t malloc_calls;
+    uint64_t free_calls;
+    uint64_t memset_calls;
+    uint64_t h2d_calls;
+    uint64_t d2h_calls;
+    uint64_t d2d_calls;
+    uint64_t h2d_bytes;
+    uint64_t d2h_bytes;
+    uint64_t d2d_bytes;
+    uint64_t bind_calls;        /* SetInput/OutputBufferByIndex */
+    uint64_t execute_calls;     /* all engine executions */
+    uint64_t post_execute_calls;/* executions of post (lm_head) models */
+    uint64_t load_calls;
+    uint64_t latency_ns;        /* total simulated latency spent waiting */
+    uint64_t live_allocations;  /* device allocations alive now (not reset) */
+    uint64_t live_bytes;        /* device bytes alive now (not reset) */
+    uint64_t peak_bytes;        /* high-water mark of live_bytes (not reset) */
+    uint64_t live_models;       /* loaded engine models alive now (not reset) */
+} axclSimCounters;
+
+/* Version string of the simulator, for example "axcl-sim 0.1.0". */
+const char *axclSimVersion(void);
+
+axclError axclSimGetCounters(axclSimCounters *out);
+axclError axclSimResetCounters(void);
+
+/*
+ * Applies a configuration: entries separated by ';', each `key=value`.
+ * The same text in the environment variable AXCL_SIM_CONFIG is applied by axclInit.
+ *   exec_us=F        latency of one execute of a decoder-layer model (microseconds)
+ *   post_us=F        latency of one execute of a post model
+ *   call_us=F        fixed latency of every call that crosses PCIe
+ *   h2d_mbps=F       host-to-device bandwidth (MB/s; 0 = infinite)
+ *   d2h_mbps=F       device-to-host bandwidth
+ *   d2d_mbps=F       on-card copy bandwidth
+ *   mem_mb=N         device memory size (default 7040)
+ *   fail=KIND:N[:CODE]   the Nth call of KIND (counted from this setting) fails with CODE
+ *   lose_device=KIND:N   at the Nth call of KIND the device is lost: every later call
+ *                        fails until axclrtResetDevice
+ *   abort=KIND:N         the Nth call of KIND aborts the process
+ *   reset                clears latencies and faults
+ * KIND: malloc, free, memset, memcpy, h2d, d2h, d2d, load, bind, execute, any.
+ * Returns AXCL_SUCC, or an ILLEGAL_PARAM code when the text does not parse
+ * (nothing is applied then).
+ */
+axclError axclSimConfigure(const char *spec);
+
+/* Describes the most recent failed call on the calling thread; never NULL,
+ * empty when there was none. Valid until the thread's next runtime call. */
+const char *axclSimLastErrorMessage(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXLLM_AXCL_SIM_H */
