@@ -1,0 +1,1 @@
+//! Transformer math of simulated models (to be written).

@@ -1,0 +1,1 @@
+//! Hugging Face checkpoint packer (to be written).

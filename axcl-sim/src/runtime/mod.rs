@@ -1,0 +1,1 @@
+//! Exported AXCL symbols (to be written).
