@@ -1,0 +1,212 @@
+//! Sizes and shape groups of a decoder layer, derived from the IO info the
+//! runtime reports (contract §2.3, the newest mask-based derivation). Nothing
+//! here trusts file names or configs: they are cross-checked against this.
+
+use crate::error::{Error, Result};
+use crate::npu::{GroupInfo, TensorInfo, dtype};
+use std::path::Path;
+
+/// A decode group: one query token attending to `capacity` cached positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeGroup {
+    pub index: u32,
+    /// History columns of the mask (mask elements − 1): slots `0..capacity`.
+    pub capacity: usize,
+}
+
+/// A prefill group: `T` query rows after up to `history_cap` cached positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefillGroup {
+    pub index: u32,
+    /// History columns of the mask (mask columns − T).
+    pub history_cap: usize,
+    /// All mask columns: history plus the chunk.
+    pub total_cap: usize,
+}
+
+/// The geometry shared by every decoder layer of a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Geometry {
+    /// `H`: hidden size.
+    pub hidden: usize,
+    /// `D`: elements of one cached K (or V) row.
+    pub kv_dim: usize,
+    /// `T`: prefill chunk length.
+    pub chunk: usize,
+    /// Rows of the per-layer K and V device buffers (enough for every group).
+    pub kv_rows: usize,
+    /// Decode groups, by ascending capacity.
+    pub decode: Vec<DecodeGroup>,
+    /// Prefill groups, by ascending history capacity.
+    pub prefill: Vec<PrefillGroup>,
+    /// Bytes of each group's tensors, by group index then name (for binding).
+    pub groups: Vec<GroupInfo>,
+}
+
+/// The tensor names of the layer contract (contract §2.1).
+pub mod names {
+    pub const K_CACHE: &str = "K_cache";
+    pub const V_CACHE: &str = "V_cache";
+    pub const INDICES: &str = "indices";
+    pub const INPUT: &str = "input";
+    pub const MASK: &str = "mask";
+    pub const K_OUT: &str = "K_cache_out";
+    pub const V_OUT: &str = "V_cache_out";
+    pub const OUTPUT: &str = "output";
+    pub const INPUTS: [&str; 5] = [K_CACHE, V_CACHE, INDICES, INPUT, MASK];
+    pub const OUTPUTS: [&str; 3] = [K_OUT, V_OUT, OUTPUT];
+}
+
+fn bad(path: &Path, reason: String) -> Error {
+    Error::BadFile { path: path.into(), reason }
+}
+
+/// Looks a tensor up by name and checks its dtype family.
+fn tensor<'a>(path: &Path, g: usize, grp: &'a GroupInfo, name: &str, input: bool) -> Result<&'a TensorInfo> {
+    let t = if input { grp.input(name) } else { grp.output(name) }
+        .map(|(_, t)| t)
+        .ok_or_else(|| bad(path, format!("shape group {g} has no {} named {name:?}", if input { "input" } else { "output" })))?;
+    let ok = if name == names::INDICES { t.dtype == dtype::UINT32 } else { matches!(t.dtype, dtype::BF16 | dtype::UINT16) };
+    if !ok {
+        return Err(bad(path, format!("shape group {g}: tensor {name} has unexpected type {}", dtype::name(t.dtype))));
+    }
+    if t.size != (t.elements() * if name == names::INDICES { 4 } else { 2 }) as u64 {
+        return Err(bad(path, format!("shape group {g}: tensor {name} is {} bytes for dims {:?}", t.size, t.dims)));
+    }
+    Ok(t)
+}
+
+impl Geometry {
+    /// Derives the geometry of one layer from its groups. `path` names the file in errors.
+    pub fn derive(path: &Path, groups: &[GroupInfo]) -> Result<Geometry> {
+        let (mut hidden, mut kv_dim, mut chunk) = (None::<usize>, None::<usize>, None::<usize>);
+        let agree = |slot: &mut Option<usize>, v: usize, what: &str, g: usize| -> Result<()> {
+            match *slot {
+                Some(old) if old != v => Err(bad(path, format!("shape group {g} has {what} {v}, other groups {old}"))),
+                _ => {
+                    *slot = Some(v);
+                    Ok(())
+                }
+            }
+        };
+        let (mut decode, mut prefill) = (Vec::new(), Vec::new());
+        let mut kv_bytes = 0u64;
+        for (g, grp) in groups.iter().enumerate() {
+            let t = |name: &str, input: bool| tensor(path, g, grp, name, input);
+            let (idx, input, mask) = (t(names::INDICES, true)?, t(names::INPUT, true)?, t(names::MASK, true)?);
+            let (k_out, v_out, output) = (t(names::K_OUT, false)?, t(names::V_OUT, false)?, t(names::OUTPUT, false)?);
+            let (k_in, v_in) = (t(names::K_CACHE, true)?, t(names::V_CACHE, true)?);
+            kv_bytes = kv_bytes.max(k_in.size).max(v_in.size);
+            let rows = idx.elements();
+            if rows == 1 {
+                agree(&mut hidden, input.elements(), "hidden size", g)?;
+                agree(&mut kv_dim, k_out.elements(), "K row size", g)?;
+                let capacity = mask.elements().checked_sub(1).filter(|&c| c > 0).ok_or_else(|| {
+                    bad(path, format!("decode group {g} has a mask of {} elements", mask.elements()))
+                })?;
+                let cache_rows = k_in.elements() / k_out.elements().max(1);
+                if capacity > cache_rows {
+                    return Err(bad(path, format!(
+                        "decode group {g}: mask covers {capacity} positions but K_cache holds {cache_rows} rows"
+                    )));
+                }
+                decode.push(DecodeGroup { index: g as u32, capacity });
+            } else {
+                let t_len = idx.dims.last().copied().unwrap_or(0).max(0) as usize;
+                if t_len != rows {
+                    return Err(bad(path, format!(
+                        "prefill group {g}: indices dims {:?} are not [1, T] (multi-row M-RoPE indices are not supported)",
+                        idx.dims
+                    )));
+                }
+                agree(&mut chunk, t_len, "chunk length", g)?;
+                if mask.elements() % t_len != 0 || mask.elements() / t_len < t_len {
+                    return Err(bad(path, format!("prefill group {g}: mask of {} elements for T = {t_len}", mask.elements())));
+                }
+                let total_cap = mask.elements() / t_len;
+                prefill.push(PrefillGroup { index: g as u32, history_cap: total_cap - t_len, total_cap });
+                if input.elements() % t_len != 0 {
+                    return Err(bad(path, format!("prefill group {g}: input of {} elements for T = {t_len}", input.elements())));
+                }
+                agree(&mut hidden, input.elements() / t_len, "hidden size", g)?;
+                agree(&mut kv_dim, k_out.elements() / t_len, "K row size", g)?;
+            }
+            let h = hidden.unwrap_or(0);
+            let rows_h = if rows == 1 { h } else { rows * h };
+            if output.elements() != rows_h || v_out.elements() != k_out.elements() {
+                return Err(bad(path, format!("shape group {g}: output/V_cache_out sizes do not match input/K_cache_out")));
+            }
+        }
+        if decode.is_empty() || prefill.is_empty() {
+            return Err(bad(path, format!(
+                "unknown shape-group layout: {} decode and {} prefill groups (need at least one of each)",
+                decode.len(),
+                prefill.len()
+            )));
+        }
+        decode.sort_by_key(|d| d.capacity);
+        prefill.sort_by_key(|p| (p.history_cap, p.index));
+        let (hidden, kv_dim, chunk) = (hidden.unwrap_or(0), kv_dim.unwrap_or(0), chunk.unwrap_or(0));
+        let kv_rows = (kv_bytes as usize).div_ceil(kv_dim * 2).max(decode.last().map_or(0, |d| d.capacity));
+        Ok(Geometry { hidden, kv_dim, chunk, kv_rows, decode, prefill, groups: groups.to_vec() })
+    }
+
+    /// True when two layers can share one schedule (same sizes and groups).
+    pub fn same_shape(&self, other: &Geometry) -> bool {
+        self.hidden == other.hidden
+            && self.kv_dim == other.kv_dim
+            && self.chunk == other.chunk
+            && self.decode == other.decode
+            && self.prefill == other.prefill
+            && self.kv_rows == other.kv_rows
+    }
+
+    /// Positions a sequence may occupy: a token at slot `s` needs a decode
+    /// group with capacity > `s` and a K/V row `s`.
+    pub fn max_positions(&self) -> usize {
+        self.decode.last().map_or(0, |d| d.capacity).min(self.kv_rows)
+    }
+
+    /// The longest prompt prefill groups take in one go from an empty cache.
+    pub fn max_prefill(&self) -> usize {
+        self.prefill.iter().map(|p| p.total_cap).max().unwrap_or(0).min(self.kv_rows)
+    }
+
+    /// The first prefill group that holds `history` cached positions plus a chunk of `n` (contract §2.3 rule 6).
+    pub fn prefill_group(&self, history: usize, n: usize) -> Option<PrefillGroup> {
+        self.prefill
+            .iter()
+            .copied()
+            .find(|p| history <= p.history_cap && history + n <= p.total_cap && history + n <= self.kv_rows)
+    }
+
+    /// The prefill group and chunk length for up to `want` tokens after
+    /// `history` cached positions: a group that takes all `want` if one does,
+    /// else the one that takes the most. `None` when no prefill group can take
+    /// even one token (the history is longer than every group's).
+    pub fn prefill_plan(&self, history: usize, want: usize) -> Option<(PrefillGroup, usize)> {
+        if let Some(g) = self.prefill_group(history, want) {
+            return Some((g, want));
+        }
+        self.prefill
+            .iter()
+            .filter(|p| history <= p.history_cap)
+            .map(|p| (*p, want.min(p.total_cap.min(self.kv_rows).saturating_sub(history))))
+            .filter(|(_, n)| *n > 0)
+            .max_by_key(|(p, n)| (*n, std::cmp::Reverse(p.history_cap)))
+    }
+
+    /// The smallest decode group whose capacity covers slot `slot` (contract §2.3 rule 7).
+    pub fn decode_group(&self, slot: usize) -> Option<DecodeGroup> {
+        if slot >= self.kv_rows {
+            return None;
+        }
+        self.decode.iter().copied().find(|d| d.capacity > slot)
+    }
+
+    /// Byte size of tensor `name` in group `g` (inputs first, then outputs).
+    pub fn tensor_size(&self, g: u32, name: &str) -> usize {
+        let grp = &self.groups[g as usize];
+        grp.input(name).or_else(|| grp.output(name)).map_or(0, |(_, t)| t.size as usize)
+    }
+}

@@ -1,0 +1,153 @@
+//! The prefill/decode loop over a model resident on the NPU, and the record of
+//! which tokens the device cache holds.
+
+pub mod geometry;
+pub mod masks;
+pub mod resident;
+
+pub use geometry::{DecodeGroup, Geometry, PrefillGroup};
+pub use resident::{LoadMethod, LoadProgress, Resident};
+
+use crate::error::{Error, Result};
+use crate::model::Embeddings;
+
+/// How a prompt was fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PromptFeed {
+    /// Tokens whose K/V were already on the device and were reused.
+    pub reused: usize,
+    /// Tokens fed through the layers now.
+    pub fed: usize,
+    /// Of those, tokens fed one by one through a decode group because no
+    /// prefill group holds their history.
+    pub fed_by_decode: usize,
+}
+
+/// Outcome of feeding a prompt.
+#[derive(Debug)]
+pub enum Fed<'a> {
+    /// The logits after the prompt's last token.
+    Logits(PromptFeed, &'a [u16]),
+    /// The caller cancelled between chunks; the cache holds what was fed.
+    Cancelled(PromptFeed),
+}
+
+/// A resident model plus the tokens its K/V cache holds, slot by slot.
+#[derive(Debug)]
+pub struct Engine {
+    resident: Resident,
+    cached: Vec<u32>,
+    needs_reset: bool,
+}
+
+impl Engine {
+    pub fn new(resident: Resident) -> Engine {
+        Engine { resident, cached: Vec::new(), needs_reset: false }
+    }
+
+    pub fn resident(&self) -> &Resident {
+        &self.resident
+    }
+
+    /// The tokens whose K/V rows the device holds at slots `0..len` (exactly the
+    /// tokens fed through the layers; the last sampled token is not among them).
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.cached
+    }
+
+    /// Zeroes the device cache and forgets its tokens.
+    pub fn reset(&mut self) -> Result<()> {
+        self.cached.clear();
+        self.needs_reset = true;
+        self.ensure_clean()
+    }
+
+    fn ensure_clean(&mut self) -> Result<()> {
+        if self.needs_reset {
+            self.resident.clear_cache().map_err(|e| Error::Poisoned(e.to_string()))?;
+            self.needs_reset = false;
+        }
+        Ok(())
+    }
+
+    /// Runs `f`; a device failure makes the next call start from a zeroed cache.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let r = f(self);
+        if let Err(e) = &r
+            && e.is_device_failure()
+        {
+            self.cached.clear();
+            self.needs_reset = true;
+        }
+        r
+    }
+
+    /// Makes the cache hold exactly `prompt`, reusing the longest common prefix
+    /// already on the device (at least one token is always fed, for its logits).
+    /// Rows past the reused prefix keep stale values, which the masks hide until
+    /// they are overwritten.
+    pub fn feed_prompt(&mut self, emb: &Embeddings, prompt: &[u32], cancelled: &dyn Fn() -> bool) -> Result<Fed<'_>> {
+        let max = self.resident.geometry().max_positions();
+        if prompt.is_empty() {
+            return Err(Error::InvalidArgument("empty prompt".into()));
+        }
+        if prompt.len() > max {
+            return Err(Error::PromptTooLong { tokens: prompt.len(), max });
+        }
+        self.ensure_clean()?;
+        let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let reused = common.min(prompt.len() - 1);
+        self.cached.truncate(reused);
+        let mut feed = PromptFeed { reused, ..Default::default() };
+        let last = prompt.len();
+        let mut pos = reused;
+        while pos < last {
+            if pos > reused && cancelled() {
+                return Ok(Fed::Cancelled(feed));
+            }
+            let plan = self.resident.geometry().prefill_plan(pos, (last - pos).min(self.resident.geometry().chunk));
+            let n = plan.map_or(1, |(_, n)| n);
+            let want_logits = pos + n == last;
+            let chunk = &prompt[pos..pos + n];
+            self.guarded(|e| {
+                if plan.is_some() {
+                    e.resident.prefill_chunk(emb, chunk, pos, want_logits)?;
+                } else {
+                    e.resident.decode(emb, chunk[0], pos, want_logits)?;
+                }
+                e.cached.extend_from_slice(chunk);
+                Ok(())
+            })?;
+            feed.fed += n;
+            if plan.is_none() {
+                feed.fed_by_decode += 1;
+            }
+            pos += n;
+        }
+        Ok(Fed::Logits(feed, self.resident_logits()))
+    }
+
+    /// Feeds one generated token at the next slot; returns the logits after it.
+    pub fn feed_token(&mut self, emb: &Embeddings, token: u32) -> Result<&[u16]> {
+        let slot = self.cached.len();
+        if slot >= self.resident.geometry().max_positions() {
+            return Err(Error::PromptTooLong { tokens: slot + 1, max: self.resident.geometry().max_positions() });
+        }
+        self.ensure_clean()?;
+        self.guarded(|e| {
+            e.resident.decode(emb, token, slot, true)?;
+            e.cached.push(token);
+            Ok(())
+        })?;
+        Ok(self.resident_logits())
+    }
+
+    /// True when one more token can be fed.
+    pub fn has_room(&self) -> bool {
+        self.cached.len() < self.resident.geometry().max_positions()
+    }
+
+    fn resident_logits(&self) -> &[u16] {
+        self.resident.last_logits()
+    }
+}

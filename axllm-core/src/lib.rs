@@ -1,0 +1,24 @@
+//! axllm-core: run AXERA AX650 NPU LLM packages.
+//!
+//! * [`model`]: a vendor package on disk (layout, configs, embeddings, tokenizer);
+//! * [`npu`]: the AXCL runtime loaded at run time (the only `unsafe` module);
+//! * [`engine`]: the prefill/decode layer loop with the KV cache on the device;
+//! * [`sampling`], [`stop`]: choosing tokens and ending streams;
+//! * [`generate`]: the public [`Model`] handle and [`Generation`] pull API.
+#![deny(unsafe_code)]
+
+pub mod engine;
+pub mod error;
+pub mod generate;
+pub mod model;
+pub mod npu;
+pub mod sampling;
+pub mod stop;
+
+pub use engine::{LoadMethod, LoadProgress};
+pub use error::{Error, Result};
+pub use generate::{
+    CancelHandle, Completion, GenerateOptions, Generation, LoadOptions, Model, ModelInfo, SimulatorHandle, Stats, Step,
+    StopReason,
+};
+pub use sampling::SamplingOptions;

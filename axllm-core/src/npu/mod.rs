@@ -1,0 +1,124 @@
+//! The NPU through the AXCL runtime, loaded at run time. This is the only
+//! module of the crate allowed `unsafe`: raw bindings come from `axcl-sys`
+//! (generated from our one header), [`check`] turns statuses into errors, and
+//! RAII wrappers ([`Device`], [`DeviceBuffer`], [`EngineModel`], [`EngineIo`])
+//! give the rest of the crate a safe interface.
+#![allow(unsafe_code)]
+
+mod engine;
+mod memory;
+mod runtime;
+
+pub use engine::{EngineIo, EngineModel, GroupInfo, TensorInfo};
+pub use memory::DeviceBuffer;
+pub use runtime::{Device, Entered, RUNTIME_DIR, RUNTIME_ENV, RUNTIME_SONAME, Runtime};
+
+use crate::error::{Error, Result};
+use axcl_sys::rt;
+use axcl_sys::sim::{AxclSim, axclSimCounters};
+use std::ffi::CStr;
+
+/// `axclrtEngineDataType` values this crate understands (checked, never transmuted).
+pub mod dtype {
+    pub const BF16: i32 = axcl_sys::rt::AXCL_DATA_TYPE_BF16 as i32;
+    pub const UINT32: i32 = axcl_sys::rt::AXCL_DATA_TYPE_UINT32 as i32;
+    /// Older runtimes report bf16 tensors as UINT16 (contract §2.1, pitfall 17).
+    pub const UINT16: i32 = axcl_sys::rt::AXCL_DATA_TYPE_UINT16 as i32;
+
+    /// A readable name for error messages.
+    pub fn name(code: i32) -> String {
+        match code {
+            BF16 => "bf16".into(),
+            UINT32 => "uint32".into(),
+            UINT16 => "uint16".into(),
+            other => format!("dtype#{other}"),
+        }
+    }
+}
+
+/// Is this status the memory sub-module's "no memory"? (Composed code, contract §5.1.)
+fn is_no_memory(status: rt::axclError) -> bool {
+    matches!(axcl_sys::axcl_err_parts(status), Some((_, _, id)) if id == rt::AXCL_ERR_NO_MEMORY)
+}
+
+/// The one place a vendor status becomes a `Result`.
+fn check(sim: Option<&SimHooks>, call: &'static str, status: rt::axclError) -> Result<()> {
+    if status == rt::AXCL_SUCC as rt::axclError {
+        return Ok(());
+    }
+    let detail = sim.map(SimHooks::last_error).unwrap_or_default();
+    Err(Error::Vendor { call, status, detail })
+}
+
+/// The simulator's extra symbols (`axcl_sim.h`), present only in axcl-sim.
+pub struct SimHooks {
+    api: AxclSim,
+}
+
+impl std::fmt::Debug for SimHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimHooks")
+    }
+}
+
+/// Counters of runtime calls and bytes moved (see `axcl_sim.h`).
+pub type SimCounters = axclSimCounters;
+
+impl SimHooks {
+    /// Resolves the simulator's symbols from a second handle to the runtime
+    /// library (the loader reference-counts it: same object, same state).
+    fn probe(lib: libloading::Library) -> Option<SimHooks> {
+        // SAFETY: only looks a symbol up; nothing is called.
+        unsafe { lib.get::<unsafe extern "C" fn()>(b"axclSimVersion\0") }.ok()?;
+        // SAFETY: `AxclSim` resolves the symbols of axcl_sim.h with their declared types.
+        unsafe { AxclSim::from_library(lib) }.ok().map(|api| SimHooks { api })
+    }
+
+    /// The simulator's message for the calling thread's last failed call.
+    pub fn last_error(&self) -> String {
+        // SAFETY: documented never NULL; valid until the thread's next runtime call.
+        let p = unsafe { (self.api.axclSimLastErrorMessage)() };
+        if p.is_null() {
+            return String::new();
+        }
+        // SAFETY: NUL-terminated string owned by the simulator, copied at once.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    pub fn version(&self) -> String {
+        // SAFETY: returns a static NUL-terminated string.
+        let p = unsafe { (self.api.axclSimVersion)() };
+        // SAFETY: as above.
+        if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() }
+    }
+
+    /// Applies a configuration (latencies, faults; syntax in `axcl_sim.h`).
+    pub fn configure(&self, spec: &str) -> Result<()> {
+        let c = std::ffi::CString::new(spec).map_err(|_| Error::InvalidArgument("NUL in simulator config".into()))?;
+        // SAFETY: valid NUL-terminated string for the duration of the call.
+        let status = unsafe { (self.api.axclSimConfigure)(c.as_ptr()) };
+        check(Some(self), "axclSimConfigure", status)
+    }
+
+    pub fn counters(&self) -> Result<SimCounters> {
+        let mut c = SimCounters::default();
+        // SAFETY: valid out-parameter.
+        let status = unsafe { (self.api.axclSimGetCounters)(&mut c) };
+        check(Some(self), "axclSimGetCounters", status)?;
+        Ok(c)
+    }
+
+    pub fn reset_counters(&self) -> Result<()> {
+        // SAFETY: no arguments.
+        let status = unsafe { (self.api.axclSimResetCounters)() };
+        check(Some(self), "axclSimResetCounters", status)
+    }
+}
+
+/// Memory-maps a model file read-only.
+pub fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: a read-only private mapping of a regular file. Mapping is `unsafe`
+    // because another process could truncate the file underneath us; model files
+    // are not modified while a model is loaded.
+    unsafe { memmap2::Mmap::map(file) }
+}
