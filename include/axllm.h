@@ -179,7 +179,7 @@ void axllm_model_free(axllm_model *model);
 //
 // # Safety
 // `out_info` is a valid pointer.
-axllm_status axllm_model_info(const axllm_model *model, axllm_model_info *out_info);
+axllm_status axllm_model_get_info(const axllm_model *model, axllm_model_info *out_info);
 
 // Encodes `text` into `tokens` (capacity `capacity`). `*n_tokens` receives the
 // number of tokens; when it exceeds `capacity` the call returns

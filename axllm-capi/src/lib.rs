@@ -145,7 +145,7 @@ pub extern "C" fn axllm_model_free(model: *mut axllm_model) {
 /// # Safety
 /// `out_info` is a valid pointer.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn axllm_model_info(model: *const axllm_model, out_info: *mut axllm_model_info) -> axllm_status {
+pub unsafe extern "C" fn axllm_model_get_info(model: *const axllm_model, out_info: *mut axllm_model_info) -> axllm_status {
     ffi(|| {
         let h = MODELS.get(key(model))?;
         // SAFETY: caller's contract.
