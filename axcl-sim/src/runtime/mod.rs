@@ -1,1 +1,50 @@
-//! Exported AXCL symbols (to be written).
+//! The exported C symbols of `axcl_rt.h` and `axcl_sim.h`: a CPU stand-in for
+//! AXERA's AXCL runtime that behaves like the real one towards a runner (contract
+//! §5 and Appendix A).
+//!
+//! * `exports`: the `extern "C"` functions, checked against the ABI at compile time;
+//!   `boundary`: panic catching and the last-error message.
+//! * `state`: the one global state, the engine mutex, the thread's current context;
+//!   `device`: devices and contexts; `memory` / `arena`: device memory;
+//!   `engine`, `model`, `io`, `execute`: models, IO descriptions and objects, execution.
+//! * `errors`: the table of failure situations and their vendor codes;
+//!   `calls`: which calls reach the card, what they cost and which faults match them;
+//!   `config`, `latency`, `faults`: the simulator configuration.
+//! * `reserve`: keeps device addresses undereferenceable on the host;
+//!   `gemm`: the safe matrix-multiply entry [`crate::math`] uses.
+//!
+//! `unsafe` is allowed in this module tree only, and only `exports`, `reserve` and
+//! `gemm` use it; every other file denies it.
+#![allow(unsafe_code)]
+
+#[deny(unsafe_code)]
+mod arena;
+#[deny(unsafe_code)]
+mod boundary;
+#[deny(unsafe_code)]
+mod calls;
+#[deny(unsafe_code)]
+mod config;
+#[deny(unsafe_code)]
+mod device;
+#[deny(unsafe_code)]
+mod engine;
+#[deny(unsafe_code)]
+mod errors;
+#[deny(unsafe_code)]
+mod execute;
+mod exports;
+#[deny(unsafe_code)]
+mod faults;
+pub(crate) mod gemm;
+#[deny(unsafe_code)]
+mod io;
+#[deny(unsafe_code)]
+mod latency;
+#[deny(unsafe_code)]
+mod memory;
+#[deny(unsafe_code)]
+mod model;
+mod reserve;
+#[deny(unsafe_code)]
+mod state;

@@ -1,0 +1,124 @@
+//! The calls that reach the simulated card, and what the simulator does for each.
+//!
+//! A call that *crosses PCIe* is counted in `axclSimCounters::calls`, pays the
+//! configured `call_us` (plus transfer or execution time), and fails while the
+//! device is lost. Fault kinds are the `KIND` of `fail=`, `lose_device=` and
+//! `abort=` in the simulator configuration.
+//!
+//! | call | crosses PCIe | fault kinds | default injected code |
+//! |---|---|---|---|
+//! | `axclrtSetDevice` | yes | – | – |
+//! | `axclrtResetDevice` | yes, and works on a lost device (it is the recovery) | – | – |
+//! | `axclrtMalloc` | yes | `malloc`, `any` | MEMORY NO_MEMORY |
+//! | `axclrtFree` | yes | `free`, `any` | MEMORY EXECUTE_FAIL |
+//! | `axclrtMemset` | yes | `memset`, `any` | MEMORY EXECUTE_FAIL |
+//! | `axclrtMemcpy` H2D / D2H / D2D | yes | `memcpy`, `h2d` / `d2h` / `d2d`, `any` | MEMORY EXECUTE_FAIL |
+//! | `axclrtEngineInit` / `axclrtEngineFinalize` | yes (INFERRED: the card runs `AX_ENGINE_Init`) | – | – |
+//! | `axclrtEngineLoadFromFile` / `LoadFromMem` | yes | `load`, `any` | ENGINE EXECUTE_FAIL |
+//! | `axclrtEngineUnload`, `axclrtEngineCreateContext` | yes | – | – |
+//! | `axclrtEngineCreateIO` / `DestroyIO` | yes | – | – |
+//! | `axclrtEngineSet{Input,Output}BufferByIndex` | no: host-local (INFERRED) | `bind`, `any` | ENGINE EXECUTE_FAIL |
+//! | `axclrtEngineExecute` | yes | `execute`, `any` | ENGINE EXECUTE_FAIL |
+//!
+//! Every other call is host-local (INFERRED): device queries, context management,
+//! `axclrtEngineGetIOInfo` / `DestroyIOInfo` and the IO-info getters, and
+//! `HOST_TO_HOST` copies. They pay no latency, are not counted in `calls`, keep
+//! working on a lost device and cannot be faulted. Calls that fail return at once
+//! without paying latency.
+
+use super::errors::ErrorKind;
+use super::faults::FaultKind;
+use axcl_sys::sim::axclSimCounters;
+
+/// Direction of a copy that involves the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CopyKind {
+    HostToDevice,
+    DeviceToHost,
+    DeviceToDevice,
+}
+
+/// A call that reaches the simulated card (see the module table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Call {
+    SetDevice,
+    ResetDevice,
+    Malloc,
+    Free,
+    Memset,
+    Memcpy(CopyKind),
+    EngineInit,
+    EngineFinalize,
+    Load,
+    Unload,
+    EngineCreateContext,
+    CreateIo,
+    DestroyIo,
+    Bind,
+    Execute,
+}
+
+impl Call {
+    pub(super) fn crosses_pcie(self) -> bool {
+        self != Call::Bind
+    }
+
+    pub(super) fn fails_when_lost(self) -> bool {
+        self.crosses_pcie() && self != Call::ResetDevice
+    }
+
+    /// Whether a fault of `kind` counts this call.
+    pub(super) fn matches(self, kind: FaultKind) -> bool {
+        use CopyKind::*;
+        match (kind, self) {
+            (FaultKind::Any, call) => call.is_fault_point(),
+            (FaultKind::Malloc, Call::Malloc)
+            | (FaultKind::Free, Call::Free)
+            | (FaultKind::Memset, Call::Memset)
+            | (FaultKind::Memcpy, Call::Memcpy(_))
+            | (FaultKind::H2d, Call::Memcpy(HostToDevice))
+            | (FaultKind::D2h, Call::Memcpy(DeviceToHost))
+            | (FaultKind::D2d, Call::Memcpy(DeviceToDevice))
+            | (FaultKind::Load, Call::Load)
+            | (FaultKind::Bind, Call::Bind)
+            | (FaultKind::Execute, Call::Execute) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether faults can fire on this call (the calls with a fault kind).
+    fn is_fault_point(self) -> bool {
+        matches!(
+            self,
+            Call::Malloc | Call::Free | Call::Memset | Call::Memcpy(_) | Call::Load | Call::Bind | Call::Execute
+        )
+    }
+
+    /// The failure an injected `fail=` without a code produces (engine calls, the
+    /// rest of the fault points, get ENGINE EXECUTE_FAIL).
+    pub(super) fn default_fault(self) -> ErrorKind {
+        match self {
+            Call::Malloc => ErrorKind::OutOfMemory,
+            Call::Free | Call::Memset | Call::Memcpy(_) => ErrorKind::MemoryExecuteFailed,
+            _ => ErrorKind::ExecuteFailed,
+        }
+    }
+
+    /// Adds this call to the call counters (bytes are added by the copy itself).
+    pub(super) fn count(self, c: &mut axclSimCounters) {
+        c.calls += u64::from(self.crosses_pcie());
+        let counter = match self {
+            Call::Malloc => &mut c.malloc_calls,
+            Call::Free => &mut c.free_calls,
+            Call::Memset => &mut c.memset_calls,
+            Call::Memcpy(CopyKind::HostToDevice) => &mut c.h2d_calls,
+            Call::Memcpy(CopyKind::DeviceToHost) => &mut c.d2h_calls,
+            Call::Memcpy(CopyKind::DeviceToDevice) => &mut c.d2d_calls,
+            Call::Bind => &mut c.bind_calls,
+            Call::Execute => &mut c.execute_calls,
+            Call::Load => &mut c.load_calls,
+            _ => return,
+        };
+        *counter += 1;
+    }
+}

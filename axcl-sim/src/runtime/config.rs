@@ -1,0 +1,102 @@
+//! The simulator configuration and its text form (`axclSimConfigure`, the
+//! `AXCL_SIM_CONFIG` environment variable); the syntax is documented in `axcl_sim.h`.
+
+use super::faults::{Fault, Faults};
+use super::latency::Latency;
+
+/// Device memory when `mem_mb` is not configured: the standard 8 GB card's CMM pool.
+pub(super) const DEFAULT_MEM_MB: u64 = 7040;
+/// Largest `mem_mb`: the size of the simulated device address window.
+pub(super) const MAX_MEM_MB: u64 = 65536;
+
+/// Everything `axclSimConfigure` can change. It outlives `axclInit`/`axclFinalize`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Config {
+    pub latency: Latency,
+    pub mem_mb: u64,
+    pub faults: Faults,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { latency: Latency::default(), mem_mb: DEFAULT_MEM_MB, faults: Faults::default() }
+    }
+}
+
+impl Config {
+    /// Device memory in bytes.
+    pub(super) fn mem_bytes(&self) -> u64 {
+        self.mem_mb << 20
+    }
+
+    /// Applies `key=value` entries separated by `;`, in order. When any entry
+    /// does not parse nothing changes and the error names that entry.
+    pub(super) fn apply(&mut self, spec: &str) -> Result<(), String> {
+        let mut next = self.clone();
+        for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            next.apply_entry(entry)?;
+        }
+        *self = next;
+        Ok(())
+    }
+
+    fn apply_entry(&mut self, entry: &str) -> Result<(), String> {
+        if entry == "reset" {
+            self.latency = Latency::default();
+            self.faults.clear();
+            return Ok(());
+        }
+        let Some((key, value)) = entry.split_once('=') else {
+            return Err(format!("entry {entry:?} is not key=value (or reset)"));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let l = &mut self.latency;
+        let target = match key {
+            "exec_us" => &mut l.exec_us,
+            "post_us" => &mut l.post_us,
+            "call_us" => &mut l.call_us,
+            "h2d_mbps" => &mut l.h2d_mbps,
+            "d2h_mbps" => &mut l.d2h_mbps,
+            "d2d_mbps" => &mut l.d2d_mbps,
+            "mem_mb" => {
+                self.mem_mb = match value.parse::<u64>() {
+                    Ok(mb) if (1..=MAX_MEM_MB).contains(&mb) => mb,
+                    _ => return Err(format!("mem_mb={value}: expected a whole number of MiB in 1..={MAX_MEM_MB}")),
+                };
+                return Ok(());
+            }
+            "fail" | "lose_device" | "abort" => {
+                self.faults.arm(Fault::parse(key, value)?);
+                return Ok(());
+            }
+            _ => return Err(format!("unknown key {key:?} in {entry:?}")),
+        };
+        *target = match value.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => v,
+            _ => return Err(format!("{key}={value}: expected a finite number >= 0")),
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_all_entries_or_none() {
+        let mut c = Config::default();
+        c.apply(" call_us=12.5 ; h2d_mbps=400;mem_mb=64; fail=malloc:1 ").unwrap();
+        assert_eq!((c.latency.call_us, c.latency.h2d_mbps, c.mem_mb), (12.5, 400.0, 64));
+        let before = c.clone();
+        assert!(c.apply("exec_us=3;bogus=1").unwrap_err().contains("bogus"));
+        assert!(c.apply("exec_us=-1").is_err());
+        assert!(c.apply("mem_mb=0").is_err());
+        assert!(c.apply("call_us").is_err());
+        assert_eq!(c, before);
+        c.apply("reset").unwrap();
+        assert_eq!(c.latency, Latency::default());
+        assert_eq!(c.faults, Faults::default());
+        assert_eq!(c.mem_mb, 64, "reset keeps the memory size");
+    }
+}

@@ -1,0 +1,130 @@
+//! IO descriptions (`axclrtEngineIOInfo`) and IO objects (`axclrtEngineIO`).
+//!
+//! Both are host-side objects named by opaque handles that are looked up (and so
+//! validated) on every use. An IO object holds one (address, size) binding per
+//! tensor, stored exactly as given; `axclrtEngineExecute` checks them.
+
+use super::calls::Call;
+use super::errors::{ErrorKind, SimError, SimResult};
+use super::model::{Dir, IoTable};
+use super::state::{engine_lock, global, new_handle, pay};
+use std::sync::Arc;
+
+/// An IO description handed out by `axclrtEngineGetIOInfo`.
+#[derive(Debug)]
+pub(super) struct IoInfo {
+    pub model: u64,
+    /// Keeps the tensor names the getters return alive until the info is destroyed.
+    pub table: Arc<IoTable>,
+}
+
+/// A device buffer bound to a tensor: address and byte size as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Binding {
+    pub addr: u64,
+    pub size: u64,
+}
+
+/// An IO object: the bindings of one execution's tensors.
+#[derive(Debug)]
+pub(super) struct IoObject {
+    pub model: u64,
+    inputs: Vec<Option<Binding>>,
+    outputs: Vec<Option<Binding>>,
+}
+
+impl IoObject {
+    /// The bindings of the inputs or outputs, in model order.
+    pub(super) fn slots(&self, dir: Dir) -> &[Option<Binding>] {
+        match dir {
+            Dir::Input => &self.inputs,
+            Dir::Output => &self.outputs,
+        }
+    }
+
+    fn slots_mut(&mut self, dir: Dir) -> &mut [Option<Binding>] {
+        match dir {
+            Dir::Input => &mut self.inputs,
+            Dir::Output => &mut self.outputs,
+        }
+    }
+}
+
+fn unknown(what: &str, handle: u64) -> SimError {
+    SimError::new(
+        ErrorKind::EngineArgument,
+        format!("{what} handle 0x{handle:x} is unknown (destroyed, or never created)"),
+    )
+}
+
+/// `axclrtEngineGetIOInfo`.
+pub(super) fn get_io_info(model: u64) -> SimResult<u64> {
+    let mut g = global();
+    let engine = &mut g.with_context()?.engine;
+    let table = Arc::clone(&engine.model(model)?.io);
+    let info = new_handle();
+    engine.infos.insert(info, IoInfo { model, table });
+    Ok(info)
+}
+
+/// `axclrtEngineDestroyIOInfo`.
+pub(super) fn destroy_io_info(info: u64) -> SimResult<()> {
+    let mut g = global();
+    g.with_context()?.engine.infos.remove(&info).map(|_| ()).ok_or_else(|| unknown("IO info", info))
+}
+
+/// Runs an IO-info getter on the table of `info` (host-local: no context needed).
+pub(super) fn with_info<T>(info: u64, getter: impl FnOnce(&IoTable) -> SimResult<T>) -> SimResult<T> {
+    let mut g = global();
+    let entry = g.runtime()?.engine.infos.get(&info).ok_or_else(|| unknown("IO info", info))?;
+    getter(&entry.table)
+}
+
+/// `axclrtEngineCreateIO`: one unbound slot per input and output.
+pub(super) fn create_io(info: u64) -> SimResult<u64> {
+    let _engine = engine_lock();
+    let mut g = global();
+    g.with_context()?;
+    g.enter(Call::CreateIo)?;
+    let engine = &mut g.runtime()?.engine;
+    let model = engine.infos.get(&info).ok_or_else(|| unknown("IO info", info))?.model;
+    let table = &engine.model(model)?.io;
+    let object =
+        IoObject { model, inputs: vec![None; table.count(Dir::Input)], outputs: vec![None; table.count(Dir::Output)] };
+    let io = new_handle();
+    engine.ios.insert(io, object);
+    let cost = g.config.latency.call();
+    drop(g);
+    pay(cost);
+    Ok(io)
+}
+
+/// `axclrtEngineDestroyIO`.
+pub(super) fn destroy_io(io: u64) -> SimResult<()> {
+    let _engine = engine_lock();
+    let mut g = global();
+    g.with_context()?;
+    g.enter(Call::DestroyIo)?;
+    g.runtime()?.engine.ios.remove(&io).ok_or_else(|| unknown("IO object", io))?;
+    let cost = g.config.latency.call();
+    drop(g);
+    pay(cost);
+    Ok(())
+}
+
+/// `axclrtEngineSet{Input,Output}BufferByIndex` (host-local: no latency).
+pub(super) fn bind(io: u64, dir: Dir, index: u32, addr: u64, size: u64) -> SimResult<()> {
+    let mut g = global();
+    g.with_context()?;
+    let count = g.runtime()?.engine.ios.get(&io).ok_or_else(|| unknown("IO object", io))?.slots(dir).len();
+    if index as usize >= count {
+        return Err(SimError::new(
+            ErrorKind::InvalidIndex,
+            format!("{} index {index} is out of range (the model has {count} {}s)", dir.name(), dir.name()),
+        ));
+    }
+    g.enter(Call::Bind)?;
+    let object = g.runtime()?.engine.ios.get_mut(&io).ok_or_else(|| unknown("IO object", io))?;
+    object.slots_mut(dir)[index as usize] = Some(Binding { addr, size });
+    Ok(())
+}

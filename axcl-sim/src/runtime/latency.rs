@@ -1,0 +1,83 @@
+//! Simulated PCIe and NPU latency, and the accurate wait that spends it.
+
+use super::calls::CopyKind;
+use std::time::{Duration, Instant};
+
+/// Configured latencies (all zero by default: no waiting).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Latency {
+    /// Fixed cost of every call that crosses PCIe (µs).
+    pub call_us: f64,
+    /// One execute of a decoder-layer model (µs), on top of `call_us`.
+    pub exec_us: f64,
+    /// One execute of a post model (µs), on top of `call_us`.
+    pub post_us: f64,
+    /// Host-to-device bandwidth in MB/s (10⁶ bytes per second); 0 = infinite.
+    pub h2d_mbps: f64,
+    /// Device-to-host bandwidth, like `h2d_mbps`.
+    pub d2h_mbps: f64,
+    /// On-card copy bandwidth, like `h2d_mbps`.
+    pub d2d_mbps: f64,
+}
+
+fn micros(us: f64) -> Duration {
+    Duration::from_secs_f64(us.max(0.0) / 1e6)
+}
+
+impl Latency {
+    /// A call that crosses PCIe and does nothing else that takes time.
+    pub(super) fn call(&self) -> Duration {
+        micros(self.call_us)
+    }
+
+    /// A copy of `bytes` bytes.
+    pub(super) fn copy(&self, kind: CopyKind, bytes: u64) -> Duration {
+        let mbps = match kind {
+            CopyKind::HostToDevice => self.h2d_mbps,
+            CopyKind::DeviceToHost => self.d2h_mbps,
+            CopyKind::DeviceToDevice => self.d2d_mbps,
+        };
+        let transfer = if mbps > 0.0 { Duration::from_secs_f64(bytes as f64 / (mbps * 1e6)) } else { Duration::ZERO };
+        self.call() + transfer
+    }
+
+    /// An engine execution of a layer (`post == false`) or post model.
+    pub(super) fn execute(&self, post: bool) -> Duration {
+        self.call() + micros(if post { self.post_us } else { self.exec_us })
+    }
+}
+
+/// How much of a wait is spun instead of slept: sleeping overshoots by tens of
+/// microseconds, so the tail is spent busy-waiting for accuracy.
+const SPIN_TAIL: Duration = Duration::from_micros(100);
+
+/// Waits for `duration` (sleeping, then spinning the last ~100 µs); returns the time waited.
+pub(super) fn wait(duration: Duration) -> Duration {
+    if duration.is_zero() {
+        return Duration::ZERO;
+    }
+    let start = Instant::now();
+    if duration > SPIN_TAIL {
+        std::thread::sleep(duration - SPIN_TAIL);
+    }
+    while start.elapsed() < duration {
+        std::hint::spin_loop();
+    }
+    start.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_add_call_and_transfer_time() {
+        let l = Latency { call_us: 10.0, h2d_mbps: 1.0, post_us: 5.0, ..Latency::default() };
+        assert_eq!(l.copy(CopyKind::HostToDevice, 1000), Duration::from_micros(1010));
+        assert_eq!(l.copy(CopyKind::DeviceToHost, 1000), Duration::from_micros(10));
+        assert_eq!(l.execute(true), Duration::from_micros(15));
+        assert_eq!(l.execute(false), Duration::from_micros(10));
+        assert_eq!(wait(Duration::ZERO), Duration::ZERO);
+        assert!(wait(Duration::from_micros(50)) >= Duration::from_micros(50));
+    }
+}

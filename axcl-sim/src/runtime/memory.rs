@@ -1,0 +1,122 @@
+//! Device memory calls: malloc, free, memset and the copies.
+//!
+//! Each needs a current context, reaches the card (see `calls`), and touches
+//! device memory only inside one live allocation.
+
+use super::arena::{ALIGN, overlaps_window};
+use super::calls::{Call, CopyKind};
+use super::errors::{ErrorKind, SimError, SimResult};
+use super::state::{global, pay};
+use axcl_sys::rt;
+
+/// The card takes allocation sizes as 32-bit values (§5.7; INFERRED limit).
+const MAX_ALLOC: u64 = u32::MAX as u64;
+
+fn bad(message: String) -> SimError {
+    SimError::new(ErrorKind::BadMemoryArgument, message)
+}
+
+/// `axclrtMalloc`: `size` bytes of fresh (0xFF-filled) device memory.
+pub(super) fn malloc(size: u64, policy: i32) -> SimResult<u64> {
+    let mut g = global();
+    g.with_context()?;
+    if size == 0 || size > MAX_ALLOC {
+        return Err(bad(format!("size {size} is not in 1..={MAX_ALLOC} bytes")));
+    }
+    let align = match u32::try_from(policy) {
+        Ok(rt::AXCL_MEM_MALLOC_HUGE_FIRST | rt::AXCL_MEM_MALLOC_HUGE_ONLY | rt::AXCL_MEM_MALLOC_NORMAL_ONLY) => ALIGN,
+        // The worker aligns SIZE_ALIGN allocations to their size (§5.7); rounding
+        // that to a power of two is our simplification.
+        Ok(rt::AXCL_MEM_MALLOC_SIZE_ALIGN) => size.next_power_of_two().max(ALIGN),
+        _ => return Err(bad(format!("unknown allocation policy {policy}"))),
+    };
+    g.enter(Call::Malloc)?;
+    let capacity = g.config.mem_bytes();
+    let memory = &mut g.runtime()?.device.memory;
+    let addr = memory.alloc(size, align, capacity)?;
+    let live = memory.live_bytes();
+    g.counters.peak_bytes = g.counters.peak_bytes.max(live);
+    let cost = g.config.latency.call();
+    drop(g);
+    pay(cost);
+    Ok(addr)
+}
+
+/// `axclrtFree`: `addr` must be the start of a live allocation.
+pub(super) fn free(addr: u64) -> SimResult<()> {
+    let mut g = global();
+    g.with_context()?;
+    g.enter(Call::Free)?;
+    g.runtime()?.device.memory.free(addr)?;
+    let cost = g.config.latency.call();
+    drop(g);
+    pay(cost);
+    Ok(())
+}
+
+/// `axclrtMemset`: fills `count` bytes with `value`.
+pub(super) fn memset(addr: u64, value: u8, count: u64) -> SimResult<()> {
+    let mut g = global();
+    g.with_context()?;
+    g.enter(Call::Memset)?;
+    g.runtime()?.device.memory.write(addr, count, "memset")?.fill(value);
+    let cost = g.config.latency.call();
+    drop(g);
+    pay(cost);
+    Ok(())
+}
+
+/// Checks the host side of a copy before the host buffer is touched: the call
+/// needs a current context, and a host range must not lie in the device window
+/// (a device address passed as a host pointer, usually a wrong copy kind).
+pub(super) fn check_host_side(host: u64, count: u64, what: &str) -> SimResult<()> {
+    global().with_context()?;
+    if overlaps_window(host, count) {
+        return Err(bad(format!(
+            "{what} 0x{host:x}..+{count} lies in the device address window: it is a device address, \
+             not host memory (wrong copy kind?)"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs one device copy: gate, the copy itself, byte counter, latency.
+fn copy(kind: CopyKind, count: u64, op: impl FnOnce(&mut super::arena::Arena) -> SimResult<()>) -> SimResult<()> {
+    let mut g = global();
+    g.with_context()?;
+    g.enter(Call::Memcpy(kind))?;
+    op(&mut g.runtime()?.device.memory)?;
+    let c = &mut g.counters;
+    *match kind {
+        CopyKind::HostToDevice => &mut c.h2d_bytes,
+        CopyKind::DeviceToHost => &mut c.d2h_bytes,
+        CopyKind::DeviceToDevice => &mut c.d2d_bytes,
+    } += count;
+    let cost = g.config.latency.copy(kind, count);
+    drop(g);
+    pay(cost);
+    Ok(())
+}
+
+/// `axclrtMemcpy` HOST_TO_DEVICE.
+pub(super) fn copy_to_device(dst: u64, src: &[u8]) -> SimResult<()> {
+    let count = src.len() as u64;
+    copy(CopyKind::HostToDevice, count, |m| {
+        m.write(dst, count, "destination")?.copy_from_slice(src);
+        Ok(())
+    })
+}
+
+/// `axclrtMemcpy` DEVICE_TO_HOST.
+pub(super) fn copy_to_host(dst: &mut [u8], src: u64) -> SimResult<()> {
+    let count = dst.len() as u64;
+    copy(CopyKind::DeviceToHost, count, |m| {
+        dst.copy_from_slice(m.read(src, count, "source")?);
+        Ok(())
+    })
+}
+
+/// `axclrtMemcpy` DEVICE_TO_DEVICE (overlapping ranges behave like `memmove`).
+pub(super) fn copy_on_device(dst: u64, src: u64, count: u64) -> SimResult<()> {
+    copy(CopyKind::DeviceToDevice, count, |m| m.copy(dst, src, count))
+}
