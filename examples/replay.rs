@@ -1,0 +1,140 @@
+//! Runs a script of requests against one loaded model and prints the results
+//! as JSON: the harness the cross-checks against an independent reference use
+//! (tests/python), and a handy way to reproduce a conversation exactly.
+//!
+//! `cargo run --release --example replay -- <model dir> <script.json>`
+//!
+//! Script: `{"requests": [REQUEST, ...]}`, run in order on the same model, so
+//! later requests see the device cache earlier ones left. A REQUEST is either
+//! * `{"kind": "session", "prompt": [ids], "steps": N}`: greedy decoding
+//!   through the low-level session, reporting every step's logits; or
+//! * `{"kind": "generate", "prompt": [ids] | "text": "...", "num_predict": N,
+//!   "temperature": T, "seed": S, "top_k": K, "top_p": P, "stop": [..]}`:
+//!   the generation API, reporting tokens, text, done reason and stats.
+//!
+//! Every result also reports the tokens the device cache holds afterwards.
+
+use anyhow::{Context, Result, bail};
+use axllm::sampling::argmax;
+use axllm::{GenerateOptions, LoadOptions, Model, SamplingOptions};
+use serde_json::{Value, json};
+
+fn ids(v: &Value) -> Result<Vec<u32>> {
+    v.as_array()
+        .context("prompt must be an array of token ids")?
+        .iter()
+        .map(|x| x.as_u64().map(|n| n as u32).context("token ids are non-negative integers"))
+        .collect()
+}
+
+fn to_f32(bits: &[u16]) -> Vec<f32> {
+    bits.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect()
+}
+
+fn session(model: &Model, req: &Value) -> Result<Value> {
+    let prompt = ids(&req["prompt"])?;
+    let steps = req["steps"].as_u64().unwrap_or(32) as usize;
+    let mut s = model.session();
+    let (feed, logits) = s.feed_prompt(&prompt)?;
+    let mut logits = to_f32(logits);
+    let (mut tokens, mut all_logits, mut reason) = (Vec::new(), Vec::new(), "steps");
+    for step in 0..steps {
+        let t = argmax(&logits);
+        tokens.push(t);
+        all_logits.push(std::mem::take(&mut logits));
+        if step + 1 == steps {
+            break;
+        }
+        if !s.has_room() {
+            reason = "length";
+            break;
+        }
+        logits = to_f32(s.feed_token(t)?);
+    }
+    Ok(json!({
+        "tokens": tokens,
+        "logits": all_logits,
+        "reason": reason,
+        "reused": feed.reused,
+        "fed": feed.fed,
+        "fed_by_decode": feed.fed_by_decode,
+        "cached": s.cached_tokens(),
+    }))
+}
+
+fn generate(model: &Model, req: &Value) -> Result<Value> {
+    let f = |k: &str| req.get(k).and_then(Value::as_f64);
+    let d = SamplingOptions::greedy();
+    let opts = GenerateOptions {
+        sampling: SamplingOptions {
+            temperature: f("temperature").map_or(d.temperature, |v| v as f32),
+            top_k: f("top_k").map_or(d.top_k, |v| v as i32),
+            top_p: f("top_p").map_or(d.top_p, |v| v as f32),
+            seed: f("seed").map_or(d.seed, |v| v as i64),
+            ..d
+        },
+        num_predict: req["num_predict"].as_u64().map(|n| n as usize),
+        stop: req["stop"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+        add_special_tokens: false,
+    };
+    let mut pieces = Vec::new();
+    let done = match (&req["text"], &req["prompt"]) {
+        (Value::String(text), _) => {
+            let mut g = model.begin(text, &opts)?;
+            drain(&mut g, &mut pieces)?
+        }
+        (_, p) => {
+            let mut g = model.begin_tokens(&ids(p)?, &opts)?;
+            drain(&mut g, &mut pieces)?
+        }
+    };
+    let (reason, stats, tokens) = done;
+    Ok(json!({
+        "tokens": tokens,
+        "text": pieces.concat(),
+        "pieces": pieces,
+        "reason": reason.as_api_str(),
+        "reason_detail": format!("{reason:?}"),
+        "prompt_tokens": stats.prompt_tokens,
+        "reused": stats.prompt_reused,
+        "generated": stats.generated,
+        "cached": model.cached_tokens(),
+    }))
+}
+
+fn drain(g: &mut axllm::Generation, pieces: &mut Vec<String>) -> Result<(axllm::StopReason, axllm::Stats, Vec<u32>)> {
+    loop {
+        match g.next()? {
+            axllm::Step::Text(t) => pieces.push(t),
+            axllm::Step::Done(r) => return Ok((r, g.stats(), g.tokens().to_vec())),
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [dir, script] = args.as_slice() else { bail!("usage: replay <model dir> <script.json>") };
+    let script: Value = serde_json::from_str(&std::fs::read_to_string(script)?)?;
+    let model = Model::load(dir.as_ref(), &LoadOptions::default())?;
+    let mut results = Vec::new();
+    for req in script["requests"].as_array().context("script needs a \"requests\" array")? {
+        let r = match req["kind"].as_str() {
+            Some("session") => session(&model, req),
+            Some("generate") => generate(&model, req),
+            other => bail!("unknown request kind {other:?}"),
+        };
+        results.push(r.unwrap_or_else(|e| json!({"error": e.to_string()})));
+    }
+    let info = model.info();
+    println!(
+        "{}",
+        json!({
+            "results": results,
+            "context_length": info.context_length,
+            "max_prefill": info.max_prefill,
+            "chunk": info.geometry.chunk,
+            "vocab": info.vocab,
+        })
+    );
+    Ok(())
+}
