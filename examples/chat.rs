@@ -8,7 +8,7 @@
 //! Without a card, set `AXLLM_AXCL_LIB` to the simulator (`libaxcl_sim.so`).
 
 use anyhow::{Context, Result};
-use axllm::{GenerateOptions, LoadOptions, Model, Step};
+use axllm_core::{GenerateOptions, LoadOptions, Model, Step};
 use clap::Parser;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;

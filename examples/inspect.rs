@@ -7,9 +7,9 @@
 //! `cargo run --release --example inspect -- <model dir> [--layer N] [--device N]`
 
 use anyhow::{Context, Result};
-use axllm::engine::Geometry;
-use axllm::model::ModelFiles;
-use axllm::npu::{EngineModel, GroupInfo, Runtime, dtype};
+use axllm_core::engine::Geometry;
+use axllm_core::model::ModelFiles;
+use axllm_core::npu::{EngineModel, GroupInfo, Runtime, dtype};
 use std::path::{Path, PathBuf};
 
 fn print_groups(title: &str, path: &Path, groups: &[GroupInfo]) {

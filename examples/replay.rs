@@ -15,8 +15,8 @@
 //! Every result also reports the tokens the device cache holds afterwards.
 
 use anyhow::{Context, Result, bail};
-use axllm::sampling::argmax;
-use axllm::{GenerateOptions, LoadOptions, Model, SamplingOptions};
+use axllm_core::sampling::argmax;
+use axllm_core::{GenerateOptions, LoadOptions, Model, SamplingOptions};
 use serde_json::{Value, json};
 
 fn ids(v: &Value) -> Result<Vec<u32>> {
@@ -102,11 +102,11 @@ fn generate(model: &Model, req: &Value) -> Result<Value> {
     }))
 }
 
-fn drain(g: &mut axllm::Generation, pieces: &mut Vec<String>) -> Result<(axllm::StopReason, axllm::Stats, Vec<u32>)> {
+fn drain(g: &mut axllm_core::Generation, pieces: &mut Vec<String>) -> Result<(axllm_core::StopReason, axllm_core::Stats, Vec<u32>)> {
     loop {
         match g.next()? {
-            axllm::Step::Text(t) => pieces.push(t),
-            axllm::Step::Done(r) => return Ok((r, g.stats(), g.tokens().to_vec())),
+            axllm_core::Step::Text(t) => pieces.push(t),
+            axllm_core::Step::Done(r) => return Ok((r, g.stats(), g.tokens().to_vec())),
         }
     }
 }

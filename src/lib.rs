@@ -1,3 +1,2 @@
-//! Facade over [`axllm_core`] so that the workspace root can host the
-//! `examples/` and `tests/` directories of the design card.
-pub use axllm_core::*;
+//! The workspace root package: it hosts `examples/` (chat, inspect, replay)
+//! and the end-to-end tests in `tests/`, which use `axllm-core` directly.

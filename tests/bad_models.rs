@@ -5,7 +5,7 @@ mod common;
 
 use axcl_sim::format::{SimModelFile, SimModelWriter};
 use axcl_sim::pack::{Family, Layout};
-use axllm::{Error, Model};
+use axllm_core::{Error, Model};
 use common::*;
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,7 @@ mod common;
 
 use axcl_sim::format::SimModelFile;
 use axcl_sim::pack::{Family, Layout};
-use axllm::{GenerateOptions, Model, SamplingOptions, Step, StopReason};
+use axllm_core::{GenerateOptions, Model, SamplingOptions, Step, StopReason};
 use common::*;
 use std::sync::mpsc;
 
@@ -90,18 +90,18 @@ fn cache_holds_exactly_the_fed_tokens_and_reuses_prefixes() {
 }
 
 trait TestGenerate {
-    fn generate_tokens_for_test(&self, prompt: &[u32], n: usize) -> axllm::Completion;
+    fn generate_tokens_for_test(&self, prompt: &[u32], n: usize) -> axllm_core::Completion;
 }
 
 impl TestGenerate for Model {
-    fn generate_tokens_for_test(&self, prompt: &[u32], n: usize) -> axllm::Completion {
+    fn generate_tokens_for_test(&self, prompt: &[u32], n: usize) -> axllm_core::Completion {
         let mut g = self.begin_tokens(prompt, &greedy(n)).unwrap();
         let mut text = String::new();
         loop {
             match g.next().unwrap() {
                 Step::Text(t) => text.push_str(&t),
                 Step::Done(reason) => {
-                    return axllm::Completion { text, reason, stats: g.stats(), tokens: g.tokens().to_vec() };
+                    return axllm_core::Completion { text, reason, stats: g.stats(), tokens: g.tokens().to_vec() };
                 }
             }
         }
@@ -133,7 +133,7 @@ fn stop_reasons_num_predict_and_context_full() {
     // A prompt longer than the context is refused and changes nothing.
     let too_long: Vec<u32> = (0..128).collect();
     let before = model.cached_tokens();
-    assert!(matches!(model.begin_tokens(&too_long, &opts), Err(axllm::Error::PromptTooLong { tokens: 128, max: 127 })));
+    assert!(matches!(model.begin_tokens(&too_long, &opts), Err(axllm_core::Error::PromptTooLong { tokens: 128, max: 127 })));
     assert_eq!(model.cached_tokens(), before);
 }
 
@@ -163,7 +163,7 @@ fn streamed_pieces_are_whole_characters_and_add_up() {
     let text = "café, naïve 日本語 🎉 <think>x</think> done";
     let ids = tok.encode(text, false).unwrap();
     assert!(ids.len() > text.chars().count() / 2);
-    let mut dec = axllm::model::StreamDecoder::new();
+    let mut dec = axllm_core::model::StreamDecoder::new();
     let mut pieces = Vec::new();
     for &id in &ids {
         let p = dec.push(tok, id).unwrap();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use axllm::{Error, LoadMethod, LoadOptions, Model};
+use axllm_core::{Error, LoadMethod, LoadOptions, Model};
 use common::*;
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use axllm::{Error, LoadOptions, Model};
+use axllm_core::{Error, LoadOptions, Model};
 use common::*;
 
 #[test]

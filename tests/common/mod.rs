@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use axcl_sim::pack::{self, Family, IoOptions, Layout, PackOptions, RandomOptions};
-use axllm::{GenerateOptions, LoadOptions, Model, SamplingOptions};
+use axllm_core::{GenerateOptions, LoadOptions, Model, SamplingOptions};
 use std::path::{Path, PathBuf};
 
 /// `target/<profile>/libaxcl_sim.so`, next to the test binary's `deps/`.
