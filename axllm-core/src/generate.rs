@@ -5,7 +5,7 @@
 //! from [`Generation::next`], which is what the C ABI and Ollama's runner loop
 //! over; [`Model::generate`] is the callback convenience on top.
 
-use crate::engine::{Engine, Fed, Geometry, LoadMethod, LoadProgress, Resident};
+use crate::engine::{Engine, Fed, Geometry, LoadMethod, LoadProgress, PromptFeed, Resident};
 use crate::error::{Error, Result};
 use crate::model::config::{PostConfig, read_json};
 use crate::model::{Embeddings, ModelFiles, StreamDecoder, Tokenizer};
@@ -269,6 +269,12 @@ impl Model {
         })
     }
 
+    /// Low-level access to the layer loop: feed tokens, read logits. Holds the
+    /// NPU (like a generation) until dropped.
+    pub fn session(&self) -> Session {
+        Session { engine: self.inner.engine.lock_arc(), inner: Arc::clone(&self.inner) }
+    }
+
     /// Generates to the end, calling `on_text` with each piece; returning
     /// `false` from it cancels. Returns the whole text, the reason and the stats.
     pub fn generate(
@@ -431,6 +437,48 @@ impl Drop for Generation {
         if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.cancel)) {
             *current = None;
         }
+    }
+}
+
+/// Direct use of the layer loop (see [`Model::session`]).
+pub struct Session {
+    engine: ArcMutexGuard<RawMutex, Engine>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("cached", &self.engine.cached_tokens().len()).finish()
+    }
+}
+
+impl Session {
+    /// Makes the cache hold exactly `prompt` (reusing the cached prefix) and
+    /// returns how it was fed and the logits (bf16 bits) after its last token.
+    pub fn feed_prompt(&mut self, prompt: &[u32]) -> Result<(PromptFeed, &[u16])> {
+        match self.engine.feed_prompt(&self.inner.embeddings, prompt, &|| false)? {
+            Fed::Logits(feed, logits) => Ok((feed, logits)),
+            Fed::Cancelled(_) => unreachable!("this session never cancels"),
+        }
+    }
+    /// Feeds one token at the next slot; returns the logits after it.
+    pub fn feed_token(&mut self, token: u32) -> Result<&[u16]> {
+        if token as usize >= self.inner.info.vocab {
+            return Err(Error::InvalidArgument(format!("token id {token} is outside the vocabulary")));
+        }
+        self.engine.feed_token(&self.inner.embeddings, token)
+    }
+    /// The tokens the device cache holds.
+    pub fn cached_tokens(&self) -> &[u32] {
+        self.engine.cached_tokens()
+    }
+    /// True when one more token fits.
+    pub fn has_room(&self) -> bool {
+        self.engine.has_room()
+    }
+    /// Zeroes the device cache.
+    pub fn reset(&mut self) -> Result<()> {
+        self.engine.reset()
     }
 }
 

@@ -98,6 +98,9 @@ impl Geometry {
             let (k_in, v_in) = (t(names::K_CACHE, true)?, t(names::V_CACHE, true)?);
             kv_bytes = kv_bytes.max(k_in.size).max(v_in.size);
             let rows = idx.elements();
+            if rows == 0 || input.elements() == 0 || k_out.elements() == 0 {
+                return Err(bad(path, format!("shape group {g} has an empty indices, input or K_cache_out tensor")));
+            }
             if rows == 1 {
                 agree(&mut hidden, input.elements(), "hidden size", g)?;
                 agree(&mut kv_dim, k_out.elements(), "K row size", g)?;
@@ -208,5 +211,89 @@ impl Geometry {
     pub fn tensor_size(&self, g: u32, name: &str) -> usize {
         let grp = &self.groups[g as usize];
         grp.input(name).or_else(|| grp.output(name)).map_or(0, |(_, t)| t.size as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::npu::TensorInfo;
+
+    fn t(name: &str, dims: &[i32], dtype: i32) -> TensorInfo {
+        let n: usize = dims.iter().map(|&d| d.max(0) as usize).product();
+        TensorInfo { name: name.into(), dims: dims.to_vec(), dtype, size: (n * if dtype == dtype::UINT32 { 4 } else { 2 }) as u64 }
+    }
+
+    /// The contract's layout: decode capacity `c`, chunk `tl`, history caps `ps`.
+    fn groups(h: i32, d: i32, tl: i32, c: i32, ps: &[i32]) -> Vec<GroupInfo> {
+        let b = dtype::BF16;
+        let grp = |kv: [i32; 3], rows: i32, cols: i32| GroupInfo {
+            inputs: vec![
+                t("K_cache", &kv, b),
+                t("V_cache", &kv, b),
+                t("indices", &[1, rows], dtype::UINT32),
+                t("input", &[1, rows, h], b),
+                t("mask", &[1, rows, cols], b),
+            ],
+            outputs: vec![t("K_cache_out", &[1, rows, d], b), t("V_cache_out", &[1, rows, d], b), t("output", &[1, rows, h], b)],
+        };
+        let mut v = vec![grp([1, c, d], 1, c + 1), grp([1, 1, h], tl, tl)];
+        v.extend(ps.iter().map(|&p| grp([1, p, d], tl, p + tl)));
+        v
+    }
+
+    #[test]
+    fn derives_the_qwen3_4b_layout() {
+        let g = Geometry::derive(Path::new("l0"), &groups(2560, 1024, 128, 2559, &[256, 512, 1024, 1536, 2048])).unwrap();
+        assert_eq!((g.hidden, g.kv_dim, g.chunk, g.kv_rows), (2560, 1024, 128, 2559));
+        assert_eq!(g.max_positions(), 2559);
+        assert_eq!(g.max_prefill(), 2176);
+        assert_eq!(g.prefill_group(0, 128).unwrap().index, 1);
+        assert_eq!(g.prefill_group(128, 128).unwrap().history_cap, 256);
+        assert_eq!(g.prefill_group(200, 100).unwrap().history_cap, 256);
+        assert!(g.prefill_group(2049, 1).is_none());
+        assert_eq!(g.prefill_plan(2000, 128).unwrap().1, 128);
+        assert_eq!(g.prefill_plan(2100, 128), None);
+        assert_eq!(g.decode_group(2558).unwrap().index, 0);
+        assert!(g.decode_group(2559).is_none());
+    }
+
+    #[test]
+    fn several_decode_groups_pick_the_smallest_that_fits() {
+        let mut gs = groups(64, 32, 16, 63, &[32]);
+        let mut big = gs[0].clone();
+        big.inputs[0] = t("K_cache", &[1, 127, 32], dtype::BF16);
+        big.inputs[1] = t("V_cache", &[1, 127, 32], dtype::BF16);
+        big.inputs[4] = t("mask", &[1, 1, 128], dtype::BF16);
+        gs.push(big);
+        let g = Geometry::derive(Path::new("l0"), &gs).unwrap();
+        assert_eq!(g.decode_group(10).unwrap().capacity, 63);
+        assert_eq!(g.decode_group(63).unwrap().capacity, 127);
+        assert_eq!(g.kv_rows, 127);
+    }
+
+    #[test]
+    fn malformed_reports_are_errors_not_panics() {
+        let base = groups(64, 32, 16, 63, &[32]);
+        let mut cases = Vec::new();
+        let mut zero_idx = base.clone();
+        zero_idx[1].inputs[2] = t("indices", &[1, 0], dtype::UINT32);
+        cases.push(zero_idx);
+        let mut zero_kv = base.clone();
+        zero_kv[0].outputs[0] = t("K_cache_out", &[1, 1, 0], dtype::BF16);
+        cases.push(zero_kv);
+        let mut no_mask = base.clone();
+        no_mask[2].inputs.remove(4);
+        cases.push(no_mask);
+        let mut mrope = base.clone();
+        mrope[1].inputs[2] = t("indices", &[1, 48], dtype::UINT32);
+        cases.push(mrope);
+        let mut bad_type = base.clone();
+        bad_type[0].inputs[2] = t("indices", &[1, 1], dtype::BF16);
+        cases.push(bad_type);
+        cases.push(vec![base[0].clone()]);
+        for (i, c) in cases.iter().enumerate() {
+            assert!(Geometry::derive(Path::new("l0"), c).is_err(), "case {i}");
+        }
     }
 }
