@@ -13,5 +13,17 @@ cargo run -q -p xtask -- check
 echo "== Rust tests"
 cargo build -q -p axcl-sim            # the simulator library the tests load
 cargo test -q --workspace 2>&1 | tee target/rust-tests.log
+echo "== Fuzz targets (seeded mutations, stable)"
+cargo test -q --manifest-path fuzz/Cargo.toml
+
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "== Fuzz targets (coverage-guided, ${FUZZ_SECONDS:-20} s each)"
+    command -v cargo-fuzz >/dev/null || cargo install -q cargo-fuzz
+    for t in geometry sim_format model_dir capi_args; do
+        (cd fuzz && AXLLM_AXCL_LIB="$PWD/../target/debug/libaxcl_sim.so" \
+            cargo +nightly fuzz run "$t" --features libfuzzer -- -max_total_time="${FUZZ_SECONDS:-20}" 2>&1 | grep -E '^Done|SUMMARY|panicked' )
+    done
+fi
+
 echo "== Python tests"
 .venv/bin/python -m pytest -q tests/python
