@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Builds Ollama v0.32.15 with native AX650 (axmodel) support.
+#
+#   ollama-patch/build.sh [build]   obtain -> copy -> patch -> cargo build -> go build
+#   ollama-patch/build.sh test      run the AX650 Go tests in the patched tree (no Rust needed)
+#   ollama-patch/build.sh test-all  run the full test suites of the patched packages
+#   ollama-patch/build.sh prepare   only obtain, copy and patch the source tree
+#   ollama-patch/build.sh clean     remove the build directory
+#
+# Environment:
+#   OLLAMA_SRC        use this Ollama v0.32.15 checkout instead of the Go module
+#   AX650_BUILD_DIR   patched source tree (default: ollama-patch/build/ollama)
+#   AX650_TAG=0       build without the ax650 tag: a plain Ollama whose axmodel
+#                     models fail with "built without AX650 support"
+#   CARGO_TARGET_DIR  where cargo puts libaxllm.a (default: <repo>/target)
+#   AXLLM_NATIVE_LIBS extra linker flags for the Rust static library
+#   GO, CARGO         the toolchains to use (default: go, cargo)
+#
+# The source tree is recreated from a pristine copy whenever the patches or
+# new files change, and reused otherwise, so re-running is cheap. Needs Go
+# >= 1.26 with cgo (a C compiler), Rust, and patch(1); works on x86_64 and
+# arm64 Linux (for example a Raspberry Pi 5 with an LLM8850 card).
+set -euo pipefail
+
+OLLAMA_MODULE=github.com/ollama/ollama
+OLLAMA_VERSION=v0.32.15
+VERSION_STRING=0.32.15-ax650
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BUILD_DIR=${AX650_BUILD_DIR:-$HERE/build/ollama}
+GO=${GO:-go}
+CARGO=${CARGO:-cargo}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# -buildvcs=false: the build tree may sit inside this repository's checkout.
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+check_go() {
+	command -v "$GO" >/dev/null || die "Go not found (need Go >= 1.26: https://go.dev/dl/)"
+	local v
+	v=$("$GO" env GOVERSION)
+	v=${v#go}
+	local major=${v%%.*} rest=${v#*.}
+	local minor=${rest%%.*}
+	if (( major < 1 || (major == 1 && minor < 26) )); then
+		die "Go $v is too old: Ollama $OLLAMA_VERSION needs Go >= 1.26"
+	fi
+}
+
+# source_dir prints the directory holding pristine Ollama sources.
+source_dir() {
+	if [[ -n "${OLLAMA_SRC:-}" ]]; then
+		[[ -f "$OLLAMA_SRC/go.mod" ]] || die "OLLAMA_SRC=$OLLAMA_SRC has no go.mod"
+		grep -q "^module $OLLAMA_MODULE\$" "$OLLAMA_SRC/go.mod" || die "OLLAMA_SRC=$OLLAMA_SRC is not $OLLAMA_MODULE"
+		if [[ -d "$OLLAMA_SRC/.git" ]] && command -v git >/dev/null; then
+			local tag
+			tag=$(git -C "$OLLAMA_SRC" describe --tags --exact-match 2>/dev/null || true)
+			[[ "$tag" == "$OLLAMA_VERSION" ]] || log "warning: OLLAMA_SRC is at '${tag:-an untagged commit}', the patches are for $OLLAMA_VERSION"
+		fi
+		(cd "$OLLAMA_SRC" && pwd)
+		return
+	fi
+	local json dir
+	# Outside any module, so that the download does not touch a go.mod.
+	json=$(cd / && GO111MODULE=on GOFLAGS=-mod=mod "$GO" mod download -json "$OLLAMA_MODULE@$OLLAMA_VERSION") ||
+		die "go mod download $OLLAMA_MODULE@$OLLAMA_VERSION failed (set OLLAMA_SRC to use a checkout)"
+	dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n1)
+	[[ -n "$dir" && -d "$dir" ]] || die "could not find the downloaded module's directory in: $json"
+	printf '%s\n' "$dir"
+}
+
+# stamp identifies the source and the patch set applied to the build tree.
+stamp() {
+	{
+		printf '%s %s\n' "$1" "$OLLAMA_VERSION"
+		(cd "$HERE" && find patches files -type f | LC_ALL=C sort | while read -r f; do
+			printf '%s ' "$f"
+			cksum <"$f"
+		done)
+	} | cksum
+}
+
+prepare() {
+	check_go
+	command -v patch >/dev/null || die "patch(1) not found (apt-get install patch)"
+	local src want
+	src=$(source_dir)
+	want=$(stamp "$src")
+	if [[ -f "$BUILD_DIR/.ax650-stamp" && "$(cat "$BUILD_DIR/.ax650-stamp")" == "$want" ]]; then
+		log "source tree is already patched: $BUILD_DIR"
+		return
+	fi
+	log "copying pristine Ollama $OLLAMA_VERSION from $src"
+	rm -rf "$BUILD_DIR"
+	mkdir -p "$(dirname "$BUILD_DIR")"
+	cp -R "$src" "$BUILD_DIR"
+	chmod -R u+w "$BUILD_DIR" # the module cache is read-only
+	rm -rf "$BUILD_DIR/.git"
+
+	local p
+	for p in "$HERE"/patches/*.patch; do
+		log "applying $(basename "$p")"
+		patch -d "$BUILD_DIR" -p1 --forward --batch --no-backup-if-mismatch --quiet -i "$p" ||
+			die "$(basename "$p") does not apply to $src (is it Ollama $OLLAMA_VERSION?)"
+	done
+	log "adding the AX650 files"
+	(cd "$HERE/files" && find . -type f | while read -r f; do
+		mkdir -p "$BUILD_DIR/$(dirname "$f")"
+		cp "$f" "$BUILD_DIR/$f"
+	done)
+	printf '%s\n' "$want" >"$BUILD_DIR/.ax650-stamp"
+}
+
+build_rust() {
+	command -v "$CARGO" >/dev/null || die "cargo not found (https://rustup.rs)"
+	log "building libaxllm.a (cargo build --release -p axllm-capi)"
+	(cd "$ROOT" && "$CARGO" build --release -p axllm-capi)
+	[[ -f "$TARGET_DIR/release/libaxllm.a" ]] || die "$TARGET_DIR/release/libaxllm.a was not built"
+}
+
+build_go() {
+	local tags=() out="$BUILD_DIR/ollama"
+	if [[ "${AX650_TAG:-1}" != 0 ]]; then
+		tags=(-tags ax650)
+	fi
+	log "building ollama ${tags[*]:-(without AX650 support)}"
+	# Go does not hash libaxllm.a: remove the binary so that it is relinked.
+	rm -f "$out"
+	(
+		cd "$BUILD_DIR"
+		export CGO_ENABLED=1
+		export CGO_CFLAGS="-I$ROOT/include ${CGO_CFLAGS:--O2 -g}"
+		export CGO_LDFLAGS="-L$TARGET_DIR/release ${AXLLM_NATIVE_LIBS:-} ${CGO_LDFLAGS:--O2 -g}"
+		"$GO" build "${tags[@]}" -trimpath \
+			-ldflags "-X=github.com/ollama/ollama/version.Version=$VERSION_STRING -X=github.com/ollama/ollama/server.mode=release" \
+			-o "$out" .
+	)
+	mkdir -p "$TARGET_DIR"
+	cp "$out" "$TARGET_DIR/ollama"
+	log "built $out (copied to $TARGET_DIR/ollama)"
+}
+
+# The AX650 tests: untagged, so they need neither Rust nor an NPU.
+AX650_TESTS='AX650|AXModel'
+
+run_tests() {
+	cd "$BUILD_DIR"
+	log "go test (AX650 tests)"
+	"$GO" test -count=1 -run "$AX650_TESTS" ./server/ ./llm/ ./parser/
+	"$GO" test -count=1 ./x/ax650runner/
+	log "go vet"
+	"$GO" vet ./x/ax650runner/ ./llm/ ./server/ ./parser/ ./runner/
+
+	# With the Rust library built: the tagged (cgo) build too, and the real
+	# engine against the simulator when it is built (cargo build --release -p axcl-sim).
+	local lib="$TARGET_DIR/release/libaxllm.a" sim="$TARGET_DIR/release/libaxcl_sim.so" pack="$TARGET_DIR/release/axsim-pack"
+	if [[ ! -f "$lib" ]]; then
+		log "skipping the tagged tests: $lib is not built"
+		return
+	fi
+	export CGO_ENABLED=1
+	export CGO_CFLAGS="-I$ROOT/include ${CGO_CFLAGS:--O2 -g}"
+	export CGO_LDFLAGS="-L$TARGET_DIR/release ${AXLLM_NATIVE_LIBS:-} ${CGO_LDFLAGS:--O2 -g}"
+	log "go vet -tags ax650"
+	"$GO" vet -tags ax650 ./x/ax650runner/ ./llm/
+	if [[ -f "$sim" && -x "$pack" ]]; then
+		local tmp
+		tmp=$(mktemp -d)
+		trap 'rm -rf "$tmp"' RETURN
+		"$pack" random "$tmp/ckpt" --arch qwen3 >/dev/null
+		"$pack" hf "$tmp/ckpt" "$tmp/model" --chunk 16 --context 255 --prefill-history 32,64,128 >/dev/null
+		log "go test -tags ax650 (the axllm engine on the simulator)"
+		AXLLM_AXCL_LIB="$sim" AX650_TEST_MODEL_DIR="$tmp/model" "$GO" test -count=1 -tags ax650 ./x/ax650runner/
+	else
+		log "go test -tags ax650 (the engine tests skip: $sim or $pack is missing)"
+		"$GO" test -count=1 -tags ax650 ./x/ax650runner/
+	fi
+	"$GO" test -count=1 -tags ax650 -run "$AX650_TESTS" ./llm/ ./server/
+}
+
+run_all_tests() {
+	cd "$BUILD_DIR"
+	log "go test (all tests of the patched packages)"
+	"$GO" test -count=1 ./server/ ./llm/ ./parser/ ./manifest/ ./model/renderers/ ./model/parsers/ ./runner/... ./x/ax650runner/
+}
+
+case "${1:-build}" in
+build)
+	prepare
+	if [[ "${AX650_TAG:-1}" != 0 ]]; then build_rust; fi
+	build_go
+	;;
+prepare) prepare ;;
+test)
+	prepare
+	run_tests
+	;;
+test-all)
+	prepare
+	run_all_tests
+	;;
+clean) rm -rf "$BUILD_DIR" ;;
+*) die "unknown command '$1' (build, test, test-all, prepare, clean)" ;;
+esac

@@ -1,0 +1,632 @@
+package llm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/envconfig"
+	"github.com/ollama/ollama/format"
+	"github.com/ollama/ollama/ml"
+)
+
+// ErrAX650NotBuilt is returned when an AX650 (axmodel) model is loaded by an
+// ollama binary built without the ax650 build tag or without cgo.
+var ErrAX650NotBuilt = errors.New("this ollama binary was built without AX650 support; build it with ollama-patch/build.sh (build tag ax650, cgo enabled) to run axmodel models")
+
+// AX650Supported reports whether this binary can run axmodel models.
+func AX650Supported() bool { return ax650Built }
+
+// AX650Server runs one axmodel model in a runner subprocess of this ollama
+// binary (`ollama runner --ax650-engine`), which links the axllm C library
+// and drives the NPU. A fault in the NPU runtime, even a process abort, ends
+// only that subprocess: the request fails and the scheduler loads the model
+// again for the next request (Ping fails once the runner is gone).
+type AX650Server struct {
+	name     string // the model's short name; also what ModelPath returns
+	estimate uint64 // summed file sizes, used until the runner reports its memory
+
+	exe    string   // the executable to start; tests substitute a fake runner
+	env    []string // extra environment for the subprocess
+	client *http.Client
+
+	mu      sync.Mutex
+	closed  bool
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	workdir string
+	port    int
+	pid     int
+	done    chan struct{} // closed when the current subprocess has exited
+	exitErr error         // valid once done is closed
+	stderr  *tailWriter
+
+	contextLength atomic.Int64
+	memory        atomic.Uint64
+}
+
+var _ LlamaServer = (*AX650Server)(nil)
+
+// NewAX650Server prepares a server for the axmodel model `name`. It is cheap:
+// the runner starts in Load. estimate is the model's size on disk, reported by
+// MemorySize until the runner has measured the device memory it uses.
+func NewAX650Server(name string, estimate uint64) (*AX650Server, error) {
+	if !ax650Built {
+		return nil, ErrAX650NotBuilt
+	}
+	return newAX650Server(name, estimate), nil
+}
+
+func newAX650Server(name string, estimate uint64) *AX650Server {
+	s := &AX650Server{
+		name:     name,
+		estimate: estimate,
+		client:   &http.Client{Transport: &http.Transport{Proxy: nil, DisableCompression: true}},
+		pid:      -1,
+		done:     make(chan struct{}),
+	}
+	close(s.done) // no subprocess yet
+	return s
+}
+
+// ax650LoadError is a load the runner reported as failed.
+type ax650LoadError struct {
+	code string
+	msg  string
+}
+
+func (e *ax650LoadError) Error() string { return e.msg }
+
+// Load starts the runner and waits until the model is on the NPU, so that
+// ContextLength and MemorySize are the runner's own numbers when it returns.
+// A model that does not fit in NPU memory returns ErrLoadRequiredFull when
+// requireFull (the scheduler then evicts another model and calls Load again),
+// otherwise an "out of memory" error.
+func (s *AX650Server) Load(ctx context.Context, _ ml.SystemInfo, _ []ml.DeviceInfo, requireFull bool) ([]ml.DeviceID, error) {
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	err := s.waitLoaded(ctx)
+	if err == nil {
+		return nil, nil
+	}
+	s.stop()
+	var le *ax650LoadError
+	if errors.As(err, &le) && le.code == "out_of_memory" {
+		if requireFull {
+			slog.Info("AX650 model does not fit next to the loaded models", "model", s.name, "error", le.msg)
+			return nil, ErrLoadRequiredFull
+		}
+		return nil, fmt.Errorf("AX650 NPU out of memory loading %s: %w", s.name, err)
+	}
+	return nil, err
+}
+
+func (s *AX650Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("AX650 runner for %s is closed", s.name)
+	}
+	if s.cmd != nil {
+		return fmt.Errorf("AX650 runner for %s is already running", s.name)
+	}
+
+	exe := s.exe
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("unable to find the ollama executable: %w", err)
+		}
+		if eval, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = eval
+		}
+	}
+
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return fmt.Errorf("no free port for the AX650 runner: %w", err)
+	}
+	// The runner links the model's files here. It lives outside the model
+	// store: Ollama prunes anything in blobs/ that is not a blob.
+	workdir, err := os.MkdirTemp("", "ollama-ax650-")
+	if err != nil {
+		return fmt.Errorf("creating the AX650 runner directory: %w", err)
+	}
+
+	cmd := exec.Command(exe, "runner", "--ax650-engine",
+		"--model", s.name,
+		"--port", strconv.Itoa(port),
+		"--workdir", workdir,
+		"--exit-on-stdin-eof")
+	cmd.Env = append(os.Environ(), s.env...)
+	cmd.SysProcAttr = LlamaServerSysProcAttr
+	s.stderr = newTailWriter(os.Stderr)
+	cmd.Stdout = s.stderr
+	cmd.Stderr = s.stderr
+	// The runner exits when this pipe closes, so it cannot outlive us even if
+	// `ollama serve` is killed.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		os.RemoveAll(workdir)
+		return err
+	}
+
+	slog.Info("starting AX650 runner", "model", s.name, "port", port)
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(workdir)
+		return fmt.Errorf("starting the AX650 runner: %w", err)
+	}
+
+	done := make(chan struct{})
+	s.cmd, s.stdin, s.workdir, s.port, s.pid, s.done = cmd, stdin, workdir, port, cmd.Process.Pid, done
+	s.contextLength.Store(0)
+	s.memory.Store(0)
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.exitErr = err
+		s.mu.Unlock()
+		close(done)
+		if err != nil {
+			slog.Warn("AX650 runner exited", "model", s.name, "pid", cmd.Process.Pid, "error", err)
+		}
+	}()
+	return nil
+}
+
+func freeLoopbackPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitLoaded polls the runner until the model is ready, the load fails, the
+// runner exits, ctx ends, or loading makes no progress for OLLAMA_LOAD_TIMEOUT.
+func (s *AX650Server) waitLoaded(ctx context.Context) error {
+	done := s.currentDone()
+	stallTimeout := envconfig.LoadTimeout()
+	stall := time.NewTimer(stallTimeout)
+	defer stall.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+
+	var loaded uint32
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-done:
+			return s.exitError("while loading the model")
+		case <-stall.C:
+			return fmt.Errorf("timed out after %s waiting for the AX650 runner to load %s", stallTimeout, s.name)
+		case <-tick.C:
+			st, err := s.status(ctx)
+			if err != nil {
+				continue // not listening yet
+			}
+			switch st.State {
+			case AX650StateReady:
+				slog.Info("AX650 model loaded", "model", s.name, "context_length", st.ContextLength,
+					"max_prefill", st.MaxPrefill, "memory", format.HumanBytes2(st.Memory), "simulator", st.Simulator)
+				return nil
+			case AX650StateFailed, AX650StateBroken:
+				return &ax650LoadError{code: st.Code, msg: fmt.Sprintf("AX650 runner failed to load %s: %s", s.name, st.Error)}
+			default:
+				if st.Loaded != loaded {
+					loaded = st.Loaded
+					stall.Reset(stallTimeout)
+				}
+			}
+		}
+	}
+}
+
+func (s *AX650Server) currentDone() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done
+}
+
+// exitError describes a runner that has exited, with the last line it printed.
+func (s *AX650Server) exitError(when string) error {
+	s.mu.Lock()
+	exitErr, tail := s.exitErr, s.stderr
+	s.mu.Unlock()
+	msg := fmt.Sprintf("AX650 runner for %s exited unexpectedly %s", s.name, when)
+	if exitErr != nil {
+		msg += " (" + exitErr.Error() + ")"
+	}
+	if last := tail.LastMessage(); last != "" {
+		msg += ": " + last
+	}
+	return errors.New(msg)
+}
+
+func (s *AX650Server) url(path string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return "http://127.0.0.1:" + strconv.Itoa(s.port) + path
+}
+
+// status asks the runner for its state and caches its numbers.
+func (s *AX650Server) status(ctx context.Context) (AX650Status, error) {
+	var st AX650Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url("/v1/status"), nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("AX650 runner status: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("AX650 runner status: %w", err)
+	}
+	if st.ContextLength > 0 {
+		s.contextLength.Store(int64(st.ContextLength))
+	}
+	if st.Memory > 0 {
+		s.memory.Store(st.Memory)
+	}
+	return st, nil
+}
+
+// Ping reports whether the runner is alive and serving; any error makes the
+// scheduler load the model again.
+func (s *AX650Server) Ping(ctx context.Context) error {
+	if s.HasExited() {
+		return s.exitError("")
+	}
+	st, err := s.status(ctx)
+	if err != nil {
+		return err
+	}
+	switch st.State {
+	case AX650StateReady:
+		return nil
+	case AX650StateBroken:
+		return fmt.Errorf("AX650 runtime failed, the model must be loaded again: %s", st.Error)
+	default:
+		return fmt.Errorf("AX650 runner is %s: %s", st.State, st.Error)
+	}
+}
+
+// WaitUntilRunning returns once the runner serves: Load already waited.
+func (s *AX650Server) WaitUntilRunning(ctx context.Context) error {
+	return s.Ping(ctx)
+}
+
+func (s *AX650Server) post(ctx context.Context, path string, body any) (*http.Response, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url(path), bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, s.transportError(ctx, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e AX650Error
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(raw, &e) != nil || e.Message == "" {
+			e = AX650Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(raw))}
+		}
+		if e.Status == 0 {
+			e.Status = resp.StatusCode
+		}
+		return nil, ax650Error(&e)
+	}
+	return resp, nil
+}
+
+// ax650Error turns a runner error into what the routes expect: client
+// errors as api.StatusError (forwarded with their status), others as plain
+// errors whose text keeps phrases like "out of memory".
+func ax650Error(e *AX650Error) error {
+	if e.Status >= 400 && e.Status < 500 {
+		return api.StatusError{StatusCode: e.Status, ErrorMessage: e.Message}
+	}
+	return errors.New(e.Message)
+}
+
+// transportError explains a failed exchange with the runner: most often the
+// runner has died (killed, or aborted inside the vendor runtime).
+func (s *AX650Server) transportError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	select {
+	case <-s.currentDone():
+		return s.exitError("during the request; the model will be loaded again on the next request")
+	case <-time.After(500 * time.Millisecond):
+	}
+	return fmt.Errorf("AX650 runner for %s: %w", s.name, err)
+}
+
+// Completion streams a completion from the runner. Exactly one response has
+// Done set; callbacks come from this goroutine.
+func (s *AX650Server) Completion(ctx context.Context, req CompletionRequest, fn func(CompletionResponse)) error {
+	resp, err := s.post(ctx, "/v1/completions", AX650CompletionRequest{
+		Prompt:     req.Prompt,
+		Format:     req.Format,
+		MediaCount: len(req.Media),
+		Options:    req.Options,
+		Truncate:   req.Truncate,
+		Shift:      req.Shift,
+		LeadingBOS: req.LeadingBOS,
+		Logprobs:   req.Logprobs,
+	})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+
+	scanner := bufio.NewScanner(resp.Body)
+	scanner.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for scanner.Scan() {
+		var chunk AX650CompletionChunk
+		if err := json.Unmarshal(scanner.Bytes(), &chunk); err != nil {
+			return fmt.Errorf("AX650 runner sent a bad response line: %w", err)
+		}
+		if chunk.Error != nil {
+			return ax650Error(chunk.Error)
+		}
+		fn(chunk.CompletionResponse)
+		if chunk.Done {
+			return nil
+		}
+	}
+	err = scanner.Err()
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return s.transportError(ctx, err)
+}
+
+// Tokenize encodes text the way Completion does (special tokens written in
+// the text map to their ids).
+func (s *AX650Server) Tokenize(ctx context.Context, content string) ([]int, error) {
+	resp, err := s.post(ctx, "/v1/tokenize", AX650TokenizeRequest{Content: content})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out AX650TokenizeResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("AX650 runner tokenize: %w", err)
+	}
+	return out.Tokens, nil
+}
+
+// Detokenize decodes token ids to text.
+func (s *AX650Server) Detokenize(ctx context.Context, tokens []int) (string, error) {
+	resp, err := s.post(ctx, "/v1/detokenize", AX650DetokenizeRequest{Tokens: tokens})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out AX650DetokenizeResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", fmt.Errorf("AX650 runner detokenize: %w", err)
+	}
+	return out.Content, nil
+}
+
+// Close stops the runner (which frees the NPU) and removes its directory. It
+// may be called more than once, and while Load is still waiting.
+func (s *AX650Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	return nil
+}
+
+// stop ends the current subprocess, politely first.
+func (s *AX650Server) stop() {
+	s.mu.Lock()
+	cmd, stdin, workdir, done := s.cmd, s.stdin, s.workdir, s.done
+	s.cmd, s.stdin, s.workdir = nil, nil, ""
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	slog.Info("stopping AX650 runner", "model", s.name, "pid", cmd.Process.Pid)
+	stdin.Close()
+	if runtime.GOOS == "windows" {
+		cmd.Process.Kill()
+	} else {
+		cmd.Process.Signal(os.Interrupt)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		slog.Warn("AX650 runner did not stop, killing it", "model", s.name, "pid", cmd.Process.Pid)
+		cmd.Process.Kill()
+		<-done
+	}
+	if err := os.RemoveAll(workdir); err != nil {
+		slog.Warn("removing the AX650 runner directory", "dir", workdir, "error", err)
+	}
+}
+
+// HasExited reports whether the runner process has ended (or never started).
+func (s *AX650Server) HasExited() bool {
+	select {
+	case <-s.currentDone():
+		return true
+	default:
+		return false
+	}
+}
+
+// ModelPath returns the model's short name: axmodel models have no single
+// model file, and the scheduler compares this with Model.ShortName.
+func (s *AX650Server) ModelPath() string { return s.name }
+
+// Pid is the runner's process id (-1 before the first Load).
+func (s *AX650Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid
+}
+
+// GetPort is the runner's loopback port.
+func (s *AX650Server) GetPort() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.port
+}
+
+// ContextLength is the number of positions the loaded model holds (0 before
+// the runner has reported it).
+func (s *AX650Server) ContextLength() int { return int(s.contextLength.Load()) }
+
+// MemorySize reports the NPU memory of the model as fully "on the GPU".
+func (s *AX650Server) MemorySize() (total, vram uint64) {
+	m := s.memory.Load()
+	if m == 0 {
+		m = s.estimate
+	}
+	return m, m
+}
+
+// VRAMByGPU is 0: the NPU is not one of the GPUs Ollama discovers.
+func (s *AX650Server) VRAMByGPU(ml.DeviceID) uint64 { return 0 }
+
+// GetDeviceInfos returns nil: the NPU is not a discovered GPU.
+func (s *AX650Server) GetDeviceInfos(context.Context) []ml.DeviceInfo { return nil }
+
+func (s *AX650Server) Embedding(context.Context, string) ([]float32, int, error) {
+	return nil, 0, errors.New("AX650 models do not support embeddings")
+}
+
+func (s *AX650Server) Chat(context.Context, ChatRequest, func(ChatResponse)) error {
+	return errors.New("AX650 runner does not support native chat templates")
+}
+
+func (s *AX650Server) ApplyChatTemplate(context.Context, ChatRequest) (string, error) {
+	return "", errors.New("AX650 runner does not support native chat templates")
+}
+
+// tailWriter forwards a subprocess's output and remembers what explains a
+// crash: the last lines, and the first crash report of the Go runtime (it
+// catches abort() and faults in the vendor library) with the message printed
+// just before it.
+type tailWriter struct {
+	out     io.Writer
+	mu      sync.Mutex
+	lines   []string
+	part    []byte
+	lastMsg string // last line that is not a structured log line
+	crash   string
+}
+
+func newTailWriter(out io.Writer) *tailWriter { return &tailWriter{out: out} }
+
+var crashHeaders = []string{"SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "fatal error:", "panic:"}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.part = append(w.part, p...)
+	for {
+		i := bytes.IndexByte(w.part, '\n')
+		if i < 0 {
+			break
+		}
+		w.addLine(strings.TrimSpace(string(w.part[:i])))
+		w.part = w.part[i+1:]
+	}
+	if len(w.part) > 4096 {
+		w.part = w.part[len(w.part)-4096:]
+	}
+	w.mu.Unlock()
+	return w.out.Write(p)
+}
+
+func (w *tailWriter) addLine(line string) {
+	if line == "" {
+		return
+	}
+	if w.crash == "" {
+		for _, h := range crashHeaders {
+			if strings.HasPrefix(line, h) {
+				w.crash = line
+				if w.lastMsg != "" {
+					w.crash = w.lastMsg + "; " + line
+				}
+				break
+			}
+		}
+	}
+	if !strings.HasPrefix(line, "time=") {
+		w.lastMsg = line
+	}
+	w.lines = append(w.lines, line)
+	if len(w.lines) > 16 {
+		w.lines = w.lines[1:]
+	}
+}
+
+// LastMessage explains how the subprocess ended: its crash report, else the
+// last line that is not a structured log line (those start with "time="),
+// else the last error log line.
+func (w *tailWriter) LastMessage() string {
+	if w == nil {
+		return ""
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.crash != "" {
+		return w.crash
+	}
+	lines := w.lines
+	if p := strings.TrimSpace(string(w.part)); p != "" {
+		lines = append(append([]string(nil), lines...), p)
+	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		if !strings.HasPrefix(lines[i], "time=") {
+			return lines[i]
+		}
+	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "level=ERROR") {
+			if _, msg, ok := strings.Cut(lines[i], "msg="); ok {
+				return msg
+			}
+			return lines[i]
+		}
+	}
+	return ""
+}

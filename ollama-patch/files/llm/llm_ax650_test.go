@@ -1,0 +1,318 @@
+package llm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/ml"
+)
+
+// The test binary doubles as a fake AX650 runner: AX650Server starts it with
+// OLLAMA_AX650_FAKE_RUNNER set to a scenario, and it serves the runner's
+// HTTP protocol instead of running tests.
+const fakeRunnerEnv = "OLLAMA_AX650_FAKE_RUNNER"
+
+func init() {
+	if mode := os.Getenv(fakeRunnerEnv); mode != "" {
+		os.Exit(fakeRunner(mode, os.Args[1:]))
+	}
+}
+
+func fakeRunner(mode string, args []string) int {
+	if len(args) < 2 || args[0] != "runner" || args[1] != "--ax650-engine" || !slices.Contains(args, "--model") {
+		fmt.Fprintf(os.Stderr, "fake runner: unexpected arguments %q\n", args)
+		return 2
+	}
+	port := ""
+	for i, a := range args {
+		if a == "--port" && i+1 < len(args) {
+			port = args[i+1]
+		}
+	}
+	if mode == "exit" {
+		fmt.Fprintln(os.Stderr, "libaxcl_rt.so: cannot open shared object file")
+		return 1
+	}
+	go func() { // like the real runner: exit when the parent closes stdin
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+
+	status := AX650Status{State: AX650StateReady, ContextLength: 255, MaxPrefill: 144, Memory: 4096}
+	switch mode {
+	case "oom":
+		status = AX650Status{State: AX650StateFailed, Code: "out_of_memory", Error: "axllm_model_load: not enough CMM memory (out_of_memory)"}
+	case "badmodel":
+		status = AX650Status{State: AX650StateFailed, Code: "bad_model", Error: "decoder layer 3 is missing"}
+	case "slowload":
+		status = AX650Status{State: AX650StateLoading}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(status)
+	})
+	mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) {
+		var req AX650CompletionRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if mode == "badrequest" {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(AX650Error{Status: 400, Code: "prompt_too_long", Message: "the prompt is too long"})
+			return
+		}
+		enc := json.NewEncoder(w)
+		_ = enc.Encode(AX650CompletionChunk{CompletionResponse: CompletionResponse{Content: "Hello"}})
+		w.(http.Flusher).Flush()
+		if mode == "crash" {
+			fmt.Fprintln(os.Stderr, "axcl-sim: injected fault abort=execute:5 fired: aborting the process")
+			os.Exit(134)
+		}
+		if mode == "midstreamerror" {
+			_ = enc.Encode(AX650CompletionChunk{Error: &AX650Error{Status: 500, Code: "device", Message: "AX650 runtime error: device lost"}})
+			return
+		}
+		_ = enc.Encode(AX650CompletionChunk{CompletionResponse: CompletionResponse{Content: " " + req.Prompt}})
+		_ = enc.Encode(AX650CompletionChunk{CompletionResponse: CompletionResponse{Done: true, DoneReason: DoneReasonLength, PromptEvalCount: 3, EvalCount: 2}})
+	})
+	mux.HandleFunc("POST /v1/tokenize", func(w http.ResponseWriter, r *http.Request) {
+		var req AX650TokenizeRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		_ = json.NewEncoder(w).Encode(AX650TokenizeResponse{Tokens: []int{len(req.Content), 7}})
+	})
+	mux.HandleFunc("POST /v1/detokenize", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(AX650DetokenizeResponse{Content: "decoded"})
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+port, mux); err != nil {
+		fmt.Fprintln(os.Stderr, "fake runner:", err)
+		return 1
+	}
+	return 0
+}
+
+func newFakeAX650Server(t *testing.T, mode string) *AX650Server {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newAX650Server("tiny:latest", 1000)
+	s.exe = exe
+	s.env = []string{fakeRunnerEnv + "=" + mode}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestAX650ServerLifecycle(t *testing.T) {
+	t.Setenv("OLLAMA_LOAD_TIMEOUT", "20s")
+	s := newFakeAX650Server(t, "ok")
+
+	if s.ModelPath() != "tiny:latest" || s.Pid() != -1 || !s.HasExited() {
+		t.Fatalf("before Load: path %q pid %d exited %v", s.ModelPath(), s.Pid(), s.HasExited())
+	}
+	if total, vram := s.MemorySize(); total != 1000 || vram != 1000 {
+		t.Errorf("estimated MemorySize = %d, %d", total, vram)
+	}
+	gpus, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false)
+	if err != nil || gpus != nil {
+		t.Fatalf("Load = %v, %v", gpus, err)
+	}
+	pid := s.Pid()
+	if pid <= 0 || s.HasExited() {
+		t.Fatalf("after Load: pid %d exited %v", pid, s.HasExited())
+	}
+	if s.ContextLength() != 255 {
+		t.Errorf("ContextLength = %d, want 255", s.ContextLength())
+	}
+	if total, vram := s.MemorySize(); total != 4096 || vram != 4096 {
+		t.Errorf("MemorySize = %d, %d; want the runner's 4096", total, vram)
+	}
+	if err := s.WaitUntilRunning(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	var content strings.Builder
+	var finals []CompletionResponse
+	err = s.Completion(t.Context(), CompletionRequest{Prompt: "world", Options: &api.Options{}}, func(r CompletionResponse) {
+		content.WriteString(r.Content)
+		if r.Done {
+			finals = append(finals, r)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if content.String() != "Hello world" || len(finals) != 1 || finals[0].DoneReason != DoneReasonLength || finals[0].EvalCount != 2 {
+		t.Errorf("content %q finals %+v", content.String(), finals)
+	}
+	if toks, err := s.Tokenize(t.Context(), "abc"); err != nil || !slices.Equal(toks, []int{3, 7}) {
+		t.Errorf("Tokenize = %v, %v", toks, err)
+	}
+	if text, err := s.Detokenize(t.Context(), []int{1}); err != nil || text != "decoded" {
+		t.Errorf("Detokenize = %q, %v", text, err)
+	}
+
+	s.Close()
+	s.Close() // idempotent
+	if !s.HasExited() || s.Ping(t.Context()) == nil {
+		t.Error("runner still alive after Close")
+	}
+	if s.Pid() != pid {
+		t.Errorf("Pid changed after Close: %d -> %d", pid, s.Pid())
+	}
+	if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false); err == nil {
+		t.Error("Load after Close succeeded")
+	}
+}
+
+func TestAX650ServerLoadFailures(t *testing.T) {
+	t.Setenv("OLLAMA_LOAD_TIMEOUT", "20s")
+	cases := []struct {
+		mode        string
+		requireFull bool
+		check       func(error) bool
+		what        string
+	}{
+		{"oom", true, func(err error) bool { return errors.Is(err, ErrLoadRequiredFull) }, "ErrLoadRequiredFull"},
+		{"oom", false, func(err error) bool { return IsOutOfMemory(err) && !errors.Is(err, ErrLoadRequiredFull) }, "an out of memory error"},
+		{"badmodel", false, func(err error) bool { return strings.Contains(err.Error(), "decoder layer 3 is missing") }, "the runner's message"},
+		{"exit", false, func(err error) bool {
+			return strings.Contains(err.Error(), "exited unexpectedly") && strings.Contains(err.Error(), "libaxcl_rt.so")
+		}, "an exit error with the runner's last line"},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s/requireFull=%v", tc.mode, tc.requireFull), func(t *testing.T) {
+			s := newFakeAX650Server(t, tc.mode)
+			_, err := s.Load(t.Context(), ml.SystemInfo{}, nil, tc.requireFull)
+			if err == nil || !tc.check(err) {
+				t.Fatalf("Load error = %v, want %s", err, tc.what)
+			}
+			if !s.HasExited() {
+				t.Error("the failed runner is still running")
+			}
+		})
+	}
+}
+
+func TestAX650ServerReloadAfterRequireFull(t *testing.T) {
+	// After ErrLoadRequiredFull the scheduler evicts a model and calls Load
+	// again on the same server.
+	s := newFakeAX650Server(t, "oom")
+	if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, true); !errors.Is(err, ErrLoadRequiredFull) {
+		t.Fatalf("first Load = %v", err)
+	}
+	s.env = []string{fakeRunnerEnv + "=ok"}
+	if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, true); err != nil {
+		t.Fatalf("second Load = %v", err)
+	}
+}
+
+func TestAX650ServerLoadCancelled(t *testing.T) {
+	s := newFakeAX650Server(t, "slowload")
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := s.Load(ctx, ml.SystemInfo{}, nil, false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Load = %v, want context.DeadlineExceeded", err)
+	}
+	if !s.HasExited() {
+		t.Error("runner still running after a cancelled load")
+	}
+}
+
+func TestAX650ServerRequestFailures(t *testing.T) {
+	t.Setenv("OLLAMA_LOAD_TIMEOUT", "20s")
+	cases := []struct {
+		mode  string
+		check func(t *testing.T, s *AX650Server, err error)
+	}{
+		{"crash", func(t *testing.T, s *AX650Server, err error) {
+			if err == nil || !strings.Contains(err.Error(), "exited unexpectedly") || !strings.Contains(err.Error(), "aborting the process") {
+				t.Errorf("err = %v, want the runner's exit and last line", err)
+			}
+			if s.Ping(t.Context()) == nil {
+				t.Error("Ping succeeds after the runner crashed, so the scheduler would not reload")
+			}
+		}},
+		{"badrequest", func(t *testing.T, s *AX650Server, err error) {
+			var se api.StatusError
+			if !errors.As(err, &se) || se.StatusCode != 400 || se.ErrorMessage != "the prompt is too long" {
+				t.Errorf("err = %#v, want a 400 api.StatusError", err)
+			}
+		}},
+		{"midstreamerror", func(t *testing.T, s *AX650Server, err error) {
+			var se api.StatusError
+			if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), "device lost") {
+				t.Errorf("err = %#v, want a server error", err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.mode, func(t *testing.T) {
+			s := newFakeAX650Server(t, tc.mode)
+			if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false); err != nil {
+				t.Fatal(err)
+			}
+			var finals int
+			err := s.Completion(t.Context(), CompletionRequest{Prompt: "p"}, func(r CompletionResponse) {
+				if r.Done {
+					finals++
+				}
+			})
+			if finals != 0 {
+				t.Errorf("%d final responses on a failed request", finals)
+			}
+			tc.check(t, s, err)
+		})
+	}
+}
+
+func TestAX650NotBuilt(t *testing.T) {
+	_, err := NewAX650Server("tiny", 0)
+	if AX650Supported() {
+		if err != nil {
+			t.Fatalf("NewAX650Server = %v in an ax650 build", err)
+		}
+		return
+	}
+	if !errors.Is(err, ErrAX650NotBuilt) || !strings.Contains(err.Error(), "built without AX650 support") {
+		t.Fatalf("NewAX650Server = %v, want ErrAX650NotBuilt", err)
+	}
+}
+
+func TestAX650TailWriterLastMessage(t *testing.T) {
+	var sink strings.Builder
+	w := newTailWriter(&sink)
+	fmt.Fprint(w, "time=1 level=INFO msg=\"loading\"\nfatal: NPU fault at 0x1\n")
+	fmt.Fprint(w, "time=2 level=INFO msg=\"still here\"\n")
+	if got := w.LastMessage(); got != "fatal: NPU fault at 0x1" {
+		t.Errorf("LastMessage = %q", got)
+	}
+	w2 := newTailWriter(io.Discard)
+	fmt.Fprint(w2, "time=1 level=ERROR msg=\"AX650 model load failed\" code=runtime\n")
+	if got := w2.LastMessage(); !strings.Contains(got, "AX650 model load failed") {
+		t.Errorf("LastMessage = %q", got)
+	}
+	if !strings.Contains(sink.String(), "NPU fault") {
+		t.Error("output not forwarded")
+	}
+
+	// abort() inside the vendor library: Go's crash report follows the
+	// library's message and is much longer than the lines kept.
+	w3 := newTailWriter(io.Discard)
+	fmt.Fprint(w3, "time=1 level=INFO msg=\"AX650 model loaded\"\naxcl-sim: injected fault abort=execute:40 fired: aborting the process\n")
+	fmt.Fprint(w3, "SIGABRT: abort\nPC=0x7f0 m=3 sigcode=18446744073709551610\nsignal arrived during cgo execution\n")
+	for range 100 {
+		fmt.Fprint(w3, "goroutine 1 [running]:\nrax    0x0\n")
+	}
+	if got, want := w3.LastMessage(), "axcl-sim: injected fault abort=execute:40 fired: aborting the process; SIGABRT: abort"; got != want {
+		t.Errorf("LastMessage = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,90 @@
+package llm
+
+import (
+	"encoding/json"
+
+	"github.com/ollama/ollama/api"
+)
+
+// Messages between AX650Server (inside `ollama serve`) and the AX650 runner
+// subprocess (`ollama runner --ax650-engine`, package x/ax650runner), sent as
+// JSON over loopback HTTP.
+
+// AX650CompletionRequest is the body of the runner's POST /v1/completions.
+type AX650CompletionRequest struct {
+	Prompt string `json:"prompt"`
+	// Format is forwarded so that the runner can refuse it with a clear error.
+	Format json.RawMessage `json:"format,omitempty"`
+	// MediaCount is the number of images or audio clips in the request (the
+	// data itself is not sent: AX650 models are text only).
+	MediaCount int          `json:"media_count,omitempty"`
+	Options    *api.Options `json:"options,omitempty"`
+	Truncate   bool         `json:"truncate,omitempty"`
+	Shift      bool         `json:"shift,omitempty"`
+	LeadingBOS string       `json:"leading_bos,omitempty"`
+	Logprobs   bool         `json:"logprobs,omitempty"`
+}
+
+// AX650CompletionChunk is one JSON line of the runner's /v1/completions stream.
+// A line with Error set is the last one.
+type AX650CompletionChunk struct {
+	CompletionResponse
+	Error *AX650Error `json:"error,omitempty"`
+}
+
+// AX650Error is an error the runner reports: Status is the HTTP status to
+// hand back to the client (400 for bad requests) and Code names an axllm
+// status (for example "out_of_memory", "prompt_too_long", "device").
+type AX650Error struct {
+	Status  int    `json:"status"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message"`
+}
+
+func (e *AX650Error) Error() string { return e.Message }
+
+// Runner states reported by GET /v1/status.
+const (
+	AX650StateLoading = "loading" // loading the model onto the NPU
+	AX650StateReady   = "ready"   // serving
+	AX650StateFailed  = "failed"  // the load failed; Error says why
+	AX650StateBroken  = "broken"  // the NPU runtime failed after loading; reload the model
+)
+
+// AX650Status is the body of the runner's GET /v1/status.
+type AX650Status struct {
+	State string `json:"state"`
+	// Error and Code describe a failed load or a broken runtime.
+	Error string `json:"error,omitempty"`
+	Code  string `json:"code,omitempty"`
+	// Loaded and Total count the model files loaded so far.
+	Loaded uint32 `json:"loaded,omitempty"`
+	Total  uint32 `json:"total,omitempty"`
+	// ContextLength is the number of positions a conversation may occupy.
+	ContextLength int `json:"context_length,omitempty"`
+	// MaxPrefill is the longest prompt prefilled in chunks.
+	MaxPrefill int `json:"max_prefill,omitempty"`
+	// Memory is the device memory the model uses, in bytes.
+	Memory    uint64 `json:"memory,omitempty"`
+	Simulator bool   `json:"simulator,omitempty"`
+}
+
+// AX650TokenizeRequest is the body of POST /v1/tokenize.
+type AX650TokenizeRequest struct {
+	Content string `json:"content"`
+}
+
+// AX650TokenizeResponse answers POST /v1/tokenize.
+type AX650TokenizeResponse struct {
+	Tokens []int `json:"tokens"`
+}
+
+// AX650DetokenizeRequest is the body of POST /v1/detokenize.
+type AX650DetokenizeRequest struct {
+	Tokens []int `json:"tokens"`
+}
+
+// AX650DetokenizeResponse answers POST /v1/detokenize.
+type AX650DetokenizeResponse struct {
+	Content string `json:"content"`
+}

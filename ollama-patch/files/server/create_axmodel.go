@@ -1,0 +1,520 @@
+package server
+
+// Creating models from AXERA AX650 packages (`FROM ./dir` with .axmodel
+// files): every file becomes its own layer named by its path in the package,
+// and the config says how to chat with the model, inferred from the package's
+// Hugging Face files.
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/format"
+	"github.com/ollama/ollama/manifest"
+	"github.com/ollama/ollama/model/parsers"
+	"github.com/ollama/ollama/template"
+	"github.com/ollama/ollama/types/model"
+)
+
+const (
+	axmodelFormat        = "axmodel"
+	mediaTypeAXModelJSON = "application/vnd.ollama.image.json"
+	// axmodelMaxJSONBytes bounds the JSON files read while creating a model.
+	axmodelMaxJSONBytes = 64 << 20
+)
+
+// errAXModelBadRequest marks create errors that are the request's fault (400).
+var errAXModelBadRequest = errors.New("invalid AX650 model")
+
+// isAXModelFiles reports whether a create request's files are an AX650
+// package: any .axmodel file (checked over all names, so it does not depend
+// on map order).
+func isAXModelFiles(files map[string]string) bool {
+	for name := range files {
+		if strings.HasSuffix(strings.ToLower(name), ".axmodel") {
+			return true
+		}
+	}
+	return false
+}
+
+// axmodelCreateError is the create stream's error message for err.
+func axmodelCreateError(err error) gin.H {
+	if errors.Is(err, errAXModelBadRequest) {
+		return gin.H{"error": err.Error(), "status": http.StatusBadRequest}
+	}
+	return gin.H{"error": err.Error()}
+}
+
+// axmodelLayersFromFiles makes the layers of an AX650 model from uploaded
+// files and fills in config: the format, family, capabilities and (unless the
+// Modelfile names a TEMPLATE, RENDERER or PARSER) the renderer and parser. The
+// package's sampling defaults (post_config.json) become parameters the
+// Modelfile has not set.
+func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn func(api.ProgressResponse)) ([]*layerGGML, error) {
+	switch {
+	case cmp.Or(r.Quantize, r.Quantization) != "":
+		return nil, fmt.Errorf("%w: AX650 models are compiled for the NPU and cannot be quantized", errAXModelBadRequest)
+	case len(r.Adapters) > 0:
+		return nil, fmt.Errorf("%w: adapters are not supported for AX650 models", errAXModelBadRequest)
+	case len(r.DraftFiles) > 0:
+		return nil, fmt.Errorf("%w: draft models are not supported for AX650 models", errAXModelBadRequest)
+	}
+
+	names := make([]string, 0, len(r.Files))
+	for name := range r.Files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	var layers []*layerGGML
+	for _, name := range names {
+		mediaType := manifest.MediaTypeImageAXModel
+		if strings.HasSuffix(strings.ToLower(name), ".json") {
+			mediaType = mediaTypeAXModelJSON
+		}
+		l, err := manifest.NewLayerFromLayer(r.Files[name], mediaType, "")
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: file %s was not uploaded (blob %s is missing)", errAXModelBadRequest, name, r.Files[name])
+		} else if err != nil {
+			return nil, fmt.Errorf("file %s: %w", name, err)
+		}
+		l.Name = name
+		l.Status = ""
+		layers = append(layers, &layerGGML{Layer: l})
+	}
+
+	pkg := readAXModelPackage(r.Files)
+	if len(pkg.axmodels) == 0 {
+		return nil, fmt.Errorf("%w: no .axmodel files", errAXModelBadRequest)
+	}
+	if !pkg.hasEmbedding {
+		fn(api.ProgressResponse{Status: "warning: no .bin embedding file in the package"})
+	}
+
+	config.ModelFormat = axmodelFormat
+	if config.ModelFamily == "" && pkg.family != "" {
+		config.ModelFamily = pkg.family
+		config.ModelFamilies = []string{pkg.family}
+	}
+	if config.ModelType == "" && pkg.parameters > 0 {
+		config.ModelType = format.HumanNumber(pkg.parameters)
+	}
+
+	if r.Template == "" && r.Renderer == "" && r.Parser == "" {
+		switch renderer, parser := axmodelChatFormat(pkg.family, pkg.chatTemplate); {
+		case renderer != "":
+			config.Renderer, config.Parser = renderer, parser
+			fn(api.ProgressResponse{Status: fmt.Sprintf("using renderer %s and parser %s", renderer, parser)})
+		default:
+			axmodelNamedTemplate(r, pkg.chatTemplate, fn)
+		}
+	}
+
+	config.Capabilities = axmodelCapabilities(config.Capabilities, config.Parser)
+
+	if params := pkg.params(); len(params) > 0 {
+		if r.Parameters == nil {
+			r.Parameters = make(map[string]any)
+		}
+		for k, v := range params {
+			if _, ok := r.Parameters[k]; !ok {
+				r.Parameters[k] = v
+			}
+		}
+	}
+
+	slog.Info("creating AX650 model", "files", len(layers), "family", pkg.family,
+		"renderer", config.Renderer, "parser", config.Parser, "hf_config", pkg.hfConfigName)
+	return layers, nil
+}
+
+// axmodelChatFormat picks Ollama's renderer and parser for a package from
+// its model family and Hugging Face chat template, or "" when none fits.
+func axmodelChatFormat(family, chatTemplate string) (renderer, parser string) {
+	switch family {
+	case "qwen3", "qwen3_moe":
+		switch {
+		case chatTemplate == "" || strings.Contains(chatTemplate, "enable_thinking"):
+			// Hybrid thinking (Qwen3-0.6B ... 32B): think on by default, off on request.
+			return "qwen3", "qwen3-thinking"
+		case chatTemplateHasThinkingSupport(chatTemplate):
+			// Thinking-only (Qwen3-*-Thinking-2507).
+			return "qwen3-vl-thinking", "qwen3-thinking"
+		default:
+			// Instruct-only (Qwen3-*-Instruct-2507).
+			return "qwen3-vl-instruct", "qwen3"
+		}
+	case "qwen3_5", "qwen3_5_moe", "qwen3_next":
+		return "qwen3.5", "qwen3.5"
+	case "qwen2", "qwen2_moe":
+		// Qwen2.5 instruct: ChatML with Hermes-style <tool_call> JSON.
+		if strings.Contains(chatTemplate, "<|im_start|>") && !strings.Contains(chatTemplate, "<think>") {
+			return "qwen3-vl-instruct", "qwen3"
+		}
+	}
+	return "", ""
+}
+
+// axmodelNamedTemplate looks the package's chat template up among Ollama's
+// Go templates (as GGUF imports do) and sets it, with its stop strings, as
+// the request's TEMPLATE.
+func axmodelNamedTemplate(r *api.CreateRequest, chatTemplate string, fn func(api.ProgressResponse)) {
+	const hint = "warning: no chat format is known for this model; add TEMPLATE, or RENDERER and PARSER, to the Modelfile"
+	if chatTemplate == "" {
+		fn(api.ProgressResponse{Status: hint})
+		return
+	}
+	t, err := template.Named(chatTemplate)
+	if err != nil {
+		fn(api.ProgressResponse{Status: hint})
+		return
+	}
+	fn(api.ProgressResponse{Status: fmt.Sprintf("using autodetected template %s", t.Name)})
+	r.Template = string(t.Bytes)
+	if t.Parameters != nil && len(t.Parameters.Stop) > 0 {
+		if r.Parameters == nil {
+			r.Parameters = make(map[string]any)
+		}
+		if _, ok := r.Parameters["stop"]; !ok {
+			r.Parameters["stop"] = t.Parameters.Stop
+		}
+	}
+}
+
+// axmodelCapabilities: every AX650 model completes text; the parser adds
+// tools and thinking.
+func axmodelCapabilities(caps []string, parserName string) []string {
+	add := func(c model.Capability) {
+		if !slices.Contains(caps, string(c)) {
+			caps = append(caps, string(c))
+		}
+	}
+	add(model.CapabilityCompletion)
+	if p := parsers.ParserForName(parserName); p != nil {
+		if p.HasToolSupport() {
+			add(model.CapabilityTools)
+		}
+		if p.HasThinkingSupport() {
+			add(model.CapabilityThinking)
+		}
+	}
+	return caps
+}
+
+// axmodelPackage is what the package's small files say about the model.
+type axmodelPackage struct {
+	axmodels     []string
+	hasEmbedding bool
+	family       string
+	chatTemplate string
+	hfConfigName string
+	parameters   uint64
+	post         *axmodelPostConfig
+}
+
+// axmodelPostConfig is the vendor's post_config.json: the package's
+// sampling defaults, each used only when enabled.
+type axmodelPostConfig struct {
+	EnableTemperature       bool    `json:"enable_temperature"`
+	Temperature             float64 `json:"temperature"`
+	EnableRepetitionPenalty bool    `json:"enable_repetition_penalty"`
+	RepetitionPenalty       float64 `json:"repetition_penalty"`
+	PenaltyWindow           int     `json:"penalty_window"`
+	EnableTopPSampling      bool    `json:"enable_top_p_sampling"`
+	TopP                    float64 `json:"top_p"`
+	EnableTopKSampling      bool    `json:"enable_top_k_sampling"`
+	TopK                    int     `json:"top_k"`
+}
+
+// params are the Modelfile parameters for the enabled post_config values.
+func (p *axmodelPackage) params() map[string]any {
+	pc := p.post
+	if pc == nil {
+		return nil
+	}
+	out := make(map[string]any)
+	if pc.EnableTemperature {
+		out["temperature"] = float32(pc.Temperature)
+	}
+	if pc.EnableTopKSampling {
+		out["top_k"] = pc.TopK
+	}
+	if pc.EnableTopPSampling {
+		out["top_p"] = float32(pc.TopP)
+	}
+	if pc.EnableRepetitionPenalty {
+		out["repeat_penalty"] = float32(pc.RepetitionPenalty)
+		if pc.PenaltyWindow != 0 {
+			out["repeat_last_n"] = pc.PenaltyWindow
+		}
+	}
+	return out
+}
+
+// hfConfig holds the Hugging Face config.json fields used here.
+type hfConfig struct {
+	ModelType         string   `json:"model_type"`
+	Architectures     []string `json:"architectures"`
+	HiddenSize        uint64   `json:"hidden_size"`
+	IntermediateSize  uint64   `json:"intermediate_size"`
+	NumHiddenLayers   uint64   `json:"num_hidden_layers"`
+	NumAttentionHeads uint64   `json:"num_attention_heads"`
+	NumKeyValueHeads  uint64   `json:"num_key_value_heads"`
+	HeadDim           uint64   `json:"head_dim"`
+	VocabSize         uint64   `json:"vocab_size"`
+	TieWordEmbeddings bool     `json:"tie_word_embeddings"`
+}
+
+// parameterCount estimates the parameters of a dense decoder (embeddings,
+// attention, gated MLP, norms); 0 when the config lacks the numbers.
+func (c hfConfig) parameterCount() uint64 {
+	h, l, v, ffn := c.HiddenSize, c.NumHiddenLayers, c.VocabSize, c.IntermediateSize
+	if h == 0 || l == 0 || v == 0 || ffn == 0 || c.NumAttentionHeads == 0 {
+		return 0
+	}
+	kv := cmp.Or(c.NumKeyValueHeads, c.NumAttentionHeads)
+	hd := cmp.Or(c.HeadDim, h/c.NumAttentionHeads)
+	embed := v * h
+	if !c.TieWordEmbeddings {
+		embed *= 2
+	}
+	attn := 2*h*c.NumAttentionHeads*hd + 2*h*kv*hd
+	return embed + l*(attn+3*h*ffn+2*h) + h
+}
+
+// runtimeConfig holds the AX650 runtime config.json fields used here.
+type runtimeConfig struct {
+	TemplateFilenameAXModel string `json:"template_filename_axmodel"`
+	TokenizerType           string `json:"tokenizer_type"`
+}
+
+// readAXModelPackage reads the package's small files from the blob store.
+// Missing or malformed optional files are skipped: they only refine the
+// defaults.
+func readAXModelPackage(files map[string]string) *axmodelPackage {
+	p := &axmodelPackage{}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	// Files one directory down, most likely first: the tokenizer folders
+	// (`qwen3_tokenizer/`) hold the Hugging Face files.
+	sort.SliceStable(names, func(i, j int) bool { return depthRank(names[i]) < depthRank(names[j]) })
+
+	for _, name := range names {
+		lower := strings.ToLower(name)
+		switch {
+		case strings.HasSuffix(lower, ".axmodel"):
+			p.axmodels = append(p.axmodels, name)
+		case strings.HasSuffix(lower, ".bin"):
+			p.hasEmbedding = true
+		}
+	}
+
+	read := func(name string, v any) bool {
+		err := readAXModelJSON(files[name], v)
+		if err != nil && !errors.Is(err, errEmptyJSON) {
+			slog.Debug("skipping package file", "file", name, "error", err)
+		}
+		return err == nil
+	}
+
+	// The Hugging Face config: the top-level config.json may instead be the
+	// vendor runtime config, a 0-byte placeholder, or absent.
+	var hf hfConfig
+	var rt runtimeConfig
+	hfDir := ""
+	for _, name := range names {
+		if path.Base(name) != "config.json" || strings.Count(name, "/") > 1 {
+			continue
+		}
+		var c hfConfig
+		if read(name, &c) && (c.ModelType != "" || len(c.Architectures) > 0) {
+			hf, hfDir, p.hfConfigName = c, path.Dir(name), name
+			break
+		}
+	}
+	if files["config.json"] != "" {
+		read("config.json", &rt)
+	}
+
+	p.family = axmodelFamily(hf, rt, p.axmodels)
+	p.parameters = hf.parameterCount()
+
+	// The chat template: tokenizer_config.json beside the HF config first.
+	dirs := []string{hfDir, "."}
+	for _, name := range names {
+		if d := path.Dir(name); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if t := readChatTemplate(files, d); t != "" {
+			p.chatTemplate = t
+			break
+		}
+	}
+
+	for _, name := range names {
+		if path.Base(name) != "post_config.json" || strings.Count(name, "/") > 1 {
+			continue
+		}
+		var pc axmodelPostConfig
+		if read(name, &pc) {
+			p.post = &pc
+			break
+		}
+	}
+	return p
+}
+
+// depthRank orders names: top level, then tokenizer folders, then others.
+func depthRank(name string) int {
+	switch dir := path.Dir(name); {
+	case dir == ".":
+		return 0
+	case strings.HasSuffix(dir, "_tokenizer") || dir == "tokenizer":
+		return 1
+	default:
+		return 2
+	}
+}
+
+// readChatTemplate returns the chat template kept in directory d, from
+// tokenizer_config.json (a string, or a list whose "default" entry is used)
+// or chat_template.jinja.
+func readChatTemplate(files map[string]string, d string) string {
+	join := func(base string) string { return path.Join(d, base) }
+	if digest := files[join("tokenizer_config.json")]; digest != "" {
+		var tc struct {
+			ChatTemplate json.RawMessage `json:"chat_template"`
+		}
+		if readAXModelJSON(digest, &tc) == nil && len(tc.ChatTemplate) > 0 {
+			var s string
+			if json.Unmarshal(tc.ChatTemplate, &s) == nil && s != "" {
+				return s
+			}
+			var list []struct{ Name, Template string }
+			if json.Unmarshal(tc.ChatTemplate, &list) == nil {
+				for _, t := range list {
+					if t.Name == "default" {
+						return t.Template
+					}
+				}
+			}
+		}
+	}
+	if digest := files[join("chat_template.jinja")]; digest != "" {
+		if b, err := readAXModelBlob(digest); err == nil {
+			return string(b)
+		}
+	}
+	return ""
+}
+
+// axmodelFamily names the model family: the HF model_type, else its
+// architecture, else the runtime config's tokenizer type, else the prefix of
+// the layer files (qwen3 in qwen3_p128_l0_together.axmodel).
+func axmodelFamily(hf hfConfig, rt runtimeConfig, axmodels []string) string {
+	if hf.ModelType != "" {
+		return strings.ToLower(hf.ModelType)
+	}
+	for _, a := range hf.Architectures {
+		if f, ok := strings.CutSuffix(a, "ForCausalLM"); ok && f != "" {
+			return strings.ToLower(f)
+		}
+	}
+	switch t := strings.ToLower(rt.TokenizerType); {
+	case t == "":
+	case strings.HasPrefix(t, "qwen2"):
+		return "qwen2"
+	default:
+		return t
+	}
+	for _, name := range axmodels {
+		base := path.Base(name)
+		if stem, ok := strings.CutSuffix(base, "_together.axmodel"); ok {
+			if head, _, ok := cutLast(stem, "_l"); ok {
+				if prefix, _, ok := cutLast(head, "_p"); ok && prefix != "" {
+					return strings.ToLower(prefix)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
+}
+
+var errEmptyJSON = errors.New("empty file")
+
+func readAXModelBlob(digest string) ([]byte, error) {
+	if digest == "" {
+		return nil, os.ErrNotExist
+	}
+	p, err := manifest.BlobsPath(digest)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, axmodelMaxJSONBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > axmodelMaxJSONBytes {
+		return nil, fmt.Errorf("larger than %d bytes", axmodelMaxJSONBytes)
+	}
+	return b, nil
+}
+
+func readAXModelJSON(digest string, v any) error {
+	b, err := readAXModelBlob(digest)
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return errEmptyJSON
+	}
+	return json.Unmarshal(b, v)
+}
+
+// axmodelInheritConfig completes the config of a model created FROM an
+// existing AX650 model: createModel takes the family from GGUF layers only.
+func axmodelInheritConfig(config, base *model.ConfigV2) {
+	if base.ModelFormat != axmodelFormat || config.ModelFormat != axmodelFormat {
+		return
+	}
+	if config.ModelFamily == "" {
+		config.ModelFamily = base.ModelFamily
+		config.ModelFamilies = slices.Clone(base.ModelFamilies)
+	}
+	config.ModelType = cmp.Or(config.ModelType, base.ModelType)
+	config.FileType = cmp.Or(config.FileType, base.FileType)
+}

@@ -1,0 +1,246 @@
+//go:build ax650 && cgo
+
+package ax650runner
+
+// The cgo glue over the axllm C ABI (include/axllm.h, static library
+// libaxllm.a from `cargo build --release -p axllm-capi`). build.sh points
+// CGO_CFLAGS at the header's directory and CGO_LDFLAGS at the library's.
+// The NPU runtime itself (libaxcl_rt.so, or the simulator named by
+// AXLLM_AXCL_LIB) is loaded by axllm at run time, so the binary has no
+// dependency on board-only libraries.
+
+/*
+#cgo LDFLAGS: -laxllm -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+#include <stdlib.h>
+#include "axllm.h"
+
+extern void goAX650Progress(void *user_data, uint32_t loaded, uint32_t total);
+
+static void ax650_progress(void *user_data, uint32_t loaded, uint32_t total) {
+	goAX650Progress(user_data, loaded, total);
+}
+
+static void ax650_set_progress(axllm_load_params *p) {
+	p->progress = ax650_progress;
+	p->progress_user_data = NULL;
+}
+*/
+import "C"
+
+import (
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// call runs one axllm function and reads axllm_last_error() on the same OS
+// thread (the message is per thread).
+func call(name string, f func() C.axllm_status) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	st := f()
+	if st == C.AXLLM_OK {
+		return nil
+	}
+	return &EngineError{Call: name, Status: Status(st), Message: C.GoString(C.axllm_last_error())}
+}
+
+func libraryVersion() string { return C.GoString(C.axllm_version()) }
+
+type axllmEngine struct {
+	model *C.axllm_model
+	info  Info
+	once  sync.Once
+}
+
+func loadEngine(dir string, progress LoadProgress) (Engine, error) {
+	cdir := C.CString(dir)
+	defer C.free(unsafe.Pointer(cdir))
+
+	loadProgress.Store(&progress)
+	defer loadProgress.Store(nil)
+
+	params := C.axllm_load_default_params()
+	C.ax650_set_progress(&params)
+
+	var m *C.axllm_model
+	if err := call("axllm_model_load", func() C.axllm_status {
+		return C.axllm_model_load(cdir, &params, &m)
+	}); err != nil {
+		return nil, err
+	}
+
+	var ci C.axllm_model_info
+	if err := call("axllm_model_get_info", func() C.axllm_status {
+		return C.axllm_model_get_info(m, &ci)
+	}); err != nil {
+		C.axllm_model_free(m)
+		return nil, err
+	}
+	return &axllmEngine{model: m, info: Info{
+		ContextLength: int(ci.context_length),
+		MaxPrefill:    int(ci.max_prefill),
+		VocabSize:     int(ci.vocab_size),
+		Layers:        int(ci.layers),
+		HiddenSize:    int(ci.hidden_size),
+		Chunk:         int(ci.chunk),
+		MemoryBytes:   uint64(ci.device_memory_bytes),
+		DeviceID:      int(ci.device_id),
+		Simulator:     bool(ci.simulator),
+	}}, nil
+}
+
+func (e *axllmEngine) Info() Info { return e.info }
+
+func (e *axllmEngine) Tokenize(text string) ([]int32, error) {
+	ctext := C.CString(text)
+	defer C.free(unsafe.Pointer(ctext))
+	buf := make([]int32, len(text)/2+16)
+	for {
+		var n C.size_t
+		err := call("axllm_tokenize", func() C.axllm_status {
+			return C.axllm_tokenize(e.model, ctext, true, (*C.int32_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
+		})
+		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n) > len(buf) {
+			buf = make([]int32, int(n))
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
+
+func (e *axllmEngine) Detokenize(tokens []int32) (string, error) {
+	var ptr *C.int32_t
+	if len(tokens) > 0 {
+		ptr = (*C.int32_t)(unsafe.Pointer(&tokens[0]))
+	}
+	buf := make([]byte, len(tokens)*8+64)
+	for {
+		var n C.size_t
+		err := call("axllm_detokenize", func() C.axllm_status {
+			return C.axllm_detokenize(e.model, ptr, C.size_t(len(tokens)), (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
+		})
+		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n)+1 > len(buf) {
+			buf = make([]byte, int(n)+1)
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+}
+
+func (e *axllmEngine) Begin(tokens []int32, p Params) (Generation, error) {
+	cp := C.axllm_generate_default_params()
+	cp.temperature = C.float(p.Temperature)
+	cp.top_k = C.int32_t(p.TopK)
+	cp.top_p = C.float(p.TopP)
+	cp.min_p = C.float(p.MinP)
+	cp.typical_p = C.float(p.TypicalP)
+	cp.repeat_last_n = C.int32_t(p.RepeatLastN)
+	cp.repeat_penalty = C.float(p.RepeatPenalty)
+	cp.presence_penalty = C.float(p.PresencePenalty)
+	cp.frequency_penalty = C.float(p.FrequencyPenalty)
+	cp.seed = C.int64_t(p.Seed)
+	cp.num_predict = C.int32_t(p.NumPredict)
+	// Tokenize already applied the post-processor.
+	cp.add_special_tokens = false
+
+	// Stop strings are borrowed for the begin call only: C copies of them,
+	// in a C array (cgo forbids passing Go memory that holds Go pointers).
+	if len(p.Stop) > 0 {
+		arr := (**C.char)(C.malloc(C.size_t(len(p.Stop)) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+		defer C.free(unsafe.Pointer(arr))
+		stops := unsafe.Slice(arr, len(p.Stop))
+		for i, s := range p.Stop {
+			stops[i] = C.CString(s)
+			defer C.free(unsafe.Pointer(stops[i]))
+		}
+		cp.stop = arr
+		cp.n_stop = C.size_t(len(p.Stop))
+	}
+
+	var ptr *C.int32_t
+	if len(tokens) > 0 {
+		ptr = (*C.int32_t)(unsafe.Pointer(&tokens[0]))
+	}
+	var g *C.axllm_generation
+	if err := call("axllm_generation_begin_tokens", func() C.axllm_status {
+		return C.axllm_generation_begin_tokens(e.model, ptr, C.size_t(len(tokens)), &cp, &g)
+	}); err != nil {
+		return nil, err
+	}
+	return &axllmGeneration{handle: g, buf: make([]byte, 1024)}, nil
+}
+
+func (e *axllmEngine) Close() {
+	e.once.Do(func() { C.axllm_model_free(e.model) })
+}
+
+type axllmGeneration struct {
+	mu     sync.Mutex // guards handle, never held across a C call
+	handle *C.axllm_generation
+	buf    []byte
+}
+
+func (g *axllmGeneration) get() *C.axllm_generation {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.handle
+}
+
+func (g *axllmGeneration) Next() (string, DoneReason, error) {
+	h := g.get()
+	for {
+		var n C.size_t
+		var done C.axllm_done_reason
+		err := call("axllm_generation_next", func() C.axllm_status {
+			return C.axllm_generation_next(h, (*C.char)(unsafe.Pointer(&g.buf[0])), C.size_t(len(g.buf)), &n, &done)
+		})
+		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n)+1 > len(g.buf) {
+			g.buf = make([]byte, int(n)+1)
+			continue
+		}
+		if err != nil {
+			return "", DoneNone, err
+		}
+		return string(g.buf[:n]), DoneReason(done), nil
+	}
+}
+
+// Cancel is safe at any time: axllm ignores freed handles.
+func (g *axllmGeneration) Cancel() {
+	if h := g.get(); h != nil {
+		C.axllm_generation_cancel(h)
+	}
+}
+
+func (g *axllmGeneration) Stats() Stats {
+	var s C.axllm_stats
+	h := g.get()
+	if h == nil || C.axllm_generation_stats(h, &s) != C.AXLLM_OK {
+		return Stats{}
+	}
+	return Stats{
+		PromptTokens:     int(s.prompt_tokens),
+		PromptReused:     int(s.prompt_reused),
+		PromptDuration:   time.Duration(s.prompt_duration_ns),
+		GeneratedTokens:  int(s.generated_tokens),
+		GenerateDuration: time.Duration(s.generate_duration_ns),
+	}
+}
+
+func (g *axllmGeneration) End() {
+	g.mu.Lock()
+	h := g.handle
+	g.handle = nil
+	g.mu.Unlock()
+	if h != nil {
+		C.axllm_generation_end(h)
+	}
+}

@@ -1,0 +1,170 @@
+//go:build ax650 && cgo
+
+package ax650runner
+
+// The cgo engine against the real axllm library and the simulator of the
+// vendor runtime. Run by `build.sh test` when the simulator is built:
+//   AXLLM_AXCL_LIB=.../libaxcl_sim.so AX650_TEST_MODEL_DIR=<axsim-pack output>
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ollama/ollama/llm"
+)
+
+func loadTestEngine(t *testing.T) Engine {
+	t.Helper()
+	dir := os.Getenv("AX650_TEST_MODEL_DIR")
+	if dir == "" || os.Getenv("AXLLM_AXCL_LIB") == "" {
+		t.Skip("set AX650_TEST_MODEL_DIR (an axsim-pack model) and AXLLM_AXCL_LIB (libaxcl_sim.so)")
+	}
+	var calls atomic.Int32
+	e, err := loadEngine(dir, func(loaded, total uint32) {
+		if loaded > total {
+			t.Errorf("progress %d/%d", loaded, total)
+		}
+		calls.Add(1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if calls.Load() == 0 {
+		t.Error("no load progress reported")
+	}
+	return e
+}
+
+func drain(t *testing.T, g Generation) (string, DoneReason) {
+	t.Helper()
+	var sb strings.Builder
+	for range 10000 {
+		piece, done, err := g.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done != DoneNone {
+			return sb.String(), done
+		}
+		if piece == "" {
+			t.Fatal("empty piece before the end")
+		}
+		sb.WriteString(piece)
+	}
+	t.Fatal("generation did not end")
+	return "", DoneNone
+}
+
+func TestAXLLMEngine(t *testing.T) {
+	e := loadTestEngine(t)
+	info := e.Info()
+	if info.ContextLength <= 0 || info.VocabSize <= 0 || info.Layers <= 0 || info.MemoryBytes == 0 {
+		t.Fatalf("info %+v", info)
+	}
+	if libraryVersion() == "" {
+		t.Error("no library version")
+	}
+
+	text := "<|im_start|>user\nhello there<|im_end|>\n<|im_start|>assistant\n"
+	ids, err := e.Tokenize(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	special, err := e.Tokenize("<|im_start|>")
+	if err != nil || len(special) != 1 || special[0] != ids[0] {
+		t.Errorf("special token: %v %v (prompt starts %v)", special, err, ids[:1])
+	}
+	back, err := e.Detokenize(ids)
+	if err != nil || back != text {
+		t.Errorf("Detokenize(Tokenize(x)) = %q, %v", back, err)
+	}
+
+	t.Run("num_predict", func(t *testing.T) {
+		g, err := e.Begin(ids, Params{Temperature: 0, NumPredict: 5, RepeatPenalty: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.End()
+		_, done := drain(t, g)
+		st := g.Stats()
+		if done != DoneMaxTokens && done != DoneEOS {
+			t.Errorf("done = %d", done)
+		}
+		if st.PromptTokens != len(ids) || st.GeneratedTokens == 0 || st.GeneratedTokens > 5 {
+			t.Errorf("stats %+v for %d prompt tokens", st, len(ids))
+		}
+	})
+
+	t.Run("small buffer", func(t *testing.T) {
+		g, err := e.Begin(ids, Params{Temperature: 0, NumPredict: 8, RepeatPenalty: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.End()
+		g.(*axllmGeneration).buf = make([]byte, 1) // every piece needs the retry
+		if _, done := drain(t, g); done == DoneNone {
+			t.Error("not done")
+		}
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		g, err := e.Begin(ids, Params{Temperature: 1, TopK: 40, TopP: 1, NumPredict: -1, RepeatPenalty: 1, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.End()
+		if _, _, err := g.Next(); err != nil {
+			t.Fatal(err)
+		}
+		g.Cancel()
+		if _, done := drain(t, g); done != DoneCancelled {
+			t.Errorf("done = %d, want cancelled", done)
+		}
+		g.Cancel() // after the end: ignored
+	})
+
+	t.Run("prompt too long", func(t *testing.T) {
+		long := make([]int32, info.ContextLength+10)
+		for i := range long {
+			long[i] = ids[i%len(ids)]
+		}
+		_, err := e.Begin(long, Params{NumPredict: 1, RepeatPenalty: 1})
+		var ee *EngineError
+		if !errors.As(err, &ee) || ee.Status != StatusPromptTooLong {
+			t.Errorf("Begin = %v, want prompt_too_long", err)
+		}
+	})
+
+	t.Run("runner over the engine", func(t *testing.T) {
+		r := NewRunner(e)
+		var content strings.Builder
+		var final llm.CompletionResponse
+		err := r.Completion(t.Context(), llm.AX650CompletionRequest{Prompt: text}, func(resp llm.CompletionResponse) {
+			content.WriteString(resp.Content)
+			if resp.Done {
+				final = resp
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !final.Done || final.PromptEvalCount != len(ids) || final.EvalCount == 0 {
+			t.Errorf("final %+v", final)
+		}
+	})
+}
+
+func TestAXLLMEngineLoadErrors(t *testing.T) {
+	if os.Getenv("AXLLM_AXCL_LIB") == "" {
+		t.Skip("set AXLLM_AXCL_LIB (libaxcl_sim.so)")
+	}
+	_, err := loadEngine(t.TempDir(), nil)
+	var ee *EngineError
+	if !errors.As(err, &ee) || (ee.Status != StatusModelNotFound && ee.Status != StatusBadModel) || ee.Message == "" {
+		t.Errorf("loading an empty directory: %v", err)
+	}
+}

@@ -1,0 +1,13 @@
+//go:build !ax650 || !cgo
+
+package ax650runner
+
+import "github.com/ollama/ollama/llm"
+
+// loadEngine: this binary has no NPU engine (built without the ax650 tag or cgo).
+func loadEngine(string, LoadProgress) (Engine, error) {
+	return nil, llm.ErrAX650NotBuilt
+}
+
+// libraryVersion is the axllm version linked in ("" when none).
+func libraryVersion() string { return "" }

@@ -1,0 +1,296 @@
+package ax650runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/llm"
+)
+
+// Runner serves requests for one loaded Engine.
+type Runner struct {
+	engine Engine
+	info   Info
+	// sem lets one generation at a time use the NPU; waiting honours ctx
+	// (axllm's own wait inside begin could not be cancelled).
+	sem *semaphore.Weighted
+
+	mu     sync.Mutex
+	broken error // set after a device error: the model must be loaded again
+}
+
+// NewRunner serves e.
+func NewRunner(e Engine) *Runner {
+	return &Runner{engine: e, info: e.Info(), sem: semaphore.NewWeighted(1)}
+}
+
+// Info is the loaded model's geometry.
+func (r *Runner) Info() Info { return r.info }
+
+// Broken returns the error that made the runner unusable, or nil.
+func (r *Runner) Broken() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.broken
+}
+
+func (r *Runner) markBroken(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.broken == nil {
+		r.broken = err
+		slog.Error("AX650 runtime failed; the model must be loaded again", "error", err)
+	}
+}
+
+// requestError is an error with the HTTP status and code to report.
+type requestError struct {
+	status int
+	code   string
+	err    error
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
+func badRequest(code, format string, args ...any) error {
+	return &requestError{status: http.StatusBadRequest, code: code, err: fmt.Errorf(format, args...)}
+}
+
+// wireError converts any error of this package to the wire form.
+func wireError(err error) *llm.AX650Error {
+	var re *requestError
+	if errors.As(err, &re) {
+		return &llm.AX650Error{Status: re.status, Code: re.code, Message: re.Error()}
+	}
+	var se api.StatusError
+	if errors.As(err, &se) {
+		return &llm.AX650Error{Status: se.StatusCode, Message: se.ErrorMessage}
+	}
+	return &llm.AX650Error{Status: http.StatusInternalServerError, Message: err.Error()}
+}
+
+// engineError classifies an axllm failure: bad input is the client's (400),
+// out of memory keeps that phrase (Ollama's scheduler recognises it), and a
+// runtime or device failure breaks the runner so the model is reloaded.
+func (r *Runner) engineError(err error) error {
+	var ee *EngineError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	switch ee.Status {
+	case StatusPromptTooLong:
+		return &requestError{status: http.StatusBadRequest, code: ee.Status.Code(),
+			err: fmt.Errorf("the prompt is longer than the context length of this model (%d tokens): %s", r.info.ContextLength, ee.Message)}
+	case StatusInvalidArgument:
+		return &requestError{status: http.StatusBadRequest, code: ee.Status.Code(), err: fmt.Errorf("invalid request: %s", ee.Message)}
+	case StatusOutOfMemory:
+		return &requestError{status: http.StatusInternalServerError, code: ee.Status.Code(), err: fmt.Errorf("AX650 NPU out of memory: %s", ee.Message)}
+	case StatusDevice, StatusRuntime, StatusPanic:
+		r.markBroken(err)
+		return &requestError{status: http.StatusInternalServerError, code: ee.Status.Code(),
+			err: fmt.Errorf("AX650 runtime error (the model will be loaded again): %s", ee.Message)}
+	default:
+		return &requestError{status: http.StatusInternalServerError, code: ee.Status.Code(), err: err}
+	}
+}
+
+// formatSet reports whether a request asks for structured output.
+func formatSet(format []byte) bool {
+	f := bytes.TrimSpace(format)
+	return len(f) > 0 && !bytes.Equal(f, []byte("null")) && !bytes.Equal(f, []byte(`""`))
+}
+
+// validate refuses what AX650 models cannot do.
+func validate(req *llm.AX650CompletionRequest) error {
+	if req.MediaCount > 0 {
+		return badRequest("unsupported", "AX650 models do not support image or audio input")
+	}
+	if formatSet(req.Format) {
+		return badRequest("unsupported", "format is not supported for AX650 models yet")
+	}
+	return nil
+}
+
+// paramsFor maps Ollama's options onto axllm's.
+func paramsFor(o *api.Options) Params {
+	numPredict := o.NumPredict
+	if numPredict < 0 {
+		numPredict = -1 // -1 (no limit) and -2 (fill the context) both run to the context limit
+	}
+	return Params{
+		Temperature:      o.Temperature,
+		TopK:             o.TopK,
+		TopP:             o.TopP,
+		MinP:             o.MinP,
+		TypicalP:         o.TypicalP,
+		RepeatLastN:      o.RepeatLastN,
+		RepeatPenalty:    o.RepeatPenalty,
+		PresencePenalty:  o.PresencePenalty,
+		FrequencyPenalty: o.FrequencyPenalty,
+		Seed:             int64(o.Seed),
+		NumPredict:       numPredict,
+		Stop:             o.Stop,
+	}
+}
+
+// promptTokens tokenizes the prompt and makes it fit: a prompt that leaves no
+// room to generate is truncated (keeping num_keep tokens of the start and
+// the end, three quarters of the context in all) when the request allows it,
+// and refused with a 400 otherwise.
+func (r *Runner) promptTokens(req *llm.AX650CompletionRequest, o *api.Options) ([]int32, error) {
+	prompt := req.Prompt
+	if req.LeadingBOS != "" {
+		// The tokenizer adds its own BOS; don't send the renderer's as well.
+		prompt = strings.TrimPrefix(prompt, req.LeadingBOS)
+	}
+	tokens, err := r.engine.Tokenize(prompt)
+	if err != nil {
+		return nil, r.engineError(err)
+	}
+	ctxLen := r.info.ContextLength
+	if ctxLen <= 0 || len(tokens) < ctxLen {
+		return tokens, nil
+	}
+	if !req.Truncate {
+		return nil, badRequest(StatusPromptTooLong.Code(),
+			"the prompt (%d tokens) is longer than the context length of this model (%d tokens); shorten the prompt or allow truncation", len(tokens), ctxLen)
+	}
+	limit := max(ctxLen*3/4, 1)
+	keep := min(max(o.NumKeep, 0), limit/2)
+	out := make([]int32, 0, limit)
+	out = append(out, tokens[:keep]...)
+	out = append(out, tokens[len(tokens)-(limit-keep):]...)
+	slog.Warn("truncating the prompt to fit the context", "prompt_tokens", len(tokens), "context_length", ctxLen, "kept", len(out), "num_keep", keep)
+	return out, nil
+}
+
+// Completion runs one request: fn receives text pieces and exactly one final
+// response with Done set, all from this goroutine. When ctx ends it stops the
+// generation and returns ctx.Err() without a final response.
+func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest, fn func(llm.CompletionResponse)) error {
+	if err := r.Broken(); err != nil {
+		return &requestError{status: http.StatusServiceUnavailable, code: StatusDevice.Code(),
+			err: fmt.Errorf("AX650 runtime failed earlier, the model must be loaded again: %w", err)}
+	}
+	if err := validate(&req); err != nil {
+		return err
+	}
+	opts := req.Options
+	if opts == nil {
+		d := api.DefaultOptions()
+		opts = &d
+	}
+	tokens, err := r.promptTokens(&req, opts)
+	if err != nil {
+		return err
+	}
+
+	if err := r.sem.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer r.sem.Release(1)
+
+	gen, err := r.engine.Begin(tokens, paramsFor(opts))
+	if err != nil {
+		return r.engineError(err)
+	}
+	defer gen.End()
+	// Next blocks for a token at a time; cancel it from outside when the
+	// client goes away.
+	stopCancel := context.AfterFunc(ctx, gen.Cancel)
+	defer stopCancel()
+
+	var u utf8Buffer
+	stops := newStopFilter(opts.Stop)
+	emit := func(s string) {
+		if s != "" {
+			fn(llm.CompletionResponse{Content: s})
+		}
+	}
+
+	var reason llm.DoneReason
+	for {
+		piece, done, err := gen.Next()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return r.engineError(err)
+		}
+		if done != DoneNone {
+			switch done {
+			case DoneEOS, DoneStopString:
+				reason = llm.DoneReasonStop
+			case DoneMaxTokens, DoneContextFull:
+				reason = llm.DoneReasonLength
+			case DoneCancelled:
+				return errors.New("AX650 generation was cancelled")
+			default:
+				return fmt.Errorf("AX650 generation ended for an unknown reason %d", done)
+			}
+			text, stopped := stops.Add(u.Flush())
+			emit(text)
+			if !stopped {
+				emit(stops.Flush())
+			}
+			break
+		}
+		text, stopped := stops.Add(u.Add(piece))
+		emit(text)
+		if stopped {
+			gen.Cancel()
+			reason = llm.DoneReasonStop
+			break
+		}
+	}
+
+	st := gen.Stats()
+	fn(llm.CompletionResponse{
+		Done:               true,
+		DoneReason:         reason,
+		PromptEvalCount:    st.PromptTokens,
+		PromptEvalDuration: st.PromptDuration,
+		EvalCount:          st.GeneratedTokens,
+		EvalDuration:       st.GenerateDuration,
+	})
+	return nil
+}
+
+// Tokenize encodes text as Completion does.
+func (r *Runner) Tokenize(text string) ([]int, error) {
+	ids, err := r.engine.Tokenize(text)
+	if err != nil {
+		return nil, r.engineError(err)
+	}
+	out := make([]int, len(ids))
+	for i, id := range ids {
+		out[i] = int(id)
+	}
+	return out, nil
+}
+
+// Detokenize decodes ids; ids outside the vocabulary are a 400.
+func (r *Runner) Detokenize(tokens []int) (string, error) {
+	ids := make([]int32, len(tokens))
+	for i, t := range tokens {
+		if t < 0 || (r.info.VocabSize > 0 && t >= r.info.VocabSize) {
+			return "", badRequest(StatusInvalidArgument.Code(), "token %d is outside the vocabulary", t)
+		}
+		ids[i] = int32(t)
+	}
+	text, err := r.engine.Detokenize(ids)
+	if err != nil {
+		return "", r.engineError(err)
+	}
+	return text, nil
+}

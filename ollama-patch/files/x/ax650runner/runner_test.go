@@ -1,0 +1,508 @@
+package ax650runner
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/llm"
+)
+
+// fakeEngine stands in for the NPU: it tokenizes one token per byte and
+// replays scripted pieces.
+type fakeEngine struct {
+	info     Info
+	pieces   []string
+	final    DoneReason
+	beginErr error
+	nextErr  error // returned after the pieces instead of final
+	// block makes Next wait (after the pieces) until the generation is cancelled.
+	block bool
+
+	mu          sync.Mutex
+	params      []Params
+	tokens      [][]int32
+	active      atomic.Int32
+	maxActive   atomic.Int32
+	ended       atomic.Int32
+	cancelled   atomic.Int32
+	tokenizeErr error
+}
+
+func (e *fakeEngine) Info() Info { return e.info }
+
+func (e *fakeEngine) Tokenize(text string) ([]int32, error) {
+	if e.tokenizeErr != nil {
+		return nil, e.tokenizeErr
+	}
+	ids := make([]int32, len(text))
+	for i := range text {
+		ids[i] = int32(text[i])
+	}
+	return ids, nil
+}
+
+func (e *fakeEngine) Detokenize(tokens []int32) (string, error) {
+	b := make([]byte, len(tokens))
+	for i, t := range tokens {
+		b[i] = byte(t)
+	}
+	return string(b), nil
+}
+
+func (e *fakeEngine) Begin(tokens []int32, p Params) (Generation, error) {
+	if e.beginErr != nil {
+		return nil, e.beginErr
+	}
+	e.mu.Lock()
+	e.params = append(e.params, p)
+	e.tokens = append(e.tokens, slices.Clone(tokens))
+	e.mu.Unlock()
+	n := e.active.Add(1)
+	for {
+		m := e.maxActive.Load()
+		if n <= m || e.maxActive.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return &fakeGeneration{e: e, cancel: make(chan struct{}), prompt: len(tokens)}, nil
+}
+
+func (e *fakeEngine) Close() {}
+
+type fakeGeneration struct {
+	e        *fakeEngine
+	i        int
+	cancel   chan struct{}
+	once     sync.Once
+	prompt   int
+	produced int
+}
+
+func (g *fakeGeneration) Next() (string, DoneReason, error) {
+	select {
+	case <-g.cancel:
+		return "", DoneCancelled, nil
+	default:
+	}
+	if g.i < len(g.e.pieces) {
+		p := g.e.pieces[g.i]
+		g.i++
+		g.produced++
+		time.Sleep(time.Millisecond) // let other goroutines interleave
+		return p, DoneNone, nil
+	}
+	if g.e.block {
+		<-g.cancel
+		return "", DoneCancelled, nil
+	}
+	if g.e.nextErr != nil {
+		return "", DoneNone, g.e.nextErr
+	}
+	return "", g.e.final, nil
+}
+
+func (g *fakeGeneration) Cancel() {
+	g.once.Do(func() {
+		g.e.cancelled.Add(1)
+		close(g.cancel)
+	})
+}
+
+func (g *fakeGeneration) Stats() Stats {
+	return Stats{PromptTokens: g.prompt, PromptDuration: 2 * time.Millisecond, GeneratedTokens: g.produced, GenerateDuration: 3 * time.Millisecond}
+}
+
+func (g *fakeGeneration) End() {
+	g.e.active.Add(-1)
+	g.e.ended.Add(1)
+}
+
+func newFake(pieces ...string) *fakeEngine {
+	return &fakeEngine{info: Info{ContextLength: 64, VocabSize: 256}, pieces: pieces, final: DoneEOS}
+}
+
+// collect runs a completion and returns the pieces and the final response.
+func collect(t *testing.T, ctx context.Context, r *Runner, req llm.AX650CompletionRequest) ([]string, []llm.CompletionResponse, error) {
+	t.Helper()
+	var pieces []string
+	var finals []llm.CompletionResponse
+	err := r.Completion(ctx, req, func(resp llm.CompletionResponse) {
+		if resp.Done {
+			finals = append(finals, resp)
+			if resp.Content != "" {
+				t.Errorf("final response carries content %q", resp.Content)
+			}
+			return
+		}
+		if len(finals) > 0 {
+			t.Errorf("piece %q after the final response", resp.Content)
+		}
+		if resp.Content == "" {
+			t.Error("empty piece")
+		}
+		if !utf8.ValidString(resp.Content) {
+			t.Errorf("piece %q is not valid UTF-8", resp.Content)
+		}
+		pieces = append(pieces, resp.Content)
+	})
+	return pieces, finals, err
+}
+
+func opts(mod func(*api.Options)) *api.Options {
+	o := api.DefaultOptions()
+	if mod != nil {
+		mod(&o)
+	}
+	return &o
+}
+
+func TestCompletionDoneAccounting(t *testing.T) {
+	cases := []struct {
+		name   string
+		final  DoneReason
+		reason llm.DoneReason
+	}{
+		{"eos", DoneEOS, llm.DoneReasonStop},
+		{"stop string", DoneStopString, llm.DoneReasonStop},
+		{"max tokens", DoneMaxTokens, llm.DoneReasonLength},
+		{"context full", DoneContextFull, llm.DoneReasonLength},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFake("Hel", "lo", " world")
+			e.final = tc.final
+			r := NewRunner(e)
+			pieces, finals, err := collect(t, t.Context(), r, llm.AX650CompletionRequest{Prompt: "hi there", Options: opts(nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(pieces, ""); got != "Hello world" {
+				t.Errorf("content = %q", got)
+			}
+			if len(finals) != 1 {
+				t.Fatalf("%d final responses, want 1", len(finals))
+			}
+			want := llm.CompletionResponse{
+				Done: true, DoneReason: tc.reason,
+				PromptEvalCount: 8, PromptEvalDuration: 2 * time.Millisecond,
+				EvalCount: 3, EvalDuration: 3 * time.Millisecond,
+			}
+			if diff := cmp.Diff(want, finals[0]); diff != "" {
+				t.Errorf("final (-want +got):\n%s", diff)
+			}
+			if e.ended.Load() != 1 {
+				t.Errorf("generation ended %d times, want 1", e.ended.Load())
+			}
+		})
+	}
+}
+
+func TestCompletionCancelledGeneration(t *testing.T) {
+	e := newFake("a")
+	e.final = DoneCancelled
+	_, finals, err := collect(t, t.Context(), NewRunner(e), llm.AX650CompletionRequest{Prompt: "x", Options: opts(nil)})
+	if err == nil || len(finals) != 0 {
+		t.Fatalf("err = %v, finals = %d; want an error and no final response", err, len(finals))
+	}
+}
+
+func TestCompletionStopStrings(t *testing.T) {
+	cases := []struct {
+		name      string
+		pieces    []string
+		stop      []string
+		want      string
+		cancelled bool
+	}{
+		{"within a piece", []string{"Hello", " world", "!"}, []string{"wor"}, "Hello ", true},
+		{"across pieces", []string{"ab<", "|e", "nd|>x", "y"}, []string{"<|end|>"}, "ab", true},
+		{"false start released", []string{"a<", "b", "<|", "c"}, []string{"<|end|>"}, "a<b<|c", false},
+		{"earliest of several", []string{"one two three"}, []string{"three", "two"}, "one ", true},
+		{"partial at the end flushed", []string{"abc", "<|en"}, []string{"<|end|>"}, "abc<|en", false},
+		{"no stops", []string{"x", "y"}, nil, "xy", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFake(tc.pieces...)
+			pieces, finals, err := collect(t, t.Context(), NewRunner(e), llm.AX650CompletionRequest{
+				Prompt:  "p",
+				Options: opts(func(o *api.Options) { o.Stop = tc.stop }),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(pieces, ""); got != tc.want {
+				t.Errorf("content = %q, want %q", got, tc.want)
+			}
+			if len(finals) != 1 || finals[0].DoneReason != llm.DoneReasonStop {
+				t.Errorf("finals = %+v, want one with reason stop", finals)
+			}
+			if got := e.cancelled.Load() > 0; got != tc.cancelled {
+				t.Errorf("generation cancelled = %v, want %v", got, tc.cancelled)
+			}
+			if !slices.Equal(e.params[0].Stop, tc.stop) {
+				t.Errorf("engine got stop %q, want %q", e.params[0].Stop, tc.stop)
+			}
+		})
+	}
+}
+
+func TestCompletionUTF8(t *testing.T) {
+	cases := []struct {
+		name   string
+		pieces []string
+		want   string
+	}{
+		{"split three-byte character", []string{"h\xe4\xb8", "\xad!"}, "h中!"},
+		{"split four-byte character", []string{"\xf0\x9f", "\x98", "\x80"}, "😀"},
+		{"incomplete at the end", []string{"ok\xe4\xb8"}, "ok\uFFFD"},
+		{"invalid byte", []string{"a\xffb"}, "a\uFFFDb"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pieces, _, err := collect(t, t.Context(), NewRunner(newFake(tc.pieces...)), llm.AX650CompletionRequest{Prompt: "p", Options: opts(nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(pieces, ""); got != tc.want {
+				t.Errorf("content = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCompletionContextCancel(t *testing.T) {
+	e := newFake("first")
+	e.block = true
+	r := NewRunner(e)
+	ctx, cancel := context.WithCancel(t.Context())
+	var finals atomic.Int32
+	errCh := make(chan error, 1)
+	go func() {
+		errCh <- r.Completion(ctx, llm.AX650CompletionRequest{Prompt: "p", Options: opts(nil)}, func(resp llm.CompletionResponse) {
+			if resp.Done {
+				finals.Add(1)
+				return
+			}
+			cancel() // the client goes away after the first piece
+		})
+	}()
+	select {
+	case err := <-errCh:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Completion did not return after cancellation")
+	}
+	if finals.Load() != 0 {
+		t.Error("a final response was sent after cancellation")
+	}
+	if e.cancelled.Load() != 1 || e.ended.Load() != 1 {
+		t.Errorf("cancelled %d, ended %d; want 1 and 1", e.cancelled.Load(), e.ended.Load())
+	}
+}
+
+func TestCompletionSerialised(t *testing.T) {
+	e := newFake("a", "b", "c", "d", "e")
+	r := NewRunner(e)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if _, finals, err := collect(t, t.Context(), r, llm.AX650CompletionRequest{Prompt: "p", Options: opts(nil)}); err != nil || len(finals) != 1 {
+				t.Errorf("err = %v, finals = %d", err, len(finals))
+			}
+		})
+	}
+	wg.Wait()
+	if got := e.maxActive.Load(); got != 1 {
+		t.Errorf("%d generations ran at once, want 1", got)
+	}
+	if got := len(e.params); got != 4 {
+		t.Errorf("%d generations, want 4", got)
+	}
+}
+
+func TestCompletionWaitHonoursContext(t *testing.T) {
+	e := newFake("x")
+	e.block = true
+	r := NewRunner(e)
+	first, cancelFirst := context.WithCancel(t.Context())
+	defer cancelFirst()
+	started := make(chan struct{})
+	go r.Completion(first, llm.AX650CompletionRequest{Prompt: "p", Options: opts(nil)}, func(llm.CompletionResponse) { close(started) })
+	<-started
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := r.Completion(ctx, llm.AX650CompletionRequest{Prompt: "p", Options: opts(nil)}, func(llm.CompletionResponse) {
+		t.Error("second request produced output while the first held the NPU")
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want context.DeadlineExceeded", err)
+	}
+	if got := len(e.params); got != 1 {
+		t.Errorf("%d generations began, want 1", got)
+	}
+}
+
+func TestCompletionValidation(t *testing.T) {
+	cases := []struct {
+		name   string
+		req    llm.AX650CompletionRequest
+		status int
+		msg    string
+	}{
+		{"images", llm.AX650CompletionRequest{Prompt: "p", MediaCount: 1}, 400, "image"},
+		{"json format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`"json"`)}, 400, "format is not supported for AX650 models yet"},
+		{"schema format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`{"type":"object"}`)}, 400, "format is not supported"},
+		{"null format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`null`)}, 0, ""},
+		{"nil options", llm.AX650CompletionRequest{Prompt: "p"}, 0, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := collect(t, t.Context(), NewRunner(newFake("ok")), tc.req)
+			if tc.status == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			we := wireError(err)
+			if we.Status != tc.status || !strings.Contains(we.Message, tc.msg) {
+				t.Errorf("error = %+v, want status %d containing %q", we, tc.status, tc.msg)
+			}
+		})
+	}
+}
+
+func TestCompletionPromptLength(t *testing.T) {
+	long := strings.Repeat("x", 20) // 20 tokens
+	cases := []struct {
+		name       string
+		prompt     string
+		leadingBOS string
+		truncate   bool
+		numKeep    int
+		wantTokens string
+		wantStatus int
+	}{
+		{"fits", "hello", "", false, 0, "hello", 0},
+		{"leading BOS stripped", "<s>hello", "<s>", false, 0, "hello", 0},
+		{"too long refused", long, "", false, 0, "", 400},
+		{"exactly the context refused", strings.Repeat("y", 16), "", false, 0, "", 400},
+		{"too long truncated", "abcd" + long + "tail", "", true, 4, "abcd" + "xxxx" + "tail", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFake("ok")
+			e.info.ContextLength = 16
+			_, _, err := collect(t, t.Context(), NewRunner(e), llm.AX650CompletionRequest{
+				Prompt: tc.prompt, LeadingBOS: tc.leadingBOS, Truncate: tc.truncate,
+				Options: opts(func(o *api.Options) { o.NumKeep = tc.numKeep }),
+			})
+			if tc.wantStatus != 0 {
+				if we := wireError(err); we.Status != tc.wantStatus || we.Code != "prompt_too_long" {
+					t.Fatalf("error = %+v, want status %d prompt_too_long", we, tc.wantStatus)
+				}
+				if len(e.tokens) != 0 {
+					t.Error("the engine began a generation for a refused prompt")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := e.Detokenize(e.tokens[0])
+			if got != tc.wantTokens {
+				t.Errorf("prompt sent = %q, want %q", got, tc.wantTokens)
+			}
+		})
+	}
+}
+
+func TestCompletionParams(t *testing.T) {
+	e := newFake("ok")
+	o := opts(func(o *api.Options) {
+		o.Temperature, o.TopK, o.TopP, o.MinP, o.TypicalP = 0.3, 7, 0.5, 0.05, 0.9
+		o.RepeatLastN, o.RepeatPenalty, o.PresencePenalty, o.FrequencyPenalty = 32, 1.1, 0.2, 0.3
+		o.Seed, o.NumPredict, o.Stop = 42, -2, []string{"END"}
+	})
+	if _, _, err := collect(t, t.Context(), NewRunner(e), llm.AX650CompletionRequest{Prompt: "p", Options: o}); err != nil {
+		t.Fatal(err)
+	}
+	want := Params{
+		Temperature: 0.3, TopK: 7, TopP: 0.5, MinP: 0.05, TypicalP: 0.9,
+		RepeatLastN: 32, RepeatPenalty: 1.1, PresencePenalty: 0.2, FrequencyPenalty: 0.3,
+		Seed: 42, NumPredict: -1, Stop: []string{"END"},
+	}
+	if diff := cmp.Diff(want, e.params[0]); diff != "" {
+		t.Errorf("params (-want +got):\n%s", diff)
+	}
+}
+
+func TestCompletionEngineErrors(t *testing.T) {
+	cases := []struct {
+		name     string
+		beginErr error
+		nextErr  error
+		status   int
+		oom      bool
+		broken   bool
+	}{
+		{"prompt too long", &EngineError{"begin", StatusPromptTooLong, "4096 > 2047"}, nil, 400, false, false},
+		{"invalid argument", &EngineError{"begin", StatusInvalidArgument, "bad temperature"}, nil, 400, false, false},
+		{"out of memory", &EngineError{"begin", StatusOutOfMemory, "CMM exhausted"}, nil, 500, true, false},
+		{"device lost mid-generation", nil, &EngineError{"next", StatusDevice, "device 0 is lost"}, 500, false, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFake("a")
+			e.beginErr, e.nextErr = tc.beginErr, tc.nextErr
+			r := NewRunner(e)
+			_, finals, err := collect(t, t.Context(), r, llm.AX650CompletionRequest{Prompt: "p", Options: opts(nil)})
+			if err == nil || len(finals) != 0 {
+				t.Fatalf("err = %v, finals = %d", err, len(finals))
+			}
+			we := wireError(err)
+			if we.Status != tc.status {
+				t.Errorf("status = %d, want %d (%s)", we.Status, tc.status, we.Message)
+			}
+			if got := llm.IsOutOfMemory(err); got != tc.oom {
+				t.Errorf("IsOutOfMemory = %v, want %v (%s)", got, tc.oom, err)
+			}
+			if got := r.Broken() != nil; got != tc.broken {
+				t.Errorf("broken = %v, want %v", got, tc.broken)
+			}
+			if tc.broken {
+				_, _, err := collect(t, t.Context(), r, llm.AX650CompletionRequest{Prompt: "p", Options: opts(nil)})
+				if we := wireError(err); we.Status != http.StatusServiceUnavailable {
+					t.Errorf("after a device error: %+v, want 503", we)
+				}
+			}
+		})
+	}
+}
+
+func TestDetokenizeRange(t *testing.T) {
+	r := NewRunner(newFake())
+	if s, err := r.Detokenize([]int{104, 105}); err != nil || s != "hi" {
+		t.Errorf("Detokenize = %q, %v", s, err)
+	}
+	for _, bad := range [][]int{{-1}, {256}} {
+		if _, err := r.Detokenize(bad); wireError(err).Status != 400 {
+			t.Errorf("Detokenize(%v) = %v, want a 400", bad, err)
+		}
+	}
+}

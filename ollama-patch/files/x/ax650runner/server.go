@@ -1,0 +1,286 @@
+package ax650runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ollama/ollama/envconfig"
+	"github.com/ollama/ollama/llm"
+	"github.com/ollama/ollama/logutil"
+)
+
+// Execute runs the runner: `ollama runner --ax650-engine --model NAME --port N
+// [--workdir DIR] [--exit-on-stdin-eof]`, or `--dir PATH` to load a package
+// directory directly (for debugging).
+func Execute(args []string) error {
+	slog.SetDefault(logutil.NewLogger(os.Stderr, envconfig.LogLevel()))
+
+	flags := flag.NewFlagSet("ax650runner", flag.ContinueOnError)
+	modelName := flags.String("model", "", "name of the axmodel model to load")
+	modelDir := flags.String("dir", "", "load this package directory instead of a model by name")
+	port := flags.Int("port", 0, "loopback port to listen on")
+	workdir := flags.String("workdir", "", "directory for the model's links (default: system temp dir)")
+	exitOnEOF := flags.Bool("exit-on-stdin-eof", false, "exit when standard input closes (the parent has gone)")
+	_ = flags.Bool("verbose", false, "ignored")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if (*modelName == "") == (*modelDir == "") {
+		return errors.New("ax650 runner: give exactly one of --model and --dir")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *exitOnEOF {
+		survivePipeLoss()
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			slog.Info("parent process has gone, exiting")
+			stop()
+		}()
+	}
+
+	s := &server{state: llm.AX650Status{State: llm.AX650StateLoading}}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+	if err != nil {
+		return fmt.Errorf("ax650 runner: %w", err)
+	}
+	// Handlers see reqCtx: cancelling it on shutdown stops generations.
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
+	httpServer := &http.Server{Handler: s.handler(), BaseContext: func(net.Listener) context.Context { return reqCtx }}
+	go func() {
+		if err := httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("ax650 runner http server", "error", err)
+			stop()
+		}
+	}()
+	slog.Info("AX650 runner listening", "addr", ln.Addr().String(), "axllm", libraryVersion())
+
+	dir := *modelDir
+	if dir == "" {
+		files, err := ModelFiles(*modelName)
+		if err == nil {
+			dir, err = Materialize(files, *workdir)
+		}
+		if err != nil {
+			s.fail(StatusBadModel.Code(), err)
+			<-ctx.Done()
+			return nil
+		}
+		defer func() {
+			os.RemoveAll(dir)
+			if *workdir != "" {
+				os.Remove(*workdir) // the parent's directory, if it is now empty
+			}
+		}()
+	}
+
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		start := time.Now()
+		e, err := loadEngine(dir, s.progress)
+		if err != nil {
+			code := "error"
+			var ee *EngineError
+			if errors.As(err, &ee) {
+				code = ee.Status.Code()
+			} else if errors.Is(err, llm.ErrAX650NotBuilt) {
+				code = "unsupported"
+			}
+			s.fail(code, err)
+			return
+		}
+		s.ready(e)
+		info := e.Info()
+		slog.Info("AX650 model loaded", "took", time.Since(start).Round(time.Millisecond),
+			"context_length", info.ContextLength, "max_prefill", info.MaxPrefill, "layers", info.Layers,
+			"device_memory", info.MemoryBytes, "simulator", info.Simulator)
+	}()
+
+	<-ctx.Done()
+	slog.Info("AX650 runner stopping")
+	select {
+	case <-loaded:
+	default:
+		// axllm_model_load cannot be interrupted; the process exit frees it.
+		return nil
+	}
+	cancelRequests()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = httpServer.Shutdown(shutdownCtx)
+	if r := s.getRunner(); r != nil {
+		r.engine.Close()
+	}
+	return nil
+}
+
+// server is the runner's HTTP face.
+type server struct {
+	mu     sync.Mutex
+	state  llm.AX650Status
+	runner *Runner
+}
+
+func (s *server) progress(loaded, total uint32) {
+	s.mu.Lock()
+	s.state.Loaded, s.state.Total = loaded, total
+	s.mu.Unlock()
+}
+
+func (s *server) fail(code string, err error) {
+	slog.Error("AX650 model load failed", "code", code, "error", err)
+	s.mu.Lock()
+	s.state.State, s.state.Code, s.state.Error = llm.AX650StateFailed, code, err.Error()
+	s.mu.Unlock()
+}
+
+func (s *server) ready(e Engine) {
+	r := NewRunner(e)
+	info := r.Info()
+	s.mu.Lock()
+	s.runner = r
+	s.state.State = llm.AX650StateReady
+	s.state.ContextLength = info.ContextLength
+	s.state.MaxPrefill = info.MaxPrefill
+	s.state.Memory = info.MemoryBytes
+	s.state.Simulator = info.Simulator
+	s.mu.Unlock()
+}
+
+func (s *server) getRunner() *Runner {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runner
+}
+
+func (s *server) status() llm.AX650Status {
+	s.mu.Lock()
+	st, r := s.state, s.runner
+	s.mu.Unlock()
+	if r != nil {
+		if err := r.Broken(); err != nil {
+			st.State, st.Code, st.Error = llm.AX650StateBroken, StatusDevice.Code(), err.Error()
+		}
+	}
+	return st
+}
+
+func (s *server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.status())
+	})
+	mux.HandleFunc("POST /v1/completions", s.completions)
+	mux.HandleFunc("POST /v1/tokenize", func(w http.ResponseWriter, req *http.Request) {
+		r, ok := s.readyRunner(w)
+		if !ok {
+			return
+		}
+		var in llm.AX650TokenizeRequest
+		if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
+			writeError(w, badRequest("invalid_argument", "bad tokenize request: %v", err))
+			return
+		}
+		tokens, err := r.Tokenize(in.Content)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, llm.AX650TokenizeResponse{Tokens: tokens})
+	})
+	mux.HandleFunc("POST /v1/detokenize", func(w http.ResponseWriter, req *http.Request) {
+		r, ok := s.readyRunner(w)
+		if !ok {
+			return
+		}
+		var in llm.AX650DetokenizeRequest
+		if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
+			writeError(w, badRequest("invalid_argument", "bad detokenize request: %v", err))
+			return
+		}
+		text, err := r.Detokenize(in.Tokens)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, llm.AX650DetokenizeResponse{Content: text})
+	})
+	return mux
+}
+
+func (s *server) readyRunner(w http.ResponseWriter) (*Runner, bool) {
+	r := s.getRunner()
+	if r == nil {
+		st := s.status()
+		writeJSON(w, http.StatusServiceUnavailable, llm.AX650Error{Status: http.StatusServiceUnavailable, Code: st.Code,
+			Message: fmt.Sprintf("the AX650 model is not loaded (%s) %s", st.State, st.Error)})
+		return nil, false
+	}
+	return r, true
+}
+
+func (s *server) completions(w http.ResponseWriter, req *http.Request) {
+	r, ok := s.readyRunner(w)
+	if !ok {
+		return
+	}
+	var in llm.AX650CompletionRequest
+	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
+		writeError(w, badRequest("invalid_argument", "bad completion request: %v", err))
+		return
+	}
+
+	enc := json.NewEncoder(w)
+	started := false
+	err := r.Completion(req.Context(), in, func(resp llm.CompletionResponse) {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		if err := enc.Encode(llm.AX650CompletionChunk{CompletionResponse: resp}); err != nil {
+			slog.Debug("writing a completion chunk", "error", err)
+		}
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	})
+	switch {
+	case err == nil:
+	case req.Context().Err() != nil:
+		slog.Debug("completion cancelled by the client")
+	case !started:
+		writeError(w, err)
+	default:
+		_ = enc.Encode(llm.AX650CompletionChunk{Error: wireError(err)})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		slog.Debug("writing a response", "error", err)
+	}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	e := wireError(err)
+	writeJSON(w, e.Status, e)
+}

@@ -1,0 +1,249 @@
+package ax650runner
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ollama/ollama/llm"
+	"github.com/ollama/ollama/manifest"
+	"github.com/ollama/ollama/types/model"
+)
+
+func post(t *testing.T, h http.Handler, path string, body any) *httptest.ResponseRecorder {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequestWithContext(t.Context(), http.MethodPost, path, bytes.NewReader(b)))
+	return w
+}
+
+func TestServerStates(t *testing.T) {
+	s := &server{state: llm.AX650Status{State: llm.AX650StateLoading}}
+	h := s.handler()
+
+	status := func() llm.AX650Status {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/status", nil))
+		var st llm.AX650Status
+		if err := json.NewDecoder(w.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	s.progress(1, 3)
+	if st := status(); st.State != llm.AX650StateLoading || st.Loaded != 1 || st.Total != 3 {
+		t.Errorf("loading status = %+v", st)
+	}
+	if w := post(t, h, "/v1/completions", llm.AX650CompletionRequest{Prompt: "p"}); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("completion while loading: %d, want 503", w.Code)
+	}
+
+	e := newFake("Hi", " there")
+	e.info = Info{ContextLength: 255, MaxPrefill: 144, VocabSize: 256, MemoryBytes: 1234, Simulator: true}
+	s.ready(e)
+	if st := status(); st.State != llm.AX650StateReady || st.ContextLength != 255 || st.MaxPrefill != 144 || st.Memory != 1234 {
+		t.Errorf("ready status = %+v", st)
+	}
+
+	s.getRunner().markBroken(errors.New("device lost"))
+	if st := status(); st.State != llm.AX650StateBroken || !strings.Contains(st.Error, "device lost") {
+		t.Errorf("broken status = %+v", st)
+	}
+}
+
+func TestServerFailedLoad(t *testing.T) {
+	s := &server{state: llm.AX650Status{State: llm.AX650StateLoading}}
+	s.fail(StatusOutOfMemory.Code(), &EngineError{"axllm_model_load", StatusOutOfMemory, "no CMM"})
+	st := s.status()
+	if st.State != llm.AX650StateFailed || st.Code != "out_of_memory" || !strings.Contains(st.Error, "no CMM") {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+func TestServerCompletionStream(t *testing.T) {
+	s := &server{}
+	s.ready(newFake("Hi", " there"))
+	h := s.handler()
+
+	w := post(t, h, "/v1/completions", llm.AX650CompletionRequest{Prompt: "hello"})
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	var content strings.Builder
+	var done int
+	sc := bufio.NewScanner(w.Body)
+	for sc.Scan() {
+		var c llm.AX650CompletionChunk
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Error != nil {
+			t.Fatalf("error chunk %+v", c.Error)
+		}
+		content.WriteString(c.Content)
+		if c.Done {
+			done++
+			if c.PromptEvalCount != 5 || c.EvalCount != 2 {
+				t.Errorf("final counts %+v", c.CompletionResponse)
+			}
+		}
+	}
+	if content.String() != "Hi there" || done != 1 {
+		t.Errorf("content %q, %d final chunks", content.String(), done)
+	}
+
+	// An error before any output is an HTTP error with the runner's status.
+	w = post(t, h, "/v1/completions", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`"json"`)})
+	var e llm.AX650Error
+	if err := json.NewDecoder(w.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusBadRequest || e.Message != "format is not supported for AX650 models yet" {
+		t.Errorf("format: %d %+v", w.Code, e)
+	}
+
+	// An error after output is the stream's last line.
+	f := newFake("partial")
+	f.nextErr = &EngineError{"axllm_generation_next", StatusDevice, "device lost"}
+	s2 := &server{}
+	s2.ready(f)
+	w = post(t, s2.handler(), "/v1/completions", llm.AX650CompletionRequest{Prompt: "p"})
+	lines := strings.Split(strings.TrimSpace(w.Body.String()), "\n")
+	var last llm.AX650CompletionChunk
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusOK || last.Error == nil || last.Error.Code != "device" {
+		t.Errorf("mid-stream error: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestServerTokenize(t *testing.T) {
+	s := &server{}
+	s.ready(newFake())
+	h := s.handler()
+
+	w := post(t, h, "/v1/tokenize", llm.AX650TokenizeRequest{Content: "hi"})
+	var tok llm.AX650TokenizeResponse
+	if err := json.NewDecoder(w.Body).Decode(&tok); err != nil || len(tok.Tokens) != 2 || tok.Tokens[0] != 'h' {
+		t.Errorf("tokenize: %v %+v", err, tok)
+	}
+	w = post(t, h, "/v1/detokenize", llm.AX650DetokenizeRequest{Tokens: []int{'o', 'k'}})
+	var detok llm.AX650DetokenizeResponse
+	if err := json.NewDecoder(w.Body).Decode(&detok); err != nil || detok.Content != "ok" {
+		t.Errorf("detokenize: %v %+v", err, detok)
+	}
+}
+
+// writeModel stores an axmodel model with the given files in the model store.
+func writeModel(t *testing.T, name string, files map[string]string, mediaTypes map[string]string) {
+	t.Helper()
+	var layers []manifest.Layer
+	for fname, content := range files {
+		l, err := manifest.NewLayer(strings.NewReader(content), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.MediaType = manifest.MediaTypeImageAXModel
+		if mt, ok := mediaTypes[fname]; ok {
+			l.MediaType = mt
+		}
+		l.Name = fname
+		layers = append(layers, l)
+	}
+	cfg, err := manifest.NewLayer(strings.NewReader(`{"model_format":"axmodel"}`), "application/vnd.docker.container.image.v1+json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := manifest.WriteManifest(model.ParseName(name), cfg, layers); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMaterialize(t *testing.T) {
+	t.Setenv("OLLAMA_MODELS", t.TempDir())
+	writeModel(t, "tiny", map[string]string{
+		"qwen3_p16_l0_together.axmodel":      "layer0",
+		"qwen3_post.axmodel":                 "post",
+		"sub-ax650/model.bin":                "embed",
+		"qwen3_tokenizer/tokenizer.json":     `{"v":1}`,
+		"config.json":                        "",
+		"ignored-template-layer-has-no-name": "x",
+	}, map[string]string{
+		"qwen3_tokenizer/tokenizer.json":     MediaTypeJSON,
+		"config.json":                        MediaTypeJSON,
+		"ignored-template-layer-has-no-name": "application/vnd.ollama.image.template",
+	})
+
+	files, err := ModelFiles("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 5 {
+		t.Errorf("files = %v, want 5 (the template layer is not a package file)", files)
+	}
+	dir, err := Materialize(files, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"qwen3_p16_l0_together.axmodel":  "layer0",
+		"sub-ax650/model.bin":            "embed",
+		"qwen3_tokenizer/tokenizer.json": `{"v":1}`,
+		"config.json":                    "",
+	} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+		}
+		if fi, err := os.Lstat(filepath.Join(dir, name)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s is not a symlink", name)
+		}
+	}
+}
+
+func TestMaterializeRejects(t *testing.T) {
+	models := t.TempDir()
+	t.Setenv("OLLAMA_MODELS", models)
+	blob := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(blob, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := manifest.BlobsPath("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		files  map[string]string
+		parent string
+	}{
+		{"parent path", map[string]string{"../escape.axmodel": blob}, t.TempDir()},
+		{"absolute path", map[string]string{"/etc/x.axmodel": blob}, t.TempDir()},
+		{"inside blobs", map[string]string{"a.axmodel": blob}, blobs},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if dir, err := Materialize(tc.files, tc.parent); err == nil {
+				t.Errorf("Materialize made %s, want an error", dir)
+			}
+		})
+	}
+
+	writeModel(t, "bad", map[string]string{"../evil.axmodel": "x"}, nil)
+	if _, err := ModelFiles("bad"); err == nil || !strings.Contains(err.Error(), "invalid name") {
+		t.Errorf("ModelFiles accepted a manifest with ../evil.axmodel: %v", err)
+	}
+}

@@ -1,0 +1,4 @@
+package ax650runner
+
+// survivePipeLoss: Windows has no SIGPIPE.
+func survivePipeLoss() {}
