@@ -2,7 +2,10 @@
 # The test command: sets up what is missing, then runs every test.
 #   - generated code is fresh (bindgen bindings, cbindgen header)
 #   - Rust unit and end-to-end tests (library on the simulator)
-#   - Python tests: reference comparisons (mlx-lm), the C example
+#   - fuzz targets (seeded mutations; bounded libFuzzer runs when nightly exists)
+#   - the patched Ollama: build, Go unit tests
+#   - Python tests: reference comparisons (mlx-lm), the C example, Ollama end
+#     to end with the real CLI and the official ollama/openai clients
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
@@ -25,5 +28,9 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     done
 fi
 
-echo "== Python tests"
+echo "== Ollama: patched build and its Go tests"
+bash ollama-patch/build.sh
+bash ollama-patch/build.sh test
+
+echo "== Python tests (reference comparisons, C example, Ollama end to end)"
 .venv/bin/python -m pytest -q tests/python
