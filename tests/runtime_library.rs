@@ -24,7 +24,7 @@ fn missing_runtime_library_is_a_clear_error_then_the_right_one_loads() {
     assert!(matches!(e, Error::RuntimeSymbols { .. }) && e.to_string().contains("axclInit"), "{e}");
 
     // The environment variable is honoured.
-    // SAFETY (test): this process has no other threads touching the environment.
+    // SAFETY: this single-test process has no other thread touching the environment.
     unsafe { std::env::set_var("AXLLM_AXCL_LIB", sim_library()) };
     let model = Model::load(&m, &LoadOptions::default()).unwrap();
     assert_eq!(model.info().runtime_path, sim_library());

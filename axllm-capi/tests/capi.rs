@@ -106,7 +106,7 @@ fn output_equals_the_rust_library() {
 fn null_pointers_and_invalid_utf8_get_statuses() {
     let f = load();
     let mut g = null_mut();
-    // SAFETY (all calls below): the library must cope with NULL and bad bytes.
+    // SAFETY: valid pointers or NULL throughout; the library must cope with NULL and bad bytes.
     unsafe {
         assert_eq!(axllm_generation_begin(f.model, null(), null(), &mut g), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("prompt is NULL"), "{}", last_error());

@@ -366,7 +366,9 @@ impl Generation {
         &self.tokens
     }
 
-    /// The next piece of text, or the end.
+    /// The next piece of text, or the end. (Not an `Iterator`: the end carries
+    /// a reason, errors are distinct from the end, and it mirrors `axllm_generation_next`.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Step> {
         loop {
             if let Some(reason) = self.finished {
