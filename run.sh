@@ -59,6 +59,7 @@ if [[ -z "$MODEL_DIR" ]]; then
             --prefill-history 128,256,512 --name qwen3-tiny
     fi
     NAME=${NAME:-qwen3-tiny-ax650}
+    DEMO=1
 fi
 MODEL_DIR=$(cd "$MODEL_DIR" && pwd)
 NAME=${NAME:-$(basename "$MODEL_DIR" | tr 'A-Z' 'a-z')}
@@ -78,10 +79,14 @@ done
 
 log "ollama create $NAME (FROM $MODEL_DIR)"
 printf 'FROM %s\n' "$MODEL_DIR" > build/Modelfile
+# The demo's random weights never end a thought or an answer: keep it short.
+[[ -n "${DEMO:-}" ]] && printf 'PARAMETER num_predict 48\n' >> build/Modelfile
 "$OLLAMA" create "$NAME" -f build/Modelfile
 
 log "ollama run $NAME"
-"$OLLAMA" run --verbose "$NAME" "Hello! Who are you? Answer in one sentence."
+THINK=()
+[[ -n "${DEMO:-}" ]] && THINK=(--think=false)
+"$OLLAMA" run --verbose "${THINK[@]}" "$NAME" "Hello! Who are you? Answer in one sentence."
 
 if ((ONCE)); then
     exit 0
