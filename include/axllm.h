@@ -69,6 +69,8 @@ typedef struct axllm_generation axllm_generation;
 typedef struct axllm_model axllm_model;
 
 // How to load a model; start from `axllm_load_default_params()`.
+// The call schedule comes from the environment variable `AXLLM_SCHEDULE`
+// (`safe`, the default, or the opt-in `fewest-calls`; see BENCHMARKS.md).
 typedef struct {
   // Index into the runtime's device list (0 = first card).
   uint32_t device_index;
@@ -102,6 +104,10 @@ typedef struct {
   int32_t device_id;
   // True when the runtime is the simulator (no card).
   bool simulator;
+  // On the simulator: the device allocations alive in this process when
+  // the info was read (every model's), and their bytes. 0 on a card.
+  uint64_t sim_live_allocations;
+  uint64_t sim_live_bytes;
 } axllm_model_info;
 
 // Sampling and stop options of one generation; start from
@@ -175,7 +181,8 @@ axllm_status axllm_model_load(const char *model_dir, const axllm_load_params *pa
 // end or cancel generations before freeing.
 void axllm_model_free(axllm_model *model);
 
-// Fills `*out_info` with the model's geometry and memory use.
+// Fills `*out_info` with the model's geometry and memory use (on the simulator,
+// the live allocations as they are now).
 //
 // # Safety
 // `out_info` is a valid pointer.

@@ -9,7 +9,7 @@ mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use support::*;
 
 // Composed vendor codes (runtime module 0x30): 0x8030_<sub><id>.
@@ -440,6 +440,56 @@ fn latency_is_waited_and_counted() {
     assert_eq!(sim.counters().latency_ns, 0, "reset clears the latencies");
 }
 
+#[test]
+fn prefill_groups_take_prefill_us() {
+    let sim = Sim::start();
+    let path = layer_path(&sim);
+    let decode = sim.bound(&path, 0, true);
+    let model = sim.load(&path);
+    let prefill = sim.bound_model(model, 1, true);
+    sim.ok(sim.configure("exec_us=0;prefill_us=3000"));
+    sim.ok(sim.reset_counters());
+    sim.ok(sim.run(&decode));
+    assert_eq!(sim.counters().latency_ns, 0, "decode groups take exec_us");
+    sim.ok(sim.run(&prefill));
+    assert!(sim.counters().latency_ns >= 3_000_000, "{:?}", sim.counters());
+    sim.ok(sim.configure("reset;exec_us=0"));
+    sim.ok(sim.reset_counters());
+    sim.ok(sim.run(&prefill));
+    assert_eq!(sim.counters().latency_ns, 0, "reset makes prefill groups take exec_us again");
+}
+
+#[test]
+fn async_work_runs_in_order_and_its_device_time_is_waited_at_synchronisation() {
+    let sim = Sim::start();
+    let path = layer_path(&sim);
+    let bound = sim.bound(&path, 0, true);
+    let (code, stream) = sim.create_stream();
+    sim.ok(code);
+    let (a, b) = (sim.alloc(8), sim.alloc(8));
+    sim.ok(sim.h2d(a, &[1, 2, 3, 4, 5, 6, 7, 8]));
+    sim.ok(sim.configure("exec_us=30000;d2d_mbps=0.0004"));
+    sim.ok(sim.reset_counters());
+    sim.ok(sim.run_async(&bound, stream)); // 30 ms on the device
+    sim.ok(sim.d2d_async(b, a, 4, stream)); // 4 bytes at 400 B/s: 10 ms on the device
+    sim.ok(sim.d2d_async(b + 4, b, 4, stream)); // sees the copy queued before it
+    let c = sim.counters();
+    assert_eq!(c.latency_ns, 0, "queuing waits only for call_us (0 here)");
+    assert_eq!((c.execute_calls, c.d2d_calls, c.d2d_bytes), (1, 2, 8));
+    sim.ok(sim.sync_stream(stream));
+    // What is left of the 50 ms of device time when the host gets here.
+    assert!(sim.counters().latency_ns > 0, "{:?}", sim.counters());
+    assert_eq!(sim.read(b, 8), [1, 2, 3, 4, 1, 2, 3, 4]);
+    sim.ok(sim.run_async(&bound, stream));
+    sim.ok(sim.reset_counters());
+    sim.read(a, 1); // a synchronous call waits for the queued work first
+    assert!(sim.counters().latency_ns > 0, "{:?}", sim.counters());
+    sim.ok(sim.destroy_stream(stream));
+    sim.fails(sim.sync_stream(stream), 0x8030_0303, &["stream", "unknown"]);
+    sim.fails(sim.d2d_async(b, a, 4, stream), 0x8030_0303, &["stream"]);
+    sim.fails(sim.run_async(&bound, 0), 0x8030_0302, &["stream is NULL"]);
+}
+
 const ABORT_CHILD: &str = "AXCL_SIM_TEST_ABORT_CHILD";
 
 #[test]
@@ -463,6 +513,39 @@ fn abort_fault_kills_the_process() {
     assert_eq!(out.status.signal(), Some(libc::SIGABRT), "child status {:?}\n{stdout}\n{stderr}", out.status);
     assert!(stdout.contains("first malloc ok"), "{stdout}");
     assert!(stderr.contains("injected fault abort=malloc:2"), "{stderr}");
+}
+
+const TRACE_CHILD: &str = "AXCL_SIM_TEST_TRACE_CHILD";
+
+#[test]
+fn trace_file_records_the_release_of_the_card() {
+    if std::env::var_os(TRACE_CHILD).is_some() {
+        // Child: AXCL_SIM_TRACE_FILE is set; release the card as a runner does.
+        let sim = Sim::start();
+        sim.ok(sim.reset_device(DEVICE));
+        sim.ok(sim.finalize());
+        return;
+    }
+    let dir = TempDir::new();
+    let trace = dir.path("trace");
+    let exe = std::env::current_exe().expect("test executable");
+    let child = Command::new(exe)
+        .args(["trace_file_records_the_release_of_the_card", "--exact", "--test-threads=1"])
+        .env(TRACE_CHILD, "1")
+        .env("AXCL_SIM_TRACE_FILE", &trace)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run the child");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait for the child");
+    assert!(out.status.success(), "child status {:?}", out.status);
+    let text = std::fs::read_to_string(&trace).expect("the trace file was written");
+    let lines: Vec<&str> = text.lines().collect();
+    // The harness adds finalize calls of its own (failing: not initialised);
+    // the child's release is there, in order, and every line names the child.
+    let release = [format!("{pid} axclrtResetDevice({DEVICE}) 0x0"), format!("{pid} axclFinalize 0x0")];
+    assert!(lines.windows(2).any(|w| w == release), "{text}");
+    assert!(lines.iter().all(|l| l.starts_with(&format!("{pid} "))), "{text}");
 }
 
 // ---- engine: loading and IO descriptions ---------------------------------------

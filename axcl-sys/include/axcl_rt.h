@@ -27,6 +27,7 @@ typedef int32_t axclError;
 typedef void *axclrtContext;
 typedef void *axclrtEngineIOInfo;
 typedef void *axclrtEngineIO;
+typedef void *axclrtStream;
 
 #define AXCL_SUCC 0x00
 #define AXCL_MAX_DEVICE_COUNT 256
@@ -179,6 +180,18 @@ axclError axclrtEngineSetInputBufferByIndex(axclrtEngineIO io, uint32_t index, c
 axclError axclrtEngineSetOutputBufferByIndex(axclrtEngineIO io, uint32_t index, const void *dataBuffer, uint64_t size);
 /* Synchronous; `group` selects the shape group. */
 axclError axclrtEngineExecute(uint64_t modelId, uint64_t contextId, uint32_t group, axclrtEngineIO io);
+
+/* ---- streams: ordered queues of asynchronous work --------------------- */
+
+axclError axclrtCreateStream(axclrtStream *stream);
+axclError axclrtDestroyStream(axclrtStream stream);
+/* Waits until everything queued on `stream` has finished. */
+axclError axclrtSynchronizeStream(axclrtStream stream);
+/* Queues the copy; host memory must stay valid until the stream is synchronised. */
+axclError axclrtMemcpyAsync(void *dstPtr, const void *srcPtr, size_t count, axclrtMemcpyKind kind, axclrtStream stream);
+/* Queues the execution with the IO object's bindings as they are now. */
+axclError axclrtEngineExecuteAsync(uint64_t modelId, uint64_t contextId, uint32_t group, axclrtEngineIO io,
+                                   axclrtStream stream);
 
 #ifdef __cplusplus
 }

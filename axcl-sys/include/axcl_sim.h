@@ -4,6 +4,10 @@
  * them optionally, so their presence is how a process knows it runs on the
  * simulator.
  *
+ * Environment: AXCL_SIM_CONFIG (see axclSimConfigure); AXCL_SIM_TRACE_FILE=path
+ * makes every axclrtResetDevice and axclFinalize append a line
+ * "<pid> <call> <status>" to that file, to prove a process released the card.
+ *
  * Regenerate the Rust bindings after editing: `cargo run -p xtask -- bindings`.
  */
 #ifndef AXLLM_AXCL_SIM_H
@@ -48,6 +52,8 @@ axclError axclSimResetCounters(void);
  * Applies a configuration: entries separated by ';', each `key=value`.
  * The same text in the environment variable AXCL_SIM_CONFIG is applied by axclInit.
  *   exec_us=F        latency of one execute of a decoder-layer model (microseconds)
+ *   prefill_us=F     latency of one execute of a prefill shape group of a decoder-layer
+ *                    model (its indices hold more than one position); default: exec_us
  *   post_us=F        latency of one execute of a post model
  *   call_us=F        fixed latency of every call that crosses PCIe
  *   h2d_mbps=F       host-to-device bandwidth (MB/s; 0 = infinite)
@@ -58,7 +64,7 @@ axclError axclSimResetCounters(void);
  *   lose_device=KIND:N   at the Nth call of KIND the device is lost: every later call
  *                        fails until axclrtResetDevice
  *   abort=KIND:N         the Nth call of KIND aborts the process
- *   reset                clears latencies and faults
+ *   reset                clears latencies (prefill_us back to exec_us) and faults
  * KIND: malloc, free, memset, memcpy, h2d, d2h, d2d, load, bind, execute, any.
  * Returns AXCL_SUCC, or an ILLEGAL_PARAM code when the text does not parse
  * (nothing is applied then).

@@ -66,6 +66,7 @@ pub type axclError = i32;
 pub type axclrtContext = *mut ::std::os::raw::c_void;
 pub type axclrtEngineIOInfo = *mut ::std::os::raw::c_void;
 pub type axclrtEngineIO = *mut ::std::os::raw::c_void;
+pub type axclrtStream = *mut ::std::os::raw::c_void;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct axclrtDeviceList {
@@ -207,6 +208,23 @@ pub struct AxclRt {
         group: u32,
         io: axclrtEngineIO,
     ) -> axclError,
+    pub axclrtCreateStream: unsafe extern "C" fn(stream: *mut axclrtStream) -> axclError,
+    pub axclrtDestroyStream: unsafe extern "C" fn(stream: axclrtStream) -> axclError,
+    pub axclrtSynchronizeStream: unsafe extern "C" fn(stream: axclrtStream) -> axclError,
+    pub axclrtMemcpyAsync: unsafe extern "C" fn(
+        dstPtr: *mut ::std::os::raw::c_void,
+        srcPtr: *const ::std::os::raw::c_void,
+        count: usize,
+        kind: axclrtMemcpyKind,
+        stream: axclrtStream,
+    ) -> axclError,
+    pub axclrtEngineExecuteAsync: unsafe extern "C" fn(
+        modelId: u64,
+        contextId: u64,
+        group: u32,
+        io: axclrtEngineIO,
+        stream: axclrtStream,
+    ) -> axclError,
 }
 impl AxclRt {
     pub unsafe fn new<P>(path: P) -> Result<Self, ::libloading::Error>
@@ -305,6 +323,15 @@ impl AxclRt {
             .get(b"axclrtEngineSetOutputBufferByIndex\0")
             .map(|sym| *sym)?;
         let axclrtEngineExecute = __library.get(b"axclrtEngineExecute\0").map(|sym| *sym)?;
+        let axclrtCreateStream = __library.get(b"axclrtCreateStream\0").map(|sym| *sym)?;
+        let axclrtDestroyStream = __library.get(b"axclrtDestroyStream\0").map(|sym| *sym)?;
+        let axclrtSynchronizeStream = __library
+            .get(b"axclrtSynchronizeStream\0")
+            .map(|sym| *sym)?;
+        let axclrtMemcpyAsync = __library.get(b"axclrtMemcpyAsync\0").map(|sym| *sym)?;
+        let axclrtEngineExecuteAsync = __library
+            .get(b"axclrtEngineExecuteAsync\0")
+            .map(|sym| *sym)?;
         Ok(AxclRt {
             __library,
             axclInit,
@@ -348,6 +375,11 @@ impl AxclRt {
             axclrtEngineSetInputBufferByIndex,
             axclrtEngineSetOutputBufferByIndex,
             axclrtEngineExecute,
+            axclrtCreateStream,
+            axclrtDestroyStream,
+            axclrtSynchronizeStream,
+            axclrtMemcpyAsync,
+            axclrtEngineExecuteAsync,
         })
     }
     pub unsafe fn axclInit(&self, config: *const ::std::os::raw::c_char) -> axclError {
@@ -579,5 +611,34 @@ impl AxclRt {
         io: axclrtEngineIO,
     ) -> axclError {
         (self.axclrtEngineExecute)(modelId, contextId, group, io)
+    }
+    pub unsafe fn axclrtCreateStream(&self, stream: *mut axclrtStream) -> axclError {
+        (self.axclrtCreateStream)(stream)
+    }
+    pub unsafe fn axclrtDestroyStream(&self, stream: axclrtStream) -> axclError {
+        (self.axclrtDestroyStream)(stream)
+    }
+    pub unsafe fn axclrtSynchronizeStream(&self, stream: axclrtStream) -> axclError {
+        (self.axclrtSynchronizeStream)(stream)
+    }
+    pub unsafe fn axclrtMemcpyAsync(
+        &self,
+        dstPtr: *mut ::std::os::raw::c_void,
+        srcPtr: *const ::std::os::raw::c_void,
+        count: usize,
+        kind: axclrtMemcpyKind,
+        stream: axclrtStream,
+    ) -> axclError {
+        (self.axclrtMemcpyAsync)(dstPtr, srcPtr, count, kind, stream)
+    }
+    pub unsafe fn axclrtEngineExecuteAsync(
+        &self,
+        modelId: u64,
+        contextId: u64,
+        group: u32,
+        io: axclrtEngineIO,
+        stream: axclrtStream,
+    ) -> axclError {
+        (self.axclrtEngineExecuteAsync)(modelId, contextId, group, io, stream)
     }
 }

@@ -11,7 +11,8 @@ mod handles;
 pub mod types;
 
 use axllm_core::{
-    CancelHandle, GenerateOptions, Generation, LoadMethod, LoadOptions, Model, SamplingOptions, Stats, Step, StopReason,
+    CancelHandle, GenerateOptions, Generation, LoadMethod, LoadOptions, Model, SamplingOptions, SimulatorHandle, Stats,
+    Step, StopReason,
 };
 use boundary::{CError, CResult, c_str, ffi, ffi_void, input, out, write_text};
 use handles::Registry;
@@ -34,6 +35,9 @@ pub struct axllm_generation {
 
 struct ModelHandle {
     model: Model,
+    /// Taken at load: `Model::simulator` waits for a running generation,
+    /// and reading the info must not.
+    sim: Option<SimulatorHandle>,
     last_stats: Mutex<Stats>,
 }
 
@@ -119,6 +123,7 @@ pub unsafe extern "C" fn axllm_model_load(
             device_index: p.device_index as usize,
             runtime_library,
             load_method: if p.load_from_device_memory { LoadMethod::DeviceMemory } else { LoadMethod::File },
+            schedule: None,
         };
         let mut progress = |lp: axllm_core::LoadProgress| {
             if let Some(cb) = p.progress {
@@ -126,7 +131,8 @@ pub unsafe extern "C" fn axllm_model_load(
             }
         };
         let model = Model::load_with_progress(dir.as_ref(), &opts, &mut progress)?;
-        let k = MODELS.insert(ModelHandle { model, last_stats: Mutex::new(Stats::default()) });
+        let sim = model.simulator();
+        let k = MODELS.insert(ModelHandle { model, sim, last_stats: Mutex::new(Stats::default()) });
         *out_model = k as *mut axllm_model;
         Ok(())
     })
@@ -140,7 +146,8 @@ pub extern "C" fn axllm_model_free(model: *mut axllm_model) {
     ffi_void(|| drop(MODELS.remove(key(model))));
 }
 
-/// Fills `*out_info` with the model's geometry and memory use.
+/// Fills `*out_info` with the model's geometry and memory use (on the simulator,
+/// the live allocations as they are now).
 ///
 /// # Safety
 /// `out_info` is a valid pointer.
@@ -151,6 +158,7 @@ pub unsafe extern "C" fn axllm_model_get_info(model: *const axllm_model, out_inf
         // SAFETY: caller's contract.
         let o = unsafe { out(out_info, "out_info") }?;
         let i = h.model.info();
+        let live = h.sim.as_ref().map(SimulatorHandle::counters).transpose()?.unwrap_or_default();
         *o = axllm_model_info {
             context_length: i.context_length as u32,
             max_prefill: i.max_prefill as u32,
@@ -161,6 +169,8 @@ pub unsafe extern "C" fn axllm_model_get_info(model: *const axllm_model, out_inf
             device_memory_bytes: i.device_bytes,
             device_id: i.device_id,
             simulator: i.simulator,
+            sim_live_allocations: live.live_allocations,
+            sim_live_bytes: live.live_bytes,
         };
         Ok(())
     })

@@ -51,6 +51,8 @@ pub enum axllm_done_reason {
 }
 
 /// How to load a model; start from `axllm_load_default_params()`.
+/// The call schedule comes from the environment variable `AXLLM_SCHEDULE`
+/// (`safe`, the default, or the opt-in `fewest-calls`; see BENCHMARKS.md).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct axllm_load_params {
@@ -121,6 +123,10 @@ pub struct axllm_model_info {
     pub device_id: i32,
     /// True when the runtime is the simulator (no card).
     pub simulator: bool,
+    /// On the simulator: the device allocations alive in this process when
+    /// the info was read (every model's), and their bytes. 0 on a card.
+    pub sim_live_allocations: u64,
+    pub sim_live_bytes: u64,
 }
 
 /// Counts and durations of a generation.

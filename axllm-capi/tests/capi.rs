@@ -126,6 +126,7 @@ fn null_pointers_and_invalid_utf8_get_statuses() {
         assert_eq!(axllm_model_get_info(f.model, &mut info), axllm_status::AXLLM_OK);
         assert_eq!((info.context_length, info.max_prefill, info.chunk, info.layers), (127, 80, 16, 2));
         assert!(info.simulator && info.device_memory_bytes > 0);
+        assert!(info.sim_live_allocations > 0 && info.sim_live_bytes > 0, "{info:?}");
         let mut params = axllm_generate_default_params();
         params.temperature = f32::NAN;
         assert_eq!(axllm_generation_begin(f.model, c"hi".as_ptr(), &params, &mut g), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);

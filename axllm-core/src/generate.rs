@@ -5,7 +5,7 @@
 //! from [`Generation::next`], which is what the C ABI and Ollama's runner loop
 //! over; [`Model::generate`] is the callback convenience on top.
 
-use crate::engine::{Engine, Fed, Geometry, LoadMethod, LoadProgress, PromptFeed, Resident};
+use crate::engine::{Engine, Fed, Geometry, LoadMethod, LoadProgress, PromptFeed, Resident, Schedule};
 use crate::error::{Error, Result};
 use crate::model::config::{PostConfig, read_json};
 use crate::model::{Embeddings, ModelFiles, StreamDecoder, Tokenizer};
@@ -26,6 +26,9 @@ pub struct LoadOptions {
     /// The AXCL runtime library; default: `$AXLLM_AXCL_LIB`, `libaxcl_rt.so`, `/usr/lib/axcl/`.
     pub runtime_library: Option<PathBuf>,
     pub load_method: LoadMethod,
+    /// The call schedule; default: `$AXLLM_SCHEDULE` (`safe`, `fewest-calls`,
+    /// `kv-bind`, `packed-inputs`), else [`Schedule::SAFE`].
+    pub schedule: Option<Schedule>,
 }
 
 /// What a loaded model is.
@@ -41,6 +44,8 @@ pub struct ModelInfo {
     /// The longest prompt prefilled in chunks from an empty cache; longer
     /// prompts (up to `context_length`) are fed token by token.
     pub max_prefill: usize,
+    /// The call schedule in use.
+    pub schedule: Schedule,
     /// Device memory used by this model (buffers plus model files).
     pub device_bytes: u64,
     pub device_id: i32,
@@ -139,7 +144,8 @@ impl Model {
         let post_config: Option<PostConfig> = files.post_config.as_deref().map(read_json).transpose()?;
         let runtime = Runtime::open(opts.runtime_library.as_deref())?;
         let device = runtime.device(opts.device_index)?;
-        let resident = Resident::load(&device, &files.layers, &files.post, opts.load_method, progress)?;
+        let schedule = opts.schedule.map_or_else(Schedule::from_env, Ok)?;
+        let resident = Resident::load(&device, &files.layers, &files.post, opts.load_method, schedule, progress)?;
         let geometry = resident.geometry().clone();
         let vocab = resident.vocab();
         if let Some(cfg) = &files.runtime_config {
@@ -167,6 +173,7 @@ impl Model {
             vocab,
             context_length: geometry.max_positions(),
             max_prefill: geometry.max_prefill(),
+            schedule,
             device_bytes: resident.device_bytes(),
             device_id: device.id(),
             runtime_path: runtime.path().to_path_buf(),

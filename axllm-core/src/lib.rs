@@ -15,7 +15,7 @@ pub mod npu;
 pub mod sampling;
 pub mod stop;
 
-pub use engine::{LoadMethod, LoadProgress, PromptFeed};
+pub use engine::{LoadMethod, LoadProgress, PromptFeed, Schedule};
 pub use error::{Error, Result};
 pub use generate::{
     CancelHandle, Completion, GenerateOptions, Generation, LoadOptions, Model, ModelInfo, Session, SimulatorHandle, Stats,

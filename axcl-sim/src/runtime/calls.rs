@@ -19,12 +19,15 @@
 //! | `axclrtEngineCreateIO` / `DestroyIO` | yes | – | – |
 //! | `axclrtEngineSet{Input,Output}BufferByIndex` | no: host-local (INFERRED) | `bind`, `any` | ENGINE EXECUTE_FAIL |
 //! | `axclrtEngineExecute` | yes | `execute`, `any` | ENGINE EXECUTE_FAIL |
+//! | `axclrtMemcpyAsync`, `axclrtEngineExecuteAsync` | yes, as their synchronous forms, but the caller pays only `call_us`: the transfer or execution goes on the device timeline (see `stream`) | as their synchronous forms | as their synchronous forms |
+//! | `axclrtCreateStream` / `DestroyStream` / `SynchronizeStream` | yes | – | – |
 //!
 //! Every other call is host-local (INFERRED): device queries, context management,
 //! `axclrtEngineGetIOInfo` / `DestroyIOInfo` and the IO-info getters, and
 //! `HOST_TO_HOST` copies. They pay no latency, are not counted in `calls`, keep
 //! working on a lost device and cannot be faulted. Calls that fail return at once
-//! without paying latency.
+//! without paying latency. Every synchronous call that crosses PCIe first waits
+//! until the device has finished the asynchronous work queued before it.
 
 use super::errors::ErrorKind;
 use super::faults::FaultKind;
@@ -56,6 +59,8 @@ pub(super) enum Call {
     DestroyIo,
     Bind,
     Execute,
+    /// Creating, destroying or synchronising a stream.
+    Stream,
 }
 
 impl Call {

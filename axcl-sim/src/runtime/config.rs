@@ -51,6 +51,10 @@ impl Config {
         };
         let (key, value) = (key.trim(), value.trim());
         let l = &mut self.latency;
+        if key == "prefill_us" {
+            l.prefill_us = Some(parse_us(key, value)?);
+            return Ok(());
+        }
         let target = match key {
             "exec_us" => &mut l.exec_us,
             "post_us" => &mut l.post_us,
@@ -71,11 +75,16 @@ impl Config {
             }
             _ => return Err(format!("unknown key {key:?} in {entry:?}")),
         };
-        *target = match value.parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 => v,
-            _ => return Err(format!("{key}={value}: expected a finite number >= 0")),
-        };
+        *target = parse_us(key, value)?;
         Ok(())
+    }
+}
+
+/// A latency or bandwidth value: a finite number >= 0.
+fn parse_us(key: &str, value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{key}={value}: expected a finite number >= 0")),
     }
 }
 
@@ -86,8 +95,10 @@ mod tests {
     #[test]
     fn applies_all_entries_or_none() {
         let mut c = Config::default();
-        c.apply(" call_us=12.5 ; h2d_mbps=400;mem_mb=64; fail=malloc:1 ").unwrap();
+        c.apply(" call_us=12.5 ; h2d_mbps=400;mem_mb=64; fail=malloc:1; prefill_us=7 ").unwrap();
         assert_eq!((c.latency.call_us, c.latency.h2d_mbps, c.mem_mb), (12.5, 400.0, 64));
+        assert_eq!(c.latency.prefill_us, Some(7.0));
+        assert!(c.apply("prefill_us=-2").is_err());
         let before = c.clone();
         assert!(c.apply("exec_us=3;bogus=1").unwrap_err().contains("bogus"));
         assert!(c.apply("exec_us=-1").is_err());

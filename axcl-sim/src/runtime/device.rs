@@ -61,6 +61,7 @@ pub(super) fn reset_device(id: i32) -> SimResult<()> {
         g.enter(Call::ResetDevice)?;
         let rt = g.runtime()?;
         rt.contexts.clear();
+        rt.streams.clear();
         rt.device = Device::default();
         rt.engine.unload_all();
         g.config.latency.call()

@@ -18,6 +18,7 @@ use axcl_sys::rt::{self, axclError};
 pub(super) enum Sub {
     Device,
     Context,
+    Stream,
     Memory,
     Config,
     Engine,
@@ -28,6 +29,7 @@ impl Sub {
         match self {
             Sub::Device => rt::AXCL_SUBMOD_DEVICE,
             Sub::Context => rt::AXCL_SUBMOD_CONTEXT,
+            Sub::Stream => rt::AXCL_SUBMOD_STREAM,
             Sub::Memory => rt::AXCL_SUBMOD_MEMORY,
             Sub::Config => rt::AXCL_SUBMOD_CONFIG,
             Sub::Engine => rt::AXCL_SUBMOD_ENGINE,
@@ -73,6 +75,9 @@ pub(super) enum ErrorKind {
     /// (destroyed or reset) context. Documented: the runtime returns it when binding
     /// the context to the thread fails.
     ContextBind,
+    /// 0x80300303 STREAM ILLEGAL_PARAM: an unknown (destroyed, or never created)
+    /// stream handle. INFERRED.
+    UnknownStream,
     /// 0x80300503 MEMORY ILLEGAL_PARAM: a bad size, policy or copy kind, a device
     /// range that does not lie inside one live allocation (out-of-bounds copies,
     /// `axclrtFree` of an unknown address, host memory where device memory is
@@ -133,6 +138,7 @@ impl ErrorKind {
             NoBindContext => (Context, rt::AXCL_ERR_CONTEXT_NO_BIND_CONTEXT),
             ContextDestroy => (Context, rt::AXCL_ERR_CONTEXT_DESTROY),
             ContextBind => (Context, rt::AXCL_ERR_CONTEXT_BIND_THREAD),
+            UnknownStream => (Stream, rt::AXCL_ERR_ILLEGAL_PARAM),
             BadMemoryArgument => (Memory, rt::AXCL_ERR_ILLEGAL_PARAM),
             UnsupportedCopyKind => (Memory, rt::AXCL_ERR_UNSUPPORT),
             OutOfMemory => (Memory, rt::AXCL_ERR_NO_MEMORY),
@@ -182,5 +188,6 @@ mod tests {
         assert_eq!(ErrorKind::OutOfMemory.code() as u32, 0x8030_0507);
         assert_eq!(ErrorKind::NullPointer(Sub::Memory).code() as u32, 0x8030_0502);
         assert_eq!(ErrorKind::ModelUnsupported.code() as u32, 0x8030_0704);
+        assert_eq!(ErrorKind::UnknownStream.code() as u32, 0x8030_0303);
     }
 }

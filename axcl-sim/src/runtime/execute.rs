@@ -9,8 +9,10 @@ use super::calls::Call;
 use super::engine::require_engine;
 use super::errors::{ErrorKind, SimError, SimResult};
 use super::io::Binding;
+use super::latency::ExecKind;
 use super::model::{Compute, Dir};
-use super::state::{Runtime, engine_lock, global, pay};
+use super::state::{Runtime, engine_lock, global, pay, pay_async};
+use super::stream;
 use crate::format::{GroupIo, TensorDesc};
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ struct Job {
     inputs: Vec<Vec<u8>>,
     /// Each output tensor's address.
     outputs: Vec<u64>,
-    post: bool,
+    kind: ExecKind,
 }
 
 fn argument(message: String) -> SimError {
@@ -73,23 +75,35 @@ fn plan(rt: &Runtime, model_id: u64, context: u64, group: u32, io: u64) -> SimRe
     for (desc, &binding) in group_io.outputs.iter().zip(object.slots(Dir::Output)) {
         outputs.push(checked(rt, Dir::Output, group, desc, binding)?.addr);
     }
-    Ok(Job { compute: model.compute.clone(), group: group_io.clone(), inputs, outputs, post: model.post })
+    // A layer group is a prefill group when its `indices` hold more than one
+    // position (contract §2.3), whatever the model's tensor order.
+    let kind = match model.post {
+        true => ExecKind::Post,
+        false if group_io.inputs.iter().any(|t| t.name == "indices" && t.elements() > 1) => ExecKind::Prefill,
+        false => ExecKind::Decode,
+    };
+    Ok(Job { compute: model.compute.clone(), group: group_io.clone(), inputs, outputs, kind })
 }
 
-/// `axclrtEngineExecute`.
-pub(super) fn execute(model: u64, context: u64, group: u32, io: u64) -> SimResult<()> {
+/// `axclrtEngineExecute`, or with `stream` `axclrtEngineExecuteAsync` (see `stream`).
+pub(super) fn execute(model: u64, context: u64, group: u32, io: u64, stream: Option<u64>) -> SimResult<()> {
     let _engine = engine_lock();
-    let (job, cost) = {
+    let (job, latency) = {
         let mut g = global();
-        g.with_context()?;
+        let rt = g.with_context()?;
+        if let Some(s) = stream {
+            stream::require(rt, s)?;
+        }
         g.enter(Call::Execute)?;
         let job = plan(g.runtime()?, model, context, group, io)?;
-        g.counters.post_execute_calls += u64::from(job.post);
-        let cost = g.config.latency.execute(job.post);
-        (job, cost)
+        g.counters.post_execute_calls += u64::from(job.kind == ExecKind::Post);
+        (job, g.config.latency)
     };
     let results = job.compute.as_ref().map(|c| c.run(&job.group, &job.inputs)).transpose()?;
-    pay(cost);
+    match stream {
+        None => pay(latency.execute(job.kind)),
+        Some(_) => pay_async(latency.call(), latency.run(job.kind)),
+    }
     if let Some(results) = results {
         let mut g = global();
         let memory = &mut g.runtime()?.device.memory;

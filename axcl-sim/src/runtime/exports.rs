@@ -5,17 +5,17 @@
 //! The `const` at the end proves at compile time that every signature matches
 //! the one ABI definition in `axcl-sys`.
 //!
-//! Handles (`axclrtContext`, `axclrtEngineIOInfo`, `axclrtEngineIO`) are opaque
+//! Handles (`axclrtContext`, `axclrtEngineIOInfo`, `axclrtEngineIO`, `axclrtStream`) are opaque
 //! integers dressed as pointers; device pointers are device addresses. Neither
 //! is ever dereferenced.
 
 use super::boundary::{self, status, value};
 use super::errors::{ErrorKind, SimError, SimResult, Sub};
 use super::model::Dir;
-use super::{device, engine, execute, io, memory, state};
+use super::{device, engine, execute, io, memory, state, stream, trace};
 use axcl_sys::rt::{
     self, AxclRt, axclError, axclrtContext, axclrtDeviceList, axclrtEngineDataType, axclrtEngineIO, axclrtEngineIODims,
-    axclrtEngineIOInfo, axclrtEngineVNpuKind, axclrtMemMallocPolicy, axclrtMemcpyKind,
+    axclrtEngineIOInfo, axclrtEngineVNpuKind, axclrtMemMallocPolicy, axclrtMemcpyKind, axclrtStream,
 };
 use axcl_sys::sim::{AxclSim, axclSimCounters};
 use std::ffi::{CStr, c_char, c_void};
@@ -94,7 +94,7 @@ pub unsafe extern "C" fn axclInit(config: *const c_char) -> axclError {
 /// No pointer arguments.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn axclFinalize() -> axclError {
-    status("axclFinalize", Sub::Device, state::finalize)
+    trace::record(format_args!("axclFinalize"), status("axclFinalize", Sub::Device, state::finalize))
 }
 
 // ---- devices and contexts -------------------------------------------------
@@ -137,7 +137,8 @@ pub unsafe extern "C" fn axclrtSetDevice(device_id: i32) -> axclError {
 /// No pointer arguments.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn axclrtResetDevice(device_id: i32) -> axclError {
-    status("axclrtResetDevice", Sub::Device, || device::reset_device(device_id))
+    let st = status("axclrtResetDevice", Sub::Device, || device::reset_device(device_id));
+    trace::record(format_args!("axclrtResetDevice({device_id})"), st)
 }
 
 /// # Safety
@@ -227,6 +228,60 @@ pub unsafe extern "C" fn axclrtMemset(dev_ptr: *mut c_void, value: u8, count: us
     status("axclrtMemset", Sub::Memory, || memory::memset(handle(dev_ptr, Sub::Memory, "devPtr")?, value, count as u64))
 }
 
+/// The body of `axclrtMemcpy` and (with `stream`) `axclrtMemcpyAsync`.
+///
+/// # Safety
+/// A host-side pointer is valid for `count` bytes (reads for the source, writes
+/// for the destination) for the duration of the call (the simulator does an
+/// asynchronous copy's work at once, see `stream`); device-side pointers are
+/// device addresses and never dereferenced.
+unsafe fn memcpy(
+    dst_ptr: *mut c_void,
+    src_ptr: *const c_void,
+    count: usize,
+    kind: axclrtMemcpyKind,
+    stream: Option<u64>,
+) -> SimResult<()> {
+    if dst_ptr.is_null() {
+        return Err(null(Sub::Memory, "dstPtr"));
+    }
+    if src_ptr.is_null() {
+        return Err(null(Sub::Memory, "srcPtr"));
+    }
+    let (dst, src, n) = (addr(dst_ptr), addr(src_ptr), count as u64);
+    match u32::try_from(kind) {
+        Ok(rt::AXCL_MEMCPY_HOST_TO_DEVICE) => {
+            memory::check_host_side(src, n, "source")?;
+            // SAFETY: a non-NULL host buffer of `count` readable bytes (contract),
+            // checked to lie outside the reserved device window.
+            let bytes = unsafe { std::slice::from_raw_parts(src_ptr.cast::<u8>(), count) };
+            memory::copy_to_device(dst, bytes, stream)
+        }
+        Ok(rt::AXCL_MEMCPY_DEVICE_TO_HOST) => {
+            memory::check_host_side(dst, n, "destination")?;
+            // SAFETY: a non-NULL host buffer of `count` writable bytes (contract),
+            // checked to lie outside the reserved device window; nothing else
+            // refers to it during the call.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(dst_ptr.cast::<u8>(), count) };
+            memory::copy_to_host(bytes, src, stream)
+        }
+        Ok(rt::AXCL_MEMCPY_DEVICE_TO_DEVICE) => memory::copy_on_device(dst, src, n, stream),
+        Ok(rt::AXCL_MEMCPY_HOST_TO_HOST) => {
+            memory::check_host_side(src, n, "source")?;
+            memory::check_host_side(dst, n, "destination")?;
+            // SAFETY: two non-NULL host buffers of `count` bytes (contract);
+            // `copy` allows them to overlap.
+            unsafe { std::ptr::copy(src_ptr.cast::<u8>(), dst_ptr.cast::<u8>(), count) };
+            Ok(())
+        }
+        Ok(rt::AXCL_MEMCPY_HOST_PHY_TO_DEVICE | rt::AXCL_MEMCPY_DEVICE_TO_HOST_PHY) => Err(SimError::new(
+            ErrorKind::UnsupportedCopyKind,
+            format!("copy kind {kind} (host physical memory) is not simulated"),
+        )),
+        _ => Err(SimError::new(ErrorKind::BadMemoryArgument, format!("unknown copy kind {kind}"))),
+    }
+}
+
 /// Copies `count` bytes; `kind` says which side is the device.
 ///
 /// # Safety
@@ -240,46 +295,55 @@ pub unsafe extern "C" fn axclrtMemcpy(
     count: usize,
     kind: axclrtMemcpyKind,
 ) -> axclError {
-    status("axclrtMemcpy", Sub::Memory, || {
-        if dst_ptr.is_null() {
-            return Err(null(Sub::Memory, "dstPtr"));
-        }
-        if src_ptr.is_null() {
-            return Err(null(Sub::Memory, "srcPtr"));
-        }
-        let (dst, src, n) = (addr(dst_ptr), addr(src_ptr), count as u64);
-        match u32::try_from(kind) {
-            Ok(rt::AXCL_MEMCPY_HOST_TO_DEVICE) => {
-                memory::check_host_side(src, n, "source")?;
-                // SAFETY: a non-NULL host buffer of `count` readable bytes (contract),
-                // checked to lie outside the reserved device window.
-                let bytes = unsafe { std::slice::from_raw_parts(src_ptr.cast::<u8>(), count) };
-                memory::copy_to_device(dst, bytes)
-            }
-            Ok(rt::AXCL_MEMCPY_DEVICE_TO_HOST) => {
-                memory::check_host_side(dst, n, "destination")?;
-                // SAFETY: a non-NULL host buffer of `count` writable bytes (contract),
-                // checked to lie outside the reserved device window; nothing else
-                // refers to it during the call.
-                let bytes = unsafe { std::slice::from_raw_parts_mut(dst_ptr.cast::<u8>(), count) };
-                memory::copy_to_host(bytes, src)
-            }
-            Ok(rt::AXCL_MEMCPY_DEVICE_TO_DEVICE) => memory::copy_on_device(dst, src, n),
-            Ok(rt::AXCL_MEMCPY_HOST_TO_HOST) => {
-                memory::check_host_side(src, n, "source")?;
-                memory::check_host_side(dst, n, "destination")?;
-                // SAFETY: two non-NULL host buffers of `count` bytes (contract);
-                // `copy` allows them to overlap.
-                unsafe { std::ptr::copy(src_ptr.cast::<u8>(), dst_ptr.cast::<u8>(), count) };
-                Ok(())
-            }
-            Ok(rt::AXCL_MEMCPY_HOST_PHY_TO_DEVICE | rt::AXCL_MEMCPY_DEVICE_TO_HOST_PHY) => Err(SimError::new(
-                ErrorKind::UnsupportedCopyKind,
-                format!("copy kind {kind} (host physical memory) is not simulated"),
-            )),
-            _ => Err(SimError::new(ErrorKind::BadMemoryArgument, format!("unknown copy kind {kind}"))),
-        }
+    // SAFETY: the caller's contract above.
+    status("axclrtMemcpy", Sub::Memory, || unsafe { memcpy(dst_ptr, src_ptr, count, kind, None) })
+}
+
+/// Queues a copy of `count` bytes on `stream`.
+///
+/// # Safety
+/// As `axclrtMemcpy`; host memory stays valid until the stream is synchronised.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtMemcpyAsync(
+    dst_ptr: *mut c_void,
+    src_ptr: *const c_void,
+    count: usize,
+    kind: axclrtMemcpyKind,
+    stream: axclrtStream,
+) -> axclError {
+    status("axclrtMemcpyAsync", Sub::Memory, || {
+        let stream = handle(stream, Sub::Stream, "stream")?;
+        // SAFETY: the caller's contract above.
+        unsafe { memcpy(dst_ptr, src_ptr, count, kind, Some(stream)) }
     })
+}
+
+// ---- streams --------------------------------------------------------------
+
+/// # Safety
+/// `stream` is NULL or valid for writing one handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtCreateStream(stream: *mut axclrtStream) -> axclError {
+    status("axclrtCreateStream", Sub::Stream, || {
+        // SAFETY: the caller's contract above.
+        let out = unsafe { Out::new(stream, Sub::Stream, "stream") }?;
+        out.set(as_ptr(stream::create()?));
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `stream` is an opaque handle; it is never dereferenced.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtDestroyStream(stream: axclrtStream) -> axclError {
+    status("axclrtDestroyStream", Sub::Stream, || stream::destroy(handle(stream, Sub::Stream, "stream")?))
+}
+
+/// # Safety
+/// `stream` is an opaque handle; it is never dereferenced.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtSynchronizeStream(stream: axclrtStream) -> axclError {
+    status("axclrtSynchronizeStream", Sub::Stream, || stream::synchronize(handle(stream, Sub::Stream, "stream")?))
 }
 
 // ---- engine ---------------------------------------------------------------
@@ -647,7 +711,25 @@ pub unsafe extern "C" fn axclrtEngineExecute(
     io: axclrtEngineIO,
 ) -> axclError {
     status("axclrtEngineExecute", Sub::Engine, || {
-        execute::execute(model_id, context_id, group, handle(io, Sub::Engine, "io")?)
+        execute::execute(model_id, context_id, group, handle(io, Sub::Engine, "io")?, None)
+    })
+}
+
+/// Queues shape group `group` of `modelId` on `stream` with `io`'s bindings as they are now.
+///
+/// # Safety
+/// `io` and `stream` are opaque handles; they are never dereferenced.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtEngineExecuteAsync(
+    model_id: u64,
+    context_id: u64,
+    group: u32,
+    io: axclrtEngineIO,
+    stream: axclrtStream,
+) -> axclError {
+    status("axclrtEngineExecuteAsync", Sub::Engine, || {
+        let stream = handle(stream, Sub::Stream, "stream")?;
+        execute::execute(model_id, context_id, group, handle(io, Sub::Engine, "io")?, Some(stream))
     })
 }
 
@@ -750,6 +832,11 @@ const _: fn(&mut AxclRt, &mut AxclSim) = |rt, sim| {
     rt.axclrtEngineSetInputBufferByIndex = axclrtEngineSetInputBufferByIndex;
     rt.axclrtEngineSetOutputBufferByIndex = axclrtEngineSetOutputBufferByIndex;
     rt.axclrtEngineExecute = axclrtEngineExecute;
+    rt.axclrtCreateStream = axclrtCreateStream;
+    rt.axclrtDestroyStream = axclrtDestroyStream;
+    rt.axclrtSynchronizeStream = axclrtSynchronizeStream;
+    rt.axclrtMemcpyAsync = axclrtMemcpyAsync;
+    rt.axclrtEngineExecuteAsync = axclrtEngineExecuteAsync;
     sim.axclSimVersion = axclSimVersion;
     sim.axclSimGetCounters = axclSimGetCounters;
     sim.axclSimResetCounters = axclSimResetCounters;

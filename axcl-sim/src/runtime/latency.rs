@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 pub(super) struct Latency {
     /// Fixed cost of every call that crosses PCIe (µs).
     pub call_us: f64,
-    /// One execute of a decoder-layer model (µs), on top of `call_us`.
+    /// One execute of a decode shape group of a decoder-layer model (µs), on top of `call_us`.
     pub exec_us: f64,
+    /// One execute of a prefill shape group (µs), on top of `call_us`; `None`: `exec_us`.
+    pub prefill_us: Option<f64>,
     /// One execute of a post model (µs), on top of `call_us`.
     pub post_us: f64,
     /// Host-to-device bandwidth in MB/s (10⁶ bytes per second); 0 = infinite.
@@ -18,6 +20,17 @@ pub(super) struct Latency {
     pub d2h_mbps: f64,
     /// On-card copy bandwidth, like `h2d_mbps`.
     pub d2d_mbps: f64,
+}
+
+/// What an execution runs, for its latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ExecKind {
+    /// A shape group of a decoder layer whose `indices` hold one position.
+    Decode,
+    /// A shape group of a decoder layer whose `indices` hold a chunk of positions.
+    Prefill,
+    /// A post (lm_head) model.
+    Post,
 }
 
 fn micros(us: f64) -> Duration {
@@ -30,20 +43,33 @@ impl Latency {
         micros(self.call_us)
     }
 
-    /// A copy of `bytes` bytes.
-    pub(super) fn copy(&self, kind: CopyKind, bytes: u64) -> Duration {
+    /// Moving `bytes` bytes, without the call.
+    pub(super) fn transfer(&self, kind: CopyKind, bytes: u64) -> Duration {
         let mbps = match kind {
             CopyKind::HostToDevice => self.h2d_mbps,
             CopyKind::DeviceToHost => self.d2h_mbps,
             CopyKind::DeviceToDevice => self.d2d_mbps,
         };
-        let transfer = if mbps > 0.0 { Duration::from_secs_f64(bytes as f64 / (mbps * 1e6)) } else { Duration::ZERO };
-        self.call() + transfer
+        if mbps > 0.0 { Duration::from_secs_f64(bytes as f64 / (mbps * 1e6)) } else { Duration::ZERO }
     }
 
-    /// An engine execution of a layer (`post == false`) or post model.
-    pub(super) fn execute(&self, post: bool) -> Duration {
-        self.call() + micros(if post { self.post_us } else { self.exec_us })
+    /// A copy of `bytes` bytes.
+    pub(super) fn copy(&self, kind: CopyKind, bytes: u64) -> Duration {
+        self.call() + self.transfer(kind, bytes)
+    }
+
+    /// The NPU's time for one execution, without the call.
+    pub(super) fn run(&self, kind: ExecKind) -> Duration {
+        micros(match kind {
+            ExecKind::Decode => self.exec_us,
+            ExecKind::Prefill => self.prefill_us.unwrap_or(self.exec_us),
+            ExecKind::Post => self.post_us,
+        })
+    }
+
+    /// An engine execution.
+    pub(super) fn execute(&self, kind: ExecKind) -> Duration {
+        self.call() + self.run(kind)
     }
 }
 
@@ -75,8 +101,11 @@ mod tests {
         let l = Latency { call_us: 10.0, h2d_mbps: 1.0, post_us: 5.0, ..Latency::default() };
         assert_eq!(l.copy(CopyKind::HostToDevice, 1000), Duration::from_micros(1010));
         assert_eq!(l.copy(CopyKind::DeviceToHost, 1000), Duration::from_micros(10));
-        assert_eq!(l.execute(true), Duration::from_micros(15));
-        assert_eq!(l.execute(false), Duration::from_micros(10));
+        assert_eq!(l.execute(ExecKind::Post), Duration::from_micros(15));
+        assert_eq!(l.execute(ExecKind::Decode), Duration::from_micros(10));
+        assert_eq!(l.execute(ExecKind::Prefill), Duration::from_micros(10), "defaults to exec_us");
+        let l = Latency { prefill_us: Some(40.0), ..l };
+        assert_eq!(l.execute(ExecKind::Prefill), Duration::from_micros(50));
         assert_eq!(wait(Duration::ZERO), Duration::ZERO);
         assert!(wait(Duration::from_micros(50)) >= Duration::from_micros(50));
     }

@@ -6,7 +6,8 @@
 use super::arena::{ALIGN, overlaps_window};
 use super::calls::{Call, CopyKind};
 use super::errors::{ErrorKind, SimError, SimResult};
-use super::state::{global, pay};
+use super::state::{global, pay, pay_async};
+use super::stream;
 use axcl_sys::rt;
 
 /// The card takes allocation sizes as 32-bit values (§5.7; INFERRED limit).
@@ -80,10 +81,19 @@ pub(super) fn check_host_side(host: u64, count: u64, what: &str) -> SimResult<()
     Ok(())
 }
 
-/// Runs one device copy: gate, the copy itself, byte counter, latency.
-fn copy(kind: CopyKind, count: u64, op: impl FnOnce(&mut super::arena::Arena) -> SimResult<()>) -> SimResult<()> {
+/// Runs one device copy: gate, the copy itself, byte counter, latency. With
+/// `stream` it is `axclrtMemcpyAsync` (see `stream`).
+fn copy(
+    kind: CopyKind,
+    count: u64,
+    stream: Option<u64>,
+    op: impl FnOnce(&mut super::arena::Arena) -> SimResult<()>,
+) -> SimResult<()> {
     let mut g = global();
-    g.with_context()?;
+    let rt = g.with_context()?;
+    if let Some(s) = stream {
+        stream::require(rt, s)?;
+    }
     g.enter(Call::Memcpy(kind))?;
     op(&mut g.runtime()?.device.memory)?;
     let c = &mut g.counters;
@@ -92,31 +102,35 @@ fn copy(kind: CopyKind, count: u64, op: impl FnOnce(&mut super::arena::Arena) ->
         CopyKind::DeviceToHost => &mut c.d2h_bytes,
         CopyKind::DeviceToDevice => &mut c.d2d_bytes,
     } += count;
-    let cost = g.config.latency.copy(kind, count);
+    let latency = g.config.latency;
     drop(g);
-    pay(cost);
+    match stream {
+        None => pay(latency.copy(kind, count)),
+        Some(_) => pay_async(latency.call(), latency.transfer(kind, count)),
+    }
     Ok(())
 }
 
-/// `axclrtMemcpy` HOST_TO_DEVICE.
-pub(super) fn copy_to_device(dst: u64, src: &[u8]) -> SimResult<()> {
+/// `axclrtMemcpy` HOST_TO_DEVICE (`axclrtMemcpyAsync` with `stream`).
+pub(super) fn copy_to_device(dst: u64, src: &[u8], stream: Option<u64>) -> SimResult<()> {
     let count = src.len() as u64;
-    copy(CopyKind::HostToDevice, count, |m| {
+    copy(CopyKind::HostToDevice, count, stream, |m| {
         m.write(dst, count, "destination")?.copy_from_slice(src);
         Ok(())
     })
 }
 
-/// `axclrtMemcpy` DEVICE_TO_HOST.
-pub(super) fn copy_to_host(dst: &mut [u8], src: u64) -> SimResult<()> {
+/// `axclrtMemcpy` DEVICE_TO_HOST (`axclrtMemcpyAsync` with `stream`).
+pub(super) fn copy_to_host(dst: &mut [u8], src: u64, stream: Option<u64>) -> SimResult<()> {
     let count = dst.len() as u64;
-    copy(CopyKind::DeviceToHost, count, |m| {
+    copy(CopyKind::DeviceToHost, count, stream, |m| {
         dst.copy_from_slice(m.read(src, count, "source")?);
         Ok(())
     })
 }
 
-/// `axclrtMemcpy` DEVICE_TO_DEVICE (overlapping ranges behave like `memmove`).
-pub(super) fn copy_on_device(dst: u64, src: u64, count: u64) -> SimResult<()> {
-    copy(CopyKind::DeviceToDevice, count, |m| m.copy(dst, src, count))
+/// `axclrtMemcpy` DEVICE_TO_DEVICE (overlapping ranges behave like `memmove`;
+/// `axclrtMemcpyAsync` with `stream`).
+pub(super) fn copy_on_device(dst: u64, src: u64, count: u64, stream: Option<u64>) -> SimResult<()> {
+    copy(CopyKind::DeviceToDevice, count, stream, |m| m.copy(dst, src, count))
 }

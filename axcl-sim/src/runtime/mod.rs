@@ -6,10 +6,12 @@
 //!   `boundary`: panic catching and the last-error message.
 //! * `state`: the one global state, the engine mutex, the thread's current context;
 //!   `device`: devices and contexts; `memory` / `arena`: device memory;
-//!   `engine`, `model`, `io`, `execute`: models, IO descriptions and objects, execution.
+//!   `engine`, `model`, `io`, `execute`: models, IO descriptions and objects, execution;
+//!   `stream`: streams and the device timeline of asynchronous work.
 //! * `errors`: the table of failure situations and their vendor codes;
 //!   `calls`: which calls reach the card, what they cost and which faults match them;
-//!   `config`, `latency`, `faults`: the simulator configuration.
+//!   `config`, `latency`, `faults`: the simulator configuration; `trace`: the
+//!   `AXCL_SIM_TRACE_FILE` record of the calls that release the card.
 //! * `reserve`: keeps device addresses undereferenceable on the host;
 //!   `gemm`: the safe matrix-multiply entry [`crate::math`] uses.
 //!
@@ -48,3 +50,7 @@ mod model;
 mod reserve;
 #[deny(unsafe_code)]
 mod state;
+#[deny(unsafe_code)]
+mod stream;
+#[deny(unsafe_code)]
+mod trace;

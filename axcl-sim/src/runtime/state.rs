@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The id of the one simulated card (bus-derived ids are not 0-based; 129 is typical).
 pub(super) const DEVICE_ID: i32 = 129;
@@ -43,6 +43,8 @@ pub(super) struct Runtime {
     /// Live contexts by handle.
     pub contexts: HashMap<u64, Context>,
     pub engine: Engine,
+    /// Live stream handles.
+    pub streams: std::collections::HashSet<u64>,
 }
 
 /// The simulated card.
@@ -55,6 +57,9 @@ pub(super) struct Device {
     /// The implicit context `axclrtSetDevice` binds (created on first use).
     pub default_context: Option<u64>,
     pub memory: Arena,
+    /// When the asynchronous work queued so far will have finished (the device
+    /// timeline, see `stream`); `None` before the first asynchronous call.
+    pub busy_until: Option<Instant>,
 }
 
 /// A runtime context (all contexts belong to the one device).
@@ -98,9 +103,29 @@ pub(super) fn bind_current(context: u64) {
     CURRENT_CONTEXT.with(|c| c.set(context));
 }
 
-/// Waits for a simulated latency and adds the time waited to the counters.
+/// A synchronous call's latency: waits until the device has finished the
+/// asynchronous work queued before it, then for `cost`; counts the time waited.
 pub(super) fn pay(cost: Duration) {
-    let waited = latency::wait(cost);
+    let busy = global().runtime.as_ref().and_then(|rt| rt.device.busy_until);
+    let queued = busy.map_or(Duration::ZERO, |t| latency::wait(t.saturating_duration_since(Instant::now())));
+    count_waited(queued + latency::wait(cost));
+}
+
+/// An asynchronous call's latency: the caller waits for `message` (the request
+/// reaching the card); `device` (the work itself) is appended to the device
+/// timeline, after whatever was queued before it.
+pub(super) fn pay_async(message: Duration, device: Duration) {
+    let waited = latency::wait(message);
+    let mut g = global();
+    if let Some(rt) = g.runtime.as_mut() {
+        let now = Instant::now();
+        rt.device.busy_until = Some(rt.device.busy_until.map_or(now, |t| t.max(now)) + device);
+    }
+    drop(g);
+    count_waited(waited);
+}
+
+fn count_waited(waited: Duration) {
     if !waited.is_zero() {
         global().counters.latency_ns += u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
     }

@@ -462,6 +462,35 @@ impl Sim {
         unsafe { self.rt().axclrtEngineExecute(model, ctx, group, ptr(io)) }
     }
 
+    // ---- streams ---------------------------------------------------------------
+
+    pub fn create_stream(&self) -> (i32, u64) {
+        let mut s: *mut c_void = std::ptr::null_mut();
+        // SAFETY: valid out-parameter.
+        let code = unsafe { self.rt().axclrtCreateStream(&mut s) };
+        (code, s.addr() as u64)
+    }
+
+    pub fn destroy_stream(&self, stream: u64) -> i32 {
+        // SAFETY: opaque handle.
+        unsafe { self.rt().axclrtDestroyStream(ptr(stream)) }
+    }
+
+    pub fn sync_stream(&self, stream: u64) -> i32 {
+        // SAFETY: opaque handle.
+        unsafe { self.rt().axclrtSynchronizeStream(ptr(stream)) }
+    }
+
+    pub fn d2d_async(&self, dst: u64, src: u64, count: usize, stream: u64) -> i32 {
+        // SAFETY: device addresses and an opaque handle, never dereferenced on the host.
+        unsafe { self.rt().axclrtMemcpyAsync(ptr(dst), ptr(src), count, 3, ptr(stream)) }
+    }
+
+    pub fn run_async(&self, b: &Bound, stream: u64) -> i32 {
+        // SAFETY: opaque handles.
+        unsafe { self.rt().axclrtEngineExecuteAsync(b.model, b.ctx, b.group, ptr(b.io), ptr(stream)) }
+    }
+
     // ---- composite helpers ---------------------------------------------------
 
     /// Loads `path` and binds one fresh device buffer of the exact tensor size to

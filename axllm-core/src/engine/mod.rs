@@ -4,9 +4,12 @@
 pub mod geometry;
 pub mod masks;
 pub mod resident;
+pub mod schedule;
+mod step;
 
 pub use geometry::{DecodeGroup, Geometry, PrefillGroup};
 pub use resident::{LoadMethod, LoadProgress, Resident};
+pub use schedule::{Execution, InputUpload, KvWrite, SCHEDULE_ENV, Schedule};
 
 use crate::error::{Error, Result};
 use crate::model::Embeddings;
@@ -42,7 +45,9 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(resident: Resident) -> Engine {
-        Engine { resident, cached: Vec::new(), needs_reset: false }
+        // Room for every position up front: feeding a token never allocates.
+        let cached = Vec::with_capacity(resident.geometry().max_positions());
+        Engine { resident, cached, needs_reset: false }
     }
 
     pub fn resident(&self) -> &Resident {

@@ -1,28 +1,29 @@
-//! Everything a model keeps on the device, and the call schedule of one step.
+//! Everything a model keeps on the device, and the layer loop of one step.
 //!
 //! Buffers (all allocated and bound once, at load):
 //! * per layer: one K and one V buffer of `kv_rows · D` bf16, shared by every
 //!   shape group and zeroed (contract §2.6, pitfall 1);
-//! * shared by all layers, because they are the same for every layer of a step:
-//!   the decode `indices`/`mask`, the prefill `indices`/`mask`, and the
-//!   `K_cache_out`/`V_cache_out` rows (each layer's rows are copied into its own
-//!   cache before the next layer runs);
-//! * two hidden-state buffers per step kind, used alternately: layer `m` reads
-//!   one and writes the other, so each layer's output is bound as the next
-//!   layer's input and the hidden state never leaves the card; no execution
-//!   reads and writes the same buffer;
-//! * the post model reads the decode hidden buffer the last layer wrote, and its
+//! * per step kind (decode, prefill), shared by all layers because they are
+//!   the same for every layer of a step: `indices`, `mask`, the scratch
+//!   `K_cache_out`/`V_cache_out` rows, and two hidden-state buffers used
+//!   alternately, so each layer's output is bound as the next layer's input,
+//!   the hidden state never leaves the card and no execution reads and writes
+//!   the same buffer (see [`super::step`]);
+//! * the post model reads the decode hidden buffer the last layer wrote; its
 //!   logits are the one device-to-host copy per token.
 //!
-//! Per decode token: 3 host-to-device copies (embedding row, indices, mask),
-//! then per layer one execute and two device-to-device K/V row copies, then the
-//! post execute and one logits copy. The vendor runner makes six calls per layer.
+//! Which calls a step makes (copies or bindings for the K/V rows, one or three
+//! input uploads, waiting for each call or queuing them) is the [`Schedule`];
+//! its module lists the counts per token. A step always ends with nothing
+//! queued, so the next one may rewrite the inputs and rebind the outputs.
 
 use super::geometry::{Geometry, names};
 use super::masks;
+use super::schedule::{Execution, KvWrite, Schedule};
+use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
 use crate::model::Embeddings;
-use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo};
+use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, Stream};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,45 +41,108 @@ struct Layer {
     // Field order is drop order: IO objects before the buffers they bind,
     // everything before the model.
     ios: Vec<EngineIo>,
+    /// Output indices of `K_cache_out` and `V_cache_out`, per shape group.
+    kv_out: Vec<[usize; 2]>,
     k: DeviceBuffer,
     v: DeviceBuffer,
     model: EngineModel,
 }
 
+/// How a step gets its new K/V rows into every layer's cache.
+#[derive(Debug, Clone, Copy)]
+enum RowWrite {
+    /// Copy from the scratch outputs (bound there since load).
+    Copy,
+    /// Bind the outputs (`size` bytes each) at the rows: the NPU writes the cache.
+    Bind { size: usize },
+    /// Bind the outputs (`size` bytes each) back to the scratch, then copy.
+    RebindThenCopy { size: usize },
+}
+
+/// A step's new K/V rows: `bytes` of them at byte `offset` of each cache.
+#[derive(Debug, Clone, Copy)]
+struct KvRows {
+    offset: usize,
+    bytes: usize,
+    how: RowWrite,
+}
+
+/// Runs `group` of `model` with `io`, queued on `queue` when there is one.
+fn execute(cx: &Entered<'_>, model: &EngineModel, group: usize, io: &EngineIo, queue: Option<&Stream>) -> Result<()> {
+    match queue {
+        Some(q) => model.execute_async(cx, group as u32, io, q),
+        None => model.execute(cx, group as u32, io),
+    }
+}
+
+/// A device-to-device copy, queued on `queue` when there is one.
+fn copy(cx: &Entered<'_>, dst: (&DeviceBuffer, usize), src: (&DeviceBuffer, usize), len: usize, queue: Option<&Stream>) -> Result<()> {
+    match queue {
+        Some(q) => dst.0.copy_from_async(cx, dst.1, src.0, src.1, len, q),
+        None => dst.0.copy_from(cx, dst.1, src.0, src.1, len),
+    }
+}
+
+impl Layer {
+    /// Runs shape group `g` and writes its K/V rows as `rows` says.
+    fn step(&mut self, cx: &Entered<'_>, st: &StepBuffers, g: usize, rows: KvRows, queue: Option<&Stream>) -> Result<()> {
+        let [ki, vi] = self.kv_out[g];
+        let ((k_scratch, k_off), (v_scratch, v_off)) = (st.at(st.k_out), st.at(st.v_out));
+        match rows.how {
+            RowWrite::Copy => {}
+            RowWrite::Bind { size } => {
+                self.ios[g].bind_output(cx, ki, &self.k, rows.offset, size)?;
+                self.ios[g].bind_output(cx, vi, &self.v, rows.offset, size)?;
+            }
+            RowWrite::RebindThenCopy { size } => {
+                self.ios[g].bind_output(cx, ki, k_scratch, k_off, size)?;
+                self.ios[g].bind_output(cx, vi, v_scratch, v_off, size)?;
+            }
+        }
+        execute(cx, &self.model, g, &self.ios[g], queue)?;
+        if !matches!(rows.how, RowWrite::Bind { .. }) {
+            copy(cx, (&self.k, rows.offset), (k_scratch, k_off), rows.bytes, queue)?;
+            copy(cx, (&self.v, rows.offset), (v_scratch, v_off), rows.bytes, queue)?;
+        }
+        Ok(())
+    }
+}
+
 struct Post {
     io: EngineIo,
     model: EngineModel,
-    vocab: usize,
-}
-
-struct Shared {
-    dec_indices: DeviceBuffer,
-    dec_mask: DeviceBuffer,
-    pre_indices: DeviceBuffer,
-    pre_mask: DeviceBuffer,
-    dec_hidden: [DeviceBuffer; 2],
-    pre_hidden: [DeviceBuffer; 2],
-    dec_k_out: DeviceBuffer,
-    dec_v_out: DeviceBuffer,
-    pre_k_out: DeviceBuffer,
-    pre_v_out: DeviceBuffer,
     logits: DeviceBuffer,
+    /// Host copy of the last logits, sized once so the token loop allocates nothing.
+    host: Vec<u16>,
 }
 
-/// Host staging buffers, sized once so the token loop allocates nothing.
-struct Staging {
-    mask: Vec<u16>,
-    indices: Vec<u32>,
-    hidden: Vec<u8>,
-    logits: Vec<u16>,
+impl Post {
+    /// Ends a step: with `want_logits`, runs the post model on the decode hidden
+    /// buffer the last layer wrote; waits for the queue; fetches the logits.
+    fn finish(&mut self, cx: &Entered<'_>, want_logits: bool, queue: Option<&Stream>) -> Result<Option<&[u16]>> {
+        if want_logits {
+            execute(cx, &self.model, 0, &self.io, queue)?;
+        }
+        if let Some(q) = queue {
+            q.synchronize(cx)?;
+        }
+        if !want_logits {
+            return Ok(None);
+        }
+        self.logits.read(cx, 0, bytemuck::cast_slice_mut(&mut self.host))?;
+        Ok(Some(&self.host))
+    }
 }
 
 /// A model resident on the NPU.
 pub struct Resident {
     layers: Vec<Layer>,
     post: Post,
-    shared: Shared,
-    staging: Staging,
+    decode: StepBuffers,
+    prefill: StepBuffers,
+    schedule: Schedule,
+    /// The queue of [`Execution::Async`].
+    queue: Option<Stream>,
     geometry: Geometry,
     device_bytes: u64,
     device: Arc<Device>,
@@ -86,7 +150,11 @@ pub struct Resident {
 
 impl std::fmt::Debug for Resident {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resident").field("layers", &self.layers.len()).field("geometry", &self.geometry).finish()
+        f.debug_struct("Resident")
+            .field("layers", &self.layers.len())
+            .field("schedule", &self.schedule)
+            .field("geometry", &self.geometry)
+            .finish()
     }
 }
 
@@ -104,20 +172,17 @@ fn load_model(cx: &Entered<'_>, path: &Path, method: LoadMethod) -> Result<Engin
     }
 }
 
-fn bind_all(
-    cx: &Entered<'_>,
-    io: &mut EngineIo,
-    grp: &GroupInfo,
-    inputs: &[(&str, &DeviceBuffer)],
-    outputs: &[(&str, &DeviceBuffer)],
-) -> Result<()> {
-    for (name, buf) in inputs {
+/// A tensor binding: its name and where it lives (allocation, byte offset).
+type Binding<'a> = (&'a str, (&'a DeviceBuffer, usize));
+
+fn bind_all(cx: &Entered<'_>, io: &mut EngineIo, grp: &GroupInfo, inputs: &[Binding<'_>], outputs: &[Binding<'_>]) -> Result<()> {
+    for (name, (buf, offset)) in inputs {
         let (i, t) = grp.input(name).expect("geometry checked every name");
-        io.bind_input(cx, i, buf, 0, t.size as usize)?;
+        io.bind_input(cx, i, buf, *offset, t.size as usize)?;
     }
-    for (name, buf) in outputs {
+    for (name, (buf, offset)) in outputs {
         let (i, t) = grp.output(name).expect("geometry checked every name");
-        io.bind_output(cx, i, buf, 0, t.size as usize)?;
+        io.bind_output(cx, i, buf, *offset, t.size as usize)?;
     }
     Ok(())
 }
@@ -130,6 +195,7 @@ impl Resident {
         layer_files: &[std::path::PathBuf],
         post_file: &Path,
         method: LoadMethod,
+        schedule: Schedule,
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Resident> {
         let cx = device.enter()?;
@@ -159,75 +225,65 @@ impl Resident {
 
         let (h, d, t) = (geo.hidden, geo.kv_dim, geo.chunk);
         let max = |name: &str, groups: &mut dyn Iterator<Item = u32>| groups.map(|g| geo.tensor_size(g, name)).max().unwrap_or(0);
-        let dec_mask_bytes = max(names::MASK, &mut geo.decode.iter().map(|g| g.index));
-        let pre_mask_bytes = max(names::MASK, &mut geo.prefill.iter().map(|g| g.index));
-        let shared = Shared {
-            dec_indices: DeviceBuffer::zeroed(&cx, 4)?,
-            dec_mask: DeviceBuffer::zeroed(&cx, dec_mask_bytes)?,
-            pre_indices: DeviceBuffer::zeroed(&cx, t * 4)?,
-            pre_mask: DeviceBuffer::zeroed(&cx, pre_mask_bytes)?,
-            dec_hidden: [DeviceBuffer::zeroed(&cx, h * 2)?, DeviceBuffer::zeroed(&cx, h * 2)?],
-            pre_hidden: [DeviceBuffer::zeroed(&cx, t * h * 2)?, DeviceBuffer::zeroed(&cx, t * h * 2)?],
-            dec_k_out: DeviceBuffer::zeroed(&cx, d * 2)?,
-            dec_v_out: DeviceBuffer::zeroed(&cx, d * 2)?,
-            pre_k_out: DeviceBuffer::zeroed(&cx, t * d * 2)?,
-            pre_v_out: DeviceBuffer::zeroed(&cx, t * d * 2)?,
-            logits: DeviceBuffer::zeroed(&cx, vocab * 2)?,
-        };
+        let dec_mask = max(names::MASK, &mut geo.decode.iter().map(|g| g.index));
+        let pre_mask = max(names::MASK, &mut geo.prefill.iter().map(|g| g.index));
+        let decode = StepBuffers::new(&cx, StepSizes { hidden: h * 2, indices: 4, mask: dec_mask, kv_out: d * 2 }, schedule.inputs)?;
+        let prefill =
+            StepBuffers::new(&cx, StepSizes { hidden: t * h * 2, indices: t * 4, mask: pre_mask, kv_out: t * d * 2 }, schedule.inputs)?;
         let kv_bytes = geo.kv_rows * d * 2;
         let mut layers = Vec::with_capacity(models.len());
         for (m, model) in models.into_iter().enumerate() {
             let k = DeviceBuffer::zeroed(&cx, kv_bytes)?;
             let v = DeviceBuffer::zeroed(&cx, kv_bytes)?;
             let mut ios = Vec::with_capacity(model.groups().len());
+            let mut kv_out = Vec::with_capacity(model.groups().len());
             for (g, grp) in model.groups().iter().enumerate() {
                 let mut io = model.create_io(&cx)?;
-                let decode = geo.decode.iter().any(|x| x.index as usize == g);
-                let (idx, mask, hid, k_out, v_out) = if decode {
-                    (&shared.dec_indices, &shared.dec_mask, &shared.dec_hidden, &shared.dec_k_out, &shared.dec_v_out)
-                } else {
-                    (&shared.pre_indices, &shared.pre_mask, &shared.pre_hidden, &shared.pre_k_out, &shared.pre_v_out)
-                };
+                let st = if geo.decode.iter().any(|x| x.index as usize == g) { &decode } else { &prefill };
                 bind_all(
                     &cx,
                     &mut io,
                     grp,
                     &[
-                        (names::K_CACHE, &k),
-                        (names::V_CACHE, &v),
-                        (names::INDICES, idx),
-                        (names::INPUT, &hid[m % 2]),
-                        (names::MASK, mask),
+                        (names::K_CACHE, (&k, 0)),
+                        (names::V_CACHE, (&v, 0)),
+                        (names::INDICES, st.at(st.indices)),
+                        (names::INPUT, st.at(st.hidden[m % 2])),
+                        (names::MASK, st.at(st.mask)),
                     ],
-                    &[(names::K_OUT, k_out), (names::V_OUT, v_out), (names::OUTPUT, &hid[(m + 1) % 2])],
+                    &[
+                        (names::K_OUT, st.at(st.k_out)),
+                        (names::V_OUT, st.at(st.v_out)),
+                        (names::OUTPUT, st.at(st.hidden[(m + 1) % 2])),
+                    ],
                 )?;
                 ios.push(io);
+                let out = |name| grp.output(name).expect("geometry checked every name").0;
+                kv_out.push([out(names::K_OUT), out(names::V_OUT)]);
             }
-            layers.push(Layer { ios, k, v, model });
+            layers.push(Layer { ios, kv_out, k, v, model });
         }
         let mut post_io = post_model.create_io(&cx)?;
-        let last = &shared.dec_hidden[layers.len() % 2];
-        bind_all(&cx, &mut post_io, &post_model.groups()[0], &[(names::INPUT, last)], &[(names::OUTPUT, &shared.logits)])?;
+        let logits = DeviceBuffer::zeroed(&cx, vocab * 2)?;
+        let last = decode.at(decode.hidden[layers.len() % 2]);
+        bind_all(&cx, &mut post_io, &post_model.groups()[0], &[(names::INPUT, last)], &[(names::OUTPUT, (&logits, 0))])?;
 
-        let staging = Staging {
-            mask: vec![0; (dec_mask_bytes.max(pre_mask_bytes)) / 2],
-            indices: vec![0; t],
-            hidden: vec![0; t * h * 2],
-            logits: vec![0; vocab],
-        };
         let device_bytes = (layers.len() as u64) * 2 * kv_bytes as u64
-            + [&shared.dec_mask, &shared.pre_mask, &shared.logits, &shared.pre_k_out, &shared.pre_v_out]
-                .iter()
-                .map(|b| b.size() as u64)
-                .sum::<u64>()
-            + 4 * (t * h * 2) as u64
+            + decode.device_bytes()
+            + prefill.device_bytes()
+            + logits.size() as u64
             + layer_files.iter().chain(std::iter::once(&post_file.to_path_buf())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>();
-        drop(cx);
+        let queue = match schedule.execution {
+            Execution::Async => Some(Stream::new(&cx)?),
+            Execution::Sync => None,
+        };
         Ok(Resident {
             layers,
-            post: Post { io: post_io, model: post_model, vocab },
-            shared,
-            staging,
+            post: Post { io: post_io, model: post_model, logits, host: vec![0; vocab] },
+            decode,
+            prefill,
+            schedule,
+            queue,
             geometry: geo,
             device_bytes,
             device: Arc::clone(device),
@@ -241,7 +297,11 @@ impl Resident {
         self.layers.len()
     }
     pub fn vocab(&self) -> usize {
-        self.post.vocab
+        self.post.host.len()
+    }
+    /// The call schedule chosen at load.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
     }
     /// Device memory used: buffers plus the model files' sizes (an estimate of the weights' share).
     pub fn device_bytes(&self) -> u64 {
@@ -253,7 +313,7 @@ impl Resident {
 
     /// The logits (bf16 bits) of the last step that ran the post model.
     pub fn last_logits(&self) -> &[u16] {
-        &self.staging.logits
+        &self.post.host
     }
 
     /// Zeroes every K/V buffer (a full cache reset).
@@ -271,25 +331,24 @@ impl Resident {
     pub fn decode(&mut self, emb: &Embeddings, token: u32, slot: usize, want_logits: bool) -> Result<Option<&[u16]>> {
         let geo = &self.geometry;
         let group = geo.decode_group(slot).ok_or(Error::PromptTooLong { tokens: slot + 1, max: geo.max_positions() })?;
-        let d2 = geo.kv_dim * 2;
+        let (h2, d2, g) = (geo.hidden * 2, geo.kv_dim * 2, group.index as usize);
+        let how = match self.schedule.kv_write {
+            KvWrite::Copy => RowWrite::Copy,
+            // A decode row always fits: the group covers `slot` and `slot < kv_rows`.
+            KvWrite::BindOutputAtRow => RowWrite::Bind { size: geo.tensor_size(group.index, names::K_OUT) },
+        };
         let cx = self.device.enter()?;
-        let sh = &self.shared;
-        sh.dec_hidden[0].write(&cx, 0, emb.row(token)?)?;
-        sh.dec_indices.write(&cx, 0, &(slot as u32).to_le_bytes())?;
-        let mask = &mut self.staging.mask[..group.capacity + 1];
-        masks::decode_mask(mask, slot);
-        sh.dec_mask.write(&cx, 0, bytemuck::cast_slice(mask))?;
-        for l in &self.layers {
-            l.model.execute(&cx, group.index, &l.ios[group.index as usize])?;
-            l.k.copy_from(&cx, slot * d2, &sh.dec_k_out, 0, d2)?;
-            l.v.copy_from(&cx, slot * d2, &sh.dec_v_out, 0, d2)?;
+        let st = &mut self.decode;
+        st.hidden_in(h2).copy_from_slice(emb.row(token)?);
+        st.indices_in(1)[0] = slot as u32;
+        masks::decode_mask(st.mask_in(group.capacity + 1), slot);
+        st.upload(&cx, h2, 4, (group.capacity + 1) * 2)?;
+        let rows = KvRows { offset: slot * d2, bytes: d2, how };
+        let queue = self.queue.as_ref();
+        for l in &mut self.layers {
+            l.step(&cx, st, g, rows, queue)?;
         }
-        if !want_logits {
-            return Ok(None);
-        }
-        self.post.model.execute(&cx, 0, &self.post.io)?;
-        sh.logits.read(&cx, 0, bytemuck::cast_slice_mut(&mut self.staging.logits))?;
-        Ok(Some(&self.staging.logits))
+        self.post.finish(&cx, want_logits, queue)
     }
 
     /// Feeds `tokens` (at most one chunk) after `history` cached positions
@@ -300,32 +359,38 @@ impl Resident {
         let (t, h2, d2, n) = (geo.chunk, geo.hidden * 2, geo.kv_dim * 2, tokens.len());
         debug_assert!(n >= 1 && n <= t);
         let group = geo.prefill_group(history, n).ok_or(Error::PromptTooLong { tokens: history + n, max: geo.max_prefill() })?;
+        let size = geo.tensor_size(group.index, names::K_OUT);
+        let how = match self.schedule.kv_write {
+            KvWrite::Copy => RowWrite::Copy,
+            // Only full chunks are written in place: padding rows hold whatever
+            // the NPU computes for fully masked rows, never cache data, and their
+            // `T` rows could run past the buffer. A full chunk always fits
+            // (`prefill_group` checked `history + n <= kv_rows`).
+            KvWrite::BindOutputAtRow if n == t => RowWrite::Bind { size },
+            KvWrite::BindOutputAtRow => RowWrite::RebindThenCopy { size },
+        };
+        let mask_len = t * (group.history_cap + t);
         let cx = self.device.enter()?;
-        let sh = &self.shared;
-        let st = &mut self.staging;
-        st.hidden[n * h2..].fill(0);
+        let st = &mut self.prefill;
+        let hidden = st.hidden_in(t * h2);
+        hidden[n * h2..].fill(0);
         for (i, &tok) in tokens.iter().enumerate() {
-            st.hidden[i * h2..(i + 1) * h2].copy_from_slice(emb.row(tok)?);
+            hidden[i * h2..(i + 1) * h2].copy_from_slice(emb.row(tok)?);
         }
-        sh.pre_hidden[0].write(&cx, 0, &st.hidden)?;
-        masks::prefill_indices(&mut st.indices, history, n);
-        sh.pre_indices.write(&cx, 0, bytemuck::cast_slice(&st.indices))?;
-        let mask = &mut st.mask[..t * (group.history_cap + t)];
-        masks::prefill_mask(mask, t, group.history_cap, history, n);
-        sh.pre_mask.write(&cx, 0, bytemuck::cast_slice(mask))?;
-        for l in &self.layers {
-            l.model.execute(&cx, group.index, &l.ios[group.index as usize])?;
-            l.k.copy_from(&cx, history * d2, &sh.pre_k_out, 0, n * d2)?;
-            l.v.copy_from(&cx, history * d2, &sh.pre_v_out, 0, n * d2)?;
+        masks::prefill_indices(st.indices_in(t), history, n);
+        masks::prefill_mask(st.mask_in(mask_len), t, group.history_cap, history, n);
+        st.upload(&cx, t * h2, t * 4, mask_len * 2)?;
+        let rows = KvRows { offset: history * d2, bytes: n * d2, how };
+        let queue = self.queue.as_ref();
+        for l in &mut self.layers {
+            l.step(&cx, st, group.index as usize, rows, queue)?;
         }
-        if !want_logits {
-            return Ok(None);
+        if want_logits {
+            let last = self.layers.len() % 2;
+            let ((dst, dst_off), (src, src_off)) = (self.decode.at(self.decode.hidden[last]), st.at(st.hidden[last]));
+            copy(&cx, (dst, dst_off), (src, src_off + (n - 1) * h2), h2, queue)?;
         }
-        let last = self.layers.len() % 2;
-        sh.dec_hidden[last].copy_from(&cx, 0, &sh.pre_hidden[last], (n - 1) * h2, h2)?;
-        self.post.model.execute(&cx, 0, &self.post.io)?;
-        sh.logits.read(&cx, 0, bytemuck::cast_slice_mut(&mut self.staging.logits))?;
-        Ok(Some(&self.staging.logits))
+        self.post.finish(&cx, want_logits, queue)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::memory::DeviceBuffer;
 use super::runtime::{Device, Entered, c_path};
+use super::stream::Stream;
 use super::{SimHooks, is_no_memory};
 use crate::error::{Error, Result};
 use axcl_sys::rt;
@@ -199,6 +200,15 @@ impl EngineModel {
         // SAFETY: live model, context and IO handles of this model.
         let status = unsafe { (cx.dev.rt.api.axclrtEngineExecute)(self.id, self.context, group, io.io.0) };
         cx.dev.check("axclrtEngineExecute", status)
+    }
+
+    /// Queues shape group `group` on `stream` with `io`'s bindings as they are
+    /// now. The bound buffers must outlive the stream's next synchronisation.
+    pub fn execute_async(&self, cx: &Entered<'_>, group: u32, io: &EngineIo, stream: &Stream) -> Result<()> {
+        // SAFETY: live model, context, IO and stream handles.
+        let status =
+            unsafe { (cx.dev.rt.api.axclrtEngineExecuteAsync)(self.id, self.context, group, io.io.0, stream.raw()) };
+        cx.dev.check("axclrtEngineExecuteAsync", status)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Device memory: allocations the host cannot dereference, moved with explicit copies.
 
 use super::runtime::{Device, Entered};
+use super::stream::Stream;
 use super::is_no_memory;
 use crate::error::{Error, Result};
 use axcl_sys::rt;
@@ -103,6 +104,29 @@ impl DeviceBuffer {
         // SAFETY: both ranges lie inside live allocations of ours (checked).
         let status = unsafe { (cx.dev.rt.api.axclrtMemcpy)(dst, from, len, rt::AXCL_MEMCPY_DEVICE_TO_DEVICE as i32) };
         cx.dev.check("axclrtMemcpy(device to device)", status)
+    }
+
+    /// Like [`DeviceBuffer::copy_from`], queued on `stream`. Both buffers must
+    /// outlive the stream's next synchronisation.
+    pub fn copy_from_async(
+        &self,
+        cx: &Entered<'_>,
+        dst_off: usize,
+        src: &DeviceBuffer,
+        src_off: usize,
+        len: usize,
+        stream: &Stream,
+    ) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let dst = self.range(dst_off, len, "device-to-device copy (destination)")?;
+        let from = src.range(src_off, len, "device-to-device copy (source)")?;
+        // SAFETY: both ranges lie inside live allocations of ours (checked); no host memory is involved.
+        let status = unsafe {
+            (cx.dev.rt.api.axclrtMemcpyAsync)(dst, from, len, rt::AXCL_MEMCPY_DEVICE_TO_DEVICE as i32, stream.raw())
+        };
+        cx.dev.check("axclrtMemcpyAsync(device to device)", status)
     }
 }
 

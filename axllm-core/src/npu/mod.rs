@@ -1,17 +1,19 @@
 //! The NPU through the AXCL runtime, loaded at run time. This is the only
 //! module of the crate allowed `unsafe`: raw bindings come from `axcl-sys`
 //! (generated from our one header), [`check`] turns statuses into errors, and
-//! RAII wrappers ([`Device`], [`DeviceBuffer`], [`EngineModel`], [`EngineIo`])
+//! RAII wrappers ([`Device`], [`DeviceBuffer`], [`EngineModel`], [`EngineIo`], [`Stream`])
 //! give the rest of the crate a safe interface.
 #![allow(unsafe_code)]
 
 mod engine;
 mod memory;
 mod runtime;
+mod stream;
 
 pub use engine::{EngineIo, EngineModel, GroupInfo, TensorInfo};
 pub use memory::DeviceBuffer;
 pub use runtime::{Device, Entered, RUNTIME_DIR, RUNTIME_ENV, RUNTIME_SONAME, Runtime};
+pub use stream::Stream;
 
 use crate::error::{Error, Result};
 use axcl_sys::rt;

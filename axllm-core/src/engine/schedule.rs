@@ -1,0 +1,168 @@
+//! The call schedule: which runtime calls one step makes. Every choice that the
+//! contract leaves open on real hardware is opt-in; the default is the path the
+//! vendor runners take (dedicated buffers, D2D row copies, contract §2.6 and
+//! pitfall 4).
+//!
+//! Calls per decode token, `L` layers (each line: H2D + executes + D2D + D2H):
+//!
+//! | schedule | calls | H2D | executes | D2D | D2H |
+//! |---|---|---|---|---|---|
+//! | vendor runner (for comparison) | `6L + 3` | `2L + 1` | `L + 1` | `3L` | 1 |
+//! | `safe` (default) | `3L + 5` | 3 | `L + 1` | `2L` | 1 |
+//! | `packed-inputs` | `3L + 3` | 1 | `L + 1` | `2L` | 1 |
+//! | `kv-bind` | `L + 5` | 3 | `L + 1` | 0 | 1 |
+//! | `fewest-calls` (both) | `L + 3` | 1 | `L + 1` | 0 | 1 |
+//!
+//! `async` (combinable with any of them, e.g. `fewest-calls,async`) queues the
+//! executions and D2D copies on a stream and adds one synchronisation per step:
+//! one more call, but the caller no longer waits for each round trip.
+//!
+//! Bindings (`axclrtEngineSet*BufferByIndex`) are host-local: they change the
+//! (address, size) pair the next execute hands the card and send no message.
+
+use crate::error::{Error, Result};
+use std::str::FromStr;
+
+/// Environment variable that picks the schedule when [`crate::LoadOptions`] does not.
+pub const SCHEDULE_ENV: &str = "AXLLM_SCHEDULE";
+
+/// How each layer's new K/V rows reach its cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KvWrite {
+    /// `K_cache_out`/`V_cache_out` land in scratch buffers and two D2D copies per
+    /// layer move the valid rows into the cache (the vendor runners, contract §2.6).
+    #[default]
+    Copy,
+    /// `K_cache_out`/`V_cache_out` are bound at the row's offset inside the layer's
+    /// own K/V buffer, rebound every step, so the NPU writes the cache directly.
+    /// Open on hardware: offset bindings (pitfall 4) and an output aliasing the
+    /// K/V input of the same execution (the written rows are masked in it).
+    /// Prefill chunks with padding rows, or whose `T` rows would run past the
+    /// buffer, fall back to copies for that chunk.
+    BindOutputAtRow,
+}
+
+/// How a step's inputs (first layer's hidden rows, indices, mask) reach the card.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InputUpload {
+    /// One dedicated allocation per tensor, one H2D copy each.
+    #[default]
+    Separate,
+    /// One allocation holding all three at 128-byte-aligned offsets, bound at
+    /// those offsets: one H2D copy per step. Open on hardware: offset bindings
+    /// of `mask`/`indices` (pitfall 4).
+    Packed,
+}
+
+/// Whether a step waits for each execution and copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Execution {
+    /// Every call returns when the card is done (the vendor runners).
+    #[default]
+    Sync,
+    /// Executions and D2D copies are queued on one stream
+    /// (`axclrtEngineExecuteAsync`, `axclrtMemcpyAsync`), which is synchronised
+    /// once per step before the logits are read or new inputs are written; the
+    /// host-to-device and device-to-host copies stay synchronous, so no host
+    /// buffer is used after its call returns. Open on hardware: how much of a
+    /// round trip the runtime saves by queuing (the simulator assumes the caller
+    /// waits only for the request to reach the card).
+    Async,
+}
+
+/// The call schedule of a loaded model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Schedule {
+    pub kv_write: KvWrite,
+    pub inputs: InputUpload,
+    pub execution: Execution,
+}
+
+impl Schedule {
+    /// The documented path (the default).
+    pub const SAFE: Schedule = Schedule { kv_write: KvWrite::Copy, inputs: InputUpload::Separate, execution: Execution::Sync };
+    /// Both buffer opt-ins: the fewest round trips per token.
+    pub const FEWEST_CALLS: Schedule =
+        Schedule { kv_write: KvWrite::BindOutputAtRow, inputs: InputUpload::Packed, execution: Execution::Sync };
+
+    /// Runtime calls per decode token for `layers` decoder layers (see the module table).
+    pub fn calls_per_token(&self, layers: usize) -> usize {
+        let h2d = if self.inputs == InputUpload::Packed { 1 } else { 3 };
+        let d2d = if self.kv_write == KvWrite::Copy { 2 * layers } else { 0 };
+        let sync = usize::from(self.execution == Execution::Async);
+        h2d + (layers + 1) + d2d + sync + 1
+    }
+
+    /// The schedule named by `$AXLLM_SCHEDULE`, or the default when it is unset or empty.
+    pub fn from_env() -> Result<Schedule> {
+        match std::env::var(SCHEDULE_ENV) {
+            Ok(s) if !s.trim().is_empty() => s.parse().map_err(|e: Error| match e {
+                Error::InvalidArgument(m) => Error::InvalidArgument(format!("{SCHEDULE_ENV}: {m}")),
+                other => other,
+            }),
+            _ => Ok(Schedule::default()),
+        }
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = Error;
+
+    /// `safe`, `fewest-calls`, or a comma-separated list of those and `kv-bind`,
+    /// `packed-inputs`, `async`.
+    fn from_str(s: &str) -> Result<Schedule> {
+        let mut out = Schedule::SAFE;
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "safe" => {}
+                "fewest-calls" => {
+                    out.kv_write = KvWrite::BindOutputAtRow;
+                    out.inputs = InputUpload::Packed;
+                }
+                "kv-bind" => out.kv_write = KvWrite::BindOutputAtRow,
+                "packed-inputs" => out.inputs = InputUpload::Packed,
+                "async" => out.execution = Execution::Async,
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown schedule {other:?} (expected safe, fewest-calls, kv-bind, packed-inputs, async)"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match (self.kv_write, self.inputs) {
+            (KvWrite::Copy, InputUpload::Separate) => "safe",
+            (KvWrite::Copy, InputUpload::Packed) => "packed-inputs",
+            (KvWrite::BindOutputAtRow, InputUpload::Separate) => "kv-bind",
+            (KvWrite::BindOutputAtRow, InputUpload::Packed) => "fewest-calls",
+        })?;
+        if self.execution == Execution::Async {
+            f.write_str(",async")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_count_calls() {
+        for s in ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async"] {
+            assert_eq!(s.parse::<Schedule>().unwrap().to_string(), s);
+        }
+        assert_eq!("kv-bind, packed-inputs".parse::<Schedule>().unwrap(), Schedule::FEWEST_CALLS);
+        assert!("fast".parse::<Schedule>().is_err());
+        assert_eq!(Schedule::default(), Schedule::SAFE);
+        assert_eq!(Schedule::SAFE.calls_per_token(28), 89);
+        assert_eq!(Schedule::FEWEST_CALLS.calls_per_token(28), 31);
+        assert_eq!("kv-bind".parse::<Schedule>().unwrap().calls_per_token(36), 41);
+        assert_eq!("async,fewest-calls".parse::<Schedule>().unwrap().calls_per_token(28), 32);
+    }
+}

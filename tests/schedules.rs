@@ -1,0 +1,100 @@
+//! Every call schedule computes exactly what the default one does: the same
+//! greedy tokens and bit-identical logits through full and partial prefill
+//! chunks, prefix reuse, decode-fed prompt tokens and the last cache row; and
+//! each makes the number of runtime calls per token its documentation states.
+
+mod common;
+
+use axcl_sim::pack::{Family, Layout};
+use axllm_core::sampling::argmax;
+use axllm_core::{LoadOptions, Model, Schedule};
+use common::*;
+
+/// The simulator's counters are process-wide: the tests of this file take
+/// turns so that one test's calls never land in another's count.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const SCHEDULES: [&str; 6] = ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async"];
+
+fn load(dir: &std::path::Path, schedule: &str) -> Model {
+    let opts = LoadOptions { schedule: Some(schedule.parse().unwrap()), ..load_options() };
+    let model = Model::load(dir, &opts).unwrap();
+    assert_eq!(model.info().schedule.to_string(), schedule);
+    model
+}
+
+fn to_f32(bits: &[u16]) -> Vec<f32> {
+    bits.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect()
+}
+
+/// Greedy steps after `prompt`: (tokens, every step's logits as bf16 bits).
+fn greedy(model: &Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Vec<u16>>) {
+    let mut s = model.session();
+    let (_, logits) = s.feed_prompt(prompt).unwrap();
+    let mut logits = logits.to_vec();
+    let (mut tokens, mut all) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        let t = argmax(&to_f32(&logits));
+        tokens.push(t);
+        all.push(std::mem::take(&mut logits));
+        if !s.has_room() {
+            break;
+        }
+        logits = s.feed_token(t).unwrap().to_vec();
+    }
+    (tokens, all)
+}
+
+/// A conversation that reaches every path of the layer loop (chunk 16, decode
+/// capacity 127, prefill up to 80 positions).
+fn conversation(model: &Model) -> Vec<(Vec<u32>, Vec<Vec<u16>>)> {
+    let ids = |n: usize, seed: u32| (0..n as u32).map(|i| (i * 7919 + seed * 104_729) % 500).collect::<Vec<_>>();
+    let turn1 = ids(45, 1); // two full chunks and a partial one
+    let first = greedy(model, &turn1, 12);
+    let mut turn2 = turn1.clone();
+    turn2.extend(&first.0[..11]);
+    turn2.extend(ids(9, 2)); // reuses 56 positions, one partial chunk
+    let second = greedy(model, &turn2, 12);
+    model.reset_cache().unwrap();
+    let full = ids(64, 3); // four full chunks from an empty cache
+    let third = greedy(model, &full, 4);
+    let long = ids(90, 4); // 80 by prefill, 10 fed through decode, then to the last row
+    let fourth = greedy(model, &long, 200);
+    assert_eq!(fourth.0.len(), 127 - 90 + 1, "ran into the context limit");
+    vec![first, second, third, fourth]
+}
+
+#[test]
+fn every_schedule_gives_bit_identical_logits() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir();
+    let m = packed(dir.path(), Family::Qwen3, Layout::Axllm, 21);
+    let want = conversation(&load(&m, "safe"));
+    for schedule in &SCHEDULES[1..] {
+        let got = conversation(&load(&m, schedule));
+        for (turn, (w, g)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(w.0, g.0, "{schedule}: tokens of turn {turn}");
+            assert!(w.1 == g.1, "{schedule}: logits of turn {turn} differ");
+        }
+    }
+}
+
+#[test]
+fn each_schedule_makes_its_documented_calls_per_token() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir();
+    let m = packed(dir.path(), Family::Qwen3, Layout::Axllm, 22);
+    for name in SCHEDULES {
+        let model = load(&m, name);
+        let sim = model.simulator().expect("runs on the simulator");
+        let mut s = model.session();
+        s.feed_prompt(&[1, 2, 3]).unwrap();
+        sim.reset_counters().unwrap();
+        s.feed_token(4).unwrap();
+        let c = sim.counters().unwrap();
+        let schedule: Schedule = name.parse().unwrap();
+        let layers = model.info().layers;
+        assert_eq!(c.calls as usize, schedule.calls_per_token(layers), "{name}: {c:?}");
+        assert_eq!((c.execute_calls, c.d2h_calls), (layers as u64 + 1, 1), "{name}");
+    }
+}
