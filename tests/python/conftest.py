@@ -1,11 +1,15 @@
 """Shared fixtures: build the Rust tools once, pack small random checkpoints,
-run scripts through the `replay` example on the simulator."""
+run scripts through the `replay` example on the simulator, build the patched
+`ollama` and run `ollama serve` on the simulator (`Server`)."""
 
 import json
 import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +67,79 @@ def replay(tools, model_dir: Path, requests, env=None):
     for r in out["results"]:
         assert "error" not in r, r
     return out
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "soak: a bounded load test (minutes); runs by default, deselect with -m 'not soak'")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ollama_bin():
+    run(["bash", ROOT / "ollama-patch/build.sh"], cwd=ROOT)
+    exe = ROOT / "target/ollama"
+    assert exe.exists()
+    return exe
+
+
+class Server:
+    """`ollama serve` on the simulator, on a free loopback port, with its own
+    model store under `workdir` and its log in `workdir/serve.log`."""
+
+    def __init__(self, exe, tools, workdir: Path, extra_env=None):
+        self.exe, self.port = exe, free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        home = workdir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        self.env = sim_env(tools, {
+            "OLLAMA_HOST": self.host,
+            "OLLAMA_MODELS": str(workdir / "models"),
+            "HOME": str(home),
+            "OLLAMA_NO_CLOUD": "1",
+            **(extra_env or {}),
+        })
+        self.log_path = workdir / "serve.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([str(exe), "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://{self.host}"
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                httpx.get(self.url + "/api/version", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                assert self.proc.poll() is None, self.log_path.read_text()
+                time.sleep(0.2)
+        raise AssertionError("ollama serve did not start")
+
+    def cli(self, *args, check=True, timeout=120):
+        res = subprocess.run([str(self.exe), *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert res.returncode == 0, f"ollama {args}: {res.stdout}\n{res.stderr}"
+        return res
+
+    def create(self, name, model_dir: Path):
+        modelfile = model_dir.parent / f"Modelfile-{name}"
+        modelfile.write_text(f"FROM {model_dir}\n")
+        self.cli("create", name, "-f", str(modelfile))
+
+    def post(self, path, body, timeout=120):
+        return httpx.post(self.url + path, json=body, timeout=timeout)
+
+    def runner_pids(self):
+        """The AX650 runner subprocesses alive now."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", "ax650-engine"], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()

@@ -6,77 +6,17 @@ NPU runtime (an abort) fails one request and the server answers the next."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import ollama
 import openai
 import pytest
 
-from conftest import ROOT, pack, replay, run, sim_env
+from conftest import Server, pack, replay
 
 GREEDY = {"temperature": 0, "num_predict": 24}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def ollama_bin():
-    run(["bash", ROOT / "ollama-patch/build.sh"], cwd=ROOT)
-    exe = ROOT / "target/ollama"
-    assert exe.exists()
-    return exe
-
-
-class Server:
-    def __init__(self, exe, tools, workdir: Path, extra_env=None):
-        self.exe, self.port = exe, free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        home = workdir / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        self.env = sim_env(tools, {
-            "OLLAMA_HOST": self.host,
-            "OLLAMA_MODELS": str(workdir / "models"),
-            "HOME": str(home),
-            "OLLAMA_NO_CLOUD": "1",
-            **(extra_env or {}),
-        })
-        self.log = open(workdir / "serve.log", "w")
-        self.proc = subprocess.Popen([str(exe), "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = f"http://{self.host}"
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                httpx.get(self.url + "/api/version", timeout=1).raise_for_status()
-                return
-            except httpx.HTTPError:
-                assert self.proc.poll() is None, (workdir / "serve.log").read_text()
-                time.sleep(0.2)
-        raise AssertionError("ollama serve did not start")
-
-    def cli(self, *args, check=True, timeout=120):
-        res = subprocess.run([str(self.exe), *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check:
-            assert res.returncode == 0, f"ollama {args}: {res.stdout}\n{res.stderr}"
-        return res
-
-    def post(self, path, body, timeout=120):
-        return httpx.post(self.url + path, json=body, timeout=timeout)
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

@@ -181,13 +181,16 @@ func (s *AX650Server) start() error {
 	s.memory.Store(0)
 	go func() {
 		err := cmd.Wait()
+		// Logged before done closes: `ollama serve` may exit as soon as it has.
+		if err != nil {
+			slog.Warn("AX650 runner exited", "model", s.name, "pid", cmd.Process.Pid, "error", err)
+		} else {
+			slog.Info("AX650 runner exited", "model", s.name, "pid", cmd.Process.Pid, "status", 0)
+		}
 		s.mu.Lock()
 		s.exitErr = err
 		s.mu.Unlock()
 		close(done)
-		if err != nil {
-			slog.Warn("AX650 runner exited", "model", s.name, "pid", cmd.Process.Pid, "error", err)
-		}
 	}()
 	return nil
 }
@@ -323,6 +326,12 @@ func (s *AX650Server) WaitUntilRunning(ctx context.Context) error {
 
 func (s *AX650Server) post(ctx context.Context, path string, body any) (*http.Response, error) {
 	b, err := json.Marshal(body)
+	var unsupported *json.UnsupportedValueError
+	if errors.As(err, &unsupported) {
+		// An option beyond float32's range became ±Inf: the client's error.
+		return nil, api.StatusError{StatusCode: http.StatusBadRequest,
+			ErrorMessage: fmt.Sprintf("invalid request: an option is out of range (%s)", unsupported.Str)}
+	}
 	if err != nil {
 		return nil, err
 	}

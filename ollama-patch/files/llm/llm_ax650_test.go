@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -271,6 +272,20 @@ func TestAX650ServerRequestFailures(t *testing.T) {
 			}
 			tc.check(t, s, err)
 		})
+	}
+}
+
+func TestAX650ServerRefusesOptionsOutOfRange(t *testing.T) {
+	s := newFakeAX650Server(t, "ready")
+	if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	o := api.DefaultOptions()
+	o.Temperature = float32(math.Inf(1)) // what a temperature of 1e39 becomes
+	err := s.Completion(t.Context(), CompletionRequest{Prompt: "p", Options: &o}, func(CompletionResponse) {})
+	var se api.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 400 || !strings.Contains(se.ErrorMessage, "out of range (+Inf)") {
+		t.Errorf("err = %#v, want a 400 naming the value", err)
 	}
 }
 

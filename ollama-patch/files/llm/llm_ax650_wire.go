@@ -67,6 +67,10 @@ type AX650Status struct {
 	// Memory is the device memory the model uses, in bytes.
 	Memory    uint64 `json:"memory,omitempty"`
 	Simulator bool   `json:"simulator,omitempty"`
+	// SimLiveAllocations and SimLiveBytes are the device allocations alive in
+	// the runner now, on the simulator only (a stable count shows nothing leaks).
+	SimLiveAllocations uint64 `json:"sim_live_allocations,omitempty"`
+	SimLiveBytes       uint64 `json:"sim_live_bytes,omitempty"`
 }
 
 // AX650TokenizeRequest is the body of POST /v1/tokenize.

@@ -95,6 +95,13 @@ type Info struct {
 	Simulator     bool
 }
 
+// SimUsage is what the simulator holds on its device now, for every model
+// of the process (axllm_model_info's sim_live_* fields); zero on a card.
+type SimUsage struct {
+	LiveAllocations uint64
+	LiveBytes       uint64
+}
+
 // Params are the sampling and stop options of one generation
 // (axllm_generate_params), with Ollama's names.
 type Params struct {
@@ -131,6 +138,8 @@ type Engine interface {
 	Detokenize(tokens []int32) (string, error)
 	// Begin prefills the prompt and starts a generation.
 	Begin(tokens []int32, p Params) (Generation, error)
+	// SimUsage reads the simulator's live device allocations.
+	SimUsage() (SimUsage, error)
 	// Close frees the model and everything it holds on the NPU.
 	Close()
 }

@@ -93,6 +93,16 @@ func loadEngine(dir string, progress LoadProgress) (Engine, error) {
 
 func (e *axllmEngine) Info() Info { return e.info }
 
+func (e *axllmEngine) SimUsage() (SimUsage, error) {
+	var ci C.axllm_model_info
+	if err := call("axllm_model_get_info", func() C.axllm_status {
+		return C.axllm_model_get_info(e.model, &ci)
+	}); err != nil {
+		return SimUsage{}, err
+	}
+	return SimUsage{LiveAllocations: uint64(ci.sim_live_allocations), LiveBytes: uint64(ci.sim_live_bytes)}, nil
+}
+
 func (e *axllmEngine) Tokenize(text string) ([]int32, error) {
 	ctext := C.CString(text)
 	defer C.free(unsafe.Pointer(ctext))

@@ -65,6 +65,9 @@ func TestAXLLMEngine(t *testing.T) {
 	if info.ContextLength <= 0 || info.VocabSize <= 0 || info.Layers <= 0 || info.MemoryBytes == 0 {
 		t.Fatalf("info %+v", info)
 	}
+	if u, err := e.SimUsage(); err != nil || u.LiveAllocations == 0 || u.LiveBytes == 0 {
+		t.Errorf("simulator usage %+v, %v: want the model's allocations", u, err)
+	}
 	if libraryVersion() == "" {
 		t.Error("no library version")
 	}

@@ -18,7 +18,7 @@ const MediaTypeJSON = "application/vnd.ollama.image.json"
 
 // ModelFiles maps each file of an axmodel model (its path relative to the
 // package directory, the layer's Name) to its blob. Names that are not
-// plain relative paths are rejected.
+// plain relative paths, and blobs that are not regular files, are rejected.
 func ModelFiles(name string) (map[string]string, error) {
 	n := model.ParseName(name)
 	if !n.IsValid() {
@@ -42,6 +42,15 @@ func ModelFiles(name string) (map[string]string, error) {
 		blob, err := manifest.BlobsPath(l.Digest)
 		if err != nil {
 			return nil, err
+		}
+		// Ollama writes every blob as a regular file; a symlink in the store
+		// could make the model load a file from anywhere.
+		fi, err := os.Lstat(blob)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: the blob of %q: %w", name, l.Name, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("model %s: the blob of %q is not a regular file (%s)", name, l.Name, fi.Mode().Type())
 		}
 		files[l.Name] = blob
 	}

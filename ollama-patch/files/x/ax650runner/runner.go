@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -121,19 +122,25 @@ func validate(req *llm.AX650CompletionRequest) error {
 	return nil
 }
 
+// clampInt32 keeps an option within axllm's int32 fields: a larger value
+// would wrap around (num_predict 1<<32 would become 0).
+func clampInt32(v int) int {
+	return max(min(v, math.MaxInt32), math.MinInt32)
+}
+
 // paramsFor maps Ollama's options onto axllm's.
 func paramsFor(o *api.Options) Params {
-	numPredict := o.NumPredict
+	numPredict := clampInt32(o.NumPredict)
 	if numPredict < 0 {
 		numPredict = -1 // -1 (no limit) and -2 (fill the context) both run to the context limit
 	}
 	return Params{
 		Temperature:      o.Temperature,
-		TopK:             o.TopK,
+		TopK:             clampInt32(o.TopK),
 		TopP:             o.TopP,
 		MinP:             o.MinP,
 		TypicalP:         o.TypicalP,
-		RepeatLastN:      o.RepeatLastN,
+		RepeatLastN:      clampInt32(o.RepeatLastN),
 		RepeatPenalty:    o.RepeatPenalty,
 		PresencePenalty:  o.PresencePenalty,
 		FrequencyPenalty: o.FrequencyPenalty,

@@ -3,6 +3,7 @@ package ax650runner
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 // replays scripted pieces.
 type fakeEngine struct {
 	info     Info
+	usage    SimUsage
 	pieces   []string
 	final    DoneReason
 	beginErr error
@@ -77,6 +79,8 @@ func (e *fakeEngine) Begin(tokens []int32, p Params) (Generation, error) {
 	}
 	return &fakeGeneration{e: e, cancel: make(chan struct{}), prompt: len(tokens)}, nil
 }
+
+func (e *fakeEngine) SimUsage() (SimUsage, error) { return e.usage, nil }
 
 func (e *fakeEngine) Close() {}
 
@@ -449,6 +453,19 @@ func TestCompletionParams(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, e.params[0]); diff != "" {
 		t.Errorf("params (-want +got):\n%s", diff)
+	}
+}
+
+func TestParamsClampToInt32(t *testing.T) {
+	o := api.DefaultOptions()
+	o.NumPredict, o.TopK, o.RepeatLastN = 1<<32, 1<<40, -(1 << 33)
+	p := paramsFor(&o)
+	if p.NumPredict != math.MaxInt32 || p.TopK != math.MaxInt32 || p.RepeatLastN != math.MinInt32 {
+		t.Errorf("params %+v: want num_predict and top_k MaxInt32, repeat_last_n MinInt32", p)
+	}
+	o.NumPredict = -(1 << 40)
+	if p := paramsFor(&o); p.NumPredict != -1 {
+		t.Errorf("num_predict %d, want -1 (no limit)", p.NumPredict)
 	}
 }
 

@@ -42,7 +42,13 @@ func Execute(args []string) error {
 		return errors.New("ax650 runner: give exactly one of --model and --dir")
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGINT and SIGTERM stay caught until Execute returns: the parent closes
+	// our stdin and then sends SIGINT, and that signal must not kill the
+	// runner before it has freed the model. So the other reasons to stop
+	// cancel ctx, never the signal context.
+	sigCtx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	ctx, stop := context.WithCancel(sigCtx)
 	defer stop()
 	if *exitOnEOF {
 		survivePipeLoss()
@@ -126,6 +132,7 @@ func Execute(args []string) error {
 	_ = httpServer.Shutdown(shutdownCtx)
 	if r := s.getRunner(); r != nil {
 		r.engine.Close()
+		slog.Info("AX650 model freed, device released")
 	}
 	return nil
 }
@@ -176,6 +183,11 @@ func (s *server) status() llm.AX650Status {
 	if r != nil {
 		if err := r.Broken(); err != nil {
 			st.State, st.Code, st.Error = llm.AX650StateBroken, StatusDevice.Code(), err.Error()
+		}
+		if st.Simulator {
+			if u, err := r.engine.SimUsage(); err == nil {
+				st.SimLiveAllocations, st.SimLiveBytes = u.LiveAllocations, u.LiveBytes
+			}
 		}
 	}
 	return st

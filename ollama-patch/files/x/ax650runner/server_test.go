@@ -3,8 +3,11 @@ package ax650runner
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -52,8 +55,10 @@ func TestServerStates(t *testing.T) {
 
 	e := newFake("Hi", " there")
 	e.info = Info{ContextLength: 255, MaxPrefill: 144, VocabSize: 256, MemoryBytes: 1234, Simulator: true}
+	e.usage = SimUsage{LiveAllocations: 7, LiveBytes: 4096}
 	s.ready(e)
-	if st := status(); st.State != llm.AX650StateReady || st.ContextLength != 255 || st.MaxPrefill != 144 || st.Memory != 1234 {
+	if st := status(); st.State != llm.AX650StateReady || st.ContextLength != 255 || st.MaxPrefill != 144 || st.Memory != 1234 ||
+		st.SimLiveAllocations != 7 || st.SimLiveBytes != 4096 {
 		t.Errorf("ready status = %+v", st)
 	}
 
@@ -245,5 +250,27 @@ func TestMaterializeRejects(t *testing.T) {
 	writeModel(t, "bad", map[string]string{"../evil.axmodel": "x"}, nil)
 	if _, err := ModelFiles("bad"); err == nil || !strings.Contains(err.Error(), "invalid name") {
 		t.Errorf("ModelFiles accepted a manifest with ../evil.axmodel: %v", err)
+	}
+
+	// A blob replaced by a symlink to a file outside the store, and a missing blob.
+	writeModel(t, "linked", map[string]string{"a.axmodel": "linked blob"}, nil)
+	linked, err := manifest.BlobsPath(fmt.Sprintf("sha256:%x", sha256.Sum256([]byte("linked blob"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(linked); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(blob, linked); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ModelFiles("linked"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("ModelFiles accepted a symlinked blob: %v", err)
+	}
+	if err := os.Remove(linked); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ModelFiles("linked"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ModelFiles with a missing blob: %v, want not exist", err)
 	}
 }
