@@ -28,7 +28,7 @@ fn ids(v: &Value) -> Result<Vec<u32>> {
 }
 
 fn to_f32(bits: &[u16]) -> Vec<f32> {
-    bits.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect()
+    bits.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect()
 }
 
 fn session(model: &Model, req: &Value) -> Result<Value> {

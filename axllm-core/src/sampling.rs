@@ -137,7 +137,7 @@ impl Sampler {
     pub fn sample(&mut self, logits_bf16: &[u16]) -> u32 {
         let v = logits_bf16.len().min(self.logits.len());
         for (dst, &b) in self.logits[..v].iter_mut().zip(logits_bf16) {
-            *dst = f32::from_bits((b as u32) << 16);
+            *dst = half::bf16::from_bits(b).to_f32();
         }
         let opts = self.opts;
         if opts.penalties_active() {
