@@ -21,7 +21,7 @@ command -v cargo >/dev/null || { echo "Rust (cargo) is required: https://rustup.
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import mlx_lm, pytest, ollama, openai' 2>/dev/null; then
+if ! .venv/bin/python -c 'import mlx_lm, pytest, ollama, openai, gguf' 2>/dev/null; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -r tests/python/requirements.txt
 fi
