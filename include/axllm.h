@@ -29,6 +29,10 @@ typedef enum {
   // The caller's buffer is too small; the size needed was stored and the
   // data is kept for the next call. Nothing was lost.
   AXLLM_ERR_BUFFER_TOO_SMALL = 101,
+  // A chat could not be rendered: the package has no chat template, the
+  // request is not a JSON object with `messages`, or the template refused
+  // the conversation. Nothing was changed.
+  AXLLM_ERR_CHAT_TEMPLATE = 102,
   // The AXCL runtime library could not be loaded or lacks symbols.
   AXLLM_ERR_RUNTIME = 200,
   // The model directory or one of its files does not exist.
@@ -206,6 +210,24 @@ axllm_status axllm_tokenize(const axllm_model *model, const char *text, bool add
 // `tokens` is valid for `n_tokens` reads; `buf` is NULL or valid for
 // `capacity` writes; `len` is a valid pointer.
 axllm_status axllm_detokenize(const axllm_model *model, const int32_t *tokens, size_t n_tokens, char *buf, size_t capacity, size_t *len);
+
+// Renders a chat with the model's own chat template (the package's
+// `chat_template`, rendered as Hugging Face transformers does, default system
+// prompt included) into `buf` as NUL-terminated UTF-8: the prompt to pass to
+// `axllm_generation_begin`.
+//
+// `request_json` is a JSON object: `messages` (a list of `{"role": ...,
+// "content": ...}`), optionally `tools`, `add_generation_prompt` (default
+// true) and any other variable the template reads (e.g. `enable_thinking`).
+// `*len` receives the text length without the NUL; when `capacity` is less
+// than `*len + 1` the call returns `AXLLM_ERR_BUFFER_TOO_SMALL` and writes
+// nothing. `AXLLM_ERR_CHAT_TEMPLATE`: no template, a malformed request, or
+// the template refused the conversation (`axllm_last_error()` says which).
+//
+// # Safety
+// `request_json` is a NUL-terminated string; `buf` is NULL or valid for
+// `capacity` writes; `len` is a valid pointer.
+axllm_status axllm_model_render_chat(const axllm_model *model, const char *request_json, char *buf, size_t capacity, size_t *len);
 
 // Ollama's defaults: temperature 0.8, top_k 40, top_p 0.9, repeat_last_n 64,
 // random seed, no limit, no stop strings.

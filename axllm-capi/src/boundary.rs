@@ -35,6 +35,7 @@ impl From<Error> for CError {
             Error::DeviceOutOfMemory { .. } => AXLLM_ERR_OUT_OF_MEMORY,
             Error::Vendor { .. } | Error::NoSuchDevice { .. } | Error::Poisoned(_) => AXLLM_ERR_DEVICE,
             Error::InvalidArgument(_) => AXLLM_ERR_INVALID_ARGUMENT,
+            Error::ChatTemplate(_) => AXLLM_ERR_CHAT_TEMPLATE,
         };
         CError { status, message: e.to_string() }
     }

@@ -15,6 +15,10 @@ pub enum axllm_status {
     /// The caller's buffer is too small; the size needed was stored and the
     /// data is kept for the next call. Nothing was lost.
     AXLLM_ERR_BUFFER_TOO_SMALL = 101,
+    /// A chat could not be rendered: the package has no chat template, the
+    /// request is not a JSON object with `messages`, or the template refused
+    /// the conversation. Nothing was changed.
+    AXLLM_ERR_CHAT_TEMPLATE = 102,
     /// The AXCL runtime library could not be loaded or lacks symbols.
     AXLLM_ERR_RUNTIME = 200,
     /// The model directory or one of its files does not exist.

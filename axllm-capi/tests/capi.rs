@@ -212,3 +212,43 @@ fn a_panic_inside_the_library_becomes_a_status() {
     assert_eq!(st, axllm_status::AXLLM_ERR_MODEL_NOT_FOUND);
     assert!(last_error().contains("no such directory"));
 }
+
+#[test]
+fn chat_renders_with_the_package_template() {
+    let f = load();
+    let request = cr#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "enable_thinking": false}"#;
+    let want = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n";
+    let mut len = 0usize;
+    // SAFETY: valid strings and buffers with their true capacities.
+    unsafe {
+        assert_eq!(axllm_model_render_chat(f.model, request.as_ptr(), null_mut(), 0, &mut len), axllm_status::AXLLM_ERR_BUFFER_TOO_SMALL);
+        assert_eq!(len, want.len());
+        let mut buf = vec![0 as c_char; len + 1];
+        assert_eq!(axllm_model_render_chat(f.model, request.as_ptr(), buf.as_mut_ptr(), buf.len(), &mut len), axllm_status::AXLLM_OK);
+        assert_eq!(CStr::from_ptr(buf.as_ptr()).to_str().unwrap(), want);
+        for bad in [c"not json", c"[]", cr#"{"messages": "Hi"}"#] {
+            assert_eq!(axllm_model_render_chat(f.model, bad.as_ptr(), buf.as_mut_ptr(), buf.len(), &mut len), axllm_status::AXLLM_ERR_CHAT_TEMPLATE);
+            assert!(!last_error().is_empty());
+        }
+        assert_eq!(axllm_model_render_chat(f.model, null(), buf.as_mut_ptr(), buf.len(), &mut len), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+    }
+    // A package without a template says so.
+    let config = f.model_dir.join("qwen3_tokenizer/tokenizer_config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    cfg.as_object_mut().unwrap().remove("chat_template");
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let lib = CString::new(sim_library().to_str().unwrap()).unwrap();
+    let mut params = axllm_load_default_params();
+    params.runtime_library = lib.as_ptr();
+    let dir_c = CString::new(f.model_dir.to_str().unwrap()).unwrap();
+    let mut bare = null_mut();
+    // SAFETY: valid strings, params and out-pointers; the buffer has its true capacity.
+    unsafe {
+        axllm_model_free(f.model);
+        assert_eq!(axllm_model_load(dir_c.as_ptr(), &params, &mut bare), axllm_status::AXLLM_OK, "{}", last_error());
+        let mut buf = vec![0 as c_char; 64];
+        assert_eq!(axllm_model_render_chat(bare, request.as_ptr(), buf.as_mut_ptr(), buf.len(), &mut len), axllm_status::AXLLM_ERR_CHAT_TEMPLATE);
+    }
+    assert!(last_error().contains("no chat template"), "{}", last_error());
+    axllm_model_free(bare);
+}

@@ -38,6 +38,10 @@ pub enum Error {
     /// A caller-supplied value is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A chat could not be rendered: no chat template in the package, a
+    /// malformed request, or a template that refuses the conversation.
+    #[error("{0}")]
+    ChatTemplate(String),
     /// A previous device failure left the model unusable; load it again.
     #[error("the model is unusable after an earlier NPU failure ({0}); load it again")]
     Poisoned(String),

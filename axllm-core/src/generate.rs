@@ -201,6 +201,11 @@ impl Model {
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.inner.tokenizer
     }
+    /// Renders a chat request (JSON: `messages`, optional `tools` and template
+    /// variables) with the package's own chat template; see [`crate::chat`].
+    pub fn render_chat(&self, request_json: &str) -> Result<String> {
+        self.inner.tokenizer.compile_chat_template()?.render_json(request_json)
+    }
     /// The package's sampling defaults (from `post_config.json`), or Ollama's.
     pub fn default_sampling(&self) -> SamplingOptions {
         self.inner.defaults

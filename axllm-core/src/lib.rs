@@ -4,9 +4,11 @@
 //! * [`npu`]: the AXCL runtime loaded at run time (the only `unsafe` module);
 //! * [`engine`]: the prefill/decode layer loop with the KV cache on the device;
 //! * [`sampling`], [`stop`]: choosing tokens and ending streams;
+//! * [`chat`]: the package's own chat template, rendered as transformers does;
 //! * [`generate`]: the public [`Model`] handle and [`Generation`] pull API.
 #![deny(unsafe_code)]
 
+pub mod chat;
 pub mod engine;
 pub mod error;
 pub mod generate;
@@ -15,6 +17,7 @@ pub mod npu;
 pub mod sampling;
 pub mod stop;
 
+pub use chat::ChatTemplate;
 pub use engine::{LoadMethod, LoadProgress, PromptFeed, Schedule};
 pub use error::{Error, Result};
 pub use generate::{

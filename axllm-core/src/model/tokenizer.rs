@@ -14,6 +14,9 @@ pub struct Tokenizer {
     path: PathBuf,
     eos: Vec<u32>,
     chat_template: Option<String>,
+    /// Texts of the BOS and EOS tokens named by tokenizer_config.json, for chat templates.
+    bos_text: Option<String>,
+    eos_text: Option<String>,
 }
 
 /// Names tried when no JSON file names an end token.
@@ -29,6 +32,7 @@ impl Tokenizer {
         let find = |name: &str| hf_dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
         let mut eos = Vec::new();
         let mut chat_template = None;
+        let (mut bos_text, mut eos_text) = (None, None);
         for name in ["tokenizer_config.json", "generation_config.json", "config.json"] {
             let Some(file) = find(name) else { continue };
             let Some(fields) = HfGenerationFields::read_optional(&file)? else { continue };
@@ -38,6 +42,8 @@ impl Tokenizer {
             if chat_template.is_none() {
                 chat_template = fields.chat_template.as_ref().and_then(template_text);
             }
+            bos_text = bos_text.or_else(|| fields.bos_token.as_ref().and_then(token_text));
+            eos_text = eos_text.or_else(|| fields.eos_token.as_ref().and_then(token_text));
         }
         if chat_template.is_none()
             && let Some(p) = find("chat_template.jinja")
@@ -49,7 +55,7 @@ impl Tokenizer {
         }
         eos.sort_unstable();
         eos.dedup();
-        Ok(Tokenizer { inner, path: path.into(), eos, chat_template })
+        Ok(Tokenizer { inner, path: path.into(), eos, chat_template, bos_text, eos_text })
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
@@ -87,6 +93,13 @@ impl Tokenizer {
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
     }
+    /// The chat template compiled with the tokenizer's BOS/EOS texts.
+    pub fn compile_chat_template(&self) -> Result<crate::ChatTemplate> {
+        let Some(source) = self.chat_template.as_deref() else {
+            return Err(Error::ChatTemplate("the model package has no chat template".into()));
+        };
+        crate::ChatTemplate::new(source, self.bos_text.clone(), self.eos_text.clone())
+    }
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -97,6 +110,14 @@ fn collect_ids(tok: &tokenizers::Tokenizer, r: &TokenRef, out: &mut Vec<u32>) {
         TokenRef::Id(id) => out.push(*id),
         TokenRef::Ids(ids) => out.extend(ids),
         TokenRef::Text(t) | TokenRef::Added { content: t } => out.extend(tok.token_to_id(t)),
+    }
+}
+
+/// The text of a token named in tokenizer_config.json (`"<s>"` or `{"content": "<s>"}`).
+fn token_text(r: &TokenRef) -> Option<String> {
+    match r {
+        TokenRef::Text(t) | TokenRef::Added { content: t } => Some(t.clone()),
+        TokenRef::Id(_) | TokenRef::Ids(_) => None,
     }
 }
 
