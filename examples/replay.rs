@@ -6,11 +6,17 @@
 //!
 //! Script: `{"requests": [REQUEST, ...]}`, run in order on the same model, so
 //! later requests see the device cache earlier ones left. A REQUEST is either
-//! * `{"kind": "session", "prompt": [ids], "steps": N}`: greedy decoding
-//!   through the low-level session, reporting every step's logits; or
+//! * `{"kind": "session", "prompt": [ids], "steps": N, "stop_at_eos": B}`:
+//!   greedy decoding through the low-level session, reporting every step's
+//!   logits (with `stop_at_eos`, ending after the first end token);
 //! * `{"kind": "generate", "prompt": [ids] | "text": "...", "num_predict": N,
 //!   "temperature": T, "seed": S, "top_k": K, "top_p": P, "stop": [..]}`:
-//!   the generation API, reporting tokens, text, done reason and stats.
+//!   the generation API, reporting tokens, text, done reason and stats;
+//! * `{"kind": "tokenize", "texts": ["...", ...]}`: the ids of each text
+//!   (special tokens written in a text map to their ids, nothing is added);
+//! * `{"kind": "render", "chat": "{\"messages\": [...], ...}"}`: the prompt
+//!   the package's own chat template renders (`Model::render_chat`) for the
+//!   request given as a JSON string (so its keys keep their order).
 //!
 //! Every result also reports the tokens the device cache holds afterwards.
 
@@ -34,6 +40,7 @@ fn to_f32(bits: &[u16]) -> Vec<f32> {
 fn session(model: &Model, req: &Value) -> Result<Value> {
     let prompt = ids(&req["prompt"])?;
     let steps = req["steps"].as_u64().unwrap_or(32) as usize;
+    let stop_at_eos = req["stop_at_eos"].as_bool().unwrap_or(false);
     let mut s = model.session();
     let (feed, logits) = s.feed_prompt(&prompt)?;
     let mut logits = to_f32(logits);
@@ -43,6 +50,10 @@ fn session(model: &Model, req: &Value) -> Result<Value> {
         tokens.push(t);
         all_logits.push(std::mem::take(&mut logits));
         if step + 1 == steps {
+            break;
+        }
+        if stop_at_eos && model.tokenizer().is_eos(t) {
+            reason = "eos";
             break;
         }
         if !s.has_room() {
@@ -102,6 +113,20 @@ fn generate(model: &Model, req: &Value) -> Result<Value> {
     }))
 }
 
+fn tokenize(model: &Model, req: &Value) -> Result<Value> {
+    let texts = req["texts"].as_array().context("texts must be an array of strings")?;
+    let ids = texts
+        .iter()
+        .map(|t| model.tokenizer().encode(t.as_str().context("texts must be strings")?, false).map_err(Into::into))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(json!({ "ids": ids }))
+}
+
+fn render(model: &Model, req: &Value) -> Result<Value> {
+    let chat = req["chat"].as_str().context("chat must be the request as a JSON string")?;
+    Ok(json!({ "text": model.render_chat(chat)? }))
+}
+
 fn drain(g: &mut axllm_core::Generation, pieces: &mut Vec<String>) -> Result<(axllm_core::StopReason, axllm_core::Stats, Vec<u32>)> {
     loop {
         match g.next()? {
@@ -121,6 +146,8 @@ fn main() -> Result<()> {
         let r = match req["kind"].as_str() {
             Some("session") => session(&model, req),
             Some("generate") => generate(&model, req),
+            Some("tokenize") => tokenize(&model, req),
+            Some("render") => render(&model, req),
             other => bail!("unknown request kind {other:?}"),
         };
         results.push(r.unwrap_or_else(|e| json!({"error": e.to_string()})));

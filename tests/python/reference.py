@@ -55,9 +55,10 @@ class Reference:
         mx.eval(out)
         return np.array(out)
 
-    def greedy(self, prompt, steps, context=None):
+    def greedy(self, prompt, steps, context=None, stop=None):
         """Greedy decoding: (tokens, logits per step). With `context`, stops
-        when the next token would not fit (the NPU's context limit)."""
+        when the next token would not fit (the NPU's context limit); with
+        `stop`, after that token (an end of answer)."""
         cache = self.new_cache()
         logits = self.forward(prompt, cache)
         tokens, all_logits = [], []
@@ -66,7 +67,7 @@ class Reference:
             t = int(np.argmax(logits))  # first maximum, like axllm
             tokens.append(t)
             all_logits.append(logits)
-            if len(tokens) == steps or (context is not None and fed >= context):
+            if len(tokens) == steps or t == stop or (context is not None and fed >= context):
                 break
             logits = self.forward([t], cache)
             fed += 1
