@@ -139,7 +139,11 @@ def llama_config(g: Gguf):
         raise ConvertError(f"partial RoPE ({rope_dims} of {head_dim} dims) is not supported")
     if "rope_freqs.weight" in g.tensors or g.get(p + "rope.scaling.type") not in (None, "none"):
         raise ConvertError("RoPE scaling (rope_freqs / rope.scaling.*) is not supported")
-    vocab = len(g.need("tokenizer.ggml.tokens"))
+    if "token_embd.weight" not in g.tensors:
+        raise ConvertError("the file has no token_embd.weight")
+    vocab = int(g.tensors["token_embd.weight"].shape[1])  # GGUF shapes are [hidden, vocab]
+    if len(g.need("tokenizer.ggml.tokens")) > vocab:
+        raise ConvertError(f"{len(g.need('tokenizer.ggml.tokens'))} tokens but the embedding has {vocab} rows")
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",

