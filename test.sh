@@ -4,8 +4,9 @@
 #   - Rust unit and end-to-end tests (library on the simulator)
 #   - fuzz targets (seeded mutations; bounded libFuzzer runs when nightly exists)
 #   - the patched Ollama: build, Go unit tests
-#   - Python tests: reference comparisons (mlx-lm), the C example, Ollama end
-#     to end with the real CLI and the official ollama/openai clients
+#   - Python tests: reference comparisons (mlx-lm; the real SmolLM2 model),
+#     the C example, Ollama end to end with the real CLI and the official
+#     ollama/openai clients
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh

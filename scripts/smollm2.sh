@@ -31,6 +31,11 @@ if [[ -z "${GGUF_PYTHON:-}" ]]; then
         GGUF_PYTHON=$ROOT/.venv/bin/python
     else
         if ! "$CACHE/venv/bin/python" -c 'import gguf' 2>/dev/null; then
+            if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+                SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+                $SUDO apt-get update -qq
+                DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+            fi
             log "making a Python venv with the gguf package in $CACHE/venv"
             python3 -m venv "$CACHE/venv"
             "$CACHE/venv/bin/pip" install -q gguf==0.19.0
