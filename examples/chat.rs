@@ -7,7 +7,7 @@
 //! device cache reuses the part it already holds, which the timing line shows.
 //! Without a card, set `AXLLM_AXCL_LIB` to the simulator (`libaxcl_sim.so`).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axllm_core::{GenerateOptions, LoadOptions, Model, Step};
 use clap::Parser;
 use std::io::{BufRead, Write};
@@ -32,22 +32,6 @@ struct Args {
     /// Sampling temperature (default: the package's post_config.json).
     #[arg(long)]
     temperature: Option<f32>,
-}
-
-/// Renders the chat with the package's Jinja template (Hugging Face conventions).
-fn render(template: &str, messages: &[serde_json::Value], think: bool) -> Result<String> {
-    let mut env = minijinja::Environment::new();
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-    });
-    env.add_template("chat", template).context("parsing the chat template")?;
-    let ctx = minijinja::context! {
-        messages => messages,
-        add_generation_prompt => true,
-        enable_thinking => think,
-    };
-    Ok(env.get_template("chat")?.render(ctx)?)
 }
 
 /// ChatML, for packages without a template.
@@ -99,7 +83,10 @@ fn main() -> Result<()> {
         }
         messages.push(serde_json::json!({"role": "user", "content": line}));
         let prompt = match model.tokenizer().chat_template() {
-            Some(t) => render(t, &messages, !args.no_think)?,
+            Some(_) => {
+                let request = serde_json::json!({"messages": messages, "enable_thinking": !args.no_think});
+                model.render_chat(&request.to_string())?
+            }
             None => chatml(&messages),
         };
         let mut generation = model.begin(&prompt, &gen_opts)?;
