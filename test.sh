@@ -29,7 +29,7 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
 fi
 
 echo "== Ollama: patched build and its Go tests"
-cargo build -q --release -p axcl-sim   # lets the tagged Go tests run the real engine on the simulator
+cargo build -q --release -p axcl-sim -p axsim-pack   # lets the tagged Go tests run the real engine on the simulator
 bash ollama-patch/build.sh
 bash ollama-patch/build.sh test
 

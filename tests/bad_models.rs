@@ -4,7 +4,7 @@
 mod common;
 
 use axcl_sim::format::{SimModelFile, SimModelWriter};
-use axcl_sim::pack::{Family, Layout};
+use axsim_pack::{Family, Layout};
 use axllm_core::{Error, Model};
 use common::*;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 mod common;
 
 use axcl_sim::format::SimModelFile;
-use axcl_sim::pack::{Family, Layout};
+use axsim_pack::{Family, Layout};
 use axllm_core::{GenerateOptions, Model, SamplingOptions, Step, StopReason};
 use common::*;
 use std::sync::mpsc;

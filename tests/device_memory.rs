@@ -10,7 +10,7 @@ use common::*;
 #[test]
 fn models_free_everything_and_oom_is_reported() {
     let dir = tempdir();
-    let m = packed(dir.path(), axcl_sim::pack::Family::Qwen3, axcl_sim::pack::Layout::Axllm, 4);
+    let m = packed(dir.path(), axsim_pack::Family::Qwen3, axsim_pack::Layout::Axllm, 4);
     let keeper = Model::load(&m, &load_options()).unwrap(); // keeps the runtime alive
     let sim = keeper.simulator().expect("runs on the simulator");
     let base = sim.counters().unwrap();

@@ -21,7 +21,7 @@ fn expect_device_error(r: axllm_core::Result<axllm_core::Completion>, call: &str
 #[test]
 fn injected_faults_fail_cleanly_and_the_next_request_succeeds() {
     let dir = tempdir();
-    let m = packed(dir.path(), axcl_sim::pack::Family::Qwen3, axcl_sim::pack::Layout::Axllm, 8);
+    let m = packed(dir.path(), axsim_pack::Family::Qwen3, axsim_pack::Layout::Axllm, 8);
     let model = Model::load(&m, &load_options()).unwrap();
     let sim = model.simulator().unwrap();
     let prompt = "<|im_start|>user\nsay something<|im_end|>\n<|im_start|>assistant\n";

@@ -11,7 +11,7 @@ use common::*;
 #[test]
 fn missing_runtime_library_is_a_clear_error_then_the_right_one_loads() {
     let dir = tempdir();
-    let m = packed(dir.path(), axcl_sim::pack::Family::Llama, axcl_sim::pack::Layout::Axllm, 2);
+    let m = packed(dir.path(), axsim_pack::Family::Llama, axsim_pack::Layout::Axllm, 2);
     let opts = LoadOptions { runtime_library: Some("/nonexistent/libaxcl_rt.so".into()), ..Default::default() };
     let e = Model::load(&m, &opts).unwrap_err();
     assert!(matches!(e, Error::RuntimeNotFound { .. }), "{e}");

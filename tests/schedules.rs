@@ -5,7 +5,7 @@
 
 mod common;
 
-use axcl_sim::pack::{Family, Layout};
+use axsim_pack::{Family, Layout};
 use axllm_core::sampling::argmax;
 use axllm_core::{LoadOptions, Model, Schedule};
 use common::*;

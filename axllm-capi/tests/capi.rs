@@ -3,7 +3,7 @@
 //! the Rust library's for the same prompt and greedy options.
 #![allow(unsafe_code)] // calling the exported C functions is the point
 
-use axcl_sim::pack::{self, Family, IoOptions, Layout, PackOptions, RandomOptions};
+use axsim_pack::{self as pack, Family, IoOptions, Layout, PackOptions, RandomOptions};
 use axllm::*;
 use std::ffi::{CStr, CString, c_char};
 use std::path::{Path, PathBuf};

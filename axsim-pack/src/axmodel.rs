@@ -3,7 +3,7 @@
 use super::IoOptions;
 use super::hf::{Family, HfConfig};
 use super::rope::rope_inv_freq;
-use crate::format::{DType, Geometry, ModelKind, SimModelHeader, SimModelWriter, layer_groups, post_groups};
+use axcl_sim::format::{DType, Geometry, ModelKind, SimModelHeader, SimModelWriter, layer_groups, post_groups};
 use anyhow::{Context, Result};
 use std::path::Path;
 

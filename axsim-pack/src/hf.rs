@@ -52,11 +52,11 @@ impl Family {
     }
 
     /// The `arch` recorded in the simulated model headers.
-    pub fn arch(self) -> crate::format::Arch {
+    pub fn arch(self) -> axcl_sim::format::Arch {
         match self {
-            Family::Qwen3 => crate::format::Arch::Qwen3,
-            Family::Qwen2 => crate::format::Arch::Qwen2,
-            Family::Llama => crate::format::Arch::Llama,
+            Family::Qwen3 => axcl_sim::format::Arch::Qwen3,
+            Family::Qwen2 => axcl_sim::format::Arch::Qwen2,
+            Family::Llama => axcl_sim::format::Arch::Llama,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Hugging Face checkpoint packer: turns a checkpoint into a model directory
 //! laid out exactly like AXERA's packages (contract §1), whose layer and post
-//! files are simulated axmodels (see [`crate::format`]).
+//! files are simulated axmodels (see [`axcl_sim::format`]).
 //!
 //! * [`pack_checkpoint`]: a real (small or large) HF checkpoint to a model directory.
 //! * [`write_random_checkpoint`]: a tiny random-weight HF checkpoint with a real

@@ -1,10 +1,10 @@
 //! `axsim-pack`: packs Hugging Face checkpoints into vendor-layout model
 //! directories of simulated axmodels, writes random test checkpoints and
-//! timing-only models. A thin wrapper over [`axcl_sim::pack`].
+//! timing-only models. A thin wrapper over [`axsim_pack`].
 
 use anyhow::Result;
-use axcl_sim::pack::{
-    self, DEFAULT_VOCAB_TARGET, Family, IoOptions, Layout, PackOptions, PackReport, RandomOptions, TimingPreset,
+use axsim_pack::{
+    self as pack, DEFAULT_VOCAB_TARGET, Family, IoOptions, Layout, PackOptions, PackReport, RandomOptions, TimingPreset,
 };
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

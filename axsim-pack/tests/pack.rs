@@ -3,8 +3,8 @@
 //! timing-only models. Models are tiny so the whole file runs in seconds.
 
 use axcl_sim::format::{Arch, DType, ModelKind, SimModelFile, layer_groups, post_groups};
-use axcl_sim::pack::{
-    self, ADDED_TOKENS, Family, IoOptions, Layout, PackOptions, RandomOptions, RopeScaling, TimingGeometry,
+use axsim_pack::{
+    self as pack, ADDED_TOKENS, Family, IoOptions, Layout, PackOptions, RandomOptions, RopeScaling, TimingGeometry,
     TimingOptions, TimingPreset,
 };
 use safetensors::tensor::TensorView;

@@ -12,7 +12,7 @@
 //!   least-squares fit that makes the vendor runner's call pattern reproduce the
 //!   Pi 5 decode speeds of all three models.
 
-use axcl_sim::pack::{TimingGeometry, TimingPreset};
+use axsim_pack::{TimingGeometry, TimingPreset};
 
 /// A published model and the decode speeds contract §7.1 reports for it.
 #[derive(Debug, Clone, Copy)]

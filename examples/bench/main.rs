@@ -330,7 +330,7 @@ fn main() -> Result<()> {
             continue;
         }
         let tmp = tempfile::tempdir()?;
-        let dir = axcl_sim::pack::write_timing_model(tmp.path(), &m.preset.options())?.model_dir;
+        let dir = axsim_pack::write_timing_model(tmp.path(), &m.preset.options())?.model_dir;
         let s: &Shape = &cal.shapes[i];
         println!(
             "\n== {}: {} layers, H {}, D {}, C {}, T {}, V {}; Pi 5 model: {}",

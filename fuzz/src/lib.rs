@@ -42,7 +42,7 @@ impl Bytes<'_> {
 pub fn template_package() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, p) = DIR.get_or_init(|| {
-        use axcl_sim::pack::*;
+        use axsim_pack::*;
         let tmp = tempfile::tempdir().expect("temp dir");
         let ckpt = tmp.path().join("ckpt");
         write_random_checkpoint(&ckpt, &RandomOptions { hidden: 32, intermediate: 64, ..Default::default() }).expect("ckpt");

@@ -2,7 +2,7 @@
 //! cargo, and small random models packed into vendor layouts.
 #![allow(dead_code)]
 
-use axcl_sim::pack::{self, Family, IoOptions, Layout, PackOptions, RandomOptions};
+use axsim_pack::{self as pack, Family, IoOptions, Layout, PackOptions, RandomOptions};
 use axllm_core::{GenerateOptions, LoadOptions, Model, SamplingOptions};
 use std::path::{Path, PathBuf};
 
