@@ -1,12 +1,11 @@
-//! A bounds-checked, safe entry to `matrixmultiply::sgemm` for [`crate::math`].
-//!
-//! It lives under `runtime/` because that module is the crate's one home for
-//! `unsafe`; the math itself stays entirely safe.
+//! The kernels under the math: a bounds-checked, safe entry to
+//! `matrixmultiply::sgemm` (the math's only `unsafe`, kept in this file so the
+//! rest of the math stays entirely safe) and a vectorisable dot product.
 
 /// A read-only matrix view over a slice with arbitrary element strides:
 /// element `(i, j)` is `data[i·row_stride + j·col_stride]`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct MatRef<'a> {
+pub(super) struct MatRef<'a> {
     pub data: &'a [f32],
     pub rows: usize,
     pub cols: usize,
@@ -17,7 +16,7 @@ pub(crate) struct MatRef<'a> {
 /// A writable row-major matrix view (unit column stride, `row_stride ≥ cols`, so
 /// no two elements share storage, as `sgemm` requires of its output).
 #[derive(Debug)]
-pub(crate) struct MatMut<'a> {
+pub(super) struct MatMut<'a> {
     pub data: &'a mut [f32],
     pub rows: usize,
     pub cols: usize,
@@ -33,7 +32,7 @@ fn extent(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usi
 ///
 /// # Panics
 /// When the shapes disagree, a view reaches past its slice, or `c`'s rows overlap.
-pub(crate) fn matmul(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
+pub(super) fn matmul(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && c.rows == m && c.cols == n,
@@ -80,6 +79,19 @@ pub(crate) fn matmul(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
             1,
         );
     }
+}
+
+/// Dot product with eight independent accumulators (so it vectorises).
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
