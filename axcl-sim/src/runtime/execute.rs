@@ -8,9 +8,9 @@
 use super::calls::Call;
 use super::engine::require_engine;
 use super::errors::{ErrorKind, SimError, SimResult};
-use super::io::Binding;
 use super::latency::ExecKind;
 use super::model::{Compute, Dir};
+use super::objects::Binding;
 use super::state::{Runtime, engine_lock, global, pay, pay_async};
 use super::stream;
 use crate::format::{GroupIo, TensorDesc};

@@ -7,10 +7,10 @@
 use super::arena::Arena;
 use super::calls::Call;
 use super::config::Config;
-use super::engine::Engine;
 use super::errors::{ErrorKind, SimError, SimResult};
 use super::faults::FaultAction;
 use super::latency;
+use super::objects::Engine;
 use super::reserve::reserve_device_window;
 use axcl_sys::sim::axclSimCounters;
 use parking_lot::{Mutex, MutexGuard};
