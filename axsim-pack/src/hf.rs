@@ -2,11 +2,17 @@
 //! written the way transformers does for generated checkpoints), the weights
 //! a layer has, and the tokenizer files a package carries.
 
-use super::layout::HfFile;
 use super::rope::RopeScaling;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Map, Value, json};
 use std::path::Path;
+
+/// A Hugging Face side file (tokenizer, configs) to place in the package.
+#[derive(Debug, Clone)]
+pub(crate) struct HfFile {
+    pub name: &'static str,
+    pub bytes: Vec<u8>,
+}
 
 pub(crate) const EMBED: &str = "model.embed_tokens.weight";
 pub(crate) const FINAL_NORM: &str = "model.norm.weight";

@@ -2,7 +2,7 @@
 //! models: config.json, post_config.json, the tokenizer files, run scripts.
 
 use super::axmodel::ModelSpec;
-use super::hf::Family;
+use super::hf::{Family, HfFile};
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -25,13 +25,6 @@ pub enum Layout {
     HfPackage,
     /// Just the compiled directory, with the tokenizer files placed in it.
     Compiled,
-}
-
-/// A Hugging Face side file (tokenizer, configs) to place in the package.
-#[derive(Debug, Clone)]
-pub(crate) struct HfFile {
-    pub name: &'static str,
-    pub bytes: Vec<u8>,
 }
 
 /// Names and places of everything in one package.

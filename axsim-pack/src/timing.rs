@@ -1,8 +1,8 @@
 //! Timing-only models: real geometry and full-size IO, no weights (the
 //! simulator does no math for them), for benchmarking the host side.
 
-use super::hf::{Family, HfConfig};
-use super::layout::{EMBED_FILE, HfFile, Layout, Package};
+use super::hf::{Family, HfConfig, HfFile};
+use super::layout::{EMBED_FILE, Layout, Package};
 use super::rope::RopeScaling;
 use super::tokenizer::{DEFAULT_VOCAB_TARGET, train_tokenizer};
 use super::{IoOptions, PackReport, axmodel};

@@ -3,7 +3,7 @@
 //! It is small but behaves like the real thing: any text encodes, multi-byte
 //! characters can be split across tokens, special tokens are single ids.
 
-use super::layout::HfFile;
+use super::hf::HfFile;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Map, Value, json};
 use tokenizers::decoders::DecoderWrapper;
