@@ -29,7 +29,7 @@ pub enum Family {
 }
 
 impl Family {
-    /// File-name prefix of the vendor packages (contract §1.2), also the
+    /// File-name prefix of the vendor packages, also the
     /// `model_type` of the HF config.
     pub fn prefix(self) -> &'static str {
         match self {
@@ -48,7 +48,7 @@ impl Family {
         }
     }
 
-    /// `tokenizer_type` of the axllm config.json (contract §1.5).
+    /// `tokenizer_type` of the axllm config.json.
     pub fn tokenizer_type(self) -> &'static str {
         match self {
             Family::Qwen3 => "Qwen3",

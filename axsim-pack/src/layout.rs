@@ -1,4 +1,4 @@
-//! The three directory layouts (contract §1.1, §1.5) and the files around the
+//! The three directory layouts of the vendor's packages and the files around the
 //! models: config.json, post_config.json, the tokenizer files, run scripts.
 
 use super::axmodel::ModelSpec;
@@ -7,10 +7,10 @@ use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// Name of the raw bf16 `[V, H]` embedding file (contract §3.2).
+/// Name of the raw bf16 `[V, H]` embedding file.
 pub(crate) const EMBED_FILE: &str = "model.embed_tokens.weight.bfloat16.bin";
 const POST_CONFIG_FILE: &str = "post_config.json";
-/// The tokenizer service address the mid-2025 run scripts pass (contract §1.4, §4.4).
+/// The tokenizer service address the mid-2025 run scripts pass.
 const TOKENIZER_URL: &str = "http://127.0.0.1:12345";
 
 /// Which vendor directory layout to write.
@@ -39,7 +39,7 @@ pub(crate) struct Package {
     chunk: usize,
 }
 
-/// post_config.json (contract §1.6): all nine keys, in the vendor's order.
+/// post_config.json: all nine keys, in the vendor's order.
 #[derive(Serialize)]
 struct PostConfig {
     enable_temperature: bool,
@@ -66,7 +66,7 @@ const POST_CONFIG: PostConfig = PostConfig {
     top_k: 1,
 };
 
-/// The newest axllm config.json (contract §1.5): the fields its loader requires.
+/// The newest axllm config.json: the fields its loader requires.
 #[derive(Serialize)]
 struct AxllmConfig<'a> {
     model_name: &'a str,
@@ -126,7 +126,7 @@ impl Package {
         }
     }
 
-    /// printf template of the layer files (contract §1.2).
+    /// printf template of the layer files.
     fn layer_template(&self) -> String {
         format!("{}_p{}_l%d_together.axmodel", self.family.prefix(), self.chunk)
     }
@@ -190,7 +190,7 @@ impl Package {
         }
     }
 
-    /// The three run scripts of the mid-2025 packages (contract §1.1, §1.4):
+    /// The three run scripts of the mid-2025 packages:
     /// `run_<name>_{ax650,axcl_x86,axcl_aarch64}.sh`, with the vendor's naming
     /// (lowercase, '-' turned into '_').
     fn write_run_scripts(&self, out: &Path) -> Result<Vec<PathBuf>> {

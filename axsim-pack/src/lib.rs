@@ -1,5 +1,5 @@
 //! Hugging Face checkpoint packer: turns a checkpoint into a model directory
-//! laid out exactly like AXERA's packages (contract §1), whose layer and post
+//! laid out exactly like AXERA's packages, whose layer and post
 //! files are simulated axmodels (see [`axcl_sim::format`]).
 //!
 //! * [`pack_checkpoint`]: a real (small or large) HF checkpoint to a model directory.
@@ -33,7 +33,7 @@ pub use tokenizer::{
 use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};
 
-/// The IO sizes every layer is built for (contract §2.1-2.2).
+/// The IO sizes every layer is built for (the vendor's per-layer IO contract).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IoOptions {
     /// Prefill chunk length `T` (the `p128` in file names).

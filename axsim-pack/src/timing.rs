@@ -9,7 +9,7 @@ use super::{IoOptions, PackReport, axmodel};
 use anyhow::{Context, Result, ensure};
 use std::path::Path;
 
-/// The published Qwen3 geometries (contract §1.3).
+/// The published Qwen3 geometries (their Hugging Face configs).
 ///
 /// Derives `clap::ValueEnum` so the CLI can take it directly (`qwen3-0.6b`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,7 +69,7 @@ impl TimingPreset {
     }
 
     /// The vendor build of this model: `T` 128, `C` 2559 and its history ladder
-    /// (contract §2.2), the hf-package layout's name, axllm layout.
+    /// (the vendor's builds), the hf-package layout's name, axllm layout.
     pub fn options(self) -> TimingOptions {
         let (name, prefill_history) = match self {
             TimingPreset::Qwen3_0_6B => ("Qwen3-0.6B", vec![512, 1024, 1536, 2048]),

@@ -1,7 +1,7 @@
 //! The transformer math a simulated model executes.
 //!
 //! A layer model is one Qwen3 / Qwen2 / Llama decoder layer and a post model is
-//! the final RMSNorm plus the lm_head (contract §2.9, §3.1). Which variant a file
+//! the final RMSNorm plus the lm_head (what the vendor's compiled models compute, INFERRED from their IO). Which variant a file
 //! is follows from the weights it carries: q/k/v/o biases (Qwen2), per-head
 //! `q_norm`/`k_norm` (Qwen3), or neither (Llama).
 //!

@@ -1,6 +1,6 @@
 //! The exported C symbols of `axcl_rt.h` and `axcl_sim.h`: a CPU stand-in for
-//! AXERA's AXCL runtime that behaves like the real one towards a runner (contract
-//! §5 and Appendix A).
+//! AXERA's AXCL runtime that behaves like the real one towards a runner (its
+//! documented API, with what the documentation leaves open marked INFERRED).
 //!
 //! * `exports`: the `extern "C"` functions, checked against the ABI at compile time;
 //!   `boundary`: panic catching and the last-error message.

@@ -80,7 +80,7 @@ pub(super) fn global() -> MutexGuard<'static, Global> {
 }
 
 /// Serialises engine calls, including their simulated latency (one NPU job at a
-/// time, like the card-side engine worker's mutex, §5.7).
+/// time, like the card-side engine worker's mutex).
 pub(super) fn engine_lock() -> MutexGuard<'static, ()> {
     static ENGINE: Mutex<()> = Mutex::new(());
     ENGINE.lock()
