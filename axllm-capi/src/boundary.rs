@@ -2,8 +2,7 @@
 //! NULL pointers and invalid UTF-8 become statuses, and the message of the last
 //! error is kept per thread.
 
-use crate::types::axllm_status;
-use axllm_core::Error;
+use crate::errors::axllm_status;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -11,35 +10,24 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// An error on its way to C: a status and a message.
 #[derive(Debug)]
 pub struct CError {
+    /// The status returned.
     pub status: axllm_status,
+    /// What `axllm_last_error()` will say.
     pub message: String,
 }
 
 impl CError {
+    /// An error with `status`.
     pub fn new(status: axllm_status, message: impl Into<String>) -> CError {
         CError { status, message: message.into() }
     }
+    /// An `AXLLM_ERR_INVALID_ARGUMENT`.
     pub fn invalid(message: impl Into<String>) -> CError {
         CError::new(axllm_status::AXLLM_ERR_INVALID_ARGUMENT, message)
     }
 }
 
-impl From<Error> for CError {
-    fn from(e: Error) -> CError {
-        use axllm_status::*;
-        let status = match &e {
-            Error::RuntimeNotFound { .. } | Error::RuntimeSymbols { .. } => AXLLM_ERR_RUNTIME,
-            Error::MissingFile { .. } | Error::NotAModelDir { .. } => AXLLM_ERR_MODEL_NOT_FOUND,
-            Error::BadFile { .. } | Error::Tokenizer { .. } => AXLLM_ERR_BAD_MODEL,
-            Error::PromptTooLong { .. } => AXLLM_ERR_PROMPT_TOO_LONG,
-            Error::DeviceOutOfMemory { .. } => AXLLM_ERR_OUT_OF_MEMORY,
-            Error::Vendor { .. } | Error::NoSuchDevice { .. } | Error::Poisoned(_) => AXLLM_ERR_DEVICE,
-            Error::InvalidArgument(_) => AXLLM_ERR_INVALID_ARGUMENT,
-        };
-        CError { status, message: e.to_string() }
-    }
-}
-
+/// The result of an exported function's body.
 pub type CResult<T = ()> = Result<T, CError>;
 
 thread_local! {

@@ -13,14 +13,16 @@
 //! reusing a 1000-token prefix against a full re-prefill; load time and RSS.
 
 mod calibration;
+#[path = "../support/env.rs"]
+mod env;
 mod measure;
 mod runner;
 mod sys;
 mod vendor;
 
 use anyhow::{Context, Result, bail};
+use axllm_core::Execution;
 use axllm_core::Schedule;
-use axllm_core::engine::Execution;
 use axllm_core::npu::{Runtime, SimHooks};
 use calibration::{Calibration, MODELS, Shape};
 use clap::Parser;
@@ -268,7 +270,11 @@ fn print_model(i: usize, cal: &Calibration, results: &[(Kind, Results)], costs: 
 /// prints when each piece of text arrived (s), for the caller to compute the
 /// rate exactly as it does for a streaming HTTP client.
 fn library_generate(dir: &Path, lib: &Path, num_predict: usize) -> Result<()> {
-    let opts = axllm_core::LoadOptions { runtime_library: Some(lib.to_path_buf()), ..Default::default() };
+    let opts = axllm_core::LoadOptions {
+        runtime_library: Some(lib.to_path_buf()),
+        schedule: env::schedule()?,
+        ..Default::default()
+    };
     let model = axllm_core::Model::load(dir, &opts)?;
     let gen_opts = axllm_core::GenerateOptions {
         sampling: axllm_core::SamplingOptions { seed: 7, ..Default::default() },

@@ -1,10 +1,12 @@
-//! The raw bf16 embedding table `[V, H]` (contract §3.2), memory-mapped: it is
-//! never read whole into memory; a lookup copies one row's bytes.
+//! The raw bf16 embedding table `[V, H]` (`V · H` little-endian bf16 values,
+//! row-major, no header), memory-mapped: it is never read whole into memory;
+//! a lookup copies one row's bytes.
 
 use crate::error::{Error, Result};
 use memmap2::Mmap;
 use std::path::{Path, PathBuf};
 
+/// The embedding table of a loaded model.
 #[derive(Debug)]
 pub struct Embeddings {
     map: Mmap,
@@ -14,18 +16,20 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
-    /// Maps `path`, which must hold exactly `rows * hidden` bf16 values.
-    pub fn open(path: &Path, rows: usize, hidden: usize) -> Result<Embeddings> {
-        let bad = |reason: String| Error::BadFile { path: path.into(), reason };
-        let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-        let len = file.metadata().map_err(|e| bad(e.to_string()))?.len();
+    /// Maps `file` (opened from `path`), which must hold exactly `rows * hidden` bf16 values.
+    pub fn open(file: &std::fs::File, path: &Path, rows: usize, hidden: usize) -> Result<Embeddings> {
+        let len = file.metadata().map_err(|e| Error::bad_file_from(path, "cannot read the metadata", e))?.len();
         let want = (rows as u64) * (hidden as u64) * 2;
         if len != want {
-            return Err(bad(format!(
-                "embedding table is {len} bytes; {rows} tokens x {hidden} hidden x 2 bytes (bf16) = {want} expected"
-            )));
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "the embedding table is {len} bytes; {rows} tokens x {hidden} hidden x 2 bytes (bf16) = {want} expected"
+                ),
+            ));
         }
-        let map = crate::npu::map_file(&file).map_err(|e| bad(e.to_string()))?;
+        let map =
+            crate::npu::map_file(file).map_err(|e| Error::bad_file_from(path, "cannot map the embedding table", e))?;
         Ok(Embeddings { map, path: path.into(), rows, hidden })
     }
 
@@ -33,7 +37,7 @@ impl Embeddings {
     pub fn row(&self, id: u32) -> Result<&[u8]> {
         let id = id as usize;
         if id >= self.rows {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid(format!(
                 "token id {id} is outside the embedding table of {} rows ({})",
                 self.rows,
                 self.path.display()
@@ -41,12 +45,5 @@ impl Embeddings {
         }
         let n = self.hidden * 2;
         Ok(&self.map[id * n..(id + 1) * n])
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-    pub fn hidden(&self) -> usize {
-        self.hidden
     }
 }

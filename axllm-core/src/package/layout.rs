@@ -1,30 +1,38 @@
-//! Finding the files of a vendor model package (contract §1): the newest
-//! runtime `config.json`, a mid-2025 Hugging Face package root (compiled
-//! subdirectory, run scripts, tokenizer folder, 0-byte config.json), or the
-//! compiled directory alone.
+//! Finding the files of a vendor model package, in the vendor's three layouts:
+//! the newest runtime `config.json`, a mid-2025 Hugging Face package root
+//! (compiled subdirectory, run scripts, tokenizer folder, 0-byte config.json),
+//! or the compiled directory alone. Every name a configuration gives is checked
+//! by [`PackageDir::named`]; every file is opened through [`PackageDir`].
 
 use super::config::{ConfigKind, RuntimeConfig, classify_config};
+use super::paths::PackageDir;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The standard embedding file name (contract §3.2).
+/// The standard embedding file name of the vendor's packages.
 pub const EMBED_FILE: &str = "model.embed_tokens.weight.bfloat16.bin";
 
-/// Every file the loader needs, resolved.
+/// Every file the loader needs, found.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
-    /// The directory the user named.
-    pub root: PathBuf,
+    /// The package directory and the roots its files may resolve into.
+    pub dir: PackageDir,
     /// The directory holding the layer files.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))] // for the inspect example
     pub compiled_dir: PathBuf,
     /// File-name prefix of the layer files (`qwen3` in `qwen3_p128_l0_together.axmodel`).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))] // for the inspect example
     pub prefix: String,
     /// One file per decoder layer, in order.
     pub layers: Vec<PathBuf>,
+    /// The post model (final norm and lm_head).
     pub post: PathBuf,
+    /// The bf16 embedding table.
     pub embedding: PathBuf,
+    /// `tokenizer.json`.
     pub tokenizer: PathBuf,
+    /// `post_config.json`, when the package has one.
     pub post_config: Option<PathBuf>,
     /// The runtime config.json, when the package has one.
     pub runtime_config: Option<RuntimeConfig>,
@@ -45,11 +53,9 @@ fn parse_layer_name(name: &str) -> Option<(&str, usize, usize)> {
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::NotAModelDir { path: dir.into(), reason: e.to_string() })?;
-    let mut out: Vec<(String, PathBuf)> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
-        .collect();
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::bad_file_from(dir, "cannot list the directory", e))?;
+    let mut out: Vec<(String, PathBuf)> =
+        rd.filter_map(|e| e.ok()).filter_map(|e| Some((e.file_name().into_string().ok()?, e.path()))).collect();
     out.sort();
     Ok(out)
 }
@@ -67,48 +73,52 @@ fn layer_sets(dir: &Path) -> Result<LayerSets> {
     Ok(sets)
 }
 
-fn resolve(base: &Path, rel: &str) -> PathBuf {
-    if rel.starts_with('/') { PathBuf::from(rel) } else { base.join(rel) }
-}
-
+/// A file the package needs: missing is an error naming it and what it is for.
 fn require_file(path: PathBuf, what: &str) -> Result<PathBuf> {
-    if path.is_file() { Ok(path) } else { Err(Error::MissingFile { path, what: what.to_owned() }) }
+    if path.is_file() { Ok(path) } else { Err(Error::bad_file(path, format!("missing ({what})"))) }
 }
 
 impl ModelFiles {
-    /// Resolves the package at `path`.
-    pub fn discover(path: &Path) -> Result<ModelFiles> {
-        if !path.is_dir() {
-            let reason = if path.exists() { "not a directory" } else { "no such directory" };
-            return Err(Error::NotAModelDir { path: path.into(), reason: reason.into() });
-        }
-        match classify_config(&path.join("config.json"))? {
-            Some(ConfigKind::Runtime(cfg)) => Self::from_runtime_config(path, *cfg),
-            _ => Self::from_file_names(path),
-        }
+    /// Finds the files of the package at `path`, whose symlinks may point into
+    /// `link_roots` (normally none) but nowhere else outside it.
+    pub fn discover(path: &Path, link_roots: &[PathBuf]) -> Result<ModelFiles> {
+        let dir = PackageDir::new(path, link_roots)?;
+        let found = match classify_config(&dir, &path.join("config.json"))? {
+            Some(ConfigKind::Runtime(cfg)) => Self::from_runtime_config(dir, *cfg),
+            _ => Self::from_file_names(dir),
+        };
+        found.map_err(|e| e.in_package(path))
     }
 
-    fn from_runtime_config(root: &Path, cfg: RuntimeConfig) -> Result<ModelFiles> {
+    fn from_runtime_config(dir: PackageDir, cfg: RuntimeConfig) -> Result<ModelFiles> {
+        let root = dir.root().to_path_buf();
+        let root = root.as_path();
         let config_path = root.join("config.json");
         let template = &cfg.template_filename_axmodel;
         if template.matches("%d").count() != 1 {
-            return Err(Error::BadFile {
-                path: config_path,
-                reason: format!("template_filename_axmodel {template:?} must contain exactly one %d"),
-            });
+            return Err(Error::bad_file(
+                config_path,
+                format!("template_filename_axmodel {template:?} must contain exactly one %d"),
+            ));
         }
         if cfg.axmodel_num == 0 {
-            return Err(Error::BadFile { path: config_path, reason: "axmodel_num is 0".into() });
+            return Err(Error::bad_file(config_path, "axmodel_num is 0"));
         }
+        let layer_name =
+            |i: usize| dir.named("config.json: template_filename_axmodel", &template.replace("%d", &i.to_string()));
         let layers = (0..cfg.axmodel_num)
-            .map(|i| require_file(resolve(root, &template.replace("%d", &i.to_string())), &format!("decoder layer {i}")))
+            .map(|i| require_file(layer_name(i)?, &format!("decoder layer {i}")))
             .collect::<Result<Vec<_>>>()?;
-        let extra = resolve(root, &template.replace("%d", &cfg.axmodel_num.to_string()));
+        let extra = layer_name(cfg.axmodel_num)?;
         if extra.is_file() {
-            return Err(Error::BadFile {
-                path: config_path,
-                reason: format!("axmodel_num is {} but {} also exists: the layer count does not match", cfg.axmodel_num, extra.display()),
-            });
+            return Err(Error::bad_file(
+                config_path,
+                format!(
+                    "axmodel_num is {} but {} also exists: the layer count does not match",
+                    cfg.axmodel_num,
+                    extra.strip_prefix(root).unwrap_or(&extra).display()
+                ),
+            ));
         }
         let compiled_dir = layers[0].parent().unwrap_or(root).to_path_buf();
         let prefix = layers[0]
@@ -117,14 +127,24 @@ impl ModelFiles {
             .and_then(parse_layer_name)
             .map(|(p, _, _)| p.to_owned())
             .unwrap_or_default();
-        let post = require_file(resolve(root, &cfg.filename_post_axmodel), "post model (filename_post_axmodel)")?;
-        let embedding = require_file(resolve(root, &cfg.filename_tokens_embed), "embedding table (filename_tokens_embed)")?;
-        let post_config = cfg.post_config_path.as_deref().map(|p| resolve(root, p)).filter(|p| p.is_file());
-        let explicit_tok = cfg
-            .url_tokenizer_model
-            .as_deref()
-            .filter(|u| u.ends_with(".json") && !u.contains("://"))
-            .map(|u| resolve(root, u));
+        let post = require_file(
+            dir.named("config.json: filename_post_axmodel", &cfg.filename_post_axmodel)?,
+            "post model (filename_post_axmodel)",
+        )?;
+        let embedding = require_file(
+            dir.named("config.json: filename_tokens_embed", &cfg.filename_tokens_embed)?,
+            "embedding table (filename_tokens_embed)",
+        )?;
+        let post_config = match cfg.post_config_path.as_deref() {
+            Some(p) => Some(dir.named("config.json: post_config_path", p)?).filter(|p| p.is_file()),
+            None => None,
+        };
+        let explicit_tok = match cfg.url_tokenizer_model.as_deref() {
+            Some(u) if u.ends_with(".json") && !u.contains("://") => {
+                Some(dir.named("config.json: url_tokenizer_model", u)?)
+            }
+            _ => None,
+        };
         let tokenizer = match explicit_tok {
             Some(p) => require_file(p, "tokenizer (url_tokenizer_model)")?,
             None => find_tokenizer(root, &compiled_dir, &prefix)?,
@@ -132,7 +152,7 @@ impl ModelFiles {
         let name = cfg.model_name.clone().unwrap_or_else(|| dir_name(root));
         let hf_dirs = hf_dirs(&tokenizer, &compiled_dir, root);
         Ok(ModelFiles {
-            root: root.into(),
+            dir,
             compiled_dir,
             prefix,
             layers,
@@ -146,7 +166,9 @@ impl ModelFiles {
         })
     }
 
-    fn from_file_names(root: &Path) -> Result<ModelFiles> {
+    fn from_file_names(dir: PackageDir) -> Result<ModelFiles> {
+        let root = dir.root().to_path_buf();
+        let root = root.as_path();
         // The compiled directory is the root itself or exactly one subdirectory.
         let mut sets = layer_sets(root)?;
         let mut compiled_dir = root.to_path_buf();
@@ -162,39 +184,42 @@ impl ModelFiles {
             }
             match found.len() {
                 0 => {
-                    return Err(Error::NotAModelDir {
-                        path: root.into(),
-                        reason: "no <prefix>_p<T>_l<i>_together.axmodel layer files here or in a subdirectory".into(),
-                    });
+                    return Err(Error::bad_file(
+                        root,
+                        "not an AX650 model package: no <prefix>_p<T>_l<i>_together.axmodel layer files here or in a subdirectory",
+                    ));
                 }
                 1 => (compiled_dir, sets) = found.pop().expect("one entry"),
                 _ => {
-                    let names: Vec<String> = found.iter().map(|(p, _)| p.display().to_string()).collect();
-                    return Err(Error::NotAModelDir {
-                        path: root.into(),
-                        reason: format!("several compiled model directories ({}); name one of them", names.join(", ")),
-                    });
+                    let names: Vec<String> =
+                        found.iter().map(|(p, _)| p.strip_prefix(root).unwrap_or(p).display().to_string()).collect();
+                    return Err(Error::bad_file(
+                        root,
+                        format!("several compiled model directories ({}); name one of them", names.join(", ")),
+                    ));
                 }
             }
         }
         if sets.len() > 1 {
             let kinds: Vec<String> = sets.keys().map(|(p, t)| format!("{p}_p{t}")).collect();
-            return Err(Error::NotAModelDir {
-                path: compiled_dir,
-                reason: format!("layer files of several models ({}) in one directory", kinds.join(", ")),
-            });
+            return Err(Error::bad_file(
+                compiled_dir,
+                format!("layer files of several models ({}) in one directory", kinds.join(", ")),
+            ));
         }
         let ((prefix, chunk), files) = sets.pop_first().expect("one set");
         let count = files.keys().max().map_or(0, |m| m + 1);
         let layers = (0..count)
             .map(|i| {
-                files.get(&i).cloned().ok_or_else(|| Error::MissingFile {
-                    path: compiled_dir.join(format!("{prefix}_p{chunk}_l{i}_together.axmodel")),
-                    what: format!("decoder layer {i} of {count}"),
+                files.get(&i).cloned().ok_or_else(|| {
+                    Error::bad_file(
+                        compiled_dir.join(format!("{prefix}_p{chunk}_l{i}_together.axmodel")),
+                        format!("missing (decoder layer {i} of {count})"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        check_run_scripts(root, count)?;
+        check_run_scripts(&dir, count)?;
         let post = require_file(compiled_dir.join(format!("{prefix}_post.axmodel")), "post model")?;
         let embedding = require_file(compiled_dir.join(EMBED_FILE), "embedding table")?;
         let parent = compiled_dir.parent().map(Path::to_path_buf);
@@ -206,8 +231,8 @@ impl ModelFiles {
         let tokenizer = find_tokenizer(root, &compiled_dir, &prefix)?;
         let hf_dirs = hf_dirs(&tokenizer, &compiled_dir, root);
         Ok(ModelFiles {
-            root: root.into(),
             name: dir_name(root),
+            dir,
             compiled_dir,
             prefix,
             layers,
@@ -240,22 +265,19 @@ fn hf_dirs(tokenizer: &Path, compiled: &Path, root: &Path) -> Vec<PathBuf> {
 
 /// The vendor run scripts (`run_*.sh`) name `--axmodel_num`; when they do, it
 /// must agree with the layer files found.
-fn check_run_scripts(root: &Path, count: usize) -> Result<()> {
-    for (name, path) in list_dir(root)? {
+fn check_run_scripts(dir: &PackageDir, count: usize) -> Result<()> {
+    for (name, path) in list_dir(dir.root())? {
         if !(name.starts_with("run") && name.ends_with(".sh")) {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let Ok(text) = String::from_utf8(dir.read(&path)?) else { continue };
         let mut words = text.split_whitespace();
         while let Some(w) = words.next() {
             if w == "--axmodel_num"
                 && let Some(n) = words.next().and_then(|v| v.trim_matches(['"', '\'', '\\']).parse::<usize>().ok())
                 && n != count
             {
-                return Err(Error::BadFile {
-                    path,
-                    reason: format!("--axmodel_num {n} but {count} layer files were found"),
-                });
+                return Err(Error::bad_file(path, format!("--axmodel_num {n} but {count} layer files were found")));
             }
         }
     }
@@ -283,9 +305,11 @@ fn find_tokenizer(root: &Path, compiled: &Path, prefix: &str) -> Result<PathBuf>
             );
         }
     }
-    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| Error::MissingFile {
-        path: root.join("tokenizer.json"),
-        what: format!("tokenizer (also looked in {}, {prefix}_tokenizer/ and *_tokenizer/)", compiled.display()),
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        Error::bad_file(
+            root.join("tokenizer.json"),
+            format!("missing tokenizer (also looked in {}, {prefix}_tokenizer/ and *_tokenizer/)", compiled.display()),
+        )
     })
 }
 

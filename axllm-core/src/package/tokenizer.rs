@@ -4,14 +4,16 @@
 //! into text pieces that never split a UTF-8 character.
 
 use super::config::{HfGenerationFields, TokenRef};
+use super::paths::PackageDir;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// A loaded tokenizer with the model's end-of-generation set.
+/// A model's tokenizer with its end-of-generation set and chat template.
 #[derive(Debug)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     path: PathBuf,
+    package: PathBuf,
     eos: Vec<u32>,
     chat_template: Option<String>,
 }
@@ -23,15 +25,15 @@ impl Tokenizer {
     /// Loads `tokenizer.json` and reads `tokenizer_config.json`,
     /// `generation_config.json` and `config.json` from `hf_dirs` (first found wins
     /// per file) for the end-of-generation set and the chat template.
-    pub fn load(path: &Path, hf_dirs: &[PathBuf]) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer { path: path.into(), reason: e.to_string() })?;
-        let find = |name: &str| hf_dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
+    pub fn load(pkg: &PackageDir, path: &Path, hf_dirs: &[PathBuf]) -> Result<Tokenizer> {
+        let inner = tokenizers::Tokenizer::from_bytes(pkg.read(path)?)
+            .map_err(|e| Error::bad_file_from(path, "not a usable tokenizer", e).in_package(pkg.root()))?;
+        let find = |name: &str| hf_dirs.iter().map(|d| d.join(name)).find(|p| pkg.has_file(p));
         let mut eos = Vec::new();
         let mut chat_template = None;
         for name in ["tokenizer_config.json", "generation_config.json", "config.json"] {
             let Some(file) = find(name) else { continue };
-            let Some(fields) = HfGenerationFields::read_optional(&file)? else { continue };
+            let Some(fields) = HfGenerationFields::read_optional(pkg, &file)? else { continue };
             for r in [&fields.eos_token, &fields.eos_token_id].into_iter().flatten() {
                 collect_ids(&inner, r, &mut eos);
             }
@@ -42,18 +44,18 @@ impl Tokenizer {
         if chat_template.is_none()
             && let Some(p) = find("chat_template.jinja")
         {
-            chat_template = std::fs::read_to_string(p).ok();
+            chat_template = String::from_utf8(pkg.read(&p)?).ok();
         }
         if eos.is_empty() {
             eos.extend(FALLBACK_EOS.iter().filter_map(|t| inner.token_to_id(t)));
         }
         eos.sort_unstable();
         eos.dedup();
-        Ok(Tokenizer { inner, path: path.into(), eos, chat_template })
+        Ok(Tokenizer { inner, path: path.into(), package: pkg.root().into(), eos, chat_template })
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Tokenizer { path: self.path.clone(), reason: e.to_string() }
+    fn err(&self, e: tokenizers::Error) -> Error {
+        Error::bad_file_from(&self.path, "the tokenizer failed", e).in_package(&self.package)
     }
 
     /// Encodes text; special tokens written in the text (`<|im_start|>`) become
@@ -69,6 +71,7 @@ impl Tokenizer {
         self.inner.decode(ids, false).map_err(|e| self.err(e))
     }
 
+    /// Whether `id` ends a generation.
     pub fn is_eos(&self, id: u32) -> bool {
         self.eos.binary_search(&id).is_ok()
     }
@@ -76,6 +79,7 @@ impl Tokenizer {
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos
     }
+    /// The id of a token's text, if the vocabulary has it.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
@@ -87,6 +91,7 @@ impl Tokenizer {
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
     }
+    /// The `tokenizer.json` it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -127,6 +132,7 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }
