@@ -197,6 +197,10 @@ extern "C" {
 // The library version, a static NUL-terminated string (never freed).
 const char *axllm_version(void);
 
+// The message of the calling thread's last error, or "" after a success.
+// Owned by the library; valid until this thread's next axllm call. Copy it.
+const char *axllm_last_error(void);
+
 // Writes the runtime's diagnostics as NUL-terminated JSON into `buf`. On the
 // simulator (axcl-sim): `{"simulator":true,"version":...,"counters":{...}}`
 // with its call counters and the device allocations alive in this process
@@ -212,10 +216,6 @@ axllm_status axllm_model_diagnostics(const axllm_model *model, char *buf, size_t
 // For tests of the boundary: panics inside the library. Returns
 // `AXLLM_ERR_PANIC` with the panic's message in `axllm_last_error()`.
 axllm_status axllm_debug_panic(void);
-
-// The message of the calling thread's last error, or "" after a success.
-// Owned by the library; valid until this thread's next axllm call. Copy it.
-const char *axllm_last_error(void);
 
 // Starts a generation from a text prompt: waits while another generation of
 // this model runs, prefills the prompt (reusing the cached prefix) and samples

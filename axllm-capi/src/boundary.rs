@@ -2,7 +2,8 @@
 //! NULL pointers and invalid UTF-8 become statuses, and the message of the last
 //! error is kept per thread.
 
-use crate::errors::axllm_status;
+use crate::errors::{axllm_status, status_of};
+use axllm_core::Error;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -27,6 +28,20 @@ impl CError {
     }
 }
 
+impl From<Error> for CError {
+    fn from(e: Error) -> CError {
+        // The message carries the causes too: C has no error chain.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        CError::new(status_of(e.kind()), message)
+    }
+}
+
 /// The result of an exported function's body.
 pub type CResult<T = ()> = Result<T, CError>;
 
@@ -42,6 +57,13 @@ fn set_last_error(message: &str) {
 /// Pointer to the calling thread's last error message (empty when none).
 pub fn last_error_ptr() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+/// The message of the calling thread's last error, or "" after a success.
+/// Owned by the library; valid until this thread's next axllm call. Copy it.
+#[unsafe(no_mangle)]
+pub extern "C" fn axllm_last_error() -> *const c_char {
+    last_error_ptr()
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -1,9 +1,7 @@
 //! Statuses and the last error message. Every Rust [`axllm_core::ErrorKind`]
 //! has exactly one status; the numbers are stable and spaced by group.
 
-use crate::boundary::CError;
-use axllm_core::{Error, ErrorKind};
-use std::ffi::c_char;
+use axllm_core::ErrorKind;
 
 /// Result of every axllm function. Numbers are stable; groups are spaced by
 /// 100. Each says what the caller can do and the state the call leaves.
@@ -58,25 +56,4 @@ pub(crate) fn status_of(kind: ErrorKind) -> axllm_status {
         // until it gets its own status.
         _ => AXLLM_ERR_RUNTIME_FAILURE,
     }
-}
-
-impl From<Error> for CError {
-    fn from(e: Error) -> CError {
-        // The message carries the causes too: C has no error chain.
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        CError::new(status_of(e.kind()), message)
-    }
-}
-
-/// The message of the calling thread's last error, or "" after a success.
-/// Owned by the library; valid until this thread's next axllm call. Copy it.
-#[unsafe(no_mangle)]
-pub extern "C" fn axllm_last_error() -> *const c_char {
-    crate::boundary::last_error_ptr()
 }

@@ -4,7 +4,7 @@
 
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::model::Inner;
+use crate::shared::Inner;
 use crate::options::GenerateOptions;
 use crate::package::StreamDecoder;
 use crate::sampling::Sampler;

@@ -70,16 +70,19 @@ internal! { mod stop; }
 mod diagnostics;
 mod error;
 mod generation;
+mod info;
 mod model;
 mod options;
 mod session;
+mod shared;
 mod stats;
 
 pub use diagnostics::{Simulator, SimulatorCounters};
 pub use engine::{Execution, InputUpload, KvWrite, LoadMethod, LoadProgress, PromptFeed, Schedule};
 pub use error::{Cause, Error, ErrorKind, Result};
 pub use generation::{CancelHandle, Completion, Generation, Step};
-pub use model::{Model, ModelInfo};
+pub use info::ModelInfo;
+pub use model::Model;
 pub use options::{GenerateOptions, LoadOptions};
 pub use package::{StreamDecoder, Tokenizer};
 pub use sampling::SamplingOptions;

@@ -5,65 +5,23 @@
 //! holds the NPU while it lives, so requests are serialised.
 
 use crate::diagnostics::Simulator;
-use crate::engine::{Engine, Fed, LoadProgress, Resident, Schedule};
+use crate::engine::{Engine, Fed, LoadProgress, Resident};
 use crate::error::{Error, Result};
 use crate::generation::{Completion, Generation, Prefilled, Step};
+use crate::info::ModelInfo;
 use crate::npu::Runtime;
 use crate::options::{GenerateOptions, LoadOptions};
 use crate::package::config::{PostConfig, read_json};
 use crate::package::{Embeddings, ModelFiles, Tokenizer};
 use crate::sampling::{Sampler, SamplingOptions};
 use crate::session::Session;
+use crate::shared::Inner;
 use crate::stats::{Stats, StopReason};
 use parking_lot::Mutex;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-/// What a loaded model is.
-#[derive(Debug, Clone)]
-pub struct ModelInfo {
-    /// Display name (the package's `model_name`, else its directory's name).
-    pub name: String,
-    /// The package directory as it was given to [`Model::load`].
-    pub package: PathBuf,
-    /// Decoder layers.
-    pub layers: usize,
-    /// Vocabulary size (logits per token).
-    pub vocab: usize,
-    /// Hidden size.
-    pub hidden_size: usize,
-    /// Prefill chunk length of the compiled model.
-    pub chunk: usize,
-    /// Positions a conversation may occupy (prompt plus generated tokens).
-    pub context_length: usize,
-    /// The longest prompt prefilled in chunks from an empty cache; longer
-    /// prompts (up to `context_length`) are fed token by token.
-    pub max_prefill: usize,
-    /// The call schedule in use.
-    pub schedule: Schedule,
-    /// Device memory used by this model (buffers plus model files).
-    pub device_bytes: u64,
-    /// The id the runtime reports for the card in use.
-    pub device_id: i32,
-    /// The runtime library loaded.
-    pub runtime_path: PathBuf,
-    /// Load time.
-    pub load_duration: Duration,
-}
-
-/// Everything a model shares with its generations and sessions.
-pub(crate) struct Inner {
-    pub(crate) engine: Arc<Mutex<Engine>>,
-    pub(crate) runtime: Arc<Runtime>,
-    pub(crate) tokenizer: Tokenizer,
-    pub(crate) embeddings: Embeddings,
-    pub(crate) info: ModelInfo,
-    defaults: SamplingOptions,
-    /// The cancel flag of the generation that holds the NPU now.
-    pub(crate) current_cancel: Mutex<Option<Arc<AtomicBool>>>,
-}
+use std::time::Instant;
 
 /// A model loaded on the NPU. Cheap to clone; share it across threads.
 #[derive(Clone)]

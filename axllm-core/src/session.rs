@@ -2,7 +2,7 @@
 
 use crate::engine::{Engine, Fed, PromptFeed};
 use crate::error::{Error, Result};
-use crate::model::Inner;
+use crate::shared::Inner;
 use parking_lot::{ArcMutexGuard, RawMutex};
 use std::sync::Arc;
 
