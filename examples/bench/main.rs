@@ -116,13 +116,9 @@ struct Results {
     load: LoadProbe,
 }
 
+/// The simulator library of this build profile (built when missing).
 fn sim_library() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let lib = exe.parent().and_then(Path::parent).context("target/<profile>")?.join("libaxcl_sim.so");
-    if !lib.exists() {
-        bail!("{} is missing: run `cargo build --release -p axcl-sim` first", lib.display());
-    }
-    Ok(lib)
+    Ok(axllm_testkit::sim_library())
 }
 
 fn hooks(rt: &Runtime) -> Result<&SimHooks> {
