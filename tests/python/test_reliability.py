@@ -484,12 +484,15 @@ def test_runner_stopped_the_way_serve_stops_it_frees_the_device_and_exits_0(olla
     # `ollama serve` stops a runner by closing its stdin, then sending SIGINT.
     # Slow executes keep the runner busy shutting down when the signal comes:
     # it must still be caught, not kill the runner before it frees the model.
+    # Run directly, the runner takes the runtime library as a flag (serve
+    # would pass it from AXLLM_AXCL_LIB).
     trace, port = tmp_path / "sim-trace", free_port()
     env = sim_env(tools, {"AXCL_SIM_CONFIG": "exec_us=100000", "AXCL_SIM_TRACE_FILE": str(trace)})
     log = tmp_path / "runner.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(ollama_bin), "runner", "--ax650-engine", "--dir", str(model_dir), "--port", str(port),
-                                 "--exit-on-stdin-eof"], env=env, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+                                 "--runtime", str(tools["sim"]), "--exit-on-stdin-eof"],
+                                env=env, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         def ready():
