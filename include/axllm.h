@@ -222,7 +222,9 @@ axllm_status axllm_debug_panic(void);
 // the first token. `params` may be NULL (Ollama's defaults); otherwise it is
 // read by its `struct_size`. On success the
 // caller owns `*out_generation`: pull text with `axllm_generation_next` and
-// release it (and the NPU) with `axllm_generation_end`.
+// release it (and the NPU) with `axllm_generation_end`. A thread that
+// still holds a generation of this model must end it before beginning
+// another on the same model: the call would wait for itself.
 //
 // # Safety
 // `prompt` is a NUL-terminated string; `params` is NULL or valid (with its

@@ -257,6 +257,11 @@ pub fn capi_args(data: &[u8]) {
                     p.top_k = b.i32_small();
                     p.stop = if b.u8() % 4 == 0 { std::ptr::null() } else { stops.as_ptr() };
                     p.n_stop = (b.u8() % 3) as usize;
+                    // One thread holds at most one generation of a model:
+                    // a second begin would wait for the first forever.
+                    for g in gens.drain(..) {
+                        axllm_generation_end(g as *mut _);
+                    }
                     let mut g = std::ptr::null_mut();
                     if axllm_generation_begin(handle as *mut _, s, &p, &mut g) == axllm_status::AXLLM_OK {
                         gens.push(g as usize);
