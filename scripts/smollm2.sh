@@ -10,7 +10,7 @@
 # build/smollm2 (SMOLLM2_CACHE overrides). Python: $GGUF_PYTHON, else the
 # test venv (.venv) when it has the gguf package, else a small venv made in
 # the cache with only gguf (and numpy). Needs target/release/axsim-pack
-# (cargo build --release -p axcl-sim).
+# (cargo build --release -p axsim-pack).
 #
 # Packing geometry, as AXERA builds its packages: prefill chunk 128, decode
 # capacity 2047 (the vendor's CTX2047 builds), history ladder 256..1536.

@@ -36,7 +36,7 @@ impl ChatTemplate {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
         });
         env.add_filter("tojson", tojson);
-        env.add_template_owned("chat", source.to_owned()).map_err(|e| template_error("does not compile", &e))?;
+        env.add_template_owned("chat", source.to_owned()).map_err(|e| template_error("does not compile", e))?;
         Ok(Self { env, bos_token, eos_token })
     }
 
@@ -45,18 +45,21 @@ impl ChatTemplate {
     /// `add_generation_prompt` (default true) and any other variable the
     /// template reads (for example `enable_thinking`).
     pub fn render_json(&self, request: &str) -> Result<String> {
-        let value: Value = serde_json::from_str(request).map_err(|e| Error::ChatTemplate(format!("the chat request is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(request).map_err(|e| Error::ChatTemplate {
+            reason: "the chat request is not valid JSON".into(),
+            source: Some(Box::new(e)),
+        })?;
         self.render(&value)
     }
 
     /// Renders a request object (see [`ChatTemplate::render_json`]).
     pub fn render(&self, request: &Value) -> Result<String> {
         if request.kind() != ValueKind::Map {
-            return Err(Error::ChatTemplate("the chat request must be an object with `messages`".into()));
+            return Err(Error::chat_template("the chat request must be an object with `messages`"));
         }
         let messages = request.get_attr("messages").unwrap_or_default();
         if messages.kind() != ValueKind::Seq {
-            return Err(Error::ChatTemplate("the chat request needs `messages`, a list".into()));
+            return Err(Error::chat_template("the chat request needs `messages`, a list"));
         }
         let mut vars: Vec<(String, Value)> = Vec::new();
         for (name, value) in [("bos_token", &self.bos_token), ("eos_token", &self.eos_token)] {
@@ -68,26 +71,22 @@ impl ChatTemplate {
             vars.push((name.into(), Value::from(value)));
         }
         // The request's own keys come last and win.
-        for key in request.try_iter().map_err(|e| template_error("cannot read the request", &e))? {
+        for key in request.try_iter().map_err(|e| template_error("cannot read the request", e))? {
             let value = request.get_item(&key).unwrap_or_default();
             if let Some(name) = key.as_str() {
                 vars.push((name.to_owned(), value));
             }
         }
         let ctx: Value = vars.into_iter().collect::<std::collections::BTreeMap<_, _>>().into();
-        let template = self.env.get_template("chat").map_err(|e| template_error("is missing", &e))?;
-        template.render(ctx).map_err(|e| template_error("failed on this conversation", &e))
+        let template = self.env.get_template("chat").map_err(|e| template_error("is missing", e))?;
+        template.render(ctx).map_err(|e| template_error("failed on this conversation", e))
     }
 }
 
-fn template_error(what: &str, e: &minijinja::Error) -> Error {
-    let mut reason = format!("the chat template {what}: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        reason.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    Error::ChatTemplate(reason)
+/// The engine's error (a `raise_exception` message, or what failed where) is
+/// kept as the cause; the message says which step failed.
+fn template_error(what: &str, e: minijinja::Error) -> Error {
+    Error::ChatTemplate { reason: format!("the chat template {what}"), source: Some(Box::new(e)) }
 }
 
 /// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False,
@@ -209,11 +208,13 @@ mod tests {
     #[test]
     fn refusals_and_bad_requests_are_errors_that_say_why() {
         let src = "{% if messages[0].role != 'user' %}{{ raise_exception('Conversations must start with the user') }}{% endif %}ok";
-        let e = render(src, r#"{"messages":[{"role":"assistant","content":"x"}]}"#).unwrap_err().to_string();
-        assert!(e.contains("Conversations must start with the user"), "{e}");
+        let e = render(src, r#"{"messages":[{"role":"assistant","content":"x"}]}"#).unwrap_err();
+        assert_eq!(e.to_string(), "the chat template failed on this conversation");
+        let cause = std::error::Error::source(&e).map(|c| c.to_string()).unwrap_or_default();
+        assert!(cause.contains("Conversations must start with the user"), "{cause}");
         for bad in ["", "[]", r#"{"messages":3}"#, "{}"] {
             let e = render(src, bad).unwrap_err();
-            assert!(matches!(e, Error::ChatTemplate(_)), "{bad}: {e}");
+            assert_eq!(e.kind(), crate::ErrorKind::ChatTemplate, "{bad}: {e}");
         }
         let e = ChatTemplate::new("{% for %}", None, None).unwrap_err().to_string();
         assert!(e.contains("does not compile"), "{e}");
