@@ -44,6 +44,9 @@ pub enum Arch {
     Qwen3,
     Qwen2,
     Llama,
+    /// Qwen3.5: Gated DeltaNet and gated full-attention layers (see [`crate::hybrid`]).
+    #[serde(rename = "qwen3_5")]
+    Qwen35,
 }
 
 /// Element type of an IO tensor or a weight, as named in the header.
@@ -141,6 +144,12 @@ pub struct SimModelHeader {
     pub groups: Vec<GroupIo>,
     #[serde(default)]
     pub tensors: Vec<TensorEntry>,
+    /// Qwen3.5 layers: which kind, and what the math needs beyond [`Geometry`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<crate::hybrid::HybridSpec>,
+    /// What one execute costs the NPU, for the `costs=header` latency model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::hybrid::ExecCost>,
 }
 
 /// Why a file is not a usable simulated model.
@@ -349,6 +358,8 @@ mod tests {
             rope_inv_freq: vec![],
             groups: post_groups(4, 3),
             tensors: vec![],
+            hybrid: None,
+            cost: None,
         }
     }
 

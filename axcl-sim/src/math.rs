@@ -179,10 +179,10 @@ pub fn attention(shape: AttentionShape, q: &[f32], keys: &[f32], values: &[f32],
 }
 
 /// A linear projection `y = x·Wᵀ + b` with `W` stored `[out, in]` (Hugging Face layout).
-struct Linear {
+pub(crate) struct Linear {
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
-    out_features: usize,
+    pub(crate) out_features: usize,
     in_features: usize,
 }
 
@@ -198,7 +198,7 @@ impl std::fmt::Debug for Linear {
 
 impl Linear {
     /// Loads `<prefix>.weight` `[out, in]` and the optional `<prefix>.bias` `[out]`.
-    fn load(
+    pub(crate) fn load(
         weights: &mut WeightReader<'_>,
         prefix: &str,
         out_features: usize,
@@ -210,7 +210,7 @@ impl Linear {
     }
 
     /// `x`: `[rows, in]` → `y`: `[rows, out]`.
-    fn forward(&self, x: &[f32], y: &mut [f32]) {
+    pub(crate) fn forward(&self, x: &[f32], y: &mut [f32]) {
         let rows = x.len() / self.in_features;
         if rows == 1 {
             // A matrix-vector product (decode): packing W for sgemm would cost more than the product.
@@ -243,21 +243,21 @@ impl Linear {
 
 /// Reads weights by name, converting them to f32, and remembers which names the
 /// math asked for so that leftover (unknown) weights can be reported.
-struct WeightReader<'a> {
+pub(crate) struct WeightReader<'a> {
     file: &'a SimModelFile,
     asked: HashSet<String>,
 }
 
 impl<'a> WeightReader<'a> {
-    fn new(file: &'a SimModelFile) -> Self {
+    pub(crate) fn new(file: &'a SimModelFile) -> Self {
         Self { file, asked: HashSet::new() }
     }
 
-    fn required(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, MathError> {
+    pub(crate) fn required(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, MathError> {
         self.optional(name, shape)?.ok_or_else(|| MathError::MissingWeight(name.to_owned()))
     }
 
-    fn optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>, MathError> {
+    pub(crate) fn optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>, MathError> {
         self.asked.insert(name.to_owned());
         let Some((entry, bytes)) = self.file.tensor_bytes(name) else { return Ok(None) };
         if entry.shape != shape {
@@ -276,7 +276,7 @@ impl<'a> WeightReader<'a> {
     }
 
     /// Fails on a stored weight the math never asked for.
-    fn finish(self) -> Result<(), MathError> {
+    pub(crate) fn finish(self) -> Result<(), MathError> {
         match self.file.header.tensors.iter().find(|t| !self.asked.contains(&t.name)) {
             Some(t) => Err(MathError::UnknownWeight(t.name.clone())),
             None => Ok(()),
@@ -284,19 +284,19 @@ impl<'a> WeightReader<'a> {
     }
 }
 
-fn expect_kind(file: &SimModelFile, expected: ModelKind) -> Result<(), MathError> {
+pub(crate) fn expect_kind(file: &SimModelFile, expected: ModelKind) -> Result<(), MathError> {
     match file.header.kind {
         found if found == expected => Ok(()),
         found => Err(MathError::WrongKind { expected, found }),
     }
 }
 
-fn eps_of(file: &SimModelFile) -> Result<f32, MathError> {
+pub(crate) fn eps_of(file: &SimModelFile) -> Result<f32, MathError> {
     let eps = file.header.geometry.rms_norm_eps;
     if eps.is_finite() && eps >= 0.0 { Ok(eps as f32) } else { Err(MathError::Geometry(format!("rms_norm_eps {eps}"))) }
 }
 
-fn to_f32(values: &[bf16]) -> Vec<f32> {
+pub(crate) fn to_f32(values: &[bf16]) -> Vec<f32> {
     values.iter().map(|v| v.to_f32()).collect()
 }
 
@@ -716,6 +716,8 @@ mod tests {
             rope_inv_freq: vec![1.0, 0.01],
             groups: layer_groups(H, D, 4, 8, &[4]),
             tensors: vec![],
+            hybrid: None,
+            cost: None,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut w = SimModelWriter::new(header);
@@ -903,6 +905,8 @@ mod tests {
             rope_inv_freq: vec![],
             groups: post_groups(H, v),
             tensors: vec![],
+            hybrid: None,
+            cost: None,
         };
         let mut w = SimModelWriter::new(header);
         add(&mut w, "norm.weight", &[H], &random(&mut rng, H, 1.0));
