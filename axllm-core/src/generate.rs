@@ -5,7 +5,8 @@
 //! from [`Generation::next`], which is what the C ABI and Ollama's runner loop
 //! over; [`Model::generate`] is the callback convenience on top.
 
-use crate::engine::{Engine, Fed, Geometry, LoadMethod, LoadProgress, PromptFeed, Resident, Schedule};
+use crate::engine::hybrid::kinds_from_config;
+use crate::engine::{Engine, Fed, Geometry, HybridLoad, Inferred, LoadMethod, LoadProgress, PromptFeed, Resident, Schedule};
 use crate::error::{Error, Result};
 use crate::model::config::{PostConfig, read_json};
 use crate::model::{Embeddings, ModelFiles, StreamDecoder, Tokenizer};
@@ -29,7 +30,17 @@ pub struct LoadOptions {
     /// The call schedule; default: `$AXLLM_SCHEDULE` (`safe`, `fewest-calls`,
     /// `kv-bind`, `packed-inputs`), else [`Schedule::SAFE`].
     pub schedule: Option<Schedule>,
+    /// Hybrid models: device slots for snapshots of the linear layers' state
+    /// (each [`ModelInfo::snapshot_bytes`]); default [`DEFAULT_SNAPSHOT_SLOTS`].
+    /// 0 keeps none: a prompt then reuses the cache only when it extends it.
+    pub snapshot_slots: Option<usize>,
+    /// What the card is assumed to do where the contract is open (default: what the vendor runner assumes).
+    pub inferred: Inferred,
 }
+
+/// Snapshot slots of a hybrid model when [`LoadOptions::snapshot_slots`] is unset:
+/// the ends of a few turns and chunks (about 10 MiB each for Qwen3.5-0.8B with bf16 state).
+pub const DEFAULT_SNAPSHOT_SLOTS: usize = 8;
 
 /// What a loaded model is.
 #[derive(Debug, Clone)]
@@ -46,8 +57,13 @@ pub struct ModelInfo {
     pub max_prefill: usize,
     /// The call schedule in use.
     pub schedule: Schedule,
-    /// Device memory used by this model (buffers plus model files).
+    /// Device memory used by this model (buffers, snapshot slots, model files).
     pub device_bytes: u64,
+    /// Hybrid models: decoder layers with linear attention (0 otherwise).
+    pub linear_layers: usize,
+    /// Hybrid models: state snapshot slots on the device, and the bytes of each.
+    pub snapshot_slots: usize,
+    pub snapshot_bytes: u64,
     pub device_id: i32,
     pub runtime_path: PathBuf,
     pub simulator: bool,
@@ -101,6 +117,10 @@ pub struct Stats {
     pub prompt_reused: usize,
     /// Of those, tokens fed one by one (no prefill group held their history).
     pub prompt_fed_by_decode: usize,
+    /// Hybrid models: the reused tokens came from the state snapshot of this many tokens.
+    pub prompt_restored: Option<usize>,
+    /// Hybrid models: state snapshots held after the prompt (at most [`ModelInfo::snapshot_slots`]).
+    pub snapshots_held: usize,
     /// Prefill time up to the first sampled token.
     pub prompt_duration: Duration,
     /// Tokens generated (the end token is not counted).
@@ -145,7 +165,13 @@ impl Model {
         let runtime = Runtime::open(opts.runtime_library.as_deref())?;
         let device = runtime.device(opts.device_index)?;
         let schedule = opts.schedule.map_or_else(Schedule::from_env, Ok)?;
-        let resident = Resident::load(&device, &files.layers, &files.post, opts.load_method, schedule, progress)?;
+        let kinds = match &files.runtime_config {
+            Some(cfg) => kinds_from_config(cfg, files.layers.len(), &files.root.join("config.json"))?,
+            None => None,
+        };
+        let hybrid = HybridLoad { kinds, snapshot_slots: opts.snapshot_slots.unwrap_or(DEFAULT_SNAPSHOT_SLOTS) };
+        let resident =
+            Resident::load(&device, &files.layers, &files.post, opts.load_method, schedule, &hybrid, progress)?;
         let geometry = resident.geometry().clone();
         let vocab = resident.vocab();
         if let Some(cfg) = &files.runtime_config {
@@ -175,6 +201,9 @@ impl Model {
             max_prefill: geometry.max_prefill(),
             schedule,
             device_bytes: resident.device_bytes(),
+            linear_layers: resident.linear_layers(),
+            snapshot_slots: resident.snapshot_slots(),
+            snapshot_bytes: resident.snapshot_bytes() as u64,
             device_id: device.id(),
             runtime_path: runtime.path().to_path_buf(),
             simulator: runtime.simulator().is_some(),
@@ -185,7 +214,7 @@ impl Model {
         let defaults = post_config.as_ref().map(SamplingOptions::from_post_config).unwrap_or_default();
         Ok(Model {
             inner: Arc::new(Inner {
-                engine: Arc::new(Mutex::new(Engine::new(resident))),
+                engine: Arc::new(Mutex::new(Engine::new(resident, opts.inferred))),
                 tokenizer,
                 embeddings,
                 info,
@@ -257,6 +286,8 @@ impl Model {
             prompt_tokens: prompt.len(),
             prompt_reused: feed.reused,
             prompt_fed_by_decode: feed.fed_by_decode,
+            prompt_restored: feed.restored,
+            snapshots_held: engine.snapshots().held(),
             prompt_duration: started.elapsed(),
             ..Default::default()
         };
@@ -426,8 +457,10 @@ impl Generation {
     }
 
     /// Ends the stream; `release` flushes held-back text into the final piece.
+    /// A hybrid model keeps a snapshot of the state at the end of the turn.
     fn finish(&mut self, reason: StopReason, release: bool) -> Result<()> {
         self.finished = Some(reason);
+        self.engine.end_turn()?;
         if release {
             let tail = self.decoder.finish(&self.inner.tokenizer)?;
             let mut text = self.stop.push(&tail);
@@ -488,6 +521,15 @@ impl Session {
     /// Zeroes the device cache.
     pub fn reset(&mut self) -> Result<()> {
         self.engine.reset()
+    }
+    /// Marks the end of a turn: a hybrid model keeps a snapshot of the state
+    /// after every token fed so far (a generation does this when it ends).
+    pub fn end_turn(&mut self) -> Result<()> {
+        self.engine.end_turn()
+    }
+    /// The lengths of the state snapshots held (hybrid models), ascending.
+    pub fn snapshot_lengths(&self) -> Vec<usize> {
+        self.engine.snapshots().lengths()
     }
 }
 

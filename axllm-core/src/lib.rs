@@ -15,10 +15,10 @@ pub mod npu;
 pub mod sampling;
 pub mod stop;
 
-pub use engine::{LoadMethod, LoadProgress, PromptFeed, Schedule};
+pub use engine::{Inferred, LayerKind, LoadMethod, LoadProgress, PromptFeed, Schedule};
 pub use error::{Error, Result};
 pub use generate::{
-    CancelHandle, Completion, GenerateOptions, Generation, LoadOptions, Model, ModelInfo, Session, SimulatorHandle, Stats,
-    Step, StopReason,
+    CancelHandle, Completion, DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, Generation, LoadOptions, Model, ModelInfo, Session,
+    SimulatorHandle, Stats, Step, StopReason,
 };
 pub use sampling::SamplingOptions;
