@@ -108,6 +108,12 @@ typedef struct {
   // the info was read (every model's), and their bytes. 0 on a card.
   uint64_t sim_live_allocations;
   uint64_t sim_live_bytes;
+  // Hybrid models (Qwen3.5): decoder layers with linear attention; 0 otherwise.
+  uint32_t linear_layers;
+  // Hybrid models: device slots for snapshots of the linear layers' state
+  // (part of `device_memory_bytes`), and the bytes of one snapshot.
+  uint32_t snapshot_slots;
+  uint64_t snapshot_bytes;
 } axllm_model_info;
 
 // Sampling and stop options of one generation; start from

@@ -124,6 +124,7 @@ pub unsafe extern "C" fn axllm_model_load(
             runtime_library,
             load_method: if p.load_from_device_memory { LoadMethod::DeviceMemory } else { LoadMethod::File },
             schedule: None,
+            ..LoadOptions::default()
         };
         let mut progress = |lp: axllm_core::LoadProgress| {
             if let Some(cb) = p.progress {
@@ -171,6 +172,9 @@ pub unsafe extern "C" fn axllm_model_get_info(model: *const axllm_model, out_inf
             simulator: i.simulator,
             sim_live_allocations: live.live_allocations,
             sim_live_bytes: live.live_bytes,
+            linear_layers: i.linear_layers as u32,
+            snapshot_slots: i.snapshot_slots as u32,
+            snapshot_bytes: i.snapshot_bytes,
         };
         Ok(())
     })

@@ -127,6 +127,12 @@ pub struct axllm_model_info {
     /// the info was read (every model's), and their bytes. 0 on a card.
     pub sim_live_allocations: u64,
     pub sim_live_bytes: u64,
+    /// Hybrid models (Qwen3.5): decoder layers with linear attention; 0 otherwise.
+    pub linear_layers: u32,
+    /// Hybrid models: device slots for snapshots of the linear layers' state
+    /// (part of `device_memory_bytes`), and the bytes of one snapshot.
+    pub snapshot_slots: u32,
+    pub snapshot_bytes: u64,
 }
 
 /// Counts and durations of a generation.
