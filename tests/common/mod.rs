@@ -48,3 +48,17 @@ pub fn qwen3(dir: &Path) -> Model {
 pub fn greedy(n: usize) -> GenerateOptions {
     GenerateOptions { sampling: SamplingOptions::greedy(), num_predict: Some(n), ..Default::default() }
 }
+
+/// Packs a random Qwen3.5 checkpoint (6 layers: l3 full, the others linear)
+/// into `dir/<name>` with the IO of [`io`] and `hybrid`; returns the model dir.
+pub fn packed_qwen35(dir: &Path, name: &str, hybrid: pack::HybridOptions, seed: u64) -> PathBuf {
+    let ckpt = dir.join(format!("ckpt-qwen35-{seed}"));
+    if !ckpt.exists() {
+        let opts = RandomOptions { arch: Family::Qwen35, layers: 6, seed, init_std: 0.05, ..Default::default() };
+        pack::write_random_checkpoint(&ckpt, &opts).expect("random checkpoint");
+    }
+    let out = dir.join(name);
+    let popts = PackOptions { io: io(), hybrid, ..Default::default() };
+    pack::pack_checkpoint(&ckpt, &out, &popts).expect("pack");
+    out
+}
