@@ -64,14 +64,14 @@ def pack(tools, workdir: Path, arch: str, seed: int = 1, extra=()):
     return ckpt, model
 
 
-def pack_qwen35(tools, workdir: Path, name="ax650", seed: int = 1, extra=()):
+def pack_qwen35(tools, workdir: Path, name="ax650", seed: int = 1, extra=(), packing=PACKING):
     """A random Qwen3.5 checkpoint (6 layers: l3 full, the rest linear) packed
-    with the geometry above into `workdir/qwen3_5-<name>`; `extra` adds packing
-    options (state dtype, ...)."""
+    with `packing` (default: the geometry above) into `workdir/qwen3_5-<name>`;
+    `extra` adds packing options (state dtype, ...)."""
     ckpt, model = workdir / "qwen3_5-ckpt", workdir / f"qwen3_5-{name}"
     if not ckpt.exists():
         run([tools["pack"], "random", ckpt, "--arch", "qwen3_5", "--seed", str(seed), *QWEN35_GEOMETRY])
-    run([tools["pack"], "hf", ckpt, model, *PACKING, *extra])
+    run([tools["pack"], "hf", ckpt, model, *packing, *extra])
     return ckpt, model
 
 
