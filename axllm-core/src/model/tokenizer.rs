@@ -24,8 +24,15 @@ impl Tokenizer {
     /// `generation_config.json` and `config.json` from `hf_dirs` (first found wins
     /// per file) for the end-of-generation set and the chat template.
     pub fn load(path: &Path, hf_dirs: &[PathBuf]) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer { path: path.into(), reason: e.to_string() })?;
+        let bad = |reason: String| Error::Tokenizer { path: path.into(), reason };
+        let text = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        // The tokenizers crate panics (an `expect`) on some malformed files,
+        // for example one cut off inside its decoder: it only sees valid JSON,
+        // and a panic it still raises becomes an error too.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let inner = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(&text))
+            .map_err(|_| bad("the tokenizers library could not read it (it panicked)".into()))?
+            .map_err(|e| bad(e.to_string()))?;
         let find = |name: &str| hf_dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
         let mut eos = Vec::new();
         let mut chat_template = None;
