@@ -106,8 +106,18 @@ impl LinearSpec {
         self.value_heads * self.key_head_dim * self.value_head_dim
     }
 
-    /// Rejects numbers the math cannot run.
+    /// Rejects numbers the math cannot run (including sizes that overflow).
     pub fn validate(&self) -> Result<(), MathError> {
+        let sizes = || -> Option<usize> {
+            let key = self.key_heads.checked_mul(self.key_head_dim)?;
+            let value = self.value_heads.checked_mul(self.value_head_dim)?;
+            let conv = key.checked_mul(2)?.checked_add(value)?;
+            let rec = value.checked_mul(self.key_head_dim)?;
+            conv.checked_mul(self.conv_kernel)?.max(rec).checked_mul(4)
+        };
+        if sizes().is_none_or(|bytes| bytes > i32::MAX as usize) {
+            return Err(MathError::Geometry(format!("linear attention {self:?}: sizes too large")));
+        }
         let ok = self.key_heads > 0
             && self.key_head_dim > 0
             && self.value_head_dim > 0
