@@ -16,12 +16,17 @@
 //! The engine's settings for these facts live in `axllm_core::engine::inferred`.
 //!
 //! `cargo run --release --example conform -- <model dir> [--device N] [--json]`
+//! (the runtime library is `$AXLLM_AXCL_LIB` when set). It reads the
+//! library's internals (the `internals` feature).
+
+#[path = "support/env.rs"]
+mod env;
 
 use anyhow::{Context, Result, bail};
 use axllm_core::engine::hybrid::{LayerKind, kind_from_io, kinds_from_config};
 use axllm_core::engine::inferred::gate_mask;
 use axllm_core::engine::masks;
-use axllm_core::model::ModelFiles;
+use axllm_core::package::ModelFiles;
 use axllm_core::npu::{DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, Runtime, dtype};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -253,18 +258,18 @@ fn main() -> Result<()> {
         }
     }
     let dir = dir.context("usage: conform <model dir> [--device N] [--json]")?;
-    let files = ModelFiles::discover(&dir)?;
-    let rt = Runtime::open(None)?;
+    let files = ModelFiles::discover(&dir, &[])?;
+    let rt = Runtime::open(env::runtime_library().as_deref())?;
     let dev = rt.device(device)?;
     let cx = dev.enter()?;
     let configured = match &files.runtime_config {
-        Some(cfg) => kinds_from_config(cfg, files.layers.len(), &files.root.join("config.json"))?,
+        Some(cfg) => kinds_from_config(cfg, files.layers.len(), &dir.join("config.json"))?,
         None => None,
     };
     // Load layers until one of each kind is found.
     let (mut linear, mut full) = (None, None);
     for (i, path) in files.layers.iter().enumerate() {
-        let model = EngineModel::load_file(&cx, path)?;
+        let model = EngineModel::load_file(&cx, &files.dir.confine(path)?, path)?;
         let io_kind = kind_from_io(model.groups());
         if let Some(named) = configured.as_ref().map(|k| k[i])
             && named != io_kind

@@ -14,14 +14,16 @@
 //!
 //! Every result also reports the tokens the device cache holds afterwards
 //! (and, for hybrid models, the snapshots held and where a prompt's reuse
-//! came from).
+//! came from). The runtime library is `$AXLLM_AXCL_LIB` when set.
 //!
 //! An optional `"load": {...}` object sets load options: `snapshot_slots`,
 //! and the assumptions about the card (`axllm_core::Inferred`):
 //! `padded_rows_keep_state`, `min_chunk_rows`.
 
+#[path = "support/env.rs"]
+mod env;
+
 use anyhow::{Context, Result, bail};
-use axllm_core::sampling::argmax;
 use axllm_core::{GenerateOptions, Inferred, LoadOptions, Model, SamplingOptions};
 use serde_json::{Value, json};
 
@@ -31,6 +33,17 @@ fn ids(v: &Value) -> Result<Vec<u32>> {
         .iter()
         .map(|x| x.as_u64().map(|n| n as u32).context("token ids are non-negative integers"))
         .collect()
+}
+
+/// Index of the largest value; the first one on ties (greedy decoding).
+fn argmax(xs: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best as u32
 }
 
 fn to_f32(bits: &[u16]) -> Vec<f32> {
@@ -133,7 +146,7 @@ fn main() -> Result<()> {
             padded_rows_keep_state: load["padded_rows_keep_state"].as_bool().unwrap_or(d.padded_rows_keep_state),
             min_chunk_rows: load["min_chunk_rows"].as_u64().map_or(d.min_chunk_rows, |n| n as usize),
         },
-        ..LoadOptions::default()
+        ..env::load_options()?
     };
     let model = Model::load(dir.as_ref(), &opts)?;
     let mut results = Vec::new();
@@ -152,7 +165,7 @@ fn main() -> Result<()> {
             "results": results,
             "context_length": info.context_length,
             "max_prefill": info.max_prefill,
-            "chunk": info.geometry.chunk,
+            "chunk": info.chunk,
             "vocab": info.vocab,
             "linear_layers": info.linear_layers,
             "snapshot_slots": info.snapshot_slots,

@@ -5,12 +5,9 @@
 //! bounded snapshot slots and how they are reported, and failures in the
 //! middle of the state's round trip.
 
-mod common;
-
-use axcl_sim::pack::{HybridOptions, LayerKeys, StateDtype};
-use axllm_core::sampling::argmax;
 use axllm_core::{Error, LoadOptions, Model, Schedule};
-use common::*;
+use axllm_testkit::*;
+use axsim_pack::{HybridOptions, LayerKeys, StateDtype};
 use std::path::Path;
 
 /// The simulator's counters and faults are process-wide: one test at a time.
@@ -21,12 +18,8 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn load(dir: &Path, schedule: &str) -> Model {
-    let opts = LoadOptions { schedule: Some(schedule.parse().unwrap()), ..load_options() };
+    let opts = LoadOptions { schedule: schedule.parse().unwrap(), ..load_options() };
     Model::load(dir, &opts).unwrap()
-}
-
-fn to_f32(bits: &[u16]) -> Vec<f32> {
-    bits.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect()
 }
 
 fn ids(n: usize, seed: u32) -> Vec<u32> {
@@ -40,7 +33,7 @@ fn greedy_steps(model: &Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<V
     let mut logits = logits.to_vec();
     let (mut tokens, mut all) = (Vec::new(), Vec::new());
     for _ in 0..steps {
-        let t = argmax(&to_f32(&logits));
+        let t = argmax_bf16(&logits);
         tokens.push(t);
         all.push(std::mem::take(&mut logits));
         if !s.has_room() {
@@ -77,7 +70,7 @@ fn layer_kinds_come_from_the_config_or_the_io() {
         let m = packed_qwen35(dir.path(), &format!("{keys:?}"), HybridOptions { layer_keys: keys, ..Default::default() }, 5);
         let model = Model::load(&m, &load_options()).unwrap();
         let info = model.info();
-        assert_eq!((info.layers, info.linear_layers, info.context_length, info.geometry.chunk), (6, 5, 127, 16), "{keys:?}");
+        assert_eq!((info.layers, info.linear_layers, info.context_length, info.chunk), (6, 5, 127, 16), "{keys:?}");
         assert_eq!(info.snapshot_slots, axllm_core::DEFAULT_SNAPSHOT_SLOTS);
         // Per linear layer: conv history 3 × 128 and recurrent state 4 × 16 × 16, bf16.
         assert_eq!(info.snapshot_bytes, 5 * (3 * 128 + 4 * 16 * 16) * 2);
@@ -89,7 +82,7 @@ fn layer_kinds_come_from_the_config_or_the_io() {
     cfg["layer_types"][1] = "full_attention".into();
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let err = Model::load(&m, &load_options()).unwrap_err();
-    assert!(matches!(&err, Error::BadFile { path, .. } if path.ends_with("qwen3_5_text_p16_l1_together.axmodel")), "{err}");
+    assert!(matches!(&err, Error::BadPackage { file, .. } if file.ends_with("qwen3_5_text_p16_l1_together.axmodel")), "{err}");
     assert!(err.to_string().contains("names layer 1 Full"), "{err}");
     cfg["layer_types"] = serde_json::json!(["linear_attention"]);
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();

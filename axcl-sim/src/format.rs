@@ -16,6 +16,9 @@
 //! the layer (`self_attn.q_proj.weight`, ...) or, for a post model,
 //! `norm.weight` and `lm_head.weight`.
 
+pub mod hybrid;
+
+pub use hybrid::{ExecCost, FullSpec, HybridSpec, LinearSpec};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
@@ -44,7 +47,7 @@ pub enum Arch {
     Qwen3,
     Qwen2,
     Llama,
-    /// Qwen3.5: Gated DeltaNet and gated full-attention layers (see [`crate::hybrid`]).
+    /// Qwen3.5: Gated DeltaNet and gated full-attention layers (see [`hybrid`] and `crate::math::hybrid`).
     #[serde(rename = "qwen3_5")]
     Qwen35,
 }
@@ -146,10 +149,10 @@ pub struct SimModelHeader {
     pub tensors: Vec<TensorEntry>,
     /// Qwen3.5 layers: which kind, and what the math needs beyond [`Geometry`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hybrid: Option<crate::hybrid::HybridSpec>,
+    pub hybrid: Option<HybridSpec>,
     /// What one execute costs the NPU, for the `costs=header` latency model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost: Option<crate::hybrid::ExecCost>,
+    pub cost: Option<ExecCost>,
 }
 
 /// Why a file is not a usable simulated model.
@@ -296,7 +299,7 @@ impl SimModelWriter {
 }
 
 /// The per-group IO of a decoder layer exactly as the vendor contract describes
-/// it (contract §2.1): group 0 decode with capacity `c`, group 1 the first
+/// it: group 0 decode with capacity `c`, group 1 the first
 /// prefill chunk of `t` tokens with dummy `[1,1,H]` K/V, then one group per
 /// history capacity in `prefill_history` (ascending).
 pub fn layer_groups(h: usize, d: usize, t: usize, c: usize, prefill_history: &[usize]) -> Vec<GroupIo> {

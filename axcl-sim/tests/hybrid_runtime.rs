@@ -7,7 +7,7 @@
 mod support;
 
 use axcl_sim::format::SimModelFile;
-use axcl_sim::pack::{self, Family, HybridOptions, IoOptions, PackOptions, RandomOptions, StateDtype};
+use axsim_pack::{self as pack, Family, HybridOptions, IoOptions, PackOptions, RandomOptions, StateDtype};
 use std::path::{Path, PathBuf};
 use support::{Bound, Sim, from_bf16_bytes, random, u32_bytes};
 

@@ -2,7 +2,11 @@
 //!
 //! * `bindings [--check]`: regenerate `axcl-sys/src/{rt,sim}.rs` from `axcl-sys/include/*.h`.
 //! * `header [--check]`: regenerate `include/axllm.h` from `axllm-capi` with cbindgen.
-//! * `check`: both with `--check` (CI): fail when a committed file is stale.
+//! * `modules`: fail on an import circle between the modules of a crate.
+//! * `check`: both with `--check`, and `modules` (CI): fail when a committed
+//!   file is stale or modules import each other in a circle.
+
+mod cycles;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -84,19 +88,23 @@ fn header(check: bool) -> Result<()> {
     emit(&root().join("include/axllm.h"), &String::from_utf8(out)?, check)
 }
 
+/// The crates whose modules must not import each other in circles.
+const CRATES: &[&str] = &["axllm-core", "axllm-capi", "axcl-sim", "axsim-pack"];
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let check = args.iter().any(|a| a == "--check");
     match args.first().map(String::as_str) {
         Some("bindings") => bindings(check),
         Some("header") => header(check),
+        Some("modules") => cycles::check(&root(), CRATES),
         Some("check") => {
             bindings(true)?;
             if root().join("axllm-capi/cbindgen.toml").exists() {
                 header(true)?;
             }
-            Ok(())
+            cycles::check(&root(), CRATES)
         }
-        _ => bail!("usage: cargo run -p xtask -- bindings|header [--check] | check"),
+        _ => bail!("usage: cargo run -p xtask -- bindings|header [--check] | modules | check"),
     }
 }

@@ -3,7 +3,7 @@
 
 use super::faults::{Fault, Faults};
 use super::latency::Latency;
-use crate::hybrid::{Behaviour, Indices, Padding};
+use crate::math::hybrid::{Behaviour, Indices, Padding};
 
 /// Device memory when `mem_mb` is not configured: the standard 8 GB card's CMM pool.
 pub(super) const DEFAULT_MEM_MB: u64 = 7040;

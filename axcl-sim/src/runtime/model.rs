@@ -2,7 +2,8 @@
 
 use super::errors::{ErrorKind, SimError, SimResult};
 use crate::format::{DType, FormatError, GroupIo, ModelKind, SimModelFile, TensorDesc};
-use crate::hybrid::{Behaviour, ExecCost, HybridInputs, HybridLayer, HybridSizes, HybridSpec, valid_rows_additive};
+use crate::format::{ExecCost, HybridSpec};
+use crate::math::hybrid::{Behaviour, HybridInputs, HybridLayer, HybridSizes, valid_rows_additive};
 use crate::math::{DecoderLayer, LayerInputs, LayerOutputs, LayerSizes, MathError, PostHead};
 use bytemuck::{Pod, Zeroable};
 use half::bf16;

@@ -10,7 +10,7 @@
 
 use super::geometry::names;
 use crate::error::{Error, Result};
-use crate::model::config::RuntimeConfig;
+use crate::package::config::RuntimeConfig;
 use crate::npu::{GroupInfo, TensorInfo, dtype};
 use std::path::Path;
 
@@ -31,10 +31,10 @@ pub enum LayerKind {
 pub fn kinds_from_config(cfg: &RuntimeConfig, layers: usize, config_path: &Path) -> Result<Option<Vec<LayerKind>>> {
     if let Some(types) = &cfg.layer_types {
         if types.len() != layers {
-            return Err(Error::BadFile {
-                path: config_path.into(),
-                reason: format!("layer_types names {} layers, the package has {layers}", types.len()),
-            });
+            return Err(Error::bad_file(
+                config_path,
+                format!("layer_types names {} layers, the package has {layers}", types.len()),
+            ));
         }
         let kind = |t: &String| if t == "linear_attention" { LayerKind::Linear } else { LayerKind::Full };
         return Ok(Some(types.iter().map(kind).collect()));
@@ -83,7 +83,7 @@ pub struct LinearGeometry {
 }
 
 fn bad(path: &Path, reason: String) -> Error {
-    Error::BadFile { path: path.into(), reason }
+    Error::bad_file(path, reason)
 }
 
 fn tensor<'a>(path: &Path, g: usize, grp: &'a GroupInfo, name: &str, input: bool) -> Result<&'a TensorInfo> {
@@ -173,11 +173,6 @@ impl LinearGeometry {
     pub fn group_for(&self, prefill: bool, ordinal: usize) -> LinearGroup {
         let list = if prefill { &self.prefill } else { &self.decode };
         list[ordinal.min(list.len() - 1)]
-    }
-
-    /// Bytes of both state tensors.
-    pub fn state_bytes(&self) -> usize {
-        self.k_state + self.v_state
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Buffers (all allocated and bound once, at load):
 //! * per layer: one K and one V buffer of `kv_rows · D` bf16, shared by every
-//!   shape group and zeroed (contract §2.6, pitfall 1);
+//!   shape group and zeroed (uninitialised rows poison masked attention);
 //! * per step kind (decode, prefill), shared by all layers because they are
 //!   the same for every layer of a step: `indices`, `mask`, the scratch
 //!   `K_cache_out`/`V_cache_out` rows, and two hidden-state buffers used
@@ -34,8 +34,8 @@ use super::masks;
 use super::schedule::{Execution, KvWrite, Schedule};
 use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
-use crate::model::Embeddings;
 use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, Stream};
+use crate::package::{Embeddings, PackageDir};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -250,17 +250,21 @@ impl std::fmt::Debug for Resident {
     }
 }
 
-/// Progress of a load, reported per model file.
-#[derive(Debug, Clone, Copy)]
+/// Progress of a load, reported after each model file reaches the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadProgress {
+    /// Model files loaded so far.
     pub loaded: usize,
+    /// Model files in all (the layers and the post model).
     pub total: usize,
 }
 
-fn load_model(cx: &Entered<'_>, path: &Path, method: LoadMethod) -> Result<EngineModel> {
+/// Loads one model file of the package: by its resolved path (checked to lie
+/// inside the package), or from its bytes read through the package.
+fn load_model(cx: &Entered<'_>, pkg: &PackageDir, path: &Path, method: LoadMethod) -> Result<EngineModel> {
     match method {
-        LoadMethod::File => EngineModel::load_file(cx, path),
-        LoadMethod::DeviceMemory => EngineModel::load_via_device_memory(cx, path),
+        LoadMethod::File => EngineModel::load_file(cx, &pkg.confine(path)?, path),
+        LoadMethod::DeviceMemory => EngineModel::load_via_device_memory(cx, path, &pkg.read(path)?),
     }
 }
 
@@ -298,6 +302,7 @@ impl Resident {
     /// layer must match it and every linear layer must fit it.
     pub fn load(
         device: &Arc<Device>,
+        pkg: &PackageDir,
         layer_files: &[std::path::PathBuf],
         post_file: &Path,
         method: LoadMethod,
@@ -309,14 +314,14 @@ impl Resident {
         let total = layer_files.len() + 1;
         let mut models = Vec::with_capacity(layer_files.len());
         for (i, path) in layer_files.iter().enumerate() {
-            models.push(load_model(&cx, path, method)?);
+            models.push(load_model(&cx, pkg, path, method)?);
             progress(LoadProgress { loaded: i + 1, total });
         }
         let kinds = layer_kinds(layer_files, &models, hybrid.kinds.as_deref())?;
         let reference = kinds
             .iter()
             .position(|k| *k == LayerKind::Full)
-            .ok_or_else(|| Error::BadFile { path: layer_files.first().cloned().unwrap_or_default(), reason: "no full-attention layer: the context geometry comes from one".into() })?;
+            .ok_or_else(|| Error::bad_file(pkg.root(), "no full-attention layer: the context geometry comes from one"))?;
         let geo = Geometry::derive(&layer_files[reference], models[reference].groups())?;
         let mut linear_geos = Vec::with_capacity(models.len());
         for (i, (path, model)) in layer_files.iter().zip(&models).enumerate() {
@@ -324,17 +329,17 @@ impl Resident {
                 LayerKind::Full => {
                     let g = Geometry::derive(path, model.groups())?;
                     if !geo.same_shape(&g) {
-                        return Err(Error::BadFile {
-                            path: path.clone(),
-                            reason: format!("layer {i} has different shapes than layer {reference} ({g:?} vs {geo:?})"),
-                        });
+                        return Err(Error::bad_file(
+                            path.clone(),
+                            format!("layer {i} has different shapes than layer {reference} ({g:?} vs {geo:?})"),
+                        ));
                     }
                     None
                 }
                 LayerKind::Linear => Some(LinearGeometry::derive(path, model.groups(), geo.hidden, geo.chunk)?),
             });
         }
-        let post_model = load_model(&cx, post_file, method)?;
+        let post_model = load_model(&cx, pkg, post_file, method)?;
         let vocab = post_vocab(post_file, post_model.groups(), geo.hidden)?;
         progress(LoadProgress { loaded: total, total });
 
@@ -406,7 +411,7 @@ impl Resident {
 
     /// Copies every linear layer's state into snapshot slot `slot`.
     pub fn capture(&self, slot: usize) -> Result<()> {
-        let s = self.snapshots.as_ref().ok_or_else(|| Error::InvalidArgument("no snapshot slots".into()))?;
+        let s = self.snapshots.as_ref().ok_or_else(|| Error::invalid("no snapshot slots"))?;
         let cx = self.device.enter()?;
         for ((k, v, ks, vs), &(ko, vo)) in self.layers.iter().filter_map(Layer::state).zip(&s.offsets) {
             s.slots[slot].copy_from(&cx, ko, k, 0, ks)?;
@@ -417,7 +422,7 @@ impl Resident {
 
     /// Makes every linear layer's state the one in snapshot slot `slot`.
     pub fn restore(&self, slot: usize) -> Result<()> {
-        let s = self.snapshots.as_ref().ok_or_else(|| Error::InvalidArgument("no snapshot slots".into()))?;
+        let s = self.snapshots.as_ref().ok_or_else(|| Error::invalid("no snapshot slots"))?;
         let cx = self.device.enter()?;
         for ((k, v, ks, vs), &(ko, vo)) in self.layers.iter().filter_map(Layer::state).zip(&s.offsets) {
             k.copy_from(&cx, 0, &s.slots[slot], ko, ks)?;
@@ -436,27 +441,22 @@ impl Resident {
         Ok(())
     }
 
+    /// The geometry shared by the layers.
     pub fn geometry(&self) -> &Geometry {
         &self.geometry
     }
+    /// Decoder layers.
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }
+    /// The vocabulary (the post model's logits).
     pub fn vocab(&self) -> usize {
         self.post.host.len()
-    }
-    /// The call schedule chosen at load.
-    pub fn schedule(&self) -> Schedule {
-        self.schedule
     }
     /// Device memory used: buffers plus the model files' sizes (an estimate of the weights' share).
     pub fn device_bytes(&self) -> u64 {
         self.device_bytes
     }
-    pub fn device(&self) -> &Arc<Device> {
-        &self.device
-    }
-
     /// The logits (bf16 bits) of the last step that ran the post model.
     pub fn last_logits(&self) -> &[u16] {
         &self.post.host
@@ -567,10 +567,10 @@ fn layer_kinds(files: &[std::path::PathBuf], models: &[EngineModel], config: Opt
         .map(|(i, (path, model))| {
             let io = kind_from_io(model.groups());
             match config.map(|c| c[i]) {
-                Some(named) if named != io => Err(Error::BadFile {
-                    path: path.clone(),
-                    reason: format!("config.json names layer {i} {named:?} attention but its IO is that of a {io:?} attention layer"),
-                }),
+                Some(named) if named != io => Err(Error::bad_file(
+                    path.clone(),
+                    format!("config.json names layer {i} {named:?} attention but its IO is that of a {io:?} attention layer"),
+                )),
                 _ => Ok(io),
             }
         })
@@ -713,7 +713,7 @@ impl SnapshotSlots {
 
 /// Checks the post model's IO against the layers' hidden size; returns the vocabulary size.
 fn post_vocab(path: &Path, groups: &[GroupInfo], hidden: usize) -> Result<usize> {
-    let bad = |reason: String| Error::BadFile { path: path.into(), reason };
+    let bad = |reason: String| Error::bad_file(path, reason);
     let grp = groups.first().ok_or_else(|| bad("no shape groups".into()))?;
     let input = grp.input(names::INPUT).ok_or_else(|| bad("no input named \"input\"".into()))?.1;
     let output = grp.output(names::OUTPUT).ok_or_else(|| bad("no output named \"output\"".into()))?.1;

@@ -47,11 +47,6 @@ impl SnapshotPool {
         Self { slots: vec![None; slots], clock: 0 }
     }
 
-    /// Slots in all.
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
-
     /// Snapshots held now.
     pub fn held(&self) -> usize {
         self.slots.iter().flatten().count()

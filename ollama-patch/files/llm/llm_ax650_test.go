@@ -54,7 +54,7 @@ func fakeRunner(mode string, args []string) int {
 	case "oom":
 		status = AX650Status{State: AX650StateFailed, Code: "out_of_memory", Error: "axllm_model_load: not enough CMM memory (out_of_memory)"}
 	case "badmodel":
-		status = AX650Status{State: AX650StateFailed, Code: "bad_model", Error: "decoder layer 3 is missing"}
+		status = AX650Status{State: AX650StateFailed, Code: "bad_package", Error: "decoder layer 3 is missing"}
 	case "slowload":
 		status = AX650Status{State: AX650StateLoading}
 	}
@@ -78,7 +78,7 @@ func fakeRunner(mode string, args []string) int {
 			os.Exit(134)
 		}
 		if mode == "midstreamerror" {
-			_ = enc.Encode(AX650CompletionChunk{Error: &AX650Error{Status: 500, Code: "device", Message: "AX650 runtime error: device lost"}})
+			_ = enc.Encode(AX650CompletionChunk{Error: &AX650Error{Status: 500, Code: "device_lost", Message: "AX650 runtime error: device lost"}})
 			return
 		}
 		_ = enc.Encode(AX650CompletionChunk{CompletionResponse: CompletionResponse{Content: " " + req.Prompt}})
@@ -329,5 +329,17 @@ func TestAX650TailWriterLastMessage(t *testing.T) {
 	}
 	if got, want := w3.LastMessage(), "axcl-sim: injected fault abort=execute:40 fired: aborting the process; SIGABRT: abort"; got != want {
 		t.Errorf("LastMessage = %q, want %q", got, want)
+	}
+}
+
+func TestAX650LoadFlagsFromServeEnvironment(t *testing.T) {
+	env := map[string]string{"AXLLM_AXCL_LIB": "/opt/sim/libaxcl_sim.so", "AXLLM_SCHEDULE": " fewest-calls ", "AXLLM_DEVICE": ""}
+	got := ax650LoadFlags(func(k string) string { return env[k] })
+	want := []string{"--runtime", "/opt/sim/libaxcl_sim.so", "--schedule", "fewest-calls"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("flags %q, want %q", got, want)
+	}
+	if got := ax650LoadFlags(func(string) string { return "" }); len(got) != 0 {
+		t.Errorf("no environment: %q", got)
 	}
 }

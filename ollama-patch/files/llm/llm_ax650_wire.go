@@ -34,7 +34,7 @@ type AX650CompletionChunk struct {
 
 // AX650Error is an error the runner reports: Status is the HTTP status to
 // hand back to the client (400 for bad requests) and Code names an axllm
-// status (for example "out_of_memory", "prompt_too_long", "device").
+// status (for example "out_of_memory", "prompt_too_long", "device_lost").
 type AX650Error struct {
 	Status  int    `json:"status"`
 	Code    string `json:"code,omitempty"`
@@ -65,13 +65,13 @@ type AX650Status struct {
 	// MaxPrefill is the longest prompt prefilled in chunks.
 	MaxPrefill int `json:"max_prefill,omitempty"`
 	// Memory is the device memory the model uses, in bytes.
-	Memory    uint64 `json:"memory,omitempty"`
-	Simulator bool   `json:"simulator,omitempty"`
-	// SimLiveAllocations and SimLiveBytes are the device allocations alive in
-	// the runner now, on the simulator only (a stable count shows nothing leaks).
-	SimLiveAllocations uint64 `json:"sim_live_allocations,omitempty"`
-	SimLiveBytes       uint64 `json:"sim_live_bytes,omitempty"`
+	Memory uint64 `json:"memory,omitempty"`
 }
+
+// The runner also serves GET /v1/debug/diagnostics: the engine's runtime
+// diagnostics as JSON (on the simulator, its call counters and the device
+// allocations alive now), for tests and debugging; nothing in `ollama serve`
+// reads it.
 
 // AX650TokenizeRequest is the body of POST /v1/tokenize.
 type AX650TokenizeRequest struct {

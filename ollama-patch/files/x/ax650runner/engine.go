@@ -10,24 +10,26 @@
 package ax650runner
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
 
-// Status mirrors axllm_status (include/axllm.h); the numbers are stable.
+// Status mirrors axllm_status (include/axllm.h); the numbers are stable, and
+// the tagged build checks them against the header (TestStatusesMatchTheHeader).
 type Status int
 
 const (
-	StatusOK              Status = 0
-	StatusInvalidArgument Status = 100
-	StatusBufferTooSmall  Status = 101
-	StatusRuntime         Status = 200
-	StatusModelNotFound   Status = 201
-	StatusBadModel        Status = 202
-	StatusPromptTooLong   Status = 300
-	StatusOutOfMemory     Status = 400
-	StatusDevice          Status = 401
-	StatusPanic           Status = 900
+	StatusOK                 Status = 0
+	StatusInvalidArgument    Status = 100
+	StatusBufferTooSmall     Status = 101
+	StatusRuntimeUnavailable Status = 200
+	StatusBadPackage         Status = 202
+	StatusPromptTooLong      Status = 300
+	StatusOutOfMemory        Status = 400
+	StatusRuntimeFailure     Status = 401
+	StatusDeviceLost         Status = 402
+	StatusPanic              Status = 900
 )
 
 // Code is the name used on the wire (llm.AX650Error.Code, llm.AX650Status.Code).
@@ -39,18 +41,18 @@ func (s Status) Code() string {
 		return "invalid_argument"
 	case StatusBufferTooSmall:
 		return "buffer_too_small"
-	case StatusRuntime:
-		return "runtime"
-	case StatusModelNotFound:
-		return "model_not_found"
-	case StatusBadModel:
-		return "bad_model"
+	case StatusRuntimeUnavailable:
+		return "runtime_unavailable"
+	case StatusBadPackage:
+		return "bad_package"
 	case StatusPromptTooLong:
 		return "prompt_too_long"
 	case StatusOutOfMemory:
 		return "out_of_memory"
-	case StatusDevice:
-		return "device"
+	case StatusRuntimeFailure:
+		return "runtime_failure"
+	case StatusDeviceLost:
+		return "device_lost"
 	case StatusPanic:
 		return "panic"
 	default:
@@ -82,6 +84,20 @@ const (
 	DoneCancelled   DoneReason = 5
 )
 
+// LoadOptions are axllm's load parameters (axllm_load_params), which the
+// runner takes from its command line.
+type LoadOptions struct {
+	// Runtime is the AXCL runtime library; "" means axllm's default search.
+	Runtime string
+	// Schedule is the call schedule ("safe", "fewest-calls", ...); "" means the default.
+	Schedule string
+	// Device is the index into the runtime's device list.
+	Device int
+	// LinkRoots are directories outside the package that its symlinks may
+	// point into: the blob store the runner links the package's files from.
+	LinkRoots []string
+}
+
 // Info is what a loaded model is (axllm_model_info).
 type Info struct {
 	ContextLength int
@@ -92,14 +108,6 @@ type Info struct {
 	Chunk         int
 	MemoryBytes   uint64
 	DeviceID      int
-	Simulator     bool
-}
-
-// SimUsage is what the simulator holds on its device now, for every model
-// of the process (axllm_model_info's sim_live_* fields); zero on a card.
-type SimUsage struct {
-	LiveAllocations uint64
-	LiveBytes       uint64
 }
 
 // Params are the sampling and stop options of one generation
@@ -138,10 +146,16 @@ type Engine interface {
 	Detokenize(tokens []int32) (string, error)
 	// Begin prefills the prompt and starts a generation.
 	Begin(tokens []int32, p Params) (Generation, error)
-	// SimUsage reads the simulator's live device allocations.
-	SimUsage() (SimUsage, error)
 	// Close frees the model and everything it holds on the NPU.
 	Close()
+}
+
+// Diagnoser is the test bed's interface, apart from Engine: an engine that
+// has it reports its runtime's diagnostics (axllm_model_diagnostics: on the
+// simulator its call counters and live device allocations) as JSON, which
+// the runner serves on GET /v1/debug/diagnostics.
+type Diagnoser interface {
+	Diagnostics() (json.RawMessage, error)
 }
 
 // Generation is one running generation.

@@ -96,7 +96,7 @@ func (r *Runner) engineError(err error) error {
 		return &requestError{status: http.StatusBadRequest, code: ee.Status.Code(), err: fmt.Errorf("invalid request: %s", ee.Message)}
 	case StatusOutOfMemory:
 		return &requestError{status: http.StatusInternalServerError, code: ee.Status.Code(), err: fmt.Errorf("AX650 NPU out of memory: %s", ee.Message)}
-	case StatusDevice, StatusRuntime, StatusPanic:
+	case StatusRuntimeFailure, StatusDeviceLost, StatusRuntimeUnavailable, StatusPanic:
 		r.markBroken(err)
 		return &requestError{status: http.StatusInternalServerError, code: ee.Status.Code(),
 			err: fmt.Errorf("AX650 runtime error (the model will be loaded again): %s", ee.Message)}
@@ -186,7 +186,7 @@ func (r *Runner) promptTokens(req *llm.AX650CompletionRequest, o *api.Options) (
 // generation and returns ctx.Err() without a final response.
 func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest, fn func(llm.CompletionResponse)) error {
 	if err := r.Broken(); err != nil {
-		return &requestError{status: http.StatusServiceUnavailable, code: StatusDevice.Code(),
+		return &requestError{status: http.StatusServiceUnavailable, code: brokenCode(err),
 			err: fmt.Errorf("AX650 runtime failed earlier, the model must be loaded again: %w", err)}
 	}
 	if err := validate(&req); err != nil {
@@ -300,4 +300,14 @@ func (r *Runner) Detokenize(tokens []int) (string, error) {
 		return "", r.engineError(err)
 	}
 	return text, nil
+}
+
+// brokenCode is the wire code of the failure that broke a runner: the
+// engine's status (device_lost, runtime_failure...), else runtime_failure.
+func brokenCode(err error) string {
+	var ee *EngineError
+	if errors.As(err, &ee) {
+		return ee.Status.Code()
+	}
+	return StatusRuntimeFailure.Code()
 }
