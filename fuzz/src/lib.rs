@@ -167,7 +167,7 @@ pub fn sim_format(data: &[u8]) {
     if let Ok(f) = SimModelFile::parse(data) {
         let _ = axcl_sim::math::DecoderLayer::from_file(&f);
         let _ = axcl_sim::math::PostHead::from_file(&f);
-        let _ = axcl_sim::hybrid::HybridLayer::from_file(&f);
+        let _ = axcl_sim::math::hybrid::HybridLayer::from_file(&f);
     }
 }
 
