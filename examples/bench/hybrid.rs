@@ -3,7 +3,7 @@
 //! speeds (contract §10.9).
 //!
 //! The NPU side is the recalibrated timing model of contract §12.6, carried
-//! per layer in the packed files (`axcl_sim::pack::hybrid`, the simulator's
+//! per layer in the packed files (`axsim_pack::hybrid`, the simulator's
 //! `costs=header`): a linear layer's execute reads its weights and its state,
 //! a full layer's its weights and its K/V over the whole capacity, the post
 //! model its 8-bit head; the call round trip and the link are the Qwen3
