@@ -18,8 +18,9 @@ pub const GATE_ON: u16 = 0x3F80;
 /// bf16 0: a padding row's gate.
 pub const GATE_OFF: u16 = 0x0000;
 
-/// The settings for what a card may do either way; [`Inferred::default`] is
-/// what the vendor runner assumes.
+/// Hybrid models (Qwen3.5): what the card is assumed to do where its
+/// behaviour is inferred, not known (`examples/conform` measures it on a
+/// card); [`Inferred::default`] is what the vendor runner assumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inferred {
     /// A prefill chunk's padding rows (gate 0) leave a linear layer's state
@@ -29,7 +30,8 @@ pub struct Inferred {
     /// its tokens go through the decode group one by one.
     pub padded_rows_keep_state: bool,
     /// A prefill chunk with fewer real rows than this may leave `output`
-    /// unwritten (contract §12.4: "groups with m < 64 do not write output"),
+    /// unwritten (an independent report says groups with fewer than 64 valid
+    /// rows do not write it),
     /// so its tokens go through the decode group one by one instead. 1 (the
     /// vendor runner): every chunk is trusted.
     pub min_chunk_rows: usize,
@@ -44,7 +46,7 @@ impl Default for Inferred {
 impl Inferred {
     /// Whether a chunk of `n` real rows out of `t` may be prefilled in a model
     /// that has linear layers (`hybrid`), or must go through the decode group.
-    pub fn chunk_ok(&self, n: usize, t: usize, hybrid: bool) -> bool {
+    pub(crate) fn chunk_ok(&self, n: usize, t: usize, hybrid: bool) -> bool {
         n >= self.min_chunk_rows && (n == t || !hybrid || self.padded_rows_keep_state)
     }
 }
