@@ -16,7 +16,7 @@ pub(super) struct Config {
     pub latency: Latency,
     pub mem_mb: u64,
     pub faults: Faults,
-    /// What the card does where the contract is open (see [`crate::hybrid`]).
+    /// What the card does where that is not known (see [`crate::math::hybrid`]).
     pub behaviour: Behaviour,
 }
 

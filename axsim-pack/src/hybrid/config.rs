@@ -31,7 +31,7 @@ impl LayerKind {
     }
 
     /// The pattern of `full_attention_interval`: layer `i` (0-based) is full
-    /// when `(i + 1) % interval == 0` (contract §10.2).
+    /// when `(i + 1) % interval == 0`.
     pub fn pattern(layers: usize, interval: usize) -> Vec<LayerKind> {
         (0..layers).map(|i| if (i + 1) % interval == 0 { LayerKind::Full } else { LayerKind::Linear }).collect()
     }

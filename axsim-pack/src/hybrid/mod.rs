@@ -1,4 +1,4 @@
-//! Qwen3.5 packages (contract §10): Hugging Face `qwen3_5` checkpoints to
+//! Qwen3.5 packages: Hugging Face `qwen3_5` checkpoints to
 //! model directories laid out like AXERA's (`qwen3_5_text_p<T>_l<i>_together.axmodel`,
 //! `qwen3_5_text_post.axmodel`, config.json naming the layer kinds), random
 //! test checkpoints, and timing-only models at the published geometries.
@@ -7,7 +7,7 @@
 //! layers have the Qwen3 shape groups of [`axcl_sim::format::layer_groups`];
 //! linear-attention layers have the same decode/prefill group structure with
 //! the state tensors of `axcl_sim::math::hybrid` (optionally fewer prefill groups: a
-//! pruned build, contract §10.3).
+//! pruned build).
 
 mod config;
 mod random;

@@ -2,20 +2,20 @@
 //! no weights, each layer file carrying what one execute costs on the card
 //! (`SimModelHeader::cost`, used by the simulator under `costs=header`).
 //!
-//! The costs follow the timing model of contract §12.6, fitted to independent
+//! The costs follow a timing model fitted to independent
 //! Pi 5 + LLM-8850 measurements of Qwen3-0.6B (all INFERRED for Qwen3.5):
 //!
 //! * decode execute: `418 µs + weight bytes / 26.4 GB/s + state bytes / 18.6 GB/s`,
 //!   where a full layer reads its K/V cache over the whole capacity
 //!   (`C · 2 · D · 2` bytes) and a linear layer reads and writes its state;
 //! * prefill execute (`T` = 128 rows): the 0.6B chunk cost (`2808 µs` at no
-//!   history, contract §12.6) scaled by the layer's parameters, plus
+//!   history) scaled by the layer's parameters, plus
 //!   `2.36 µs` per history row for `D` = 1024, scaled by `D`;
 //! * post model: `418 µs + V · H bytes / 20.7 GB/s` (an 8-bit head in every
-//!   published package, contract §10.1).
+//!   published package).
 //!
 //! With these, the 0.8B Int4 decode comes to ≈ 29 tok/s engine-only, against
-//! the 27.0 tok/s an independent driver measured (contract §10.9).
+//! the 27.0 tok/s an independent driver measured.
 
 use super::config::{LayerKind, LinearDims, Qwen35Config};
 use super::{HybridModel, HybridOptions};
@@ -37,12 +37,12 @@ const STATE_BYTES_PER_US: f64 = 18_600.0;
 /// The post model's lm_head streaming (bytes per µs).
 const POST_BYTES_PER_US: f64 = 20_700.0;
 /// Qwen3-0.6B w8a16: one 128-row chunk at no history, its parameters, and
-/// the cost per history row at `D` = 1024 (contract §12.6).
+/// the cost per history row at `D` = 1024.
 const CHUNK_0_6B_US: f64 = 2808.0;
 const PARAMS_0_6B: f64 = 15.73e6;
 const HISTORY_ROW_US_PER_1024: f64 = 2.36;
 
-/// The published Qwen3.5 AX650 packages (contract §10.1).
+/// The published Qwen3.5 AX650 packages.
 ///
 /// Derives `clap::ValueEnum` so the CLI can take it directly (`qwen3.5-0.8b`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -88,7 +88,7 @@ pub struct HybridTimingOptions {
 }
 
 impl HybridPreset {
-    /// The vendor build: `C128-P1152-CTX2047` (contract §10.1): chunk 128,
+    /// The vendor build: `C128-P1152-CTX2047`: chunk 128,
     /// decode capacity 2047, history capacities 128 … 1152.
     pub fn options(self) -> HybridTimingOptions {
         let name = match self {
@@ -107,7 +107,7 @@ impl HybridPreset {
     }
 
     /// The architecture numbers. `L`, `H`, `V`, the full-attention `D` and the
-    /// 0.8B/4B linear head counts are in contract §10.1/§10.3; the rest (heads,
+    /// 0.8B/4B linear head counts are those of the published packages; the rest (heads,
     /// intermediate sizes, the 2B linear heads) follow the public Hugging Face
     /// configs of these models and are not confirmed by a vendor package.
     pub(crate) fn config(self) -> Qwen35Config {
@@ -155,7 +155,7 @@ fn layer_params(c: &Qwen35Config, kind: LayerKind) -> f64 {
     }
 }
 
-/// The cost of one execute of a layer of `kind` (contract §12.6; see the module docs).
+/// The cost of one execute of a layer of `kind` (see the module docs).
 pub(crate) fn layer_cost(model: &HybridModel, kind: LayerKind, quant: Quant) -> ExecCost {
     let c = &model.cfg;
     let params = layer_params(c, kind);

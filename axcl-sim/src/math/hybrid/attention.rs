@@ -1,8 +1,8 @@
-//! The full-attention layer of Qwen3.5 (contract §10.8, last paragraph): a
+//! The full-attention layer of Qwen3.5: a
 //! Qwen3 layer whose `q_proj` also yields a per-head output gate, whose RoPE
 //! rotates only the leading `rotary_dim` dims of each head, and whose
 //! attention output is multiplied by `σ(gate)` before `o_proj`. The K/V cache
-//! contract is the Qwen3 one (contract §2): bf16 rows, K after RoPE, the chunk's
+//! contract is the Qwen3 one: bf16 rows, K after RoPE, the chunk's
 //! own rows rounded before its attention reads them.
 
 use super::delta::swiglu_mlp;

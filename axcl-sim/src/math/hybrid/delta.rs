@@ -1,4 +1,4 @@
-//! The Gated DeltaNet linear-attention layer of Qwen3.5 (contract §10.8),
+//! The Gated DeltaNet linear-attention layer of Qwen3.5,
 //! computed token by token in f32 (the reference recurrence; chunked forms are
 //! the same up to rounding). The state enters and leaves in its dtype (see the
 //! module docs of [`super`]); within one execution it stays f32.

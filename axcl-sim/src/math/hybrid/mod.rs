@@ -1,14 +1,14 @@
-//! Qwen3.5 hybrid layers (contract §10): the simulator's answers to what the
-//! contract leaves open, and the two layer kinds' math (what a layer file
+//! Qwen3.5 hybrid layers: the simulator's answers to what is not known about
+//! the card, and the two layer kinds' math (what a layer file
 //! declares is [`HybridSpec`], in `crate::format::hybrid`).
 //!
-//! * [`delta`]: the Gated DeltaNet linear-attention layer (contract §10.8);
+//! * [`delta`]: the Gated DeltaNet linear-attention layer;
 //! * [`attention`]: the gated full-attention layer with partial rotary;
 //! * here: the state layout, the
 //!   behaviours a test can switch ([`Behaviour`]) and [`HybridLayer`], which
 //!   a loaded model executes.
 //!
-//! # Open facts, decided here (contract §10.10)
+//! # Open facts, decided here
 //!
 //! Nothing below is known about the card; each choice is made once, here, and
 //! where a runner could come to depend on it the simulator can behave both ways:
@@ -46,7 +46,7 @@ use attention::GatedAttentionLayer;
 use delta::GatedDeltaLayer;
 use half::bf16;
 
-/// What a gate-0 (padding) row does to a linear layer's state (contract §10.8).
+/// What a gate-0 (padding) row does to a linear layer's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Padding {
     /// The state and the convolution history are left as they were (what the
@@ -59,10 +59,10 @@ pub enum Padding {
     Decay,
 }
 
-/// Whether a linear layer reads `indices` (contract §10.10 question 4).
+/// Whether a linear layer reads `indices`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Indices {
-    /// Ignored, as the contract infers.
+    /// Ignored (what the vendor runner's use suggests, INFERRED).
     #[default]
     Ignore,
     /// Read: an execution fails unless the rows carry what the vendor runner
@@ -77,7 +77,7 @@ pub struct Behaviour {
     pub padding: Padding,
     pub indices: Indices,
     /// A prefill execute with fewer valid rows than this leaves `output`
-    /// unwritten (contract §12.4: "groups with m < 64 do not write output").
+    /// unwritten (an independent report: "groups with m < 64 do not write output").
     /// 0: always written.
     pub min_output_rows: usize,
 }
@@ -172,7 +172,7 @@ pub(crate) fn state_from_f32(values: &[f32], dtype: DType) -> Vec<u8> {
 }
 
 /// Rows whose additive-mask row has a visible (0) entry: the valid rows of a
-/// full-attention chunk (a padding row is fully masked, contract §2.4).
+/// full-attention chunk (a padding row is fully masked).
 pub fn valid_rows_additive(mask: &[bf16], rows: usize) -> usize {
     if rows == 0 {
         return 0;
