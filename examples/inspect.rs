@@ -13,6 +13,7 @@ mod env;
 
 use anyhow::{Context, Result};
 use axllm_core::engine::geometry::Geometry;
+use axllm_core::engine::hybrid::{LayerKind, LinearGeometry, kind_from_io};
 use axllm_core::npu::{EngineModel, GroupInfo, Runtime, dtype};
 use axllm_core::package::ModelFiles;
 use std::path::{Path, PathBuf};
@@ -71,7 +72,31 @@ fn main() -> Result<()> {
     print_groups(&format!("layer {layer}"), layer_path, lm.groups());
     let post = EngineModel::load_file(&cx, &files.dir.confine(&files.post)?, &files.post)?;
     print_groups("post", &files.post, post.groups());
-    match Geometry::derive(layer_path, lm.groups()) {
+    if kind_from_io(lm.groups()) == LayerKind::Linear {
+        println!("layer {layer} is a linear-attention layer (K_cache and K_cache_out carry the whole state); see examples/conform");
+        let hidden = lm.groups()[0].input("input").map_or(0, |(_, t)| t.elements());
+        let chunk = lm.groups().iter().filter_map(|g| g.input("indices")).map(|(_, t)| t.elements()).max().unwrap_or(0);
+        match LinearGeometry::derive(layer_path, lm.groups(), hidden, chunk) {
+            Ok(g) => println!(
+                "linear geometry: state {} + {} bytes, {} decode and {} prefill groups",
+                g.k_state,
+                g.v_state,
+                g.decode.len(),
+                g.prefill.len()
+            ),
+            Err(e) => println!("linear geometry: cannot be derived: {e}"),
+        }
+    } else {
+        full_geometry(layer_path, lm.groups());
+    }
+    let emb = std::fs::metadata(&files.embedding)?.len();
+    println!("embedding file: {emb} bytes");
+    Ok(())
+}
+
+/// The derived geometry of a full-attention layer.
+fn full_geometry(layer_path: &Path, groups: &[GroupInfo]) {
+    match Geometry::derive(layer_path, groups) {
         Ok(g) => {
             println!("geometry: hidden {} kv row {} chunk {} kv rows {}", g.hidden, g.kv_dim, g.chunk, g.kv_rows);
             for d in &g.decode {
@@ -91,7 +116,4 @@ fn main() -> Result<()> {
         }
         Err(e) => println!("geometry: cannot be derived: {e}"),
     }
-    let emb = std::fs::metadata(&files.embedding)?.len();
-    println!("embedding file: {emb} bytes");
-    Ok(())
 }

@@ -18,14 +18,19 @@
 //!   the package's own chat template renders (`Model::render_chat`) for the
 //!   request given as a JSON string (so its keys keep their order).
 //!
-//! Every result also reports the tokens the device cache holds afterwards.
-//! The runtime library is `$AXLLM_AXCL_LIB` when set.
+//! Every result also reports the tokens the device cache holds afterwards
+//! (and, for hybrid models, the snapshots held and where a prompt's reuse
+//! came from). The runtime library is `$AXLLM_AXCL_LIB` when set.
+//!
+//! An optional `"load": {...}` object sets load options: `snapshot_slots`,
+//! and the assumptions about the card (`axllm_core::Inferred`):
+//! `padded_rows_keep_state`, `min_chunk_rows`.
 
 #[path = "support/env.rs"]
 mod env;
 
 use anyhow::{Context, Result, bail};
-use axllm_core::{GenerateOptions, Model, SamplingOptions};
+use axllm_core::{GenerateOptions, Inferred, LoadOptions, Model, SamplingOptions};
 use serde_json::{Value, json};
 
 fn ids(v: &Value) -> Result<Vec<u32>> {
@@ -83,7 +88,9 @@ fn session(model: &Model, req: &Value) -> Result<Value> {
         "reused": feed.reused,
         "fed": feed.fed,
         "fed_by_decode": feed.fed_by_decode,
+        "restored": feed.restored,
         "cached": s.cached_tokens(),
+        "snapshots": s.snapshot_lengths(),
     }))
 }
 
@@ -122,8 +129,10 @@ fn generate(model: &Model, req: &Value) -> Result<Value> {
         "reason_detail": format!("{reason:?}"),
         "prompt_tokens": stats.prompt_tokens,
         "reused": stats.prompt_reused,
+        "restored": stats.prompt_restored,
         "generated": stats.generated,
         "cached": model.cached_tokens(),
+        "snapshots": model.session().snapshot_lengths(),
     }))
 }
 
@@ -154,7 +163,17 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, script] = args.as_slice() else { bail!("usage: replay <model dir> <script.json>") };
     let script: Value = serde_json::from_str(&std::fs::read_to_string(script)?)?;
-    let model = Model::load(dir.as_ref(), &env::load_options()?)?;
+    let load = &script["load"];
+    let d = Inferred::default();
+    let opts = LoadOptions {
+        snapshot_slots: load["snapshot_slots"].as_u64().map(|n| n as usize),
+        inferred: Inferred {
+            padded_rows_keep_state: load["padded_rows_keep_state"].as_bool().unwrap_or(d.padded_rows_keep_state),
+            min_chunk_rows: load["min_chunk_rows"].as_u64().map_or(d.min_chunk_rows, |n| n as usize),
+        },
+        ..env::load_options()?
+    };
+    let model = Model::load(dir.as_ref(), &opts)?;
     let mut results = Vec::new();
     for req in script["requests"].as_array().context("script needs a \"requests\" array")? {
         let r = match req["kind"].as_str() {
@@ -175,6 +194,9 @@ fn main() -> Result<()> {
             "max_prefill": info.max_prefill,
             "chunk": info.chunk,
             "vocab": info.vocab,
+            "linear_layers": info.linear_layers,
+            "snapshot_slots": info.snapshot_slots,
+            "snapshot_bytes": info.snapshot_bytes,
         })
     );
     Ok(())

@@ -189,10 +189,17 @@ typedef struct {
   uint32_t hidden_size;
   // Prefill chunk length of the compiled model.
   uint32_t chunk;
-  // Device memory the model uses (buffers plus model files).
+  // Device memory the model uses (buffers, snapshot slots, model files).
   uint64_t device_memory_bytes;
   // The device id the runtime reports for the card in use.
   int32_t device_id;
+  // Hybrid models (Qwen3.5): decoder layers with linear attention; 0 otherwise.
+  uint32_t linear_layers;
+  // Hybrid models: device slots for snapshots of the linear layers' state
+  // (part of `device_memory_bytes`); 0 otherwise.
+  uint32_t snapshot_slots;
+  // Hybrid models: the bytes of one snapshot slot.
+  uint64_t snapshot_bytes;
 } axllm_model_info;
 
 #ifdef __cplusplus

@@ -16,6 +16,9 @@
 //! the layer (`self_attn.q_proj.weight`, ...) or, for a post model,
 //! `norm.weight` and `lm_head.weight`.
 
+pub mod hybrid;
+
+pub use hybrid::{ExecCost, FullSpec, HybridSpec, LinearSpec};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
@@ -44,6 +47,9 @@ pub enum Arch {
     Qwen3,
     Qwen2,
     Llama,
+    /// Qwen3.5: Gated DeltaNet and gated full-attention layers (see [`hybrid`] and `crate::math::hybrid`).
+    #[serde(rename = "qwen3_5")]
+    Qwen35,
 }
 
 /// Element type of an IO tensor or a weight, as named in the header.
@@ -141,6 +147,12 @@ pub struct SimModelHeader {
     pub groups: Vec<GroupIo>,
     #[serde(default)]
     pub tensors: Vec<TensorEntry>,
+    /// Qwen3.5 layers: which kind, and what the math needs beyond [`Geometry`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<HybridSpec>,
+    /// What one execute costs the NPU, for the `costs=header` latency model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<ExecCost>,
 }
 
 /// Why a file is not a usable simulated model.
@@ -349,6 +361,8 @@ mod tests {
             rope_inv_freq: vec![],
             groups: post_groups(4, 3),
             tensors: vec![],
+            hybrid: None,
+            cost: None,
         }
     }
 

@@ -64,7 +64,18 @@ axclError axclSimResetCounters(void);
  *   lose_device=KIND:N   at the Nth call of KIND the device is lost: every later call
  *                        fails until axclrtResetDevice
  *   abort=KIND:N         the Nth call of KIND aborts the process
- *   reset                clears latencies (prefill_us back to exec_us) and faults
+ *   linear_padding=freeze|decay  what a gate-0 (padding) row does to the state of a Qwen3.5
+ *                    linear-attention layer: leaves it unchanged (default), or runs as a
+ *                    zeroed token that shifts the convolution history and decays the state
+ *   linear_indices=ignore|check  whether linear-attention layers read indices: ignored
+ *                    (default), or an execute fails unless real rows carry consecutive
+ *                    positions and padding rows 0
+ *   min_output_rows=N    a prefill execute with fewer than N valid rows leaves `output`
+ *                    unwritten (0, the default: always written)
+ *   costs=config|header  executes of models whose file carries a cost take that cost
+ *                    (round trip included) instead of call_us plus exec_us/prefill_us/post_us
+ *   reset                clears latencies (prefill_us back to exec_us), faults and the four
+ *                        behaviours above
  * KIND: malloc, free, memset, memcpy, h2d, d2h, d2d, load, bind, execute, any.
  * Returns AXCL_SUCC, or an ILLEGAL_PARAM code when the text does not parse
  * (nothing is applied then).

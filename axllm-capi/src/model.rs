@@ -36,17 +36,24 @@ pub struct axllm_model_info {
     pub hidden_size: u32,
     /// Prefill chunk length of the compiled model.
     pub chunk: u32,
-    /// Device memory the model uses (buffers plus model files).
+    /// Device memory the model uses (buffers, snapshot slots, model files).
     pub device_memory_bytes: u64,
     /// The device id the runtime reports for the card in use.
     pub device_id: i32,
+    /// Hybrid models (Qwen3.5): decoder layers with linear attention; 0 otherwise.
+    pub linear_layers: u32,
+    /// Hybrid models: device slots for snapshots of the linear layers' state
+    /// (part of `device_memory_bytes`); 0 otherwise.
+    pub snapshot_slots: u32,
+    /// Hybrid models: the bytes of one snapshot slot.
+    pub snapshot_bytes: u64,
 }
 
 // SAFETY: repr(C), `struct_size` first; one version so far.
 unsafe impl SizedStruct for axllm_model_info {
     const NAME: &'static str = "axllm_model_info";
     const VERSIONS: &'static [(usize, usize)] =
-        &[(size_of::<axllm_model_info>(), offset_of!(axllm_model_info, device_id) + size_of::<i32>())];
+        &[(size_of::<axllm_model_info>(), offset_of!(axllm_model_info, snapshot_bytes) + size_of::<u64>())];
     fn defaults() -> Self {
         axllm_model_info { struct_size: size_of::<Self>(), ..Default::default() }
     }
@@ -133,6 +140,9 @@ pub unsafe extern "C" fn axllm_model_get_info(
             chunk: i.chunk as u32,
             device_memory_bytes: i.device_bytes,
             device_id: i.device_id,
+            linear_layers: i.linear_layers as u32,
+            snapshot_slots: i.snapshot_slots as u32,
+            snapshot_bytes: i.snapshot_bytes,
         };
         // SAFETY: caller's contract.
         unsafe { params::write(info, struct_size, value) }

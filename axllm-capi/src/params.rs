@@ -276,6 +276,7 @@ pub(crate) unsafe fn load_options(p: &axllm_load_params) -> CResult<LoadOptions>
         load_method,
         schedule,
         link_roots: link_roots.into_iter().map(PathBuf::from).collect(),
+        ..LoadOptions::default()
     })
 }
 

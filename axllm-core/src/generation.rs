@@ -178,8 +178,10 @@ impl Generation {
     }
 
     /// Ends the stream; `release` flushes held-back text into the final piece.
+    /// A hybrid model keeps a snapshot of the state at the end of the turn.
     fn finish(&mut self, reason: StopReason, release: bool) -> Result<()> {
         self.finished = Some(reason);
+        self.engine.end_turn()?;
         if release {
             let tail = self.decoder.finish(&self.inner.tokenizer)?;
             let mut text = self.stop.push(&tail);

@@ -26,8 +26,15 @@ pub struct ModelInfo {
     pub max_prefill: usize,
     /// The call schedule in use.
     pub schedule: Schedule,
-    /// Device memory used by this model (buffers plus model files).
+    /// Device memory used by this model (buffers, snapshot slots, model files).
     pub device_bytes: u64,
+    /// Hybrid models (Qwen3.5): decoder layers with linear attention (0 otherwise).
+    pub linear_layers: usize,
+    /// Hybrid models: device slots for snapshots of the linear layers' state
+    /// (0 otherwise).
+    pub snapshot_slots: usize,
+    /// Hybrid models: the bytes of one snapshot (every linear layer's state).
+    pub snapshot_bytes: u64,
     /// The id the runtime reports for the card in use.
     pub device_id: i32,
     /// The runtime library loaded.

@@ -23,7 +23,10 @@
 //! * Loading: [`Model::load`] / [`Model::load_with_progress`] with
 //!   [`LoadOptions`] (device, runtime library, [`LoadMethod`], [`Schedule`]
 //!   with its parts [`KvWrite`], [`InputUpload`], [`Execution`], link roots),
-//!   reporting [`LoadProgress`]; [`ModelInfo`] says what was loaded.
+//!   reporting [`LoadProgress`]; [`ModelInfo`] says what was loaded. For
+//!   hybrid models (Qwen3.5), [`Inferred`] holds what the card is assumed to
+//!   do where it is not known, and [`LoadOptions::snapshot_slots`] (default
+//!   [`DEFAULT_SNAPSHOT_SLOTS`]) bounds the recurrent-state snapshots.
 //! * Generating: [`Model::begin`] / [`Model::begin_tokens`] with
 //!   [`GenerateOptions`] and [`SamplingOptions`] start a [`Generation`]; its
 //!   [`Generation::next`] returns [`Step`]s until the [`StopReason`];
@@ -81,12 +84,12 @@ mod shared;
 mod stats;
 
 pub use diagnostics::{Simulator, SimulatorCounters};
-pub use engine::{Execution, InputUpload, KvWrite, LoadMethod, LoadProgress, PromptFeed, Schedule};
+pub use engine::{Execution, Inferred, InputUpload, KvWrite, LoadMethod, LoadProgress, PromptFeed, Schedule};
 pub use error::{Cause, Error, ErrorKind, Result};
 pub use generation::{CancelHandle, Completion, Generation, Step};
 pub use info::ModelInfo;
 pub use model::Model;
-pub use options::{GenerateOptions, LoadOptions};
+pub use options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions};
 pub use package::{StreamDecoder, Tokenizer};
 pub use sampling::SamplingOptions;
 pub use session::Session;

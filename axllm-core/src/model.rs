@@ -5,12 +5,13 @@
 //! holds the NPU while it lives, so requests are serialised.
 
 use crate::diagnostics::Simulator;
-use crate::engine::{Engine, Fed, LoadProgress, Resident};
+use crate::engine::hybrid::kinds_from_config;
+use crate::engine::{Engine, Fed, HybridLoad, LoadProgress, Resident};
 use crate::error::{Error, Result};
 use crate::generation::{Completion, Generation, Prefilled, Step};
 use crate::info::ModelInfo;
 use crate::npu::Runtime;
-use crate::options::{GenerateOptions, LoadOptions};
+use crate::options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions};
 use crate::package::config::{PostConfig, read_json};
 use crate::package::{Embeddings, ModelFiles, Tokenizer};
 use crate::sampling::{Sampler, SamplingOptions};
@@ -50,8 +51,13 @@ impl Model {
         let post_config: Option<PostConfig> = files.post_config.as_deref().map(|p| read_json(pkg, p)).transpose()?;
         let runtime = Runtime::open(opts.runtime_library.as_deref())?;
         let device = runtime.device(opts.device_index)?;
+        let kinds = match &files.runtime_config {
+            Some(cfg) => kinds_from_config(cfg, files.layers.len(), &dir.join("config.json")).map_err(|e| e.in_package(dir))?,
+            None => None,
+        };
+        let hybrid = HybridLoad { kinds, snapshot_slots: opts.snapshot_slots.unwrap_or(DEFAULT_SNAPSHOT_SLOTS) };
         let resident =
-            Resident::load(&device, pkg, &files.layers, &files.post, opts.load_method, opts.schedule, progress)
+            Resident::load(&device, pkg, &files.layers, &files.post, opts.load_method, opts.schedule, &hybrid, progress)
                 .map_err(|e| e.in_package(dir))?;
         let geometry = resident.geometry().clone();
         let vocab = resident.vocab();
@@ -87,6 +93,9 @@ impl Model {
             max_prefill: geometry.max_prefill(),
             schedule: opts.schedule,
             device_bytes: resident.device_bytes(),
+            linear_layers: resident.linear_layers(),
+            snapshot_slots: resident.snapshot_slots(),
+            snapshot_bytes: resident.snapshot_bytes() as u64,
             device_id: device.id(),
             runtime_path: runtime.path().to_path_buf(),
             load_duration: started.elapsed(),
@@ -94,7 +103,7 @@ impl Model {
         let defaults = post_config.as_ref().map(SamplingOptions::from_post_config).unwrap_or_default();
         Ok(Model {
             inner: Arc::new(Inner {
-                engine: Arc::new(Mutex::new(Engine::new(resident))),
+                engine: Arc::new(Mutex::new(Engine::new(resident, opts.inferred))),
                 runtime: Arc::clone(&runtime),
                 tokenizer,
                 embeddings,
@@ -188,6 +197,8 @@ impl Model {
             prompt_tokens: prompt.len(),
             prompt_reused: feed.reused,
             prompt_fed_by_decode: feed.fed_by_decode,
+            prompt_restored: feed.restored,
+            snapshots_held: engine.snapshots().held(),
             prompt_duration: started.elapsed(),
             ..Default::default()
         };

@@ -2,7 +2,7 @@
 //! is here: nothing is read from the environment (only the outermost layer,
 //! an example's flags or Ollama's runner, does that and passes the values in).
 
-use crate::engine::{LoadMethod, Schedule};
+use crate::engine::{Inferred, LoadMethod, Schedule};
 use crate::sampling::SamplingOptions;
 use std::path::PathBuf;
 
@@ -24,7 +24,20 @@ pub struct LoadOptions {
     /// its blob store). Names in the package's configuration must stay inside
     /// the package whatever this holds. Normally empty.
     pub link_roots: Vec<PathBuf>,
+    /// Hybrid models (Qwen3.5): device slots for snapshots of the linear
+    /// layers' state (each [`crate::ModelInfo::snapshot_bytes`]); `None`:
+    /// [`DEFAULT_SNAPSHOT_SLOTS`]. 0 keeps none: a prompt then reuses the
+    /// cache only when it extends it.
+    pub snapshot_slots: Option<usize>,
+    /// Hybrid models: what the card is assumed to do where that is not known
+    /// (the default: what the vendor runner assumes).
+    pub inferred: Inferred,
 }
+
+/// Snapshot slots of a hybrid model when [`LoadOptions::snapshot_slots`] is
+/// unset: the ends of a few turns and chunks (about 10 MiB each for
+/// Qwen3.5-0.8B with bf16 state).
+pub const DEFAULT_SNAPSHOT_SLOTS: usize = 8;
 
 /// Options of one generation.
 #[derive(Debug, Clone, Default)]

@@ -60,4 +60,15 @@ impl Session {
     pub fn reset(&mut self) -> Result<()> {
         self.engine.reset()
     }
+
+    /// Marks the end of a turn: a hybrid model keeps a snapshot of the state
+    /// after every token fed so far (a generation does this when it ends).
+    pub fn end_turn(&mut self) -> Result<()> {
+        self.engine.end_turn()
+    }
+
+    /// The lengths of the state snapshots held (hybrid models), ascending.
+    pub fn snapshot_lengths(&self) -> Vec<usize> {
+        self.engine.snapshots().lengths()
+    }
 }

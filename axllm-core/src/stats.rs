@@ -37,6 +37,12 @@ pub struct Stats {
     pub prompt_reused: usize,
     /// Of those, tokens fed one by one (no prefill group held their history).
     pub prompt_fed_by_decode: usize,
+    /// Hybrid models: the reused tokens came from the state snapshot of this
+    /// many tokens (restored onto the card), not from the state left on it.
+    pub prompt_restored: Option<usize>,
+    /// Hybrid models: state snapshots held after the prompt (at most
+    /// [`crate::ModelInfo::snapshot_slots`]).
+    pub snapshots_held: usize,
     /// Prefill time up to the first sampled token.
     pub prompt_duration: Duration,
     /// Tokens generated (the end token is not counted).

@@ -2,7 +2,7 @@
 //!
 //! * [`sim_library`]: the simulator library (`libaxcl_sim.so`) of the build
 //!   profile the test runs in, built when it is missing;
-//! * [`tempdir`], [`packed`], [`pack_random`], [`small_io`]: temporary
+//! * [`tempdir`], [`packed`], [`pack_random`], [`small_io`], [`packed_qwen35`]: temporary
 //!   packages of random-weight models, packed by axsim-pack in the vendor's layouts;
 //! * [`load_options`], [`qwen3`], [`greedy`], [`argmax_bf16`]: the library on the simulator;
 //! * [`models`]: tiny simulated layer and post model files for the runtime's
@@ -15,7 +15,7 @@ pub mod models;
 mod packages;
 mod sim;
 
-pub use packages::{pack_random, packed, small_io, tempdir};
+pub use packages::{pack_random, packed, packed_qwen35, small_io, tempdir};
 pub use sim::{sim_library, sim_library_in};
 pub use tempfile::TempDir;
 

@@ -69,6 +69,8 @@ impl TinyLayer {
             rope_inv_freq: vec![1.0, 0.01],
             groups: self.groups(),
             tensors: vec![],
+            hybrid: None,
+            cost: None,
         };
         let mut w = SimModelWriter::new(header);
         if !self.timing_only {
@@ -122,6 +124,8 @@ pub fn tiny_post(path: &Path, vocab: usize) {
         rope_inv_freq: vec![],
         groups: post_groups(H, vocab),
         tensors: vec![],
+        hybrid: None,
+        cost: None,
     };
     let mut w = SimModelWriter::new(header);
     w.add_tensor("norm.weight", DType::Bf16, &[H], &bf16_bytes(&random(11, H, 1.0)));

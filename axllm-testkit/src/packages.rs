@@ -1,6 +1,6 @@
 //! Temporary model packages: random-weight checkpoints packed by axsim-pack.
 
-use axsim_pack::{Family, IoOptions, Layout, PackOptions, RandomOptions};
+use axsim_pack::{Family, HybridOptions, IoOptions, Layout, PackOptions, RandomOptions};
 use std::path::{Path, PathBuf};
 
 /// A temporary directory, removed on drop.
@@ -38,4 +38,22 @@ pub fn pack_random(dir: &Path, random: &RandomOptions, pack: &PackOptions) -> Pa
 pub fn packed(dir: &Path, family: Family, layout: Layout, seed: u64) -> PathBuf {
     let random = RandomOptions { arch: family, seed, ..Default::default() };
     pack_random(dir, &random, &PackOptions { io: small_io(), layout, ..Default::default() })
+}
+
+/// Packs a random Qwen3.5 checkpoint (6 layers: layer 3 full attention, the
+/// others linear; `seed`, written once under `dir`) into `dir/<name>` with
+/// [`small_io`] and `hybrid`; returns the package directory.
+///
+/// # Panics
+/// When writing or packing fails.
+pub fn packed_qwen35(dir: &Path, name: &str, hybrid: HybridOptions, seed: u64) -> PathBuf {
+    let ckpt = dir.join(format!("ckpt-qwen35-{seed}"));
+    if !ckpt.exists() {
+        let opts = RandomOptions { arch: Family::Qwen35, layers: 6, seed, init_std: 0.05, ..Default::default() };
+        axsim_pack::write_random_checkpoint(&ckpt, &opts).expect("random checkpoint");
+    }
+    let out = dir.join(name);
+    let popts = PackOptions { io: small_io(), hybrid, ..Default::default() };
+    axsim_pack::pack_checkpoint(&ckpt, &out, &popts).expect("pack");
+    out
 }

@@ -77,6 +77,8 @@ impl ModelSpec {
             rope_inv_freq,
             groups,
             tensors: Vec::new(),
+            hybrid: None,
+            cost: None,
         }
     }
 }

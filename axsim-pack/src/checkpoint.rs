@@ -134,13 +134,45 @@ impl Checkpoint {
     /// Reads a tensor, checks its shape and converts it to little-endian bf16
     /// (round to nearest even) from bf16, f16 or f32.
     pub fn read_bf16(&self, name: &str, shape: &[usize]) -> Result<Vec<u8>> {
+        let bytes = self.read_raw(name, shape)?;
+        to_bf16(bytes.0, bytes.1).with_context(|| format!("tensor {name} in {}", self.tensors[name].file.display()))
+    }
+
+    /// Reads a tensor, checks its shape and converts it to f32 values.
+    pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (dtype, raw) = self.read_raw(name, shape)?;
+        let word = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
+        Ok(match dtype {
+            Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_bits(word(c)).to_f32()).collect(),
+            Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_bits(word(c)).to_f32()).collect(),
+            _ => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        })
+    }
+
+    /// The names of every tensor in the checkpoint.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// The file a tensor is stored in.
+    pub fn file_of(&self, name: &str) -> Option<&Path> {
+        self.tensors.get(name).map(|t| t.file.as_path())
+    }
+
+    /// Checks a tensor's shape and dtype without reading it.
+    pub fn check(&self, name: &str, shape: &[usize]) -> Result<()> {
+        self.locate(name, shape).map(|_| ())
+    }
+
+    /// A tensor's dtype and raw bytes, shape checked.
+    fn read_raw(&self, name: &str, shape: &[usize]) -> Result<(Dtype, Vec<u8>)> {
         let loc = self.locate(name, shape)?;
         let mut f = File::open(&loc.file).with_context(|| format!("opening {}", loc.file.display()))?;
         let mut raw = vec![0u8; usize::try_from(loc.len)?];
         f.seek(SeekFrom::Start(loc.start))
             .and_then(|_| f.read_exact(&mut raw))
             .with_context(|| format!("reading tensor {name} from {}", loc.file.display()))?;
-        to_bf16(loc.dtype, raw).with_context(|| format!("tensor {name} in {}", loc.file.display()))
+        Ok((loc.dtype, raw))
     }
 }
 

@@ -20,12 +20,16 @@ pub(crate) const LM_HEAD: &str = "lm_head.weight";
 
 /// A supported upstream architecture.
 ///
-/// Derives `clap::ValueEnum` so the CLI can take it directly (`qwen3`, `qwen2`, `llama`).
+/// Derives `clap::ValueEnum` so the CLI can take it directly (`qwen3`, `qwen2`,
+/// `llama`, `qwen3_5`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Family {
     Qwen3,
     Qwen2,
     Llama,
+    /// Qwen3.5, the hybrid of Gated DeltaNet and full attention (see `pack::hybrid`).
+    #[value(name = "qwen3_5")]
+    Qwen35,
 }
 
 impl Family {
@@ -36,6 +40,8 @@ impl Family {
             Family::Qwen3 => "qwen3",
             Family::Qwen2 => "qwen2",
             Family::Llama => "llama",
+            // AXERA's Qwen3.5 packages (contract §10.1).
+            Family::Qwen35 => "qwen3_5_text",
         }
     }
 
@@ -45,6 +51,7 @@ impl Family {
             Family::Qwen3 => "Qwen3ForCausalLM",
             Family::Qwen2 => "Qwen2ForCausalLM",
             Family::Llama => "LlamaForCausalLM",
+            Family::Qwen35 => "Qwen3_5ForConditionalGeneration",
         }
     }
 
@@ -54,6 +61,7 @@ impl Family {
             Family::Qwen3 => "Qwen3",
             Family::Qwen2 => "Qwen2_5",
             Family::Llama => "Llama",
+            Family::Qwen35 => "Qwen3_5",
         }
     }
 
@@ -63,10 +71,11 @@ impl Family {
             Family::Qwen3 => axcl_sim::format::Arch::Qwen3,
             Family::Qwen2 => axcl_sim::format::Arch::Qwen2,
             Family::Llama => axcl_sim::format::Arch::Llama,
+            Family::Qwen35 => axcl_sim::format::Arch::Qwen35,
         }
     }
 
-    /// The family a config describes, from `model_type` or else `architectures`.
+    /// The dense family a config describes, from `model_type` or else `architectures`.
     fn detect(cfg: &Map<String, Value>) -> Option<Self> {
         let all = [Family::Qwen3, Family::Qwen2, Family::Llama];
         if let Some(t) = cfg.get("model_type").and_then(Value::as_str) {
@@ -77,11 +86,12 @@ impl Family {
     }
 
     /// The upstream models' context length, for configs written in code.
-    pub(crate) fn default_max_positions(self) -> usize {
+    pub(crate) const fn default_max_positions(self) -> usize {
         match self {
             Family::Qwen3 => 40960,
             Family::Qwen2 => 32768,
             Family::Llama => 131072,
+            Family::Qwen35 => 262_144,
         }
     }
 }
@@ -137,10 +147,11 @@ impl HfConfig {
     fn from_json(value: &Value, family: Option<Family>) -> Result<Self> {
         let Some(cfg) = value.as_object() else { bail!("config.json is not a JSON object") };
         let family = match family.or_else(|| Family::detect(cfg)) {
+            Some(Family::Qwen35) => bail!("a Qwen3.5 config is read by the hybrid packer, not as a dense model"),
             Some(f) => f,
             None => bail!(
                 "unsupported model: model_type {} (architectures {}); supported: qwen3, qwen2, llama \
-                 (Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM)",
+                 (Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM), qwen3_5 and qwen3_5_text",
                 cfg.get("model_type").unwrap_or(&Value::Null),
                 cfg.get("architectures").unwrap_or(&Value::Null)
             ),
@@ -325,6 +336,8 @@ impl HfConfig {
                 "mlp_bias": self.mlp_bias,
                 "pretraining_tp": 1,
             }),
+            // Qwen3.5 configs are written by `pack::hybrid`.
+            Family::Qwen35 => json!({}),
         };
         if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), extra) {
             obj.extend(extra);

@@ -37,6 +37,15 @@ pub(crate) struct Package {
     hidden_size: usize,
     vocab_size: usize,
     chunk: usize,
+    /// Hybrid models: the config.json keys naming each layer's kind (contract §10.1).
+    hybrid_keys: HybridKeys,
+}
+
+/// The hybrid keys of an axllm config.json.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HybridKeys {
+    pub full_attention_interval: Option<usize>,
+    pub layer_types: Option<Vec<&'static str>>,
 }
 
 /// post_config.json: all nine keys, in the vendor's order.
@@ -80,6 +89,10 @@ struct AxllmConfig<'a> {
     tokens_embed_size: usize,
     post_config_path: &'a str,
     devices: [u32; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_attention_interval: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_types: Option<&'a [&'static str]>,
 }
 
 impl Package {
@@ -102,7 +115,14 @@ impl Package {
             hidden_size: spec.geometry.hidden_size,
             vocab_size: spec.vocab_size,
             chunk: spec.io.chunk,
+            hybrid_keys: HybridKeys::default(),
         })
+    }
+
+    /// Adds the hybrid keys to the axllm config.json.
+    pub fn with_hybrid_keys(mut self, keys: HybridKeys) -> Self {
+        self.hybrid_keys = keys;
+        self
     }
 
     /// Lowercase name, as the vendor names its compiled directories (`qwen3-4b-ax650`).
@@ -187,6 +207,8 @@ impl Package {
             tokens_embed_size: self.hidden_size,
             post_config_path: POST_CONFIG_FILE,
             devices: [0],
+            full_attention_interval: self.hybrid_keys.full_attention_interval,
+            layer_types: self.hybrid_keys.layer_types.as_deref(),
         }
     }
 

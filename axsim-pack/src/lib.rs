@@ -10,11 +10,13 @@
 //! The module is split by concern: `hf` describes checkpoints (config,
 //! weight names, tokenizer files), `checkpoint` reads their safetensors,
 //! `rope` computes RoPE frequencies, `axmodel` writes the simulated model files,
-//! `layout` the three directory layouts, `tokenizer` trains the test tokenizer.
+//! `layout` the three directory layouts, `tokenizer` trains the test tokenizer,
+//! [`hybrid`] does all of it for Qwen3.5.
 
 mod axmodel;
 mod checkpoint;
 mod hf;
+pub mod hybrid;
 mod layout;
 mod random;
 mod rope;
@@ -22,6 +24,7 @@ mod timing;
 mod tokenizer;
 
 pub use hf::Family;
+pub use hybrid::{HybridOptions, HybridPreset, HybridRandomOptions, HybridTimingOptions, LayerKeys, StateDtype};
 pub use layout::Layout;
 pub use random::{RandomOptions, write_random_checkpoint};
 pub use rope::{RopeScaling, rope_inv_freq};
@@ -90,6 +93,8 @@ pub struct PackOptions {
     pub name: Option<String>,
     /// Overrides the family read from config.json.
     pub family: Option<Family>,
+    /// Qwen3.5 only: how the linear layers are compiled.
+    pub hybrid: HybridOptions,
 }
 
 /// What a pack wrote.
@@ -110,25 +115,24 @@ pub struct PackReport {
 /// Packs the Hugging Face checkpoint in `src` into `out` (created if needed).
 pub fn pack_checkpoint(src: &Path, out: &Path, opts: &PackOptions) -> Result<PackReport> {
     opts.io.validate()?;
-    let cfg = hf::HfConfig::read(src, opts.family)?;
-    let ckpt = checkpoint::Checkpoint::open(src)?;
-    ckpt.validate(&cfg)?;
     let name = match &opts.name {
         Some(n) => n.clone(),
         None => default_name(src)?,
     };
+    let qwen35 = match opts.family {
+        Some(f) => f == Family::Qwen35,
+        None => hybrid::is_qwen35(src),
+    };
+    if qwen35 {
+        return hybrid::pack_qwen35(src, out, opts, &name);
+    }
+    let cfg = hf::HfConfig::read(src, opts.family)?;
+    let ckpt = checkpoint::Checkpoint::open(src)?;
+    ckpt.validate(&cfg)?;
     let tokenizer_files = hf::read_tokenizer_files(src, cfg.vocab_size)?;
     let spec = axmodel::ModelSpec::from_hf(&cfg, &opts.io);
     let pkg = layout::Package::new(&spec, &name, opts.layout)?;
-
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    ensure!(
-        !same_dir(src, out)?,
-        "the output directory {} is the checkpoint directory; pack into a different directory",
-        out.display()
-    );
-    let model_dir = pkg.model_dir(out);
-    std::fs::create_dir_all(&model_dir).with_context(|| format!("creating {}", model_dir.display()))?;
+    let model_dir = prepare_out(src, out, &pkg)?;
 
     let mut files = Vec::new();
     // Read the embedding once: it feeds the embedding file and, when tied, the lm_head.
@@ -178,6 +182,19 @@ impl PackReport {
             files,
         }
     }
+}
+
+/// Creates `out` and the package's model directory in it (never the checkpoint directory).
+fn prepare_out(src: &Path, out: &Path, pkg: &layout::Package) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    ensure!(
+        !same_dir(src, out)?,
+        "the output directory {} is the checkpoint directory; pack into a different directory",
+        out.display()
+    );
+    let model_dir = pkg.model_dir(out);
+    std::fs::create_dir_all(&model_dir).with_context(|| format!("creating {}", model_dir.display()))?;
+    Ok(model_dir)
 }
 
 /// The checkpoint directory's own name, e.g. `Qwen3-0.6B`.

@@ -37,6 +37,8 @@ pub struct RandomOptions {
     pub init_std: f64,
     /// BPE vocabulary target of the trained tokenizer.
     pub vocab_target: usize,
+    /// Qwen3.5 only: the linear-attention dims and the layer pattern.
+    pub hybrid: super::HybridRandomOptions,
 }
 
 impl Default for RandomOptions {
@@ -53,6 +55,7 @@ impl Default for RandomOptions {
             tie_embeddings: false,
             init_std: 0.02,
             vocab_target: DEFAULT_VOCAB_TARGET,
+            hybrid: super::HybridRandomOptions::default(),
         }
     }
 }
@@ -96,6 +99,9 @@ impl RandomOptions {
 /// simulator does not care, and one tokenizer keeps the tests simple.
 pub fn write_random_checkpoint(out: &Path, opts: &RandomOptions) -> Result<()> {
     ensure!(opts.init_std.is_finite() && opts.init_std > 0.0, "init_std must be positive, got {}", opts.init_std);
+    if opts.arch == Family::Qwen35 {
+        return super::hybrid::write_random_qwen35(out, opts);
+    }
     let tok = train_tokenizer(opts.vocab_target)?;
     let cfg = opts.config(tok.len.div_ceil(VOCAB_PAD) * VOCAB_PAD);
     cfg.validate()?;

@@ -100,6 +100,7 @@ fn expected_layer_weights(arch: Family, head_dim: usize) -> Vec<(String, Vec<usi
             w.push(("self_attn.v_proj.bias", vec![kv]));
         }
         Family::Llama => {}
+        Family::Qwen35 => unreachable!("Qwen3.5 packages are checked in tests/pack_qwen35.rs"),
     }
     let mut w: Vec<_> = w.into_iter().map(|(n, s)| (n.to_owned(), s)).collect();
     w.sort();
@@ -166,6 +167,7 @@ fn check_package(ckpt: &Path, out: &Path, arch: Family, layout: Layout, name: &s
         Family::Qwen3 => Arch::Qwen3,
         Family::Qwen2 => Arch::Qwen2,
         Family::Llama => Arch::Llama,
+        Family::Qwen35 => Arch::Qwen35,
     };
     for i in 0..LAYERS {
         let f = SimModelFile::read(&model_dir.join(format!("{p}_p16_l{i}_together.axmodel"))).unwrap();
@@ -238,6 +240,7 @@ fn check_package(ckpt: &Path, out: &Path, arch: Family, layout: Layout, name: &s
                 Family::Qwen3 => "Qwen3",
                 Family::Qwen2 => "Qwen2_5",
                 Family::Llama => "Llama",
+                Family::Qwen35 => "Qwen3_5",
             };
             assert_eq!(
                 c,
@@ -323,7 +326,7 @@ fn random_checkpoints_pack_in_every_layout() {
         for layout in [Layout::Axllm, Layout::HfPackage, Layout::Compiled] {
             let out = tmp.path().join(format!("out-{}-{layout:?}", arch.prefix()));
             let name = "Tiny-Model.v1";
-            let opts = PackOptions { io: small_io(), layout, name: Some(name.into()), family: None };
+            let opts = PackOptions { io: small_io(), layout, name: Some(name.into()), ..Default::default() };
             let report = pack::pack_checkpoint(&ckpt, &out, &opts).unwrap();
             assert_eq!(report.family, arch);
             assert_eq!((report.layers, report.hidden_size), (LAYERS, H));
@@ -351,6 +354,7 @@ fn random_checkpoint_config_matches_hugging_face() {
             Family::Qwen3 => "Qwen3ForCausalLM",
             Family::Qwen2 => "Qwen2ForCausalLM",
             Family::Llama => "LlamaForCausalLM",
+            Family::Qwen35 => unreachable!(),
         };
         assert_eq!(c["architectures"], json!([arch_name]));
         for (key, want) in [
@@ -376,6 +380,7 @@ fn random_checkpoint_config_matches_hugging_face() {
                 assert_eq!(c["head_dim"], 16);
                 assert_eq!(c["rope_scaling"]["rope_type"], "llama3");
             }
+            Family::Qwen35 => unreachable!(),
         }
         let g = read_json(&dir.join("generation_config.json"));
         let eos: Vec<u32> = serde_json::from_value(g["eos_token_id"].clone()).unwrap();
@@ -447,7 +452,7 @@ fn sharded_f32_and_f16_checkpoints_convert_with_round_to_nearest_even() {
     let index = json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
     std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
 
-    let opts = PackOptions { io: small_io(), layout: Layout::Compiled, name: Some("m".into()), family: None };
+    let opts = PackOptions { io: small_io(), layout: Layout::Compiled, name: Some("m".into()), ..Default::default() };
     let (a, b) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
     pack::pack_checkpoint(&src, &a, &opts).unwrap();
     pack::pack_checkpoint(&sharded, &b, &opts).unwrap();

@@ -15,6 +15,7 @@
 mod calibration;
 #[path = "../support/env.rs"]
 mod env;
+mod hybrid;
 mod measure;
 mod runner;
 mod sys;
@@ -69,6 +70,11 @@ struct Args {
     /// Tokens for --library-generate.
     #[arg(long, default_value_t = 48)]
     num_predict: usize,
+    /// Run the Qwen3.5 packages instead of the Qwen3 ones (`--models` filters
+    /// by name, e.g. `0.8b,int4`): decode and TTFT against the vendor runner's
+    /// published Pi 5 numbers.
+    #[arg(long)]
+    qwen35: bool,
 }
 
 /// Who runs the workloads.
@@ -326,6 +332,12 @@ fn main() -> Result<()> {
     println!("  with repeat_penalty 1.1 over the last 64 tokens: mean {mean:.0} µs, p99 {p99:.0} µs, max {max:.0} µs");
 
     let rt = Runtime::open(Some(&lib))?;
+    if args.qwen35 {
+        let ours = if args.schedules.is_empty() { SCHEDULES.to_vec() } else { args.schedules.clone() };
+        hybrid::run(&lib, &rt, &cal, &ours, args.decode_tokens, &args.models)?;
+        println!("\ntotal {:.0} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     for (i, m) in MODELS.iter().enumerate() {
         let short = m.name.trim_start_matches("Qwen3-").to_lowercase();
         if !args.models.is_empty() && !args.models.contains(&short) {

@@ -131,6 +131,14 @@ pub fn geometry(data: &[u8]) {
             outputs: OUT.iter().map(|n| tensor(&mut b, n)).collect(),
         })
         .collect();
+    // The same IO read as a Qwen3.5 linear-attention layer's.
+    let _ = axllm_core::engine::hybrid::kind_from_io(&groups);
+    let (hidden, chunk) = (b.u8() as usize + 1, (b.u8() % 8) as usize + 2);
+    if let Ok(lg) = axllm_core::engine::hybrid::LinearGeometry::derive(Path::new("fuzz"), &groups, hidden, chunk) {
+        assert!(lg.k_state > 0 && lg.v_state > 0 && !lg.decode.is_empty() && !lg.prefill.is_empty());
+        let (p, d) = (lg.group_for(true, b.u8() as usize), lg.group_for(false, b.u8() as usize));
+        assert!(p.rows == chunk && d.rows == 1 && p.mask >= p.rows);
+    }
     let Ok(g) = Geometry::derive(Path::new("fuzz"), &groups) else { return };
     let _ = (g.max_positions(), g.max_prefill());
     for _ in 0..4 {
@@ -159,6 +167,7 @@ pub fn sim_format(data: &[u8]) {
     if let Ok(f) = SimModelFile::parse(data) {
         let _ = axcl_sim::math::DecoderLayer::from_file(&f);
         let _ = axcl_sim::math::PostHead::from_file(&f);
+        let _ = axcl_sim::math::hybrid::HybridLayer::from_file(&f);
     }
 }
 

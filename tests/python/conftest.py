@@ -21,7 +21,11 @@ TARGET = ROOT / "target" / "release"
 GEOMETRY = ["--hidden", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2",
             "--head-dim", "16", "--intermediate", "128", "--vocab-target", "512"]
 PACKING = ["--chunk", "16", "--context", "127", "--prefill-history", "16,32,64"]
-CHUNK, CONTEXT = 16, 127
+CHUNK, CONTEXT, HISTORY = 16, 127, [16, 32, 64]
+# Qwen3.5: the same full-attention geometry, linear layers of 2 key and 4
+# value heads of 16, a larger init so the state's effect is far above noise.
+QWEN35_GEOMETRY = ["--hidden", "64", "--layers", "6", "--heads", "4", "--kv-heads", "2",
+                   "--head-dim", "16", "--intermediate", "128", "--vocab-target", "512", "--init-std", "0.05"]
 
 
 def run(cmd, **kw):
@@ -34,10 +38,11 @@ def run(cmd, **kw):
 @pytest.fixture(scope="session")
 def tools():
     run(["cargo", "build", "--release", "-p", "axcl-sim", "-p", "axsim-pack"], cwd=ROOT)
-    run(["cargo", "build", "--release", "--example", "replay"], cwd=ROOT)
+    run(["cargo", "build", "--release", "--example", "replay", "--example", "conform"], cwd=ROOT)
     t = {
         "pack": TARGET / "axsim-pack",
         "replay": TARGET / "examples" / "replay",
+        "conform": TARGET / "examples" / "conform",
         "sim": TARGET / "libaxcl_sim.so",
     }
     for p in t.values():
@@ -59,9 +64,20 @@ def pack(tools, workdir: Path, arch: str, seed: int = 1, extra=()):
     return ckpt, model
 
 
-def replay(tools, model_dir: Path, requests, env=None):
+def pack_qwen35(tools, workdir: Path, name="ax650", seed: int = 1, extra=(), packing=PACKING):
+    """A random Qwen3.5 checkpoint (6 layers: l3 full, the rest linear) packed
+    with `packing` (default: the geometry above) into `workdir/qwen3_5-<name>`;
+    `extra` adds packing options (state dtype, ...)."""
+    ckpt, model = workdir / "qwen3_5-ckpt", workdir / f"qwen3_5-{name}"
+    if not ckpt.exists():
+        run([tools["pack"], "random", ckpt, "--arch", "qwen3_5", "--seed", str(seed), *QWEN35_GEOMETRY])
+    run([tools["pack"], "hf", ckpt, model, *packing, *extra])
+    return ckpt, model
+
+
+def replay(tools, model_dir: Path, requests, env=None, load=None):
     script = model_dir.parent / f"script-{os.getpid()}.json"
-    script.write_text(json.dumps({"requests": requests}))
+    script.write_text(json.dumps({"requests": requests, "load": load or {}}))
     res = run([tools["replay"], model_dir, script], env=env or sim_env(tools))
     out = json.loads(res.stdout)
     for r in out["results"]:

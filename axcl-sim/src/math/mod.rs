@@ -21,13 +21,18 @@
 //! * `linear`: projections `y = x·Wᵀ + b`;
 //! * `mlp`: the SwiGLU feed-forward block;
 //! * `layer`: [`DecoderLayer`], assembled from the above;
-//! * `post`: [`PostHead`], the final norm and the lm_head.
+//! * `post`: [`PostHead`], the final norm and the lm_head;
+//! * [`hybrid`]: the Qwen3.5 layer kinds, [`hybrid::HybridLayer`] (Gated
+//!   DeltaNet linear attention in `hybrid/delta.rs`, gated full attention in
+//!   `hybrid/attention.rs`), and the simulator's answers to what the contract
+//!   leaves open about them.
 
 mod attention;
 mod error;
 // The one `unsafe` call of the math, behind checks that make it sound.
 #[allow(unsafe_code)]
 mod gemm;
+pub mod hybrid;
 mod layer;
 mod linear;
 mod mlp;

@@ -124,6 +124,8 @@ fn layer_file(variant: Variant, seed: u64) -> SimModelFile {
         rope_inv_freq: vec![1.0, 0.01],
         groups: layer_groups(H, D, 4, 8, &[4]),
         tensors: vec![],
+        hybrid: None,
+        cost: None,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut w = SimModelWriter::new(header);
@@ -311,6 +313,8 @@ fn post_head_is_lm_head_of_the_normed_input() {
         rope_inv_freq: vec![],
         groups: post_groups(H, v),
         tensors: vec![],
+        hybrid: None,
+        cost: None,
     };
     let mut w = SimModelWriter::new(header);
     add(&mut w, "norm.weight", &[H], &random(&mut rng, H, 1.0));

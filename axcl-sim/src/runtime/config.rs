@@ -3,6 +3,7 @@
 
 use super::faults::{Fault, Faults};
 use super::latency::Latency;
+use crate::math::hybrid::{Behaviour, Indices, Padding};
 
 /// Device memory when `mem_mb` is not configured: the standard 8 GB card's CMM pool.
 pub(super) const DEFAULT_MEM_MB: u64 = 7040;
@@ -15,11 +16,18 @@ pub(super) struct Config {
     pub latency: Latency,
     pub mem_mb: u64,
     pub faults: Faults,
+    /// What the card does where that is not known (see [`crate::math::hybrid`]).
+    pub behaviour: Behaviour,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { latency: Latency::default(), mem_mb: DEFAULT_MEM_MB, faults: Faults::default() }
+        Self {
+            latency: Latency::default(),
+            mem_mb: DEFAULT_MEM_MB,
+            faults: Faults::default(),
+            behaviour: Behaviour::default(),
+        }
     }
 }
 
@@ -44,12 +52,16 @@ impl Config {
         if entry == "reset" {
             self.latency = Latency::default();
             self.faults.clear();
+            self.behaviour = Behaviour::default();
             return Ok(());
         }
         let Some((key, value)) = entry.split_once('=') else {
             return Err(format!("entry {entry:?} is not key=value (or reset)"));
         };
         let (key, value) = (key.trim(), value.trim());
+        if let Some(applied) = self.behaviour_entry(key, value) {
+            return applied;
+        }
         let l = &mut self.latency;
         if key == "prefill_us" {
             l.prefill_us = Some(parse_us(key, value)?);
@@ -80,6 +92,28 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The behaviour and cost-model keys; `None` when `key` is not one of them.
+    fn behaviour_entry(&mut self, key: &str, value: &str) -> Option<Result<(), String>> {
+        let b = &mut self.behaviour;
+        let choice = |options: &[&str]| match options.iter().position(|o| *o == value) {
+            Some(i) => Ok(i),
+            None => Err(format!("{key}={value}: expected {}", options.join(" or "))),
+        };
+        let applied = match key {
+            "linear_padding" => choice(&["freeze", "decay"]).map(|i| b.padding = [Padding::Freeze, Padding::Decay][i]),
+            "linear_indices" => choice(&["ignore", "check"]).map(|i| b.indices = [Indices::Ignore, Indices::Check][i]),
+            "costs" => choice(&["config", "header"]).map(|i| self.latency.header_costs = i == 1),
+            "min_output_rows" => value
+                .parse::<usize>()
+                .map(|n| b.min_output_rows = n)
+                .map_err(|_| format!("{key}={value}: expected a whole number of rows")),
+            _ => return None,
+        };
+        Some(applied)
+    }
+}
+
 /// A latency or bandwidth value: a finite number >= 0.
 fn parse_us(key: &str, value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
@@ -105,7 +139,14 @@ mod tests {
         assert!(c.apply("mem_mb=0").is_err());
         assert!(c.apply("call_us").is_err());
         assert_eq!(c, before);
+        c.apply("linear_padding=decay;linear_indices=check;min_output_rows=64;costs=header").unwrap();
+        assert_eq!(c.behaviour, Behaviour { padding: Padding::Decay, indices: Indices::Check, min_output_rows: 64 });
+        assert!(c.latency.header_costs);
+        for bad in ["linear_padding=thaw", "linear_indices=1", "min_output_rows=-1", "costs=npu"] {
+            assert!(c.apply(bad).is_err(), "{bad}");
+        }
         c.apply("reset").unwrap();
+        assert_eq!(c.behaviour, Behaviour::default());
         assert_eq!(c.latency, Latency::default());
         assert_eq!(c.faults, Faults::default());
         assert_eq!(c.mem_mb, 64, "reset keeps the memory size");

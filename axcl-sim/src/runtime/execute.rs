@@ -14,7 +14,10 @@ use super::objects::Binding;
 use super::state::{Runtime, engine_lock, global, pay, pay_async};
 use super::stream;
 use crate::format::{GroupIo, TensorDesc};
+use crate::format::ExecCost;
+use crate::math::hybrid::Behaviour;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A checked execution request.
 struct Job {
@@ -26,6 +29,8 @@ struct Job {
     /// Each output tensor's address.
     outputs: Vec<u64>,
     kind: ExecKind,
+    /// The model's header cost and this group's history width (`costs=header`).
+    cost: Option<(ExecCost, usize)>,
 }
 
 fn argument(message: String) -> SimError {
@@ -82,7 +87,21 @@ fn plan(rt: &Runtime, model_id: u64, context: u64, group: u32, io: u64) -> SimRe
         false if group_io.inputs.iter().any(|t| t.name == "indices" && t.elements() > 1) => ExecKind::Prefill,
         false => ExecKind::Decode,
     };
-    Ok(Job { compute: model.compute.clone(), group: group_io.clone(), inputs, outputs, kind })
+    let cost = model.cost.map(|c| (c, model.history.get(group as usize).copied().unwrap_or(0)));
+    Ok(Job { compute: model.compute.clone(), group: group_io.clone(), inputs, outputs, kind, cost })
+}
+
+/// The time of one execute under `costs=header`: the header's cost, of which
+/// the call's round trip is the part a queued execute does not wait for.
+fn header_cost(job: &Job, call: Duration) -> Option<(Duration, Duration)> {
+    let (cost, history) = job.cost?;
+    let us = match job.kind {
+        ExecKind::Prefill => cost.prefill_us + cost.prefill_us_per_history_row * history as f64,
+        ExecKind::Decode | ExecKind::Post => cost.decode_us,
+    };
+    let total = Duration::from_secs_f64(us.max(0.0) / 1e6);
+    let call = call.min(total);
+    Some((call, total - call))
 }
 
 /// `axclrtEngineExecute`, or with `stream` `axclrtEngineExecuteAsync` (see `stream`).
@@ -97,22 +116,28 @@ pub(super) fn execute(model: u64, context: u64, group: u32, io: u64, stream: Opt
         g.enter(Call::Execute)?;
         let job = plan(g.runtime()?, model, context, group, io)?;
         g.counters.post_execute_calls += u64::from(job.kind == ExecKind::Post);
-        (job, g.config.latency)
+        (job, (g.config.latency, g.config.behaviour))
     };
-    let results = job.compute.as_ref().map(|c| c.run(&job.group, &job.inputs)).transpose()?;
+    let (latency, behaviour): (_, Behaviour) = latency;
+    let results = job.compute.as_ref().map(|c| c.run(&job.group, &job.inputs, &behaviour)).transpose()?;
+    let (call, run) = match header_cost(&job, latency.call()).filter(|_| latency.header_costs) {
+        Some(split) => split,
+        None => (latency.call(), latency.run(job.kind)),
+    };
     match stream {
-        None => pay(latency.execute(job.kind)),
-        Some(_) => pay_async(latency.call(), latency.run(job.kind)),
+        None => pay(call + run),
+        Some(_) => pay_async(call, run),
     }
     if let Some(results) = results {
         let mut g = global();
         let memory = &mut g.runtime()?.device.memory;
-        for ((addr, bytes), desc) in job.outputs.iter().zip(&results).zip(&job.group.outputs) {
+        let written = || job.outputs.iter().zip(&results).zip(&job.group.outputs).filter_map(|((a, b), d)| Some((a, b.as_ref()?, d)));
+        for (addr, bytes, desc) in written() {
             memory
                 .check(*addr, bytes.len() as u64, &desc.name)
                 .map_err(|e| argument(format!("output freed during execute: {}", e.message)))?;
         }
-        for ((addr, bytes), desc) in job.outputs.iter().zip(&results).zip(&job.group.outputs) {
+        for (addr, bytes, desc) in written() {
             memory.write(*addr, bytes.len() as u64, &desc.name)?.copy_from_slice(bytes);
         }
     }

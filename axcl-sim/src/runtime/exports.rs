@@ -614,7 +614,7 @@ unsafe fn tensor_dtype(
         // SAFETY: the caller's contract above.
         let out = unsafe { Out::new(type_, Sub::Engine, "type") }?;
         out.set(io::with_info(handle(io_info, Sub::Engine, "ioInfo")?, |t| {
-            Ok(t.tensor(dir, 0, index)?.dtype.axcl_code())
+            t.reported_dtype(dir, index)
         })?);
         Ok(())
     })

@@ -20,6 +20,9 @@ pub(super) struct Latency {
     pub d2h_mbps: f64,
     /// On-card copy bandwidth, like `h2d_mbps`.
     pub d2d_mbps: f64,
+    /// Executes of models whose header carries a cost take that cost (round
+    /// trip included) instead of `call_us` plus `exec_us`/`prefill_us`/`post_us`.
+    pub header_costs: bool,
 }
 
 /// What an execution runs, for its latency.
@@ -67,7 +70,8 @@ impl Latency {
         })
     }
 
-    /// An engine execution.
+    /// An engine execution (with the configured latencies, not `costs=header`).
+    #[cfg(test)]
     pub(super) fn execute(&self, kind: ExecKind) -> Duration {
         self.call() + self.run(kind)
     }

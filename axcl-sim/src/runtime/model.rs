@@ -2,6 +2,8 @@
 
 use super::errors::{ErrorKind, SimError, SimResult};
 use crate::format::{DType, FormatError, GroupIo, ModelKind, SimModelFile, TensorDesc};
+use crate::format::{ExecCost, HybridSpec};
+use crate::math::hybrid::{Behaviour, HybridInputs, HybridLayer, HybridSizes, valid_rows_additive};
 use crate::math::{DecoderLayer, LayerInputs, LayerOutputs, LayerSizes, MathError, PostHead};
 use bytemuck::{Pod, Zeroable};
 use half::bf16;
@@ -30,6 +32,9 @@ pub(super) struct IoTable {
     pub groups: Vec<GroupIo>,
     input_names: Vec<CString>,
     output_names: Vec<CString>,
+    /// Tensors whose dtype is reported as NONE (0): the state of linear layers
+    /// packed with `report_state_dtype_none`, as older AXCL builds report it.
+    dtype_none: Vec<String>,
 }
 
 impl IoTable {
@@ -41,7 +46,13 @@ impl IoTable {
         };
         let input_names = c_names(&groups[0].inputs)?;
         let output_names = c_names(&groups[0].outputs)?;
-        Ok(Self { groups, input_names, output_names })
+        Ok(Self { groups, input_names, output_names, dtype_none: Vec::new() })
+    }
+
+    /// The `axclrtEngineDataType` reported for tensor `index`.
+    pub(super) fn reported_dtype(&self, dir: Dir, index: u32) -> SimResult<i32> {
+        let t = self.tensor(dir, 0, index)?;
+        Ok(if self.dtype_none.contains(&t.name) { axcl_sys::rt::AXCL_DATA_TYPE_NONE as i32 } else { t.dtype.axcl_code() })
     }
 
     fn names(&self, dir: Dir) -> &[CString] {
@@ -102,6 +113,8 @@ impl IoTable {
 #[derive(Debug)]
 pub(super) enum Compute {
     Layer { layer: Box<DecoderLayer>, slots: LayerSlots },
+    /// A Qwen3.5 layer of either kind.
+    Hybrid { layer: Box<HybridLayer>, slots: LayerSlots },
     Post { head: PostHead, input: usize, output: usize },
 }
 
@@ -127,6 +140,9 @@ pub(super) struct Model {
     /// the state lock.
     pub compute: Option<Arc<Compute>>,
     pub post: bool,
+    /// The header's execute cost (`costs=header`), and each group's history width.
+    pub cost: Option<ExecCost>,
+    pub history: Vec<usize>,
 }
 
 impl Model {
@@ -147,6 +163,14 @@ impl Model {
         let post = file.header.kind == ModelKind::Post;
         let compute = match (file.header.timing_only, file.header.kind) {
             (true, _) => None,
+            (false, ModelKind::Layer) if file.header.hybrid.is_some() => {
+                let layer = HybridLayer::from_file(&file).map_err(|e| invalid(e.to_string()))?;
+                let slots = layer_slots(&file.header.groups[0]).map_err(invalid)?;
+                for (g, group) in file.header.groups.iter().enumerate() {
+                    layer.check(&slots.hybrid_sizes(group)).map_err(|e| invalid(format!("group {g}: {e}")))?;
+                }
+                Some(Arc::new(Compute::Hybrid { layer: Box::new(layer), slots }))
+            }
             (false, ModelKind::Layer) => {
                 let layer = DecoderLayer::from_file(&file).map_err(|e| invalid(e.to_string()))?;
                 let slots = layer_slots(&file.header.groups[0]).map_err(invalid)?;
@@ -165,7 +189,23 @@ impl Model {
                 Some(Arc::new(Compute::Post { head, input, output }))
             }
         };
-        Ok(Self { io: Arc::new(IoTable::new(file.header.groups)?), compute, post })
+        let history = file.header.groups.iter().map(history_width).collect();
+        let mut io = IoTable::new(file.header.groups)?;
+        if let Some(HybridSpec::Linear(spec)) = &file.header.hybrid
+            && spec.report_state_dtype_none
+        {
+            io.dtype_none = ["K_cache", "V_cache", "K_cache_out", "V_cache_out"].map(str::to_owned).to_vec();
+        }
+        Ok(Self { io: Arc::new(io), compute, post, cost: file.header.cost, history })
+    }
+}
+
+/// History columns a layer group's mask has beyond its rows (0 for other models).
+fn history_width(group: &GroupIo) -> usize {
+    let elements = |name: &str| group.inputs.iter().find(|t| t.name == name).map(TensorDesc::elements);
+    match (elements("indices"), elements("mask")) {
+        (Some(rows), Some(mask)) if rows > 0 => (mask / rows).saturating_sub(rows),
+        _ => 0,
     }
 }
 
@@ -184,16 +224,25 @@ fn layer_slots(group: &GroupIo) -> Result<LayerSlots, String> {
         return Err("a layer model has exactly the 5 inputs and 3 outputs of the layer contract".into());
     }
     let input = |name, dtype| slot(&group.inputs, Dir::Input, name, dtype);
-    let output = |name| slot(&group.outputs, Dir::Output, name, DType::Bf16);
+    let output = |name, dtype| slot(&group.outputs, Dir::Output, name, dtype);
+    // The K/V tensors of a linear-attention layer hold its state, bf16 or f32.
+    let state = |tensors: &[TensorDesc], name: &str| tensors.iter().find(|t| t.name == name).map_or(DType::Bf16, |t| t.dtype);
+    let (k_in, v_in) = (state(&group.inputs, "K_cache"), state(&group.inputs, "V_cache"));
+    let (k_out, v_out) = (state(&group.outputs, "K_cache_out"), state(&group.outputs, "V_cache_out"));
+    for (name, dtype) in [("K_cache", k_in), ("V_cache", v_in), ("K_cache_out", k_out), ("V_cache_out", v_out)] {
+        if !matches!(dtype, DType::Bf16 | DType::F32) {
+            return Err(format!("tensor {name} is {dtype:?}; K/V tensors are bf16 (or f32 state)"));
+        }
+    }
     Ok(LayerSlots {
-        k_cache: input("K_cache", DType::Bf16)?,
-        v_cache: input("V_cache", DType::Bf16)?,
+        k_cache: input("K_cache", k_in)?,
+        v_cache: input("V_cache", v_in)?,
         indices: input("indices", DType::U32)?,
         input: input("input", DType::Bf16)?,
         mask: input("mask", DType::Bf16)?,
-        k_out: output("K_cache_out")?,
-        v_out: output("V_cache_out")?,
-        output: output("output")?,
+        k_out: output("K_cache_out", k_out)?,
+        v_out: output("V_cache_out", v_out)?,
+        output: output("output", DType::Bf16)?,
     })
 }
 
@@ -208,6 +257,20 @@ fn post_slots(group: &GroupIo) -> Result<(usize, usize), String> {
 }
 
 impl LayerSlots {
+    fn hybrid_sizes(&self, group: &GroupIo) -> HybridSizes {
+        let (i, o) = (&group.inputs, &group.outputs);
+        HybridSizes {
+            input: i[self.input].elements(),
+            indices: i[self.indices].elements(),
+            mask: i[self.mask].elements(),
+            k_cache: i[self.k_cache].nbytes(),
+            v_cache: i[self.v_cache].nbytes(),
+            k_out: o[self.k_out].nbytes(),
+            v_out: o[self.v_out].nbytes(),
+            output: o[self.output].elements(),
+        }
+    }
+
     fn sizes(&self, group: &GroupIo) -> LayerSizes {
         let (i, o) = (&group.inputs, &group.outputs);
         LayerSizes {
@@ -237,11 +300,14 @@ fn bytes_of(values: &[bf16]) -> Vec<u8> {
 
 impl Compute {
     /// Runs one shape group: `inputs` holds each input tensor's bytes (model
-    /// order); returns each output tensor's bytes (model order).
-    pub(super) fn run(&self, group: &GroupIo, inputs: &[Vec<u8>]) -> SimResult<Vec<Vec<u8>>> {
+    /// order); returns each output tensor's bytes (model order), `None` for an
+    /// output the execution leaves unwritten (`behaviour.min_output_rows`).
+    pub(super) fn run(&self, group: &GroupIo, inputs: &[Vec<u8>], behaviour: &Behaviour) -> SimResult<Vec<Option<Vec<u8>>>> {
         let failed = |e: MathError| SimError::new(ErrorKind::ExecuteFailed, e.to_string());
         let zeros = |slot: usize| vec![bf16::ZERO; group.outputs[slot].elements()];
         let mut outputs = vec![Vec::new(); group.outputs.len()];
+        // Rows a prefill execute really computes; below `min_output_rows` its `output` stays unwritten.
+        let mut valid_rows = None;
         match self {
             Compute::Post { head, input, output } => {
                 let mut logits = zeros(*output);
@@ -264,8 +330,41 @@ impl Compute {
                 outputs[s.k_out] = bytes_of(&k_out);
                 outputs[s.v_out] = bytes_of(&v_out);
                 outputs[s.output] = bytes_of(&output);
+                if indices.len() > 1 {
+                    valid_rows = Some(valid_rows_additive(&mask, indices.len()));
+                }
+            }
+            Compute::Hybrid { layer, slots: s } => {
+                let (input, mask): (Vec<bf16>, Vec<bf16>) = (elements(&inputs[s.input]), elements(&inputs[s.mask]));
+                let indices: Vec<u32> = elements(&inputs[s.indices]);
+                let io = HybridInputs {
+                    input: &input,
+                    indices: &indices,
+                    mask: &mask,
+                    k_cache: &inputs[s.k_cache],
+                    v_cache: &inputs[s.v_cache],
+                };
+                let out = layer.forward(&io, behaviour).map_err(failed)?;
+                outputs[s.k_out] = out.k_out;
+                outputs[s.v_out] = out.v_out;
+                outputs[s.output] = out.output.as_deref().map(bytes_of).unwrap_or_default();
+                if indices.len() > 1 {
+                    valid_rows = Some(match layer.as_ref() {
+                        HybridLayer::Linear(_) => mask[..indices.len()].iter().filter(|v| v.to_f32() != 0.0).count(),
+                        HybridLayer::Full(_) => valid_rows_additive(&mask, indices.len()),
+                    });
+                }
             }
         }
-        Ok(outputs)
+        let skip_output = valid_rows.is_some_and(|n| n < behaviour.min_output_rows);
+        let output_slot = match self {
+            Compute::Layer { slots, .. } | Compute::Hybrid { slots, .. } => Some(slots.output),
+            Compute::Post { .. } => None,
+        };
+        Ok(outputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, bytes)| (!(skip_output && Some(i) == output_slot)).then_some(bytes))
+            .collect())
     }
 }

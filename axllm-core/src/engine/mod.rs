@@ -1,14 +1,24 @@
 //! The prefill/decode loop over a model resident on the NPU, and the record of
 //! which tokens the device cache holds.
+//!
+//! In a hybrid model (Qwen3.5) the linear layers' state holds exactly the
+//! tokens fed, so a prompt that shares only part of them restarts from a
+//! snapshot of the state taken at a chunk or turn end ([`snapshots`]), or
+//! from the empty state.
 
 pub mod geometry;
+pub mod hybrid;
+pub mod inferred;
 pub mod masks;
 pub mod resident;
 pub mod schedule;
+pub mod snapshots;
 mod step;
 
-pub use resident::{LoadMethod, LoadProgress, Resident};
+pub use inferred::Inferred;
+pub use resident::{HybridLoad, LoadMethod, LoadProgress, Resident};
 pub use schedule::{Execution, InputUpload, KvWrite, Schedule};
+pub use snapshots::{SnapshotKind, SnapshotPool};
 
 use crate::error::{Error, Result};
 use crate::package::Embeddings;
@@ -21,8 +31,12 @@ pub struct PromptFeed {
     /// Tokens fed through the layers now.
     pub fed: usize,
     /// Of those, tokens fed one by one through a decode group because no
-    /// prefill group holds their history.
+    /// prefill group holds their history (or, per [`Inferred`], a padded
+    /// chunk could not be trusted).
     pub fed_by_decode: usize,
+    /// Hybrid models: the reused tokens came from the state snapshot of this
+    /// many tokens (restored onto the card), not from the state left on it.
+    pub restored: Option<usize>,
 }
 
 /// Outcome of feeding a prompt.
@@ -40,14 +54,72 @@ pub struct Engine {
     resident: Resident,
     cached: Vec<u32>,
     needs_reset: bool,
+    /// Which snapshot slot holds the state after how many tokens (hybrid models).
+    snapshots: SnapshotPool,
+    inferred: Inferred,
 }
 
 impl Engine {
-    /// The layer loop over `resident`, with an empty cache.
-    pub fn new(resident: Resident) -> Engine {
+    /// The layer loop over `resident`, with an empty cache, assuming
+    /// `inferred` of the card.
+    pub fn new(resident: Resident, inferred: Inferred) -> Engine {
         // Room for every position up front: feeding a token never allocates.
         let cached = Vec::with_capacity(resident.geometry().max_positions());
-        Engine { resident, cached, needs_reset: false }
+        let snapshots = SnapshotPool::new(resident.snapshot_slots());
+        Engine { resident, cached, needs_reset: false, snapshots, inferred }
+    }
+
+    /// The snapshots held now (hybrid models).
+    pub fn snapshots(&self) -> &SnapshotPool {
+        &self.snapshots
+    }
+
+    /// True when the model has linear-attention layers.
+    fn hybrid(&self) -> bool {
+        self.resident.linear_layers() > 0
+    }
+
+    /// Takes a snapshot of the state after every cached token, if there is
+    /// none of that length yet and the model has linear layers.
+    fn capture(&mut self, kind: SnapshotKind) -> Result<()> {
+        let len = self.cached.len();
+        if !self.hybrid() || len == 0 {
+            return Ok(());
+        }
+        if let Some(slot) = self.snapshots.slot_for(len, kind) {
+            self.resident.capture(slot)?;
+            self.snapshots.commit(slot, len, kind);
+        }
+        Ok(())
+    }
+
+    /// Marks the end of a turn: the state after every token fed so far is
+    /// worth keeping for the next request (a no-op without linear layers).
+    pub fn end_turn(&mut self) -> Result<()> {
+        self.ensure_clean()?;
+        self.guarded(|e| e.capture(SnapshotKind::Turn))
+    }
+
+    /// Makes the device hold the state after the first `keep` of the cached
+    /// tokens, where `keep` is the longest usable length up to `target`: all
+    /// of them if `target` covers the cache, else the longest snapshot, else
+    /// none (the empty state). Returns the snapshot length restored, if any.
+    fn rewind(&mut self, target: usize) -> Result<Option<usize>> {
+        if target >= self.cached.len() {
+            return Ok(None);
+        }
+        if !self.hybrid() {
+            self.cached.truncate(target);
+            return Ok(None);
+        }
+        let best = self.snapshots.best(target);
+        let keep = best.map_or(0, |(_, len)| len);
+        self.snapshots.drop_after(keep);
+        self.cached.truncate(keep);
+        match best {
+            Some((slot, len)) => self.resident.restore(slot).map(|()| Some(len)),
+            None => self.resident.zero_linear_state().map(|()| None),
+        }
     }
 
     /// The tokens whose K/V rows the device holds at slots `0..len` (exactly the
@@ -59,6 +131,7 @@ impl Engine {
     /// Zeroes the device cache and forgets its tokens.
     pub fn reset(&mut self) -> Result<()> {
         self.cached.clear();
+        self.snapshots.clear();
         self.needs_reset = true;
         self.ensure_clean()
     }
@@ -78,6 +151,7 @@ impl Engine {
             && e.is_device_failure()
         {
             self.cached.clear();
+            self.snapshots.clear();
             self.needs_reset = true;
         }
         r
@@ -86,7 +160,9 @@ impl Engine {
     /// Makes the cache hold exactly `prompt`, reusing the longest common prefix
     /// already on the device (at least one token is always fed, for its logits).
     /// Rows past the reused prefix keep stale values, which the masks hide until
-    /// they are overwritten.
+    /// they are overwritten. In a hybrid model the reusable prefix is the whole
+    /// cache, or the longest snapshot within the common prefix; a snapshot is
+    /// taken at the end of every prefill chunk and of the prompt.
     pub fn feed_prompt(&mut self, emb: &Embeddings, prompt: &[u32], cancelled: &dyn Fn() -> bool) -> Result<Fed<'_>> {
         let max = self.resident.geometry().max_positions();
         if prompt.is_empty() {
@@ -97,16 +173,21 @@ impl Engine {
         }
         self.ensure_clean()?;
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        let reused = common.min(prompt.len() - 1);
-        self.cached.truncate(reused);
-        let mut feed = PromptFeed { reused, ..Default::default() };
+        let restored = self.guarded(|e| e.rewind(common.min(prompt.len() - 1)))?;
+        let reused = self.cached.len();
+        let mut feed = PromptFeed { reused, restored, ..Default::default() };
         let last = prompt.len();
+        let (hybrid, t) = (self.hybrid(), self.resident.geometry().chunk);
         let mut pos = reused;
         while pos < last {
             if pos > reused && cancelled() {
                 return Ok(Fed::Cancelled(feed));
             }
-            let plan = self.resident.geometry().prefill_plan(pos, (last - pos).min(self.resident.geometry().chunk));
+            let plan = self
+                .resident
+                .geometry()
+                .prefill_plan(pos, (last - pos).min(t))
+                .filter(|&(_, n)| self.inferred.chunk_ok(n, t, hybrid));
             let n = plan.map_or(1, |(_, n)| n);
             let want_logits = pos + n == last;
             let chunk = &prompt[pos..pos + n];
@@ -117,6 +198,9 @@ impl Engine {
                     e.resident.decode(emb, chunk[0], pos, want_logits)?;
                 }
                 e.cached.extend_from_slice(chunk);
+                if plan.is_some() || want_logits {
+                    e.capture(if want_logits { SnapshotKind::Turn } else { SnapshotKind::Chunk })?;
+                }
                 Ok(())
             })?;
             feed.fed += n;

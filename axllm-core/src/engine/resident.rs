@@ -12,12 +12,24 @@
 //! * the post model reads the decode hidden buffer the last layer wrote; its
 //!   logits are the one device-to-host copy per token.
 //!
+//! Hybrid models (Qwen3.5) add, per linear-attention layer, its state: one
+//! buffer for each of `K_cache`/`V_cache` and one for each of their outputs,
+//! sized by the bytes the runtime reports ([`super::hybrid`]). With the `safe`
+//! schedule the outputs land in their own buffers and are copied back whole
+//! after every execute (the vendor runner); with `kv-bind` the two buffers
+//! swap roles each step (ping-pong: rebind, no copy). Their masks are gates
+//! ([`super::inferred`]): a constant all-1.0 buffer for decode, one per
+//! prefill chunk. The state can be copied to and from snapshot slots
+//! allocated at load ([`super::snapshots`]).
+//!
 //! Which calls a step makes (copies or bindings for the K/V rows, one or three
 //! input uploads, waiting for each call or queuing them) is the [`Schedule`];
 //! its module lists the counts per token. A step always ends with nothing
 //! queued, so the next one may rewrite the inputs and rebind the outputs.
 
 use super::geometry::{Geometry, names};
+use super::hybrid::{LayerKind, LinearGeometry, kind_from_io};
+use super::inferred::gate_mask;
 use super::masks;
 use super::schedule::{Execution, KvWrite, Schedule};
 use super::step::{StepBuffers, StepSizes};
@@ -43,9 +55,53 @@ struct Layer {
     ios: Vec<EngineIo>,
     /// Output indices of `K_cache_out` and `V_cache_out`, per shape group.
     kv_out: Vec<[usize; 2]>,
+    /// Full layers: the K and V caches. Linear layers: the state (`K_cache`, `V_cache`).
     k: DeviceBuffer,
     v: DeviceBuffer,
+    /// Linear layers only.
+    linear: Option<Linear>,
     model: EngineModel,
+}
+
+/// What a linear-attention layer has beyond a full one.
+struct Linear {
+    geo: LinearGeometry,
+    /// The state outputs (`K_cache_out`, `V_cache_out`).
+    k_out: DeviceBuffer,
+    v_out: DeviceBuffer,
+    /// Input indices of `K_cache`, `V_cache` and output indices of
+    /// `K_cache_out`, `V_cache_out`, per shape group (for ping-pong rebinding).
+    state_io: Vec<[usize; 4]>,
+    /// Ping-pong only: the state is in the output buffers now.
+    swapped: bool,
+}
+
+impl Linear {
+    /// The buffers holding the state now: (K, V).
+    fn current<'a>(&'a self, layer_k: &'a DeviceBuffer, layer_v: &'a DeviceBuffer) -> (&'a DeviceBuffer, &'a DeviceBuffer) {
+        if self.swapped { (&self.k_out, &self.v_out) } else { (layer_k, layer_v) }
+    }
+}
+
+/// The gate masks of the linear layers (contract §10.4).
+struct Gates {
+    /// All 1.0, written once at load: every decode group's gate.
+    decode: DeviceBuffer,
+    /// The first `n` rows 1.0: written per prefill chunk.
+    prefill: DeviceBuffer,
+    /// Host staging of the prefill gate (sized once).
+    host: Vec<u16>,
+    /// The `n` the prefill gate on the card holds, to skip rewriting it.
+    prefill_n: Option<usize>,
+}
+
+/// Device slots for snapshots of every linear layer's state: one allocation
+/// per slot, each layer's K and V state at fixed offsets.
+struct SnapshotSlots {
+    slots: Vec<DeviceBuffer>,
+    /// Per linear layer (in layer order): byte offsets of its K and V state in a slot.
+    offsets: Vec<(usize, usize)>,
+    bytes: usize,
 }
 
 /// How a step gets its new K/V rows into every layer's cache.
@@ -84,6 +140,38 @@ fn copy(cx: &Entered<'_>, dst: (&DeviceBuffer, usize), src: (&DeviceBuffer, usiz
 }
 
 impl Layer {
+    /// Runs a linear layer's group `g` and carries its state to the next
+    /// execution: a copy of both outputs back into the inputs, or (ping-pong)
+    /// the next execution reads the outputs and writes the inputs.
+    fn linear_step(&mut self, cx: &Entered<'_>, g: usize, ping_pong: bool, queue: Option<&Stream>) -> Result<()> {
+        let lin = self.linear.as_mut().expect("a linear layer");
+        if ping_pong {
+            let [ki, vi, ko, vo] = lin.state_io[g];
+            let (k_size, v_size) = (lin.geo.k_state, lin.geo.v_state);
+            let (k_in, v_in, k_out, v_out) =
+                if lin.swapped { (&lin.k_out, &lin.v_out, &self.k, &self.v) } else { (&self.k, &self.v, &lin.k_out, &lin.v_out) };
+            let io = &mut self.ios[g];
+            io.bind_input(cx, ki, k_in, 0, k_size)?;
+            io.bind_input(cx, vi, v_in, 0, v_size)?;
+            io.bind_output(cx, ko, k_out, 0, k_size)?;
+            io.bind_output(cx, vo, v_out, 0, v_size)?;
+            execute(cx, &self.model, g, &self.ios[g], queue)?;
+            lin.swapped = !lin.swapped;
+        } else {
+            execute(cx, &self.model, g, &self.ios[g], queue)?;
+            copy(cx, (&self.k, 0), (&lin.k_out, 0), lin.geo.k_state, queue)?;
+            copy(cx, (&self.v, 0), (&lin.v_out, 0), lin.geo.v_state, queue)?;
+        }
+        Ok(())
+    }
+
+    /// The buffers holding a linear layer's state now: (K, V, K bytes, V bytes).
+    fn state(&self) -> Option<(&DeviceBuffer, &DeviceBuffer, usize, usize)> {
+        let lin = self.linear.as_ref()?;
+        let (k, v) = lin.current(&self.k, &self.v);
+        Some((k, v, lin.geo.k_state, lin.geo.v_state))
+    }
+
     /// Runs shape group `g` and writes its K/V rows as `rows` says.
     fn step(&mut self, cx: &Entered<'_>, st: &StepBuffers, g: usize, rows: KvRows, queue: Option<&Stream>) -> Result<()> {
         let [ki, vi] = self.kv_out[g];
@@ -137,6 +225,9 @@ impl Post {
 /// A model resident on the NPU.
 pub struct Resident {
     layers: Vec<Layer>,
+    /// Linear layers only: their gate masks and state snapshot slots.
+    gates: Option<Gates>,
+    snapshots: Option<SnapshotSlots>,
     post: Post,
     decode: StepBuffers,
     prefill: StepBuffers,
@@ -152,6 +243,7 @@ impl std::fmt::Debug for Resident {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resident")
             .field("layers", &self.layers.len())
+            .field("linear_layers", &self.linear_layers())
             .field("schedule", &self.schedule)
             .field("geometry", &self.geometry)
             .finish()
@@ -176,6 +268,16 @@ fn load_model(cx: &Entered<'_>, pkg: &PackageDir, path: &Path, method: LoadMetho
     }
 }
 
+/// What a hybrid model's load needs beyond the files.
+#[derive(Debug, Clone, Default)]
+pub struct HybridLoad {
+    /// The layer kinds the package's config names, if it names them; else
+    /// each layer's IO tells (contract §10.2).
+    pub kinds: Option<Vec<LayerKind>>,
+    /// Snapshot slots to allocate when the model has linear layers.
+    pub snapshot_slots: usize,
+}
+
 /// A tensor binding: its name and where it lives (allocation, byte offset).
 type Binding<'a> = (&'a str, (&'a DeviceBuffer, usize));
 
@@ -194,6 +296,10 @@ fn bind_all(cx: &Entered<'_>, io: &mut EngineIo, grp: &GroupInfo, inputs: &[Bind
 impl Resident {
     /// Loads every layer and the post model, checks that they agree with each
     /// other, allocates and zeroes the buffers and binds every IO once.
+    ///
+    /// In a hybrid model the first full-attention layer is the reference for
+    /// the context and prefill geometry (contract §10.2); every other full
+    /// layer must match it and every linear layer must fit it.
     pub fn load(
         device: &Arc<Device>,
         pkg: &PackageDir,
@@ -201,29 +307,38 @@ impl Resident {
         post_file: &Path,
         method: LoadMethod,
         schedule: Schedule,
+        hybrid: &HybridLoad,
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Resident> {
         let cx = device.enter()?;
         let total = layer_files.len() + 1;
         let mut models = Vec::with_capacity(layer_files.len());
-        let mut geometry: Option<Geometry> = None;
         for (i, path) in layer_files.iter().enumerate() {
-            let model = load_model(&cx, pkg, path, method)?;
-            let g = Geometry::derive(path, model.groups())?;
-            match &geometry {
-                None => geometry = Some(g),
-                Some(first) if !first.same_shape(&g) => {
-                    return Err(Error::bad_file(
-                        path.clone(),
-                        format!("layer {i} has different shapes than layer 0 ({g:?} vs {first:?})"),
-                    ));
-                }
-                Some(_) => {}
-            }
-            models.push(model);
+            models.push(load_model(&cx, pkg, path, method)?);
             progress(LoadProgress { loaded: i + 1, total });
         }
-        let geo = geometry.ok_or_else(|| Error::bad_file(pkg.root(), "a model needs at least one layer"))?;
+        let kinds = layer_kinds(layer_files, &models, hybrid.kinds.as_deref())?;
+        let reference = kinds
+            .iter()
+            .position(|k| *k == LayerKind::Full)
+            .ok_or_else(|| Error::bad_file(pkg.root(), "no full-attention layer: the context geometry comes from one"))?;
+        let geo = Geometry::derive(&layer_files[reference], models[reference].groups())?;
+        let mut linear_geos = Vec::with_capacity(models.len());
+        for (i, (path, model)) in layer_files.iter().zip(&models).enumerate() {
+            linear_geos.push(match kinds[i] {
+                LayerKind::Full => {
+                    let g = Geometry::derive(path, model.groups())?;
+                    if !geo.same_shape(&g) {
+                        return Err(Error::bad_file(
+                            path.clone(),
+                            format!("layer {i} has different shapes than layer {reference} ({g:?} vs {geo:?})"),
+                        ));
+                    }
+                    None
+                }
+                LayerKind::Linear => Some(LinearGeometry::derive(path, model.groups(), geo.hidden, geo.chunk)?),
+            });
+        }
         let post_model = load_model(&cx, pkg, post_file, method)?;
         let vocab = post_vocab(post_file, post_model.groups(), geo.hidden)?;
         progress(LoadProgress { loaded: total, total });
@@ -235,48 +350,30 @@ impl Resident {
         let decode = StepBuffers::new(&cx, StepSizes { hidden: h * 2, indices: 4, mask: dec_mask, kv_out: d * 2 }, schedule.inputs)?;
         let prefill =
             StepBuffers::new(&cx, StepSizes { hidden: t * h * 2, indices: t * 4, mask: pre_mask, kv_out: t * d * 2 }, schedule.inputs)?;
+        let gates = Gates::new(&cx, &linear_geos)?;
         let kv_bytes = geo.kv_rows * d * 2;
         let mut layers = Vec::with_capacity(models.len());
-        for (m, model) in models.into_iter().enumerate() {
-            let k = DeviceBuffer::zeroed(&cx, kv_bytes)?;
-            let v = DeviceBuffer::zeroed(&cx, kv_bytes)?;
-            let mut ios = Vec::with_capacity(model.groups().len());
-            let mut kv_out = Vec::with_capacity(model.groups().len());
-            for (g, grp) in model.groups().iter().enumerate() {
-                let mut io = model.create_io(&cx)?;
-                let st = if geo.decode.iter().any(|x| x.index as usize == g) { &decode } else { &prefill };
-                bind_all(
-                    &cx,
-                    &mut io,
-                    grp,
-                    &[
-                        (names::K_CACHE, (&k, 0)),
-                        (names::V_CACHE, (&v, 0)),
-                        (names::INDICES, st.at(st.indices)),
-                        (names::INPUT, st.at(st.hidden[m % 2])),
-                        (names::MASK, st.at(st.mask)),
-                    ],
-                    &[
-                        (names::K_OUT, st.at(st.k_out)),
-                        (names::V_OUT, st.at(st.v_out)),
-                        (names::OUTPUT, st.at(st.hidden[(m + 1) % 2])),
-                    ],
-                )?;
-                ios.push(io);
-                let out = |name| grp.output(name).expect("geometry checked every name").0;
-                kv_out.push([out(names::K_OUT), out(names::V_OUT)]);
-            }
-            layers.push(Layer { ios, kv_out, k, v, model });
+        let mut device_bytes = 0u64;
+        for (m, (model, lin_geo)) in models.into_iter().zip(linear_geos).enumerate() {
+            let layer = match lin_geo {
+                None => full_layer(&cx, model, m, &geo, kv_bytes, &decode, &prefill)?,
+                Some(lg) => linear_layer(&cx, model, m, lg, &decode, &prefill, gates.as_ref().expect("linear layers have gates"))?,
+            };
+            device_bytes += (layer.k.size() + layer.v.size()) as u64
+                + layer.linear.as_ref().map_or(0, |l| (l.k_out.size() + l.v_out.size()) as u64);
+            layers.push(layer);
         }
         let mut post_io = post_model.create_io(&cx)?;
         let logits = DeviceBuffer::zeroed(&cx, vocab * 2)?;
         let last = decode.at(decode.hidden[layers.len() % 2]);
         bind_all(&cx, &mut post_io, &post_model.groups()[0], &[(names::INPUT, last)], &[(names::OUTPUT, (&logits, 0))])?;
+        let snapshots = SnapshotSlots::new(&cx, &layers, hybrid.snapshot_slots)?;
 
-        let device_bytes = (layers.len() as u64) * 2 * kv_bytes as u64
-            + decode.device_bytes()
+        device_bytes += decode.device_bytes()
             + prefill.device_bytes()
             + logits.size() as u64
+            + gates.as_ref().map_or(0, |g| (g.decode.size() + g.prefill.size()) as u64)
+            + snapshots.as_ref().map_or(0, |s| (s.bytes * s.slots.len()) as u64)
             + layer_files.iter().chain(std::iter::once(&post_file.to_path_buf())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>();
         let queue = match schedule.execution {
             Execution::Async => Some(Stream::new(&cx)?),
@@ -284,6 +381,8 @@ impl Resident {
         };
         Ok(Resident {
             layers,
+            gates,
+            snapshots,
             post: Post { io: post_io, model: post_model, logits, host: vec![0; vocab] },
             decode,
             prefill,
@@ -293,6 +392,53 @@ impl Resident {
             device_bytes,
             device: Arc::clone(device),
         })
+    }
+
+    /// Decoder layers with linear attention (0 for a model without).
+    pub fn linear_layers(&self) -> usize {
+        self.layers.iter().filter(|l| l.linear.is_some()).count()
+    }
+
+    /// Snapshot slots allocated (0 without linear layers).
+    pub fn snapshot_slots(&self) -> usize {
+        self.snapshots.as_ref().map_or(0, |s| s.slots.len())
+    }
+
+    /// Bytes of one snapshot: every linear layer's state.
+    pub fn snapshot_bytes(&self) -> usize {
+        self.layers.iter().filter_map(Layer::state).map(|(_, _, k, v)| k + v).sum()
+    }
+
+    /// Copies every linear layer's state into snapshot slot `slot`.
+    pub fn capture(&self, slot: usize) -> Result<()> {
+        let s = self.snapshots.as_ref().ok_or_else(|| Error::invalid("no snapshot slots"))?;
+        let cx = self.device.enter()?;
+        for ((k, v, ks, vs), &(ko, vo)) in self.layers.iter().filter_map(Layer::state).zip(&s.offsets) {
+            s.slots[slot].copy_from(&cx, ko, k, 0, ks)?;
+            s.slots[slot].copy_from(&cx, vo, v, 0, vs)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every linear layer's state the one in snapshot slot `slot`.
+    pub fn restore(&self, slot: usize) -> Result<()> {
+        let s = self.snapshots.as_ref().ok_or_else(|| Error::invalid("no snapshot slots"))?;
+        let cx = self.device.enter()?;
+        for ((k, v, ks, vs), &(ko, vo)) in self.layers.iter().filter_map(Layer::state).zip(&s.offsets) {
+            k.copy_from(&cx, 0, &s.slots[slot], ko, ks)?;
+            v.copy_from(&cx, 0, &s.slots[slot], vo, vs)?;
+        }
+        Ok(())
+    }
+
+    /// Zeroes every linear layer's state: the state before any token (contract §10.5).
+    pub fn zero_linear_state(&self) -> Result<()> {
+        let cx = self.device.enter()?;
+        for (k, v, _, _) in self.layers.iter().filter_map(Layer::state) {
+            k.fill(&cx, 0)?;
+            v.fill(&cx, 0)?;
+        }
+        Ok(())
     }
 
     /// The geometry shared by the layers.
@@ -316,12 +462,16 @@ impl Resident {
         &self.post.host
     }
 
-    /// Zeroes every K/V buffer (a full cache reset).
+    /// Zeroes every K/V buffer and every linear layer's state (a full cache reset).
     pub fn clear_cache(&self) -> Result<()> {
         let cx = self.device.enter()?;
         for l in &self.layers {
             l.k.fill(&cx, 0)?;
             l.v.fill(&cx, 0)?;
+            if let Some(lin) = &l.linear {
+                lin.k_out.fill(&cx, 0)?;
+                lin.v_out.fill(&cx, 0)?;
+            }
         }
         Ok(())
     }
@@ -345,8 +495,13 @@ impl Resident {
         st.upload(&cx, h2, 4, (group.capacity + 1) * 2)?;
         let rows = KvRows { offset: slot * d2, bytes: d2, how };
         let queue = self.queue.as_ref();
+        let ordinal = geo.decode.iter().position(|x| x.index == group.index).unwrap_or(0);
+        let ping_pong = self.schedule.kv_write == KvWrite::BindOutputAtRow;
         for l in &mut self.layers {
-            l.step(&cx, st, g, rows, queue)?;
+            match l.linear.as_ref().map(|lin| lin.geo.group_for(false, ordinal).index) {
+                Some(lg) => l.linear_step(&cx, lg as usize, ping_pong, queue)?,
+                None => l.step(&cx, st, g, rows, queue)?,
+            }
         }
         self.post.finish(&cx, want_logits, queue)
     }
@@ -380,10 +535,18 @@ impl Resident {
         masks::prefill_indices(st.indices_in(t), history, n);
         masks::prefill_mask(st.mask_in(mask_len), t, group.history_cap, history, n);
         st.upload(&cx, t * h2, t * 4, mask_len * 2)?;
+        if let Some(gates) = self.gates.as_mut() {
+            gates.prefill_for(&cx, n)?;
+        }
         let rows = KvRows { offset: history * d2, bytes: n * d2, how };
         let queue = self.queue.as_ref();
+        let ordinal = geo.prefill.iter().position(|x| x.index == group.index).unwrap_or(0);
+        let ping_pong = self.schedule.kv_write == KvWrite::BindOutputAtRow;
         for l in &mut self.layers {
-            l.step(&cx, st, group.index as usize, rows, queue)?;
+            match l.linear.as_ref().map(|lin| lin.geo.group_for(true, ordinal).index) {
+                Some(lg) => l.linear_step(&cx, lg as usize, ping_pong, queue)?,
+                None => l.step(&cx, st, group.index as usize, rows, queue)?,
+            }
         }
         if want_logits {
             let last = self.layers.len() % 2;
@@ -391,6 +554,160 @@ impl Resident {
             copy(&cx, (dst, dst_off), (src, src_off + (n - 1) * h2), h2, queue)?;
         }
         self.post.finish(&cx, want_logits, queue)
+    }
+}
+
+/// Each layer's kind: the config's when it names them (each checked against
+/// the layer's IO), else the IO's (contract §10.2).
+fn layer_kinds(files: &[std::path::PathBuf], models: &[EngineModel], config: Option<&[LayerKind]>) -> Result<Vec<LayerKind>> {
+    files
+        .iter()
+        .zip(models)
+        .enumerate()
+        .map(|(i, (path, model))| {
+            let io = kind_from_io(model.groups());
+            match config.map(|c| c[i]) {
+                Some(named) if named != io => Err(Error::bad_file(
+                    path.clone(),
+                    format!("config.json names layer {i} {named:?} attention but its IO is that of a {io:?} attention layer"),
+                )),
+                _ => Ok(io),
+            }
+        })
+        .collect()
+}
+
+/// Loads a full-attention layer's buffers: K and V caches of `kv_bytes`,
+/// every group bound to them and to the step buffers.
+fn full_layer(
+    cx: &Entered<'_>,
+    model: EngineModel,
+    m: usize,
+    geo: &Geometry,
+    kv_bytes: usize,
+    decode: &StepBuffers,
+    prefill: &StepBuffers,
+) -> Result<Layer> {
+    let k = DeviceBuffer::zeroed(cx, kv_bytes)?;
+    let v = DeviceBuffer::zeroed(cx, kv_bytes)?;
+    let mut ios = Vec::with_capacity(model.groups().len());
+    let mut kv_out = Vec::with_capacity(model.groups().len());
+    for (g, grp) in model.groups().iter().enumerate() {
+        let mut io = model.create_io(cx)?;
+        let st = if geo.decode.iter().any(|x| x.index as usize == g) { decode } else { prefill };
+        bind_all(
+            cx,
+            &mut io,
+            grp,
+            &[
+                (names::K_CACHE, (&k, 0)),
+                (names::V_CACHE, (&v, 0)),
+                (names::INDICES, st.at(st.indices)),
+                (names::INPUT, st.at(st.hidden[m % 2])),
+                (names::MASK, st.at(st.mask)),
+            ],
+            &[
+                (names::K_OUT, st.at(st.k_out)),
+                (names::V_OUT, st.at(st.v_out)),
+                (names::OUTPUT, st.at(st.hidden[(m + 1) % 2])),
+            ],
+        )?;
+        ios.push(io);
+        let out = |name| grp.output(name).expect("geometry checked every name").0;
+        kv_out.push([out(names::K_OUT), out(names::V_OUT)]);
+    }
+    Ok(Layer { ios, kv_out, k, v, linear: None, model })
+}
+
+/// Loads a linear-attention layer's buffers: its state in and out (zeroed:
+/// the state before any token), every group bound to them, to the step
+/// buffers and to its gate mask.
+fn linear_layer(
+    cx: &Entered<'_>,
+    model: EngineModel,
+    m: usize,
+    geo: LinearGeometry,
+    decode: &StepBuffers,
+    prefill: &StepBuffers,
+    gates: &Gates,
+) -> Result<Layer> {
+    let (k, v) = (DeviceBuffer::zeroed(cx, geo.k_state)?, DeviceBuffer::zeroed(cx, geo.v_state)?);
+    let (k_out, v_out) = (DeviceBuffer::zeroed(cx, geo.k_state)?, DeviceBuffer::zeroed(cx, geo.v_state)?);
+    let mut ios = Vec::with_capacity(model.groups().len());
+    let mut kv_out = Vec::with_capacity(model.groups().len());
+    let mut state_io = Vec::with_capacity(model.groups().len());
+    for (g, grp) in model.groups().iter().enumerate() {
+        let mut io = model.create_io(cx)?;
+        let is_decode = geo.decode.iter().any(|x| x.index as usize == g);
+        let (st, gate) = if is_decode { (decode, &gates.decode) } else { (prefill, &gates.prefill) };
+        bind_all(
+            cx,
+            &mut io,
+            grp,
+            &[
+                (names::K_CACHE, (&k, 0)),
+                (names::V_CACHE, (&v, 0)),
+                (names::INDICES, st.at(st.indices)),
+                (names::INPUT, st.at(st.hidden[m % 2])),
+                (names::MASK, (gate, 0)),
+            ],
+            &[(names::K_OUT, (&k_out, 0)), (names::V_OUT, (&v_out, 0)), (names::OUTPUT, st.at(st.hidden[(m + 1) % 2]))],
+        )?;
+        ios.push(io);
+        let input = |name| grp.input(name).expect("geometry checked every name").0;
+        let out = |name| grp.output(name).expect("geometry checked every name").0;
+        kv_out.push([out(names::K_OUT), out(names::V_OUT)]);
+        state_io.push([input(names::K_CACHE), input(names::V_CACHE), out(names::K_OUT), out(names::V_OUT)]);
+    }
+    Ok(Layer { ios, kv_out, k, v, linear: Some(Linear { geo, k_out, v_out, state_io, swapped: false }), model })
+}
+
+impl Gates {
+    /// The gate buffers of the linear layers, `None` when there are none;
+    /// the decode gate is written (all 1.0) here, once.
+    fn new(cx: &Entered<'_>, linear: &[Option<LinearGeometry>]) -> Result<Option<Gates>> {
+        let geos: Vec<&LinearGeometry> = linear.iter().flatten().collect();
+        if geos.is_empty() {
+            return Ok(None);
+        }
+        let widest = |prefill: bool| {
+            geos.iter().flat_map(|g| if prefill { &g.prefill } else { &g.decode }).map(|x| x.mask).max().unwrap_or(1)
+        };
+        let (dec, pre) = (widest(false), widest(true));
+        let decode = DeviceBuffer::zeroed(cx, dec * 2)?;
+        let mut ones = vec![0u16; dec];
+        gate_mask(&mut ones, dec);
+        decode.write(cx, 0, bytemuck::cast_slice(&ones))?;
+        Ok(Some(Gates { decode, prefill: DeviceBuffer::zeroed(cx, pre * 2)?, host: vec![0; pre], prefill_n: None }))
+    }
+
+    /// Makes the prefill gate say `n` real rows (written only when it changes).
+    fn prefill_for(&mut self, cx: &Entered<'_>, n: usize) -> Result<()> {
+        if self.prefill_n != Some(n) {
+            self.prefill_n = None;
+            gate_mask(&mut self.host, n);
+            self.prefill.write(cx, 0, bytemuck::cast_slice(&self.host))?;
+            self.prefill_n = Some(n);
+        }
+        Ok(())
+    }
+}
+
+impl SnapshotSlots {
+    /// `count` slots for the linear layers' state, `None` when there are no
+    /// linear layers or no slots.
+    fn new(cx: &Entered<'_>, layers: &[Layer], count: usize) -> Result<Option<SnapshotSlots>> {
+        let mut offsets = Vec::new();
+        let mut bytes = 0;
+        for (_, _, k, v) in layers.iter().filter_map(Layer::state) {
+            offsets.push((bytes, bytes + k));
+            bytes += k + v;
+        }
+        if offsets.is_empty() || count == 0 {
+            return Ok(None);
+        }
+        let slots = (0..count).map(|_| DeviceBuffer::alloc(cx, bytes)).collect::<Result<Vec<_>>>()?;
+        Ok(Some(SnapshotSlots { slots, offsets, bytes }))
     }
 }
 

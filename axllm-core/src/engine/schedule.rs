@@ -17,6 +17,11 @@
 //! executions and D2D copies on a stream and adds one synchronisation per step:
 //! one more call, but the caller no longer waits for each round trip.
 //!
+//! A linear-attention layer of a hybrid model (Qwen3.5) makes the same number
+//! of calls as a full layer: under `Copy` its two state outputs are copied back
+//! whole where a full layer copies its new K/V rows; under `BindOutputAtRow`
+//! its state ping-pongs between two buffer pairs (rebinding only, no copy).
+//!
 //! Bindings (`axclrtEngineSet*BufferByIndex`) are host-local: they change the
 //! (address, size) pair the next execute hands the card and send no message.
 
@@ -35,7 +40,8 @@ pub enum KvWrite {
     /// Open on hardware: offset bindings (undocumented) and an output aliasing the
     /// K/V input of the same execution (the written rows are masked in it).
     /// Prefill chunks with padding rows, or whose `T` rows would run past the
-    /// buffer, fall back to copies for that chunk.
+    /// buffer, fall back to copies for that chunk. Linear-attention layers
+    /// ping-pong their state instead (open on hardware: contract §10.5).
     BindOutputAtRow,
 }
 

@@ -30,6 +30,10 @@ pub mod dtype {
     /// Older runtimes report bf16 tensors as UINT16 (seen in the vendor's own
     /// runners, which treat the two alike).
     pub const UINT16: i32 = axcl_sys::rt::AXCL_DATA_TYPE_UINT16 as i32;
+    /// The state of Qwen3.5 linear layers in some packages (contract §10.3).
+    pub const FP32: i32 = axcl_sys::rt::AXCL_DATA_TYPE_FP32 as i32;
+    /// What older AXCL builds report for the state of Qwen3.5 linear layers (contract §10.3).
+    pub const NONE: i32 = axcl_sys::rt::AXCL_DATA_TYPE_NONE as i32;
 
     /// A readable name for error messages.
     pub fn name(code: i32) -> String {
@@ -37,6 +41,8 @@ pub mod dtype {
             BF16 => "bf16".into(),
             UINT32 => "uint32".into(),
             UINT16 => "uint16".into(),
+            FP32 => "fp32".into(),
+            NONE => "none".into(),
             other => format!("dtype#{other}"),
         }
     }

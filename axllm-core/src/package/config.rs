@@ -38,6 +38,14 @@ pub struct RuntimeConfig {
     #[allow(dead_code)]
     #[serde(default)]
     pub devices: Vec<usize>,
+    /// Hybrid models (contract §10.2): every this-many-th layer (1-based) is
+    /// full attention, the others linear attention; 0 or absent: all full.
+    #[serde(default)]
+    pub full_attention_interval: Option<usize>,
+    /// Hybrid models: each layer's kind (`full_attention`, `linear_attention`);
+    /// wins over `full_attention_interval`.
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
 }
 
 /// `post_config.json`: the package's sampling defaults. The vendor reads all

@@ -6,7 +6,7 @@
 use super::config::{HfGenerationFields, TokenRef};
 use super::paths::PackageDir;
 use crate::chat::ChatTemplate;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use std::path::{Path, PathBuf};
 
 /// A model's tokenizer with its end-of-generation set and chat template.
@@ -30,8 +30,16 @@ impl Tokenizer {
     /// `generation_config.json` and `config.json` from `hf_dirs` (first found wins
     /// per file) for the end-of-generation set and the chat template.
     pub fn load(pkg: &PackageDir, path: &Path, hf_dirs: &[PathBuf]) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_bytes(pkg.read(path)?)
-            .map_err(|e| Error::bad_file_from(path, "not a usable tokenizer", e).in_package(pkg.root()))?;
+        let text = pkg.read(path)?;
+        let bad = |reason: &str, e: Cause| Error::bad_file_from(path, reason, e).in_package(pkg.root());
+        // The tokenizers crate panics (an `expect`) on some malformed files,
+        // for example one cut off inside its decoder: it only sees valid JSON,
+        // and a panic it still raises becomes an error too.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&text)
+            .map_err(|e| bad("not a usable tokenizer: invalid JSON", e.into()))?;
+        let inner = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(&text))
+            .map_err(|_| bad("not a usable tokenizer", "the tokenizers library panicked reading it".into()))?
+            .map_err(|e| bad("not a usable tokenizer", e))?;
         let find = |name: &str| hf_dirs.iter().map(|d| d.join(name)).find(|p| pkg.has_file(p));
         let mut eos = Vec::new();
         let mut chat_template = None;

@@ -446,6 +446,9 @@ func axmodelFamily(hf hfConfig, rt runtimeConfig, axmodels []string) string {
 	case t == "":
 	case strings.HasPrefix(t, "qwen2"):
 		return "qwen2"
+	case strings.HasPrefix(t, "qwen3_5"):
+		// AXERA's Qwen3.5 packages say Qwen3_5VL (contract §10.1).
+		return "qwen3_5"
 	default:
 		return t
 	}
@@ -454,7 +457,8 @@ func axmodelFamily(hf hfConfig, rt runtimeConfig, axmodels []string) string {
 		if stem, ok := strings.CutSuffix(base, "_together.axmodel"); ok {
 			if head, _, ok := cutLast(stem, "_l"); ok {
 				if prefix, _, ok := cutLast(head, "_p"); ok && prefix != "" {
-					return strings.ToLower(prefix)
+					// qwen3_5_text_p128_l0_together.axmodel: Qwen3.5's text layers.
+					return strings.TrimSuffix(strings.ToLower(prefix), "_text")
 				}
 			}
 		}

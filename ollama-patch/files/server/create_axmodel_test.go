@@ -199,6 +199,23 @@ func TestCreateAXModelInference(t *testing.T) {
 			params: map[string]any{"top_k": float64(1)},
 		},
 		{
+			name:     "Qwen3.5 from its Hugging Face config",
+			files:    with(map[string]string{"qwen3_tokenizer/config.json": `{"model_type":"qwen3_5","text_config":{}}`}),
+			renderer: "qwen3.5", parser: "qwen3.5", family: "qwen3_5",
+			caps:   []string{"completion", "tools", "thinking"},
+			params: map[string]any{"top_k": float64(1)},
+		},
+		{
+			name: "Qwen3.5 from AXERA's runtime config alone",
+			files: with(map[string]string{
+				"qwen3_tokenizer/config.json": "",
+				"config.json":                 strings.Replace(axRuntimeConfig, `"Qwen3"`, `"Qwen3_5VL"`, 1),
+			}),
+			renderer: "qwen3.5", parser: "qwen3.5", family: "qwen3_5",
+			caps:   []string{"completion", "tools", "thinking"},
+			params: map[string]any{"top_k": float64(1)},
+		},
+		{
 			name:     "modelfile TEMPLATE wins over inference",
 			files:    base,
 			req:      api.CreateRequest{Template: "{{ .Prompt }} custom", System: "be brief"},
@@ -330,5 +347,17 @@ func TestCreateFromAXModel(t *testing.T) {
 	}
 	if diff := cmp.Diff(names(base), names(child)); diff != "" {
 		t.Errorf("package files differ (-base +child):\n%s", diff)
+	}
+}
+
+func TestAXModelFamilyFromLayerNames(t *testing.T) {
+	for name, want := range map[string]string{
+		"pkg/qwen3_5_text_p128_l0_together.axmodel": "qwen3_5",
+		"pkg/qwen3_p128_l0_together.axmodel":        "qwen3",
+		"qwen3_vl_text_p256_l3_together.axmodel":    "qwen3_vl",
+	} {
+		if got := axmodelFamily(hfConfig{}, runtimeConfig{}, []string{name}); got != want {
+			t.Errorf("%s: family %q, want %q", name, got, want)
+		}
 	}
 }
