@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds Ollama v0.32.15 with native AX650 (axmodel) support.
+# Builds Ollama (the release in OLLAMA_VERSION below) with native AX650 (axmodel) support.
 #
 #   ollama-patch/build.sh [build]   obtain -> copy -> patch -> cargo build -> go build
 #   ollama-patch/build.sh test      run the AX650 Go tests in the patched tree (no Rust needed)
@@ -8,7 +8,7 @@
 #   ollama-patch/build.sh clean     remove the build directory
 #
 # Environment:
-#   OLLAMA_SRC        use this Ollama v0.32.15 checkout instead of the Go module
+#   OLLAMA_SRC        use this Ollama checkout (of OLLAMA_VERSION) instead of the Go module
 #   AX650_BUILD_DIR   patched source tree (default: ollama-patch/build/ollama)
 #   AX650_TAG=0       build without the ax650 tag: a plain Ollama whose axmodel
 #                     models fail with "built without AX650 support"
@@ -23,8 +23,9 @@
 set -euo pipefail
 
 OLLAMA_MODULE=github.com/ollama/ollama
-OLLAMA_VERSION=v0.32.15
-VERSION_STRING=0.32.15-ax650
+# The one place that names the Ollama release the patches are for.
+OLLAMA_VERSION=v0.34.4
+VERSION_STRING=${OLLAMA_VERSION#v}-ax650
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -138,9 +139,18 @@ build_go() {
 			-ldflags "-X=github.com/ollama/ollama/version.Version=$VERSION_STRING -X=github.com/ollama/ollama/server.mode=release" \
 			-o "$out" .
 	)
-	mkdir -p "$TARGET_DIR"
-	cp "$out" "$TARGET_DIR/ollama"
-	log "built $out (copied to $TARGET_DIR/ollama)"
+	install_binary "$out" "$TARGET_DIR/ollama"
+	log "built $out (installed as $TARGET_DIR/ollama)"
+}
+
+# install_binary copies src to dst through a temporary file in dst's
+# directory and a rename, so a dst that is running (`ollama serve`) keeps its
+# old inode and the copy never fails with "Text file busy".
+install_binary() {
+	local src=$1 dst=$2 tmp
+	mkdir -p "$(dirname "$dst")"
+	tmp=$(mktemp "$(dirname "$dst")/.$(basename "$dst").XXXXXX")
+	cp "$src" "$tmp" && chmod 755 "$tmp" && mv -f "$tmp" "$dst" || { rm -f "$tmp"; die "installing $dst failed"; }
 }
 
 # The AX650 tests: untagged, so they need neither Rust nor an NPU.

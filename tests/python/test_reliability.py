@@ -255,12 +255,15 @@ def test_malformed_and_absurd_requests_are_refused_or_handled(ollama_bin, tools,
                               ({"stop": "abc"}, "stop")]:
             r = gen(options)
             assert 400 <= r.status_code < 600 and name in r.json()["error"], (options, r.text)
+        # Options Ollama refuses for every model since 0.34.1: the same 400 here.
+        r = gen({"typical_p": 0.5, "num_predict": 4})
+        assert r.status_code == 400 and "typical_p" in r.json()["error"], r.text
         # Values axllm cannot sample with: 400.
         for options in [{"temperature": -1}, {"repeat_penalty": -2}, {"temperature": 1e39}]:
             r = gen({**options, "num_predict": 4})
             assert r.status_code == 400 and "invalid request" in r.json()["error"], (options, r.text)
         # Values that disable a sampler or are out of range but harmless: served.
-        for options in [{"top_k": -5}, {"top_p": 1e30}, {"top_p": -3}, {"min_p": -3, "typical_p": -2},
+        for options in [{"top_k": -5}, {"top_p": 1e30}, {"top_p": -3}, {"min_p": -3},
                         {"repeat_last_n": 1 << 40}, {"seed": -99}, {"seed": 1 << 70}, {"num_keep": -5},
                         {"num_keep": 10**9}, {"presence_penalty": 1e38, "frequency_penalty": -1e38},
                         {"stop": ["x" * 100_000] * 10}, {"stop": [""]}]:

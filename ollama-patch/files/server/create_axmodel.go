@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path"
@@ -26,6 +27,7 @@ import (
 	"github.com/ollama/ollama/manifest"
 	"github.com/ollama/ollama/model/parsers"
 	"github.com/ollama/ollama/template"
+	"github.com/ollama/ollama/thinking"
 	"github.com/ollama/ollama/types/model"
 )
 
@@ -51,6 +53,27 @@ func isAXModelFiles(files map[string]string) bool {
 	return false
 }
 
+// axmodelFileType is detectModelTypeFromFiles for an AX650 package: every
+// other file must be one the package format knows, so a GGUF or safetensors
+// file mixed into a package is refused rather than stored and ignored. The
+// blobs are sniffed as Ollama does for GGUF files without the extension.
+func axmodelFileType(files map[string]string) (string, error) {
+	names := slices.Sorted(maps.Keys(files))
+	for _, name := range names {
+		if strings.HasSuffix(strings.ToLower(name), ".axmodel") {
+			continue
+		}
+		t, err := detectModelTypeFromFile(name, files[name])
+		if err != nil {
+			return "", err
+		}
+		if t != "" {
+			return "", fmt.Errorf("%w: found both %s and %s inputs (%s)", errMixedModelTypes, axmodelFormat, t, name)
+		}
+	}
+	return axmodelFormat, nil
+}
+
 // axmodelCreateError is the create stream's error message for err.
 func axmodelCreateError(err error) gin.H {
 	if errors.Is(err, errAXModelBadRequest) {
@@ -64,7 +87,7 @@ func axmodelCreateError(err error) gin.H {
 // Modelfile names a TEMPLATE, RENDERER or PARSER) the renderer and parser. The
 // package's sampling defaults (post_config.json) become parameters the
 // Modelfile has not set.
-func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn func(api.ProgressResponse)) ([]*layerGGML, error) {
+func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn func(api.ProgressResponse)) ([]*modelLayer, error) {
 	switch {
 	case cmp.Or(r.Quantize, r.Quantization) != "":
 		return nil, fmt.Errorf("%w: AX650 models are compiled for the NPU and cannot be quantized", errAXModelBadRequest)
@@ -80,7 +103,7 @@ func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn fun
 	}
 	sort.Strings(names)
 
-	var layers []*layerGGML
+	var layers []*modelLayer
 	for _, name := range names {
 		mediaType := manifest.MediaTypeImageAXModel
 		if strings.HasSuffix(strings.ToLower(name), ".json") {
@@ -94,7 +117,7 @@ func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn fun
 		}
 		l.Name = name
 		l.Status = ""
-		layers = append(layers, &layerGGML{Layer: l})
+		layers = append(layers, &modelLayer{Layer: l})
 	}
 
 	pkg := readAXModelPackage(r.Files)
@@ -151,7 +174,7 @@ func axmodelChatFormat(family, chatTemplate string) (renderer, parser string) {
 		case chatTemplate == "" || strings.Contains(chatTemplate, "enable_thinking"):
 			// Hybrid thinking (Qwen3-0.6B ... 32B): think on by default, off on request.
 			return "qwen3", "qwen3-thinking"
-		case chatTemplateHasThinkingSupport(chatTemplate):
+		case thinking.TemplateSupportsThinking(chatTemplate):
 			// Thinking-only (Qwen3-*-Thinking-2507).
 			return "qwen3-vl-thinking", "qwen3-thinking"
 		default:

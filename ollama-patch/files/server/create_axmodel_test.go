@@ -238,8 +238,8 @@ func TestCreateAXModelInference(t *testing.T) {
 			params:   map[string]any{"stop": []any{"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
 			template: "<|start_header_id|>",
 		},
-		{name: "quantize refused", files: base, req: api.CreateRequest{Quantize: "q4_K_M"}, wantCode: 400, wantError: "cannot be quantized"},
-		{name: "adapters refused", files: base, req: api.CreateRequest{Adapters: map[string]string{"a.gguf": "sha256:" + strings.Repeat("0", 64)}}, wantCode: 400, wantError: "adapters are not supported"},
+		{name: "quantize refused", files: base, req: api.CreateRequest{Quantize: "int8"}, wantCode: 400, wantError: "cannot be quantized"},
+		{name: "adapters refused", files: base, req: api.CreateRequest{Adapters: map[string]string{"a.gguf": "sha256:" + strings.Repeat("0", 64)}}, wantCode: 400, wantError: "LoRA adapters are no longer supported"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,15 @@ import (
 	"github.com/ollama/ollama/logutil"
 )
 
+// EngineArgs reports whether `ollama runner` was asked for this engine
+// (`--ax650-engine` first) and returns the arguments that follow it.
+func EngineArgs(args []string) ([]string, bool) {
+	if len(args) > 0 && args[0] == "--ax650-engine" {
+		return args[1:], true
+	}
+	return nil, false
+}
+
 // Execute runs the runner: `ollama runner --ax650-engine --model NAME --port N
 // [--workdir DIR] [--exit-on-stdin-eof]`, or `--dir PATH` to load a package
 // directory directly (for debugging).
