@@ -2,7 +2,11 @@
 //!
 //! * `bindings [--check]`: regenerate `axcl-sys/src/{rt,sim}.rs` from `axcl-sys/include/*.h`.
 //! * `header [--check]`: regenerate `include/axllm.h` from `axllm-capi` with cbindgen.
-//! * `check`: both with `--check` (CI): fail when a committed file is stale.
+//! * `go [--check]`: regenerate the Go constants of `include/axllm.h`'s enums in
+//!   `ollama-patch/files/llm/llm_ax650_status.go`.
+//! * `check`: all of them with `--check` (CI): fail when a committed file is stale.
+
+mod gostatus;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -16,7 +20,7 @@ fn emit(path: &Path, text: &str, check: bool) -> Result<()> {
     if check {
         let old = std::fs::read_to_string(path).unwrap_or_default();
         if old != text {
-            bail!("{} is stale: run `cargo run -p xtask -- bindings` / `header` and commit", path.display());
+            bail!("{} is stale: run `cargo run -p xtask -- bindings` / `header` / `go` and commit", path.display());
         }
         println!("fresh: {}", path.display());
     } else {
@@ -90,13 +94,14 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("bindings") => bindings(check),
         Some("header") => header(check),
+        Some("go") => gostatus::go(&root(), check, emit),
         Some("check") => {
             bindings(true)?;
             if root().join("axllm-capi/cbindgen.toml").exists() {
                 header(true)?;
             }
-            Ok(())
+            gostatus::go(&root(), true, emit)
         }
-        _ => bail!("usage: cargo run -p xtask -- bindings|header [--check] | check"),
+        _ => bail!("usage: cargo run -p xtask -- bindings|header|go [--check] | check"),
     }
 }
