@@ -32,6 +32,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/ollama/ollama/llm"
 )
 
 // call runs one axllm function and reads axllm_last_error() on the same OS
@@ -43,7 +45,7 @@ func call(name string, f func() C.axllm_status) error {
 	if st == C.AXLLM_OK {
 		return nil
 	}
-	return &EngineError{Call: name, Status: Status(st), Message: C.GoString(C.axllm_last_error())}
+	return &EngineError{Call: name, Status: llm.AxllmStatus(st), Message: C.GoString(C.axllm_last_error())}
 }
 
 func libraryVersion() string { return C.GoString(C.axllm_version()) }
@@ -112,7 +114,7 @@ func (e *axllmEngine) Tokenize(text string) ([]int32, error) {
 		err := call("axllm_tokenize", func() C.axllm_status {
 			return C.axllm_tokenize(e.model, ctext, true, (*C.int32_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
 		})
-		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n) > len(buf) {
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n) > len(buf) {
 			buf = make([]int32, int(n))
 			continue
 		}
@@ -134,7 +136,7 @@ func (e *axllmEngine) Detokenize(tokens []int32) (string, error) {
 		err := call("axllm_detokenize", func() C.axllm_status {
 			return C.axllm_detokenize(e.model, ptr, C.size_t(len(tokens)), (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
 		})
-		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n)+1 > len(buf) {
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n)+1 > len(buf) {
 			buf = make([]byte, int(n)+1)
 			continue
 		}
@@ -212,14 +214,14 @@ func (g *axllmGeneration) Next() (string, DoneReason, error) {
 		err := call("axllm_generation_next", func() C.axllm_status {
 			return C.axllm_generation_next(h, (*C.char)(unsafe.Pointer(&g.buf[0])), C.size_t(len(g.buf)), &n, &done)
 		})
-		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n)+1 > len(g.buf) {
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n)+1 > len(g.buf) {
 			g.buf = make([]byte, int(n)+1)
 			continue
 		}
 		if err != nil {
-			return "", DoneNone, err
+			return "", llm.AxllmDoneNone, err
 		}
-		return string(g.buf[:n]), DoneReason(done), nil
+		return string(g.buf[:n]), llm.AxllmDoneReason(done), nil
 	}
 }
 

@@ -47,7 +47,7 @@ func drain(t *testing.T, g Generation) (string, DoneReason) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if done != DoneNone {
+		if done != llm.AxllmDoneNone {
 			return sb.String(), done
 		}
 		if piece == "" {
@@ -56,7 +56,7 @@ func drain(t *testing.T, g Generation) (string, DoneReason) {
 		sb.WriteString(piece)
 	}
 	t.Fatal("generation did not end")
-	return "", DoneNone
+	return "", llm.AxllmDoneNone
 }
 
 func TestAXLLMEngine(t *testing.T) {
@@ -94,7 +94,7 @@ func TestAXLLMEngine(t *testing.T) {
 		defer g.End()
 		_, done := drain(t, g)
 		st := g.Stats()
-		if done != DoneMaxTokens && done != DoneEOS {
+		if done != llm.AxllmDoneMaxTokens && done != llm.AxllmDoneEos {
 			t.Errorf("done = %d", done)
 		}
 		if st.PromptTokens != len(ids) || st.GeneratedTokens == 0 || st.GeneratedTokens > 5 {
@@ -109,7 +109,7 @@ func TestAXLLMEngine(t *testing.T) {
 		}
 		defer g.End()
 		g.(*axllmGeneration).buf = make([]byte, 1) // every piece needs the retry
-		if _, done := drain(t, g); done == DoneNone {
+		if _, done := drain(t, g); done == llm.AxllmDoneNone {
 			t.Error("not done")
 		}
 	})
@@ -124,7 +124,7 @@ func TestAXLLMEngine(t *testing.T) {
 			t.Fatal(err)
 		}
 		g.Cancel()
-		if _, done := drain(t, g); done != DoneCancelled {
+		if _, done := drain(t, g); done != llm.AxllmDoneCancelled {
 			t.Errorf("done = %d, want cancelled", done)
 		}
 		g.Cancel() // after the end: ignored
@@ -137,7 +137,7 @@ func TestAXLLMEngine(t *testing.T) {
 		}
 		_, err := e.Begin(long, Params{NumPredict: 1, RepeatPenalty: 1})
 		var ee *EngineError
-		if !errors.As(err, &ee) || ee.Status != StatusPromptTooLong {
+		if !errors.As(err, &ee) || ee.Status != llm.AxllmErrPromptTooLong {
 			t.Errorf("Begin = %v, want prompt_too_long", err)
 		}
 	})
@@ -167,7 +167,7 @@ func TestAXLLMEngineLoadErrors(t *testing.T) {
 	}
 	_, err := loadEngine(t.TempDir(), nil)
 	var ee *EngineError
-	if !errors.As(err, &ee) || (ee.Status != StatusModelNotFound && ee.Status != StatusBadModel) || ee.Message == "" {
+	if !errors.As(err, &ee) || (ee.Status != llm.AxllmErrModelNotFound && ee.Status != llm.AxllmErrBadModel) || ee.Message == "" {
 		t.Errorf("loading an empty directory: %v", err)
 	}
 }

@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -92,7 +94,7 @@ func Execute(args []string) error {
 			dir, err = Materialize(files, *workdir)
 		}
 		if err != nil {
-			s.fail(StatusBadModel.Code(), err)
+			s.fail(withStatus(err, llm.AxllmErrBadModel))
 			<-ctx.Done()
 			return nil
 		}
@@ -110,14 +112,10 @@ func Execute(args []string) error {
 		start := time.Now()
 		e, err := loadEngine(dir, s.progress)
 		if err != nil {
-			code := "error"
-			var ee *EngineError
-			if errors.As(err, &ee) {
-				code = ee.Status.Code()
-			} else if errors.Is(err, llm.ErrAX650NotBuilt) {
-				code = "unsupported"
+			if *modelName != "" {
+				err = packageRelative(err, dir, *modelName)
 			}
-			s.fail(code, err)
+			s.fail(err)
 			return
 		}
 		s.ready(e)
@@ -159,11 +157,25 @@ func (s *server) progress(loaded, total uint32) {
 	s.mu.Unlock()
 }
 
-func (s *server) fail(code string, err error) {
-	slog.Error("AX650 model load failed", "code", code, "error", err)
+func (s *server) fail(err error) {
+	st := axllmStatus(err)
+	slog.Error("AX650 model load failed", "axllm_status", st, "error", err)
 	s.mu.Lock()
-	s.state.State, s.state.Code, s.state.Error = llm.AX650StateFailed, code, err.Error()
+	s.state.State, s.state.Axllm, s.state.Error = llm.AX650StateFailed, st, err.Error()
 	s.mu.Unlock()
+}
+
+// packageRelative names the model's files in a load error the way the
+// package names them (qwen3-ax650/qwen3_p128_l3_together.axmodel), not by
+// their links in the runner's temporary directory.
+func packageRelative(err error, dir, model string) error {
+	var ee *EngineError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	msg := strings.ReplaceAll(ee.Message, dir+string(filepath.Separator), "")
+	msg = strings.ReplaceAll(msg, dir, "the package")
+	return &EngineError{Call: ee.Call, Status: ee.Status, Message: fmt.Sprintf("model %s: %s", model, msg)}
 }
 
 func (s *server) ready(e Engine) {
@@ -191,7 +203,7 @@ func (s *server) status() llm.AX650Status {
 	s.mu.Unlock()
 	if r != nil {
 		if err := r.Broken(); err != nil {
-			st.State, st.Code, st.Error = llm.AX650StateBroken, StatusDevice.Code(), err.Error()
+			st.State, st.Axllm, st.Error = llm.AX650StateBroken, axllmStatus(err), err.Error()
 		}
 		if st.Simulator {
 			if u, err := r.engine.SimUsage(); err == nil {
@@ -215,7 +227,7 @@ func (s *server) handler() http.Handler {
 		}
 		var in llm.AX650TokenizeRequest
 		if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-			writeError(w, badRequest("invalid_argument", "bad tokenize request: %v", err))
+			writeError(w, badRequest("bad tokenize request: %v", err))
 			return
 		}
 		tokens, err := r.Tokenize(in.Content)
@@ -232,7 +244,7 @@ func (s *server) handler() http.Handler {
 		}
 		var in llm.AX650DetokenizeRequest
 		if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-			writeError(w, badRequest("invalid_argument", "bad detokenize request: %v", err))
+			writeError(w, badRequest("bad detokenize request: %v", err))
 			return
 		}
 		text, err := r.Detokenize(in.Tokens)
@@ -249,7 +261,7 @@ func (s *server) readyRunner(w http.ResponseWriter) (*Runner, bool) {
 	r := s.getRunner()
 	if r == nil {
 		st := s.status()
-		writeJSON(w, http.StatusServiceUnavailable, llm.AX650Error{Status: http.StatusServiceUnavailable, Code: st.Code,
+		writeJSON(w, http.StatusServiceUnavailable, llm.AX650Error{Status: http.StatusServiceUnavailable, Axllm: st.Axllm,
 			Message: fmt.Sprintf("the AX650 model is not loaded (%s) %s", st.State, st.Error)})
 		return nil, false
 	}
@@ -263,7 +275,7 @@ func (s *server) completions(w http.ResponseWriter, req *http.Request) {
 	}
 	var in llm.AX650CompletionRequest
 	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-		writeError(w, badRequest("invalid_argument", "bad completion request: %v", err))
+		writeError(w, badRequest("bad completion request: %v", err))
 		return
 	}
 

@@ -70,9 +70,9 @@ func TestServerStates(t *testing.T) {
 
 func TestServerFailedLoad(t *testing.T) {
 	s := &server{state: llm.AX650Status{State: llm.AX650StateLoading}}
-	s.fail(StatusOutOfMemory.Code(), &EngineError{"axllm_model_load", StatusOutOfMemory, "no CMM"})
+	s.fail(&EngineError{"axllm_model_load", llm.AxllmErrOutOfMemory, "no CMM"})
 	st := s.status()
-	if st.State != llm.AX650StateFailed || st.Code != "out_of_memory" || !strings.Contains(st.Error, "no CMM") {
+	if st.State != llm.AX650StateFailed || st.Axllm != llm.AxllmErrOutOfMemory || !strings.Contains(st.Error, "no CMM") {
 		t.Errorf("status = %+v", st)
 	}
 }
@@ -121,7 +121,7 @@ func TestServerCompletionStream(t *testing.T) {
 
 	// An error after output is the stream's last line.
 	f := newFake("partial")
-	f.nextErr = &EngineError{"axllm_generation_next", StatusDevice, "device lost"}
+	f.nextErr = &EngineError{"axllm_generation_next", llm.AxllmErrDevice, "device lost"}
 	s2 := &server{}
 	s2.ready(f)
 	w = post(t, s2.handler(), "/v1/completions", llm.AX650CompletionRequest{Prompt: "p"})
@@ -130,7 +130,7 @@ func TestServerCompletionStream(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
 		t.Fatal(err)
 	}
-	if w.Code != http.StatusOK || last.Error == nil || last.Error.Code != "device" {
+	if w.Code != http.StatusOK || last.Error == nil || last.Error.Axllm != llm.AxllmErrDevice {
 		t.Errorf("mid-stream error: %d %s", w.Code, w.Body)
 	}
 }
