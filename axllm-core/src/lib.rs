@@ -4,9 +4,11 @@
 //! * [`npu`]: the AXCL runtime loaded at run time (the only `unsafe` module);
 //! * [`engine`]: the prefill/decode layer loop with the KV cache on the device;
 //! * [`sampling`], [`stop`]: choosing tokens and ending streams;
-//! * [`generate`]: the public [`Model`] handle and [`Generation`] pull API.
+//! * [`generate`]: the public [`Model`] handle and [`Generation`] pull API;
+//! * [`check`]: a package's static checks, without the NPU (`ollama create`).
 #![deny(unsafe_code)]
 
+pub mod check;
 pub mod engine;
 pub mod error;
 pub mod generate;
