@@ -151,6 +151,28 @@ typedef struct {
   uint64_t generate_duration_ns;
 } axllm_stats;
 
+// What a package's files say about the model (see `axllm_package_check`).
+// Sizes the files do not state are 0: for real `.axmodel` files only the
+// runtime reports the shape groups, so the context length is known once
+// the model is loaded (`axllm_model_info`).
+typedef struct {
+  // Decoder layers.
+  uint32_t layers;
+  // Positions a conversation may occupy; 0 when not known without the card.
+  uint32_t context_length;
+  // The longest prompt prefilled in chunks; 0 when not known without the card.
+  uint32_t max_prefill;
+  // 0 when not known without the card.
+  uint32_t hidden_size;
+  // 0 when not known without the card.
+  uint32_t vocab_size;
+  // True when the package has its own sampling defaults (`post_config.json`).
+  bool has_sampling_defaults;
+  // The sampling defaults a loaded model uses (`axllm_model_generate_params`):
+  // the package's when `has_sampling_defaults`, else Ollama's. `stop` is NULL.
+  axllm_generate_params sampling_defaults;
+} axllm_package_info;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -275,6 +297,23 @@ axllm_status axllm_model_reset_cache(axllm_model *model);
 // For tests of the boundary: panics inside the library. Returns
 // `AXLLM_ERR_PANIC` with the panic's message in `axllm_last_error()`.
 axllm_status axllm_debug_panic(void);
+
+// Checks the model package at `dir` as the loader does, as far as the files
+// go without the NPU (the runtime library is not loaded): the layout and
+// layer count, the tokenizer, `post_config.json`, the embedding table, and
+// every model file read to its end. On success fills `*out_info` and writes
+// the tokenizer's chat template ("" when it has none) to `chat_template` as
+// NUL-terminated UTF-8, storing its length without the NUL in
+// `*chat_template_len`. When `capacity` is less than that length + 1 the
+// call returns `AXLLM_ERR_BUFFER_TOO_SMALL` (with `*out_info` filled);
+// `chat_template` may be NULL with `capacity` 0 to ask for the length. On
+// a failed check: `AXLLM_ERR_MODEL_NOT_FOUND` or `AXLLM_ERR_BAD_MODEL`, and
+// `axllm_last_error()` names the file at fault.
+//
+// # Safety
+// `dir` is a NUL-terminated string; `out_info` and `chat_template_len` are
+// valid pointers; `chat_template` is NULL or valid for `capacity` writes.
+axllm_status axllm_package_check(const char *dir, axllm_package_info *out_info, char *chat_template, size_t capacity, size_t *chat_template_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -8,6 +8,7 @@
 
 pub mod boundary;
 mod handles;
+mod package;
 pub mod types;
 
 use axllm_core::{
@@ -19,6 +20,7 @@ use handles::Registry;
 use parking_lot::Mutex;
 use std::ffi::c_char;
 use std::path::PathBuf;
+pub use package::*;
 pub use types::*;
 
 /// A loaded model (opaque).
@@ -255,7 +257,7 @@ pub unsafe extern "C" fn axllm_detokenize(
     })
 }
 
-fn params_from_sampling(s: SamplingOptions) -> axllm_generate_params {
+pub(crate) fn params_from_sampling(s: SamplingOptions) -> axllm_generate_params {
     axllm_generate_params {
         temperature: s.temperature,
         top_k: s.top_k,
