@@ -113,7 +113,7 @@ func Execute(args []string) error {
 		e, err := loadEngine(dir, s.progress)
 		if err != nil {
 			if *modelName != "" {
-				err = packageRelative(err, dir, *modelName)
+				err = PackageRelative(err, dir, "model "+*modelName+": ")
 			}
 			s.fail(err)
 			return
@@ -165,17 +165,18 @@ func (s *server) fail(err error) {
 	s.mu.Unlock()
 }
 
-// packageRelative names the model's files in a load error the way the
+// PackageRelative names a package's files in an axllm error the way the
 // package names them (qwen3-ax650/qwen3_p128_l3_together.axmodel), not by
-// their links in the runner's temporary directory.
-func packageRelative(err error, dir, model string) error {
+// their links in dir, the temporary directory they were linked into; prefix
+// (say "model NAME: ") leads the message.
+func PackageRelative(err error, dir, prefix string) error {
 	var ee *EngineError
 	if !errors.As(err, &ee) {
 		return err
 	}
 	msg := strings.ReplaceAll(ee.Message, dir+string(filepath.Separator), "")
 	msg = strings.ReplaceAll(msg, dir, "the package")
-	return &EngineError{Call: ee.Call, Status: ee.Status, Message: fmt.Sprintf("model %s: %s", model, msg)}
+	return &EngineError{Call: ee.Call, Status: ee.Status, Message: prefix + msg}
 }
 
 func (s *server) ready(e Engine) {
