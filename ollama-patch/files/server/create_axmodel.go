@@ -189,7 +189,12 @@ func axmodelCheck(blobs map[string]string) (info ax650runner.PackageInfo, checke
 	case errors.Is(err, llm.ErrAX650NotBuilt):
 		return ax650runner.PackageInfo{}, false, nil
 	case err != nil:
-		return info, true, fmt.Errorf("%w: %w", errAXModelBadRequest, ax650runner.PackageRelative(err, dir, ""))
+		err = ax650runner.PackageRelative(err, dir, "")
+		var ee *ax650runner.EngineError
+		if errors.As(err, &ee) {
+			return info, true, fmt.Errorf("%w: %s", errAXModelBadRequest, ee.Message)
+		}
+		return info, true, fmt.Errorf("%w: %w", errAXModelBadRequest, err)
 	}
 	return info, true, nil
 }
