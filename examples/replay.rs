@@ -9,8 +9,10 @@
 //! * `{"kind": "session", "prompt": [ids], "steps": N}`: greedy decoding
 //!   through the low-level session, reporting every step's logits; or
 //! * `{"kind": "generate", "prompt": [ids] | "text": "...", "num_predict": N,
-//!   "temperature": T, "seed": S, "top_k": K, "top_p": P, "stop": [..]}`:
-//!   the generation API, reporting tokens, text, done reason and stats.
+//!   "temperature": T, "seed": S, "top_k": K, "top_p": P, "stop": [..],
+//!   "defaults": "package"}`: the generation API, reporting tokens, text, done
+//!   reason and stats. Unset sampling values are greedy, or with
+//!   `"defaults": "package"` the package's own (`post_config.json`).
 //!
 //! Every result also reports the tokens the device cache holds afterwards.
 
@@ -64,7 +66,11 @@ fn session(model: &Model, req: &Value) -> Result<Value> {
 
 fn generate(model: &Model, req: &Value) -> Result<Value> {
     let f = |k: &str| req.get(k).and_then(Value::as_f64);
-    let d = SamplingOptions::greedy();
+    let d = match req["defaults"].as_str() {
+        None => SamplingOptions::greedy(),
+        Some("package") => model.default_sampling(),
+        Some(other) => bail!("unknown defaults {other:?} (\"package\" or absent)"),
+    };
     let opts = GenerateOptions {
         sampling: SamplingOptions {
             temperature: f("temperature").map_or(d.temperature, |v| v as f32),
