@@ -27,6 +27,8 @@
 #   OLLAMA_LLAMA_SERVER=0  skip llama-server: GGUF models then fail with
 #                     Ollama's "llama-server binary not found" and how to build it
 #   AX650_CACHE_DIR   where downloads are kept (default: ollama-patch/build/cache)
+#   AX650_LLAMA_BUILD_DIR  CMake build directory of llama-server (default:
+#                     ollama-patch/build/llama-server-cpu)
 #
 # The source tree is recreated from a pristine copy whenever the patches or
 # new files change, and reused otherwise, so re-running is cheap. Needs Go
@@ -53,7 +55,7 @@ GO=${GO:-go}
 CARGO=${CARGO:-cargo}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 CACHE_DIR=${AX650_CACHE_DIR:-$HERE/build/cache}
-LLAMA_BUILD_DIR=$HERE/build/llama-server-cpu
+LLAMA_BUILD_DIR=${AX650_LLAMA_BUILD_DIR:-$HERE/build/llama-server-cpu}
 # -buildvcs=false: the build tree may sit inside this repository's checkout.
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 
