@@ -31,7 +31,7 @@ done
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 log "building the simulator and packer, libaxllm.a and the patched Ollama"
-cargo build --release -q -p axcl-sim
+cargo build --release -q -p axcl-sim -p axsim-pack
 bash ollama-patch/build.sh >&2
 OLLAMA=$ROOT/target/ollama
 

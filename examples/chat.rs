@@ -5,7 +5,11 @@
 //! Streams each answer as it is produced and keeps the conversation: every
 //! turn re-renders the whole chat with the package's chat template, and the
 //! device cache reuses the part it already holds, which the timing line shows.
-//! Without a card, set `AXLLM_AXCL_LIB` to the simulator (`libaxcl_sim.so`).
+//! Without a card, set `AXLLM_AXCL_LIB` to the simulator (`libaxcl_sim.so`);
+//! `AXLLM_SCHEDULE` picks the call schedule.
+
+#[path = "support/env.rs"]
+mod env;
 
 use anyhow::{Context, Result};
 use axllm_core::{GenerateOptions, LoadOptions, Model, Step};
@@ -54,14 +58,18 @@ fn render(template: &str, messages: &[serde_json::Value], think: bool) -> Result
 fn chatml(messages: &[serde_json::Value]) -> String {
     let mut s = String::new();
     for m in messages {
-        s += &format!("<|im_start|>{}\n{}<|im_end|>\n", m["role"].as_str().unwrap_or("user"), m["content"].as_str().unwrap_or(""));
+        s += &format!(
+            "<|im_start|>{}\n{}<|im_end|>\n",
+            m["role"].as_str().unwrap_or("user"),
+            m["content"].as_str().unwrap_or("")
+        );
     }
     s + "<|im_start|>assistant\n"
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let opts = LoadOptions { device_index: args.device, ..Default::default() };
+    let opts = LoadOptions { device_index: args.device, ..env::load_options()? };
     let model = Model::load_with_progress(&args.model, &opts, &mut |p| {
         eprint!("\rloading {}/{} model files", p.loaded, p.total);
     })?;
@@ -72,10 +80,11 @@ fn main() -> Result<()> {
         info.layers,
         info.context_length,
         info.device_bytes as f64 / (1 << 20) as f64,
-        if info.simulator { "the simulator".to_string() } else { format!("device {}", info.device_id) },
+        if model.simulator().is_some() { "the simulator".to_string() } else { format!("device {}", info.device_id) },
         info.load_duration.as_secs_f64()
     );
-    let mut gen_opts = GenerateOptions { sampling: model.default_sampling(), num_predict: args.max_tokens, ..Default::default() };
+    let mut gen_opts =
+        GenerateOptions { sampling: model.default_sampling(), num_predict: args.max_tokens, ..Default::default() };
     if let Some(t) = args.temperature {
         gen_opts.sampling.temperature = t;
     }
@@ -117,7 +126,9 @@ fn main() -> Result<()> {
         let s = generation.stats();
         drop(generation);
         println!();
-        let rate = |n: usize, d: std::time::Duration| if d.is_zero() { 0.0 } else { n as f64 / d.as_secs_f64() };
+        let rate = |n: usize, d: std::time::Duration| {
+            if d.is_zero() { 0.0 } else { n as f64 / d.as_secs_f64() }
+        };
         eprintln!(
             "[prompt {} tokens ({} reused) in {:.0} ms; {} tokens at {:.2} tok/s; {}]",
             s.prompt_tokens,

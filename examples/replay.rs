@@ -15,10 +15,13 @@
 //!   `"defaults": "package"` the package's own (`post_config.json`).
 //!
 //! Every result also reports the tokens the device cache holds afterwards.
+//! The runtime library is `$AXLLM_AXCL_LIB` when set.
+
+#[path = "support/env.rs"]
+mod env;
 
 use anyhow::{Context, Result, bail};
-use axllm_core::sampling::argmax;
-use axllm_core::{GenerateOptions, LoadOptions, Model, SamplingOptions};
+use axllm_core::{GenerateOptions, Model, SamplingOptions};
 use serde_json::{Value, json};
 
 fn ids(v: &Value) -> Result<Vec<u32>> {
@@ -27,6 +30,17 @@ fn ids(v: &Value) -> Result<Vec<u32>> {
         .iter()
         .map(|x| x.as_u64().map(|n| n as u32).context("token ids are non-negative integers"))
         .collect()
+}
+
+/// Index of the largest value; the first one on ties (greedy decoding).
+fn argmax(xs: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best as u32
 }
 
 fn to_f32(bits: &[u16]) -> Vec<f32> {
@@ -121,7 +135,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, script] = args.as_slice() else { bail!("usage: replay <model dir> <script.json>") };
     let script: Value = serde_json::from_str(&std::fs::read_to_string(script)?)?;
-    let model = Model::load(dir.as_ref(), &LoadOptions::default())?;
+    let model = Model::load(dir.as_ref(), &env::load_options()?)?;
     let mut results = Vec::new();
     for req in script["requests"].as_array().context("script needs a \"requests\" array")? {
         let r = match req["kind"].as_str() {
@@ -138,7 +152,7 @@ fn main() -> Result<()> {
             "results": results,
             "context_length": info.context_length,
             "max_prefill": info.max_prefill,
-            "chunk": info.geometry.chunk,
+            "chunk": info.chunk,
             "vocab": info.vocab,
         })
     );

@@ -10,6 +10,9 @@
  * - Strings in are NUL-terminated UTF-8 and borrowed for the duration of the call.
  * - Buffers out are caller-owned: when too small, the call returns
  *   AXLLM_ERR_BUFFER_TOO_SMALL and stores the size needed; nothing is lost.
+ * - Structs that may grow start with `size_t struct_size`. Fill them with the
+ *   function that does (axllm_load_default_params(&p, sizeof p), ...): a
+ *   program built against this header keeps working with later libraries.
  */
 
 #ifndef AXLLM_H
@@ -19,29 +22,44 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Result of every axllm function. Numbers are stable; groups are spaced by 100.
+// Load the model files by path (`axllm_load_params.load_method`).
+#define AXLLM_LOAD_FROM_FILE 0
+
+// Copy each model file into device memory and load it from there.
+#define AXLLM_LOAD_FROM_DEVICE_MEMORY 1
+
+// Result of every axllm function. Numbers are stable; groups are spaced by
+// 100. Each says what the caller can do and the state the call leaves.
 typedef enum {
   // Success.
   AXLLM_OK = 0,
   // A NULL pointer, a string that is not UTF-8, an unknown or freed handle,
-  // or a value out of range. Nothing was changed.
+  // a params struct of an unknown size, or a value out of range. Fix the
+  // argument. Nothing was changed.
   AXLLM_ERR_INVALID_ARGUMENT = 100,
   // The caller's buffer is too small; the size needed was stored and the
   // data is kept for the next call. Nothing was lost.
   AXLLM_ERR_BUFFER_TOO_SMALL = 101,
-  // The AXCL runtime library could not be loaded or lacks symbols.
-  AXLLM_ERR_RUNTIME = 200,
-  // The model directory or one of its files does not exist.
-  AXLLM_ERR_MODEL_NOT_FOUND = 201,
-  // A model file is malformed, truncated or inconsistent with the others.
-  AXLLM_ERR_BAD_MODEL = 202,
-  // The prompt does not fit in the model's context. The model is unchanged.
+  // The AXCL runtime library cannot be loaded, lacks symbols or does not
+  // initialise. Install it or pass its path. Nothing was loaded.
+  AXLLM_ERR_RUNTIME_UNAVAILABLE = 200,
+  // The model package is unusable: a file is missing, unreadable,
+  // malformed, inconsistent, or named outside the package (the message
+  // names the file). Fix the package. Nothing stays loaded.
+  // (201, a missing package before, is reported with this status.)
+  AXLLM_ERR_BAD_PACKAGE = 202,
+  // The prompt does not fit in the model's context. Shorten it. The model
+  // is unchanged.
   AXLLM_ERR_PROMPT_TOO_LONG = 300,
-  // The NPU has no memory for the model or a buffer (another model may need
-  // to be unloaded first). Nothing stays allocated.
+  // The NPU has no memory for the model or a buffer. Free another model
+  // and retry. Nothing stays allocated.
   AXLLM_ERR_OUT_OF_MEMORY = 400,
-  // The NPU or its runtime failed. A model may need to be loaded again.
-  AXLLM_ERR_DEVICE = 401,
+  // A runtime call failed. The generation is over; the next one starts
+  // from a clean cache. If failures persist, free the model and load it again.
+  AXLLM_ERR_RUNTIME_FAILURE = 401,
+  // The card stopped answering. The model is unusable: free it, reset the
+  // card if needed, and load it again.
+  AXLLM_ERR_DEVICE_LOST = 402,
   // A bug inside axllm was caught at the boundary. Free the handle involved.
   AXLLM_ERR_PANIC = 900,
 } axllm_status;
@@ -68,52 +86,13 @@ typedef struct axllm_generation axllm_generation;
 // A loaded model (opaque).
 typedef struct axllm_model axllm_model;
 
-// How to load a model; start from `axllm_load_default_params()`.
-// The call schedule comes from the environment variable `AXLLM_SCHEDULE`
-// (`safe`, the default, or the opt-in `fewest-calls`; see BENCHMARKS.md).
-typedef struct {
-  // Index into the runtime's device list (0 = first card).
-  uint32_t device_index;
-  // Path of the AXCL runtime library, or NULL for the default search
-  // (`$AXLLM_AXCL_LIB`, `libaxcl_rt.so`, `/usr/lib/axcl/`). Borrowed for the call.
-  const char *runtime_library;
-  // Copy model files into device memory and load from there instead of
-  // loading them by path.
-  bool load_from_device_memory;
-  // Called after each model file is loaded, on the calling thread; may be NULL.
-  void (*progress)(void *user_data, uint32_t loaded, uint32_t total);
-  // Passed to `progress`.
-  void *progress_user_data;
-} axllm_load_params;
-
-// What a loaded model is.
-typedef struct {
-  // Positions a conversation may occupy (prompt plus generated tokens).
-  uint32_t context_length;
-  // The longest prompt prefilled in chunks; longer prompts up to
-  // `context_length` are accepted but fed token by token.
-  uint32_t max_prefill;
-  uint32_t vocab_size;
-  uint32_t layers;
-  uint32_t hidden_size;
-  // Prefill chunk length of the compiled model.
-  uint32_t chunk;
-  // Device memory the model uses (buffers plus model files).
-  uint64_t device_memory_bytes;
-  // The device id the runtime reports for the card in use.
-  int32_t device_id;
-  // True when the runtime is the simulator (no card).
-  bool simulator;
-  // On the simulator: the device allocations alive in this process when
-  // the info was read (every model's), and their bytes. 0 on a card.
-  uint64_t sim_live_allocations;
-  uint64_t sim_live_bytes;
-} axllm_model_info;
-
-// Sampling and stop options of one generation; start from
+// Sampling and stop options of one generation. Fill it with
 // `axllm_generate_default_params()` (Ollama's defaults) or
-// `axllm_model_generate_params()` (the package's defaults).
+// `axllm_model_generate_params()` (the package's), then set what differs.
 typedef struct {
+  // `sizeof(axllm_generate_params)` as the caller was compiled; set by the
+  // functions that fill the struct.
+  size_t struct_size;
   // 0 = greedy.
   float temperature;
   // <= 0 disables.
@@ -128,14 +107,17 @@ typedef struct {
   int32_t repeat_last_n;
   // 1 disables.
   float repeat_penalty;
+  // Subtracted from the logits of tokens in the window; 0 disables.
   float presence_penalty;
+  // Subtracted once per occurrence in the window; 0 disables.
   float frequency_penalty;
-  // Negative = random.
-  int64_t seed;
   // Most tokens to generate; negative = until an end token or the context limit.
   int32_t num_predict;
+  // Negative = random.
+  int64_t seed;
   // Stop strings (UTF-8), `n_stop` of them; borrowed for the `begin` call only.
   const char *const *stop;
+  // Number of `stop` strings.
   size_t n_stop;
   // Apply the tokenizer's post-processor (BOS) to a text prompt.
   bool add_special_tokens;
@@ -143,34 +125,90 @@ typedef struct {
 
 // Counts and durations of a generation.
 typedef struct {
+  // Tokens in the prompt.
   uint32_t prompt_tokens;
   // Prompt tokens whose cache was reused from the previous generation.
   uint32_t prompt_reused;
+  // Prefill time up to the first sampled token.
   uint64_t prompt_duration_ns;
+  // Tokens generated (the end token is not counted).
   uint32_t generated_tokens;
+  // Time spent generating after the first token.
   uint64_t generate_duration_ns;
 } axllm_stats;
 
-// What a package's files say about the model (see `axllm_package_check`).
-// Sizes the files do not state are 0: for real `.axmodel` files only the
-// runtime reports the shape groups, so the context length is known once
-// the model is loaded (`axllm_model_info`).
+// How to load a model. Fill it with `axllm_load_default_params()`, then set
+// what differs.
 typedef struct {
+  // `sizeof(axllm_load_params)` as the caller was compiled; set by
+  // `axllm_load_default_params()`.
+  size_t struct_size;
+  // Index into the runtime's device list (0 = the first card).
+  uint32_t device_index;
+  // `AXLLM_LOAD_FROM_FILE` (default) or `AXLLM_LOAD_FROM_DEVICE_MEMORY`.
+  uint32_t load_method;
+  // Path of the AXCL runtime library, or NULL: `libaxcl_rt.so` through the
+  // dynamic loader, then `/usr/lib/axcl/libaxcl_rt.so`. Borrowed for the call.
+  const char *runtime_library;
+  // The call schedule: NULL or "safe" (default), "fewest-calls", or a
+  // comma-separated list of "kv-bind", "packed-inputs", "async"
+  // (see BENCHMARKS.md). Borrowed for the call.
+  const char *schedule;
+  // Directories outside the package that its symlinks may point into
+  // (a package made of links into a content store); `n_link_roots` of
+  // them, may be NULL when 0. Names in the package's configuration must
+  // stay inside the package regardless. Borrowed for the call.
+  const char *const *link_roots;
+  // Number of `link_roots`.
+  size_t n_link_roots;
+  // Called after each model file is loaded, on the calling thread; may be NULL.
+  void (*progress)(void *user_data, uint32_t loaded, uint32_t total);
+  // Passed to `progress`.
+  void *progress_user_data;
+} axllm_load_params;
+
+// What a loaded model is. Filled by `axllm_model_get_info()`.
+typedef struct {
+  // `sizeof(axllm_model_info)` as the caller was compiled; set by `axllm_model_get_info()`.
+  size_t struct_size;
+  // Positions a conversation may occupy (prompt plus generated tokens).
+  uint32_t context_length;
+  // The longest prompt prefilled in chunks; longer prompts up to
+  // `context_length` are accepted but fed token by token.
+  uint32_t max_prefill;
+  // Vocabulary size.
+  uint32_t vocab_size;
+  // Decoder layers.
+  uint32_t layers;
+  // Hidden size.
+  uint32_t hidden_size;
+  // Prefill chunk length of the compiled model.
+  uint32_t chunk;
+  // Device memory the model uses (buffers plus model files).
+  uint64_t device_memory_bytes;
+  // The device id the runtime reports for the card in use.
+  int32_t device_id;
+} axllm_model_info;
+
+// What a package's files say about the model. Filled by
+// `axllm_package_check()`. Sizes the files do not state are 0: for real
+// `.axmodel` files only the runtime reports the shape groups, so the context
+// length is known once the model is loaded (`axllm_model_get_info()`).
+typedef struct {
+  // `sizeof(axllm_package_info)` as the caller was compiled; set by `axllm_package_check()`.
+  size_t struct_size;
   // Decoder layers.
   uint32_t layers;
   // Positions a conversation may occupy; 0 when not known without the card.
   uint32_t context_length;
   // The longest prompt prefilled in chunks; 0 when not known without the card.
   uint32_t max_prefill;
-  // 0 when not known without the card.
+  // Hidden size; 0 when not known without the card.
   uint32_t hidden_size;
-  // 0 when not known without the card.
+  // Vocabulary size; 0 when not known without the card.
   uint32_t vocab_size;
   // True when the package has its own sampling defaults (`post_config.json`).
   bool has_sampling_defaults;
-  // The sampling defaults a loaded model uses (`axllm_model_generate_params`):
-  // the package's when `has_sampling_defaults`, else Ollama's. `stop` is NULL.
-  axllm_generate_params sampling_defaults;
 } axllm_package_info;
 
 #ifdef __cplusplus
@@ -184,66 +222,30 @@ const char *axllm_version(void);
 // Owned by the library; valid until this thread's next axllm call. Copy it.
 const char *axllm_last_error(void);
 
-// Default load parameters: device 0, default runtime search, load by path.
-axllm_load_params axllm_load_default_params(void);
-
-// Loads the model package at `model_dir` onto the NPU.
-//
-// `params` may be NULL (defaults). On success `*out_model` receives a handle
-// the caller owns: free it with `axllm_model_free`. On failure `*out_model`
-// is set to NULL and nothing stays allocated on the card.
-//
-// # Safety
-// `model_dir` is a NUL-terminated string; `params` is NULL or a valid struct;
-// `out_model` is a valid pointer.
-axllm_status axllm_model_load(const char *model_dir, const axllm_load_params *params, axllm_model **out_model);
-
-// Frees a model and everything it holds on the card. NULL and already freed
-// handles are ignored. Waits for a generation of this model to end first, so
-// end or cancel generations before freeing.
-void axllm_model_free(axllm_model *model);
-
-// Fills `*out_info` with the model's geometry and memory use (on the simulator,
-// the live allocations as they are now).
+// Writes the runtime's diagnostics as NUL-terminated JSON into `buf`. On the
+// simulator (axcl-sim): `{"simulator":true,"version":...,"counters":{...}}`
+// with its call counters and the device allocations alive in this process
+// (`live_allocations`, `live_bytes`, ...); on a card: `{"simulator":false}`.
+// `*len` receives the length without the NUL; when `capacity` is less than
+// `*len + 1` the call returns `AXLLM_ERR_BUFFER_TOO_SMALL`. Does not wait
+// for a running generation.
 //
 // # Safety
-// `out_info` is a valid pointer.
-axllm_status axllm_model_get_info(const axllm_model *model, axllm_model_info *out_info);
+// `buf` is NULL or valid for `capacity` writes; `len` is a valid pointer.
+axllm_status axllm_model_diagnostics(const axllm_model *model, char *buf, size_t capacity, size_t *len);
 
-// Encodes `text` into `tokens` (capacity `capacity`). `*n_tokens` receives the
-// number of tokens; when it exceeds `capacity` the call returns
-// `AXLLM_ERR_BUFFER_TOO_SMALL` and writes nothing. Special tokens written in
-// the text (`<|im_start|>`) map to their ids.
-//
-// # Safety
-// `text` is a NUL-terminated string; `tokens` is NULL or valid for `capacity`
-// writes; `n_tokens` is a valid pointer.
-axllm_status axllm_tokenize(const axllm_model *model, const char *text, bool add_special_tokens, int32_t *tokens, size_t capacity, size_t *n_tokens);
-
-// Decodes `n_tokens` ids into `buf` as NUL-terminated UTF-8 (special tokens
-// kept). `*len` receives the text length without the NUL; when `capacity` is
-// less than `*len + 1` the call returns `AXLLM_ERR_BUFFER_TOO_SMALL`.
-//
-// # Safety
-// `tokens` is valid for `n_tokens` reads; `buf` is NULL or valid for
-// `capacity` writes; `len` is a valid pointer.
-axllm_status axllm_detokenize(const axllm_model *model, const int32_t *tokens, size_t n_tokens, char *buf, size_t capacity, size_t *len);
-
-// Ollama's defaults: temperature 0.8, top_k 40, top_p 0.9, repeat_last_n 64,
-// random seed, no limit, no stop strings.
-axllm_generate_params axllm_generate_default_params(void);
-
-// The package's own defaults (its post_config.json), into `*out_params`.
-//
-// # Safety
-// `out_params` is a valid pointer.
-axllm_status axllm_model_generate_params(const axllm_model *model, axllm_generate_params *out_params);
+// For tests of the boundary: panics inside the library. Returns
+// `AXLLM_ERR_PANIC` with the panic's message in `axllm_last_error()`.
+axllm_status axllm_debug_panic(void);
 
 // Starts a generation from a text prompt: waits while another generation of
 // this model runs, prefills the prompt (reusing the cached prefix) and samples
-// the first token. `params` may be NULL (Ollama's defaults). On success the
+// the first token. `params` may be NULL (Ollama's defaults); otherwise it is
+// read by its `struct_size`. On success the
 // caller owns `*out_generation`: pull text with `axllm_generation_next` and
-// release it (and the NPU) with `axllm_generation_end`.
+// release it (and the NPU) with `axllm_generation_end`. A thread that
+// still holds a generation of this model must end it before beginning
+// another on the same model: the call would wait for itself.
 //
 // # Safety
 // `prompt` is a NUL-terminated string; `params` is NULL or valid (with its
@@ -272,14 +274,69 @@ axllm_status axllm_generation_next(axllm_generation *generation, char *buf, size
 // reports `AXLLM_DONE_CANCELLED`. NULL and freed handles are ignored.
 void axllm_generation_cancel(axllm_generation *generation);
 
-// Cancels whichever generation of `model` holds the NPU now (thread-safe).
-void axllm_model_cancel(axllm_model *model);
-
 // Counts and durations of a generation so far.
 //
 // # Safety
 // `out_stats` is a valid pointer.
 axllm_status axllm_generation_stats(const axllm_generation *generation, axllm_stats *out_stats);
+
+// Ends a generation and releases the NPU for the next one. NULL and already
+// ended handles are ignored.
+void axllm_generation_end(axllm_generation *generation);
+
+// Loads the model package at `model_dir` onto the NPU.
+//
+// `params` may be NULL (defaults); otherwise it is read by its
+// `struct_size`. On success `*out_model` receives a handle the caller owns:
+// free it with `axllm_model_free`. On failure `*out_model` is set to NULL
+// and nothing stays allocated on the card.
+//
+// # Safety
+// `model_dir` is a NUL-terminated string; `params` is NULL or a valid struct
+// (with its strings); `out_model` is a valid pointer.
+axllm_status axllm_model_load(const char *model_dir, const axllm_load_params *params, axllm_model **out_model);
+
+// Frees a model and everything it holds on the card. NULL and already freed
+// handles are ignored. Waits for a generation of this model to end first, so
+// end or cancel generations before freeing.
+void axllm_model_free(axllm_model *model);
+
+// Fills `*info` with the model's geometry and memory use. Pass
+// `sizeof(axllm_model_info)` as `struct_size`.
+//
+// # Safety
+// `info` is valid for writes of `struct_size` bytes.
+axllm_status axllm_model_get_info(const axllm_model *model, axllm_model_info *info, size_t struct_size);
+
+// Encodes `text` into `tokens` (capacity `capacity`). `*n_tokens` receives the
+// number of tokens; when it exceeds `capacity` the call returns
+// `AXLLM_ERR_BUFFER_TOO_SMALL` and writes nothing. Special tokens written in
+// the text (`<|im_start|>`) map to their ids.
+//
+// # Safety
+// `text` is a NUL-terminated string; `tokens` is NULL or valid for `capacity`
+// writes; `n_tokens` is a valid pointer.
+axllm_status axllm_tokenize(const axllm_model *model, const char *text, bool add_special_tokens, int32_t *tokens, size_t capacity, size_t *n_tokens);
+
+// Decodes `n_tokens` ids into `buf` as NUL-terminated UTF-8 (special tokens
+// kept). `*len` receives the text length without the NUL; when `capacity` is
+// less than `*len + 1` the call returns `AXLLM_ERR_BUFFER_TOO_SMALL`.
+//
+// # Safety
+// `tokens` is valid for `n_tokens` reads; `buf` is NULL or valid for
+// `capacity` writes; `len` is a valid pointer.
+axllm_status axllm_detokenize(const axllm_model *model, const int32_t *tokens, size_t n_tokens, char *buf, size_t capacity, size_t *len);
+
+// Fills `*params` with the package's own sampling defaults (its
+// post_config.json; Ollama's where it has none). Pass
+// `sizeof(axllm_generate_params)` as `struct_size`.
+//
+// # Safety
+// `params` is valid for writes of `struct_size` bytes.
+axllm_status axllm_model_generate_params(const axllm_model *model, axllm_generate_params *params, size_t struct_size);
+
+// Cancels whichever generation of `model` holds the NPU now (thread-safe).
+void axllm_model_cancel(axllm_model *model);
 
 // Counts and durations of the model's last ended generation.
 //
@@ -287,33 +344,53 @@ axllm_status axllm_generation_stats(const axllm_generation *generation, axllm_st
 // `out_stats` is a valid pointer.
 axllm_status axllm_model_last_stats(const axllm_model *model, axllm_stats *out_stats);
 
-// Ends a generation and releases the NPU for the next one. NULL and already
-// ended handles are ignored.
-void axllm_generation_end(axllm_generation *generation);
-
 // Zeroes the model's device KV cache (the next prompt is prefilled in full).
 axllm_status axllm_model_reset_cache(axllm_model *model);
-
-// For tests of the boundary: panics inside the library. Returns
-// `AXLLM_ERR_PANIC` with the panic's message in `axllm_last_error()`.
-axllm_status axllm_debug_panic(void);
 
 // Checks the model package at `dir` as the loader does, as far as the files
 // go without the NPU (the runtime library is not loaded): the layout and
 // layer count, the tokenizer, `post_config.json`, the embedding table, and
-// every model file read to its end. On success fills `*out_info` and writes
-// the tokenizer's chat template ("" when it has none) to `chat_template` as
+// every model file read to its end, each inside the package.
+//
+// `params` is NULL or load parameters of which only `link_roots` is used
+// (the directories outside the package its symlinks may point into).
+//
+// On success fills `*info` (pass `sizeof(axllm_package_info)` as
+// `info_size`); fills `*defaults`, when it is not NULL, with the sampling
+// defaults a loaded model uses (`axllm_model_generate_params()`: the
+// package's when `info->has_sampling_defaults`, else Ollama's; pass
+// `sizeof(axllm_generate_params)` as `defaults_size`); and writes the
+// tokenizer's chat template ("" when it has none) to `chat_template` as
 // NUL-terminated UTF-8, storing its length without the NUL in
 // `*chat_template_len`. When `capacity` is less than that length + 1 the
-// call returns `AXLLM_ERR_BUFFER_TOO_SMALL` (with `*out_info` filled);
-// `chat_template` may be NULL with `capacity` 0 to ask for the length. On
-// a failed check: `AXLLM_ERR_MODEL_NOT_FOUND` or `AXLLM_ERR_BAD_MODEL`, and
+// call returns `AXLLM_ERR_BUFFER_TOO_SMALL` (with `*info` and `*defaults`
+// filled); `chat_template` may be NULL with `capacity` 0 to ask for the
+// length. A package that fails a check gives `AXLLM_ERR_BAD_PACKAGE`, and
 // `axllm_last_error()` names the file at fault.
 //
 // # Safety
-// `dir` is a NUL-terminated string; `out_info` and `chat_template_len` are
-// valid pointers; `chat_template` is NULL or valid for `capacity` writes.
-axllm_status axllm_package_check(const char *dir, axllm_package_info *out_info, char *chat_template, size_t capacity, size_t *chat_template_len);
+// `dir` is a NUL-terminated string; `params` is NULL or a valid struct;
+// `info` is valid for writes of `info_size` bytes; `defaults` is NULL or
+// valid for writes of `defaults_size` bytes; `chat_template_len` is a valid
+// pointer; `chat_template` is NULL or valid for `capacity` writes.
+axllm_status axllm_package_check(const char *dir, const axllm_load_params *params, axllm_package_info *info, size_t info_size, axllm_generate_params *defaults, size_t defaults_size, char *chat_template, size_t capacity, size_t *chat_template_len);
+
+// Fills `*params` with the default load parameters: device 0, the default
+// runtime search, load by path, the safe schedule, no link roots, no
+// progress callback. Pass `sizeof(axllm_load_params)` as `struct_size`; it is
+// stored in `params->struct_size`.
+//
+// # Safety
+// `params` is valid for writes of `struct_size` bytes.
+axllm_status axllm_load_default_params(axllm_load_params *params, size_t struct_size);
+
+// Fills `*params` with Ollama's defaults: temperature 0.8, top_k 40, top_p
+// 0.9, repeat_last_n 64, random seed, no limit, no stop strings. Pass
+// `sizeof(axllm_generate_params)` as `struct_size`.
+//
+// # Safety
+// `params` is valid for writes of `struct_size` bytes.
+axllm_status axllm_generate_default_params(axllm_generate_params *params, size_t struct_size);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -189,7 +189,7 @@ run_tests() {
 	"$GO" vet ./x/ax650runner/ ./llm/ ./server/ ./parser/ ./middleware/ ./cmd/
 
 	# With the Rust library built: the tagged (cgo) build too, and the real
-	# engine against the simulator when it is built (cargo build --release -p axcl-sim).
+	# engine against the simulator when it is built (cargo build --release -p axcl-sim -p axsim-pack).
 	local lib="$TARGET_DIR/release/libaxllm.a" sim="$TARGET_DIR/release/libaxcl_sim.so" pack="$TARGET_DIR/release/axsim-pack"
 	if [[ ! -f "$lib" ]]; then
 		log "skipping the tagged tests: $lib is not built"

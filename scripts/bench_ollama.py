@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--schedule", default="safe", help="AXLLM_SCHEDULE for both sides")
     args = ap.parse_args()
 
-    run(["cargo", "build", "-q", "--release", "-p", "axcl-sim"])
+    run(["cargo", "build", "-q", "--release", "-p", "axcl-sim", "-p", "axsim-pack"])
     run(["cargo", "build", "-q", "--release", "--example", "bench"])
     bench, ollama = RELEASE / "examples" / "bench", ollama_binary()
     spec = run([bench, "--pi5-spec", args.model]).strip()

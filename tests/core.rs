@@ -1,12 +1,10 @@
 //! axllm-core end to end on the simulator: layouts, generation semantics,
 //! cancellation, seeds, stop strings, UTF-8 streaming, serialisation.
 
-mod common;
-
 use axcl_sim::format::SimModelFile;
-use axcl_sim::pack::{Family, Layout};
 use axllm_core::{GenerateOptions, Model, SamplingOptions, Step, StopReason};
-use common::*;
+use axllm_testkit::*;
+use axsim_pack::{Family, Layout};
 use std::sync::mpsc;
 
 #[test]
@@ -19,8 +17,10 @@ fn every_vendor_layout_loads_and_generates_the_same() {
         assert_eq!(model.info().layers, 2);
         assert_eq!(model.info().context_length, 127);
         assert_eq!(model.info().max_prefill, 80);
-        assert!(model.info().simulator);
-        let c = model.generate("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n", &greedy(12), |_| true).unwrap();
+        assert!(model.simulator().is_some());
+        let c = model
+            .generate("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n", &greedy(12), |_| true)
+            .unwrap();
         outputs.push(c.tokens);
     }
     assert!(!outputs[0].is_empty());
@@ -133,7 +133,10 @@ fn stop_reasons_num_predict_and_context_full() {
     // A prompt longer than the context is refused and changes nothing.
     let too_long: Vec<u32> = (0..128).collect();
     let before = model.cached_tokens();
-    assert!(matches!(model.begin_tokens(&too_long, &opts), Err(axllm_core::Error::PromptTooLong { tokens: 128, max: 127 })));
+    assert!(matches!(
+        model.begin_tokens(&too_long, &opts),
+        Err(axllm_core::Error::PromptTooLong { tokens: 128, max: 127 })
+    ));
     assert_eq!(model.cached_tokens(), before);
 }
 
@@ -163,7 +166,7 @@ fn streamed_pieces_are_whole_characters_and_add_up() {
     let text = "café, naïve 日本語 🎉 <think>x</think> done";
     let ids = tok.encode(text, false).unwrap();
     assert!(ids.len() > text.chars().count() / 2);
-    let mut dec = axllm_core::model::StreamDecoder::new();
+    let mut dec = axllm_core::StreamDecoder::new();
     let mut pieces = Vec::new();
     for &id in &ids {
         let p = dec.push(tok, id).unwrap();

@@ -2,15 +2,13 @@
 //! and dropping models returns every allocation; a load that does not fit
 //! reports out-of-memory and leaves nothing behind.
 
-mod common;
-
-use axllm_core::{Error, LoadMethod, LoadOptions, Model};
-use common::*;
+use axllm_core::{Error, ErrorKind, LoadMethod, LoadOptions, Model};
+use axllm_testkit::*;
 
 #[test]
 fn models_free_everything_and_oom_is_reported() {
     let dir = tempdir();
-    let m = packed(dir.path(), axcl_sim::pack::Family::Qwen3, axcl_sim::pack::Layout::Axllm, 4);
+    let m = packed(dir.path(), axsim_pack::Family::Qwen3, axsim_pack::Layout::Axllm, 4);
     let keeper = Model::load(&m, &load_options()).unwrap(); // keeps the runtime alive
     let sim = keeper.simulator().expect("runs on the simulator");
     let base = sim.counters().unwrap();
@@ -31,7 +29,11 @@ fn models_free_everything_and_oom_is_reported() {
     // everything it had allocated is freed, and the next load succeeds.
     sim.configure("fail=malloc:5:0x80300507").unwrap();
     let e = Model::load(&m, &load_options()).unwrap_err();
-    assert!(matches!(e, Error::DeviceOutOfMemory { .. }) && e.is_out_of_memory(), "{e}");
+    assert!(
+        matches!(e, Error::OutOfMemory { call: "axclrtMalloc", bytes: Some(_), .. }) && e.is_out_of_memory(),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::OutOfMemory);
     let after = sim.counters().unwrap();
     assert_eq!((after.live_allocations, after.live_models), (base.live_allocations, base.live_models));
     Model::load(&m, &load_options()).unwrap();

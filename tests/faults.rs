@@ -2,10 +2,8 @@
 //! leak no device memory, and the next request succeeds with the same output
 //! as before the fault. One sequential test: fault settings are process-wide.
 
-mod common;
-
-use axllm_core::{Error, Model};
-use common::*;
+use axllm_core::{Error, ErrorKind, Model};
+use axllm_testkit::*;
 
 fn expect_device_error(r: axllm_core::Result<axllm_core::Completion>, call: &str) -> Error {
     match r {
@@ -21,7 +19,7 @@ fn expect_device_error(r: axllm_core::Result<axllm_core::Completion>, call: &str
 #[test]
 fn injected_faults_fail_cleanly_and_the_next_request_succeeds() {
     let dir = tempdir();
-    let m = packed(dir.path(), axcl_sim::pack::Family::Qwen3, axcl_sim::pack::Layout::Axllm, 8);
+    let m = packed(dir.path(), axsim_pack::Family::Qwen3, axsim_pack::Layout::Axllm, 8);
     let model = Model::load(&m, &load_options()).unwrap();
     let sim = model.simulator().unwrap();
     let prompt = "<|im_start|>user\nsay something<|im_end|>\n<|im_start|>assistant\n";
@@ -38,6 +36,7 @@ fn injected_faults_fail_cleanly_and_the_next_request_succeeds() {
     model.reset_cache().unwrap();
     let e = expect_device_error(model.generate(prompt, &greedy(16), |_| true), "axclrtEngineExecute");
     assert!(e.to_string().contains("0x8030070c") || e.to_string().contains("injected"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::RuntimeFailure, "{e}");
     let again = model.generate(prompt, &greedy(16), |_| true).unwrap();
     assert_eq!(again.tokens, want.tokens, "same output after recovering");
     assert_eq!(again.stats.prompt_reused, 0, "the cache was reset after the fault");
@@ -59,10 +58,15 @@ fn injected_faults_fail_cleanly_and_the_next_request_succeeds() {
     // unusable; dropping it resets the device, and a fresh load works.
     sim.configure("lose_device=execute:5").unwrap();
     model.reset_cache().unwrap();
-    expect_device_error(model.generate(prompt, &greedy(16), |_| true), "axclrtEngineExecute");
+    let lost = expect_device_error(model.generate(prompt, &greedy(16), |_| true), "axclrtEngineExecute");
+    assert!(matches!(lost, Error::DeviceLost { .. }), "{lost}");
     let e = model.generate(prompt, &greedy(16), |_| true).unwrap_err();
-    assert!(matches!(e, Error::Poisoned(_)), "{e}");
+    assert!(matches!(e, Error::Poisoned { .. }), "{e}");
     assert!(e.to_string().contains("load it again"), "{e}");
+    // The cause is kept: the card was lost, which is what the caller must act on.
+    assert_eq!(e.kind(), ErrorKind::DeviceLost, "{e}");
+    let cause = std::error::Error::source(&e).expect("the failure behind it");
+    assert!(cause.to_string().contains("device was lost"), "{cause}");
     drop(model);
     let model = Model::load(&m, &load_options()).unwrap();
     assert_eq!(model.generate(prompt, &greedy(16), |_| true).unwrap().tokens, want.tokens);

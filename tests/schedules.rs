@@ -3,12 +3,9 @@
 //! chunks, prefix reuse, decode-fed prompt tokens and the last cache row; and
 //! each makes the number of runtime calls per token its documentation states.
 
-mod common;
-
-use axcl_sim::pack::{Family, Layout};
-use axllm_core::sampling::argmax;
 use axllm_core::{LoadOptions, Model, Schedule};
-use common::*;
+use axllm_testkit::*;
+use axsim_pack::{Family, Layout};
 
 /// The simulator's counters are process-wide: the tests of this file take
 /// turns so that one test's calls never land in another's count.
@@ -17,14 +14,10 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const SCHEDULES: [&str; 6] = ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async"];
 
 fn load(dir: &std::path::Path, schedule: &str) -> Model {
-    let opts = LoadOptions { schedule: Some(schedule.parse().unwrap()), ..load_options() };
+    let opts = LoadOptions { schedule: schedule.parse().unwrap(), ..load_options() };
     let model = Model::load(dir, &opts).unwrap();
     assert_eq!(model.info().schedule.to_string(), schedule);
     model
-}
-
-fn to_f32(bits: &[u16]) -> Vec<f32> {
-    bits.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect()
 }
 
 /// Greedy steps after `prompt`: (tokens, every step's logits as bf16 bits).
@@ -34,7 +27,7 @@ fn greedy(model: &Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Vec<u16
     let mut logits = logits.to_vec();
     let (mut tokens, mut all) = (Vec::new(), Vec::new());
     for _ in 0..steps {
-        let t = argmax(&to_f32(&logits));
+        let t = argmax_bf16(&logits);
         tokens.push(t);
         all.push(std::mem::take(&mut logits));
         if !s.has_room() {

@@ -287,7 +287,7 @@ impl SimModelWriter {
 }
 
 /// The per-group IO of a decoder layer exactly as the vendor contract describes
-/// it (contract §2.1): group 0 decode with capacity `c`, group 1 the first
+/// it: group 0 decode with capacity `c`, group 1 the first
 /// prefill chunk of `t` tokens with dummy `[1,1,H]` K/V, then one group per
 /// history capacity in `prefill_history` (ascending).
 pub fn layer_groups(h: usize, d: usize, t: usize, c: usize, prefill_history: &[usize]) -> Vec<GroupIo> {

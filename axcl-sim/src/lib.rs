@@ -3,8 +3,6 @@
 //! * [`format`]: our simulated axmodel file format.
 //! * [`math`]: the transformer math a simulated layer or post model computes.
 //! * `runtime`: the exported C symbols of `axcl-sys/include/axcl_rt.h` and `axcl_sim.h`.
-//! * [`pack`]: turns Hugging Face checkpoints into vendor-layout model directories.
 pub mod format;
 pub mod math;
-pub mod pack;
 mod runtime;

@@ -53,7 +53,7 @@ fn assert_close(got: &[f32], want: &[f32]) {
     }
 }
 
-/// A decode mask for slot `visible_past` (§2.4): history `[0, s)` and the last column visible.
+/// A decode mask for slot `visible_past`: history `[0, s)` and the last column visible.
 fn decode_mask(visible_past: usize) -> Vec<f32> {
     (0..=C).map(|j| if j < visible_past || j == C { 0.0 } else { MASKED }).collect()
 }
@@ -526,7 +526,7 @@ fn trace_file_records_the_release_of_the_card() {
         sim.ok(sim.finalize());
         return;
     }
-    let dir = TempDir::new();
+    let dir = Dir(axllm_testkit::tempdir());
     let trace = dir.path("trace");
     let exe = std::env::current_exe().expect("test executable");
     let child = Command::new(exe)
@@ -697,7 +697,7 @@ fn execute_checks_the_group_and_every_binding() {
     let roomy = sim.alloc(mask.size as usize + 64);
     sim.ok(sim.memset(roomy, 0, mask.size as usize + 64));
     sim.ok(sim.bind(bound.io, true, mask.index, roomy, mask.size + 64));
-    sim.ok(sim.run(&bound)); // a larger buffer is fine (§5.6)
+    sim.ok(sim.run(&bound)); // a larger buffer is fine (the vendor's runners bind them)
 
     let (_, info) = sim.io_info(bound.model);
     let (_, unbound) = sim.create_io(info);

@@ -2,7 +2,7 @@
 //! NULL pointers and invalid UTF-8 become statuses, and the message of the last
 //! error is kept per thread.
 
-use crate::types::axllm_status;
+use crate::errors::{axllm_status, status_of};
 use axllm_core::Error;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
@@ -11,14 +11,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// An error on its way to C: a status and a message.
 #[derive(Debug)]
 pub struct CError {
+    /// The status returned.
     pub status: axllm_status,
+    /// What `axllm_last_error()` will say.
     pub message: String,
 }
 
 impl CError {
+    /// An error with `status`.
     pub fn new(status: axllm_status, message: impl Into<String>) -> CError {
         CError { status, message: message.into() }
     }
+    /// An `AXLLM_ERR_INVALID_ARGUMENT`.
     pub fn invalid(message: impl Into<String>) -> CError {
         CError::new(axllm_status::AXLLM_ERR_INVALID_ARGUMENT, message)
     }
@@ -26,20 +30,19 @@ impl CError {
 
 impl From<Error> for CError {
     fn from(e: Error) -> CError {
-        use axllm_status::*;
-        let status = match &e {
-            Error::RuntimeNotFound { .. } | Error::RuntimeSymbols { .. } => AXLLM_ERR_RUNTIME,
-            Error::MissingFile { .. } | Error::NotAModelDir { .. } => AXLLM_ERR_MODEL_NOT_FOUND,
-            Error::BadFile { .. } | Error::Tokenizer { .. } => AXLLM_ERR_BAD_MODEL,
-            Error::PromptTooLong { .. } => AXLLM_ERR_PROMPT_TOO_LONG,
-            Error::DeviceOutOfMemory { .. } => AXLLM_ERR_OUT_OF_MEMORY,
-            Error::Vendor { .. } | Error::NoSuchDevice { .. } | Error::Poisoned(_) => AXLLM_ERR_DEVICE,
-            Error::InvalidArgument(_) => AXLLM_ERR_INVALID_ARGUMENT,
-        };
-        CError { status, message: e.to_string() }
+        // The message carries the causes too: C has no error chain.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        CError::new(status_of(e.kind()), message)
     }
 }
 
+/// The result of an exported function's body.
 pub type CResult<T = ()> = Result<T, CError>;
 
 thread_local! {
@@ -54,6 +57,13 @@ fn set_last_error(message: &str) {
 /// Pointer to the calling thread's last error message (empty when none).
 pub fn last_error_ptr() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+/// The message of the calling thread's last error, or "" after a success.
+/// Owned by the library; valid until this thread's next axllm call. Copy it.
+#[unsafe(no_mangle)]
+pub extern "C" fn axllm_last_error() -> *const c_char {
+    last_error_ptr()
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -1,17 +1,23 @@
 //! The C ABI as a C caller sees it: statuses and messages for NULL, invalid
-//! UTF-8, small buffers, freed handles and panics; generation output equal to
-//! the Rust library's for the same prompt and greedy options.
+//! UTF-8, small buffers, freed handles, params structs of other sizes and
+//! panics; settings as load parameters; generation output equal to the Rust
+//! library's for the same prompt and greedy options; the simulator's
+//! diagnostics apart from the model's info.
 #![allow(unsafe_code)] // calling the exported C functions is the point
 
-use axcl_sim::pack::{self, Family, IoOptions, Layout, PackOptions, RandomOptions};
 use axllm::*;
+use axllm_testkit::{packed, sim_library, tempdir};
+use axsim_pack::{Family, Layout};
 use std::ffi::{CStr, CString, c_char};
-use std::path::{Path, PathBuf};
+use std::mem::size_of;
+use std::path::PathBuf;
 use std::ptr::{null, null_mut};
 
-fn sim_library() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().join("libaxcl_sim.so")
+/// The simulator's device is process-wide: the tests of this file take turns,
+/// so that one's allocations never show up in another's counts.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn last_error() -> String {
@@ -20,21 +26,44 @@ fn last_error() -> String {
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    _dir: axllm_testkit::TempDir,
     model_dir: PathBuf,
     model: *mut axllm_model,
 }
 
-fn load() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("ckpt");
-    pack::write_random_checkpoint(&ckpt, &RandomOptions { arch: Family::Qwen3, seed: 9, ..Default::default() }).unwrap();
-    let out = dir.path().join("m");
-    let io = IoOptions { chunk: 16, context: 127, prefill_history: vec![16, 32, 64] };
-    pack::pack_checkpoint(&ckpt, &out, &PackOptions { io, layout: Layout::Axllm, ..Default::default() }).unwrap();
+/// Default load params that name the simulator (kept alive with them).
+fn sim_params() -> (axllm_load_params, CString) {
     let lib = CString::new(sim_library().to_str().unwrap()).unwrap();
-    let mut params = axllm_load_default_params();
+    let mut params = std::mem::MaybeUninit::<axllm_load_params>::uninit();
+    // SAFETY: valid for writes of its size.
+    let st = unsafe { axllm_load_default_params(params.as_mut_ptr(), size_of::<axllm_load_params>()) };
+    assert_eq!(st, axllm_status::AXLLM_OK);
+    // SAFETY: filled by the call above.
+    let mut params = unsafe { params.assume_init() };
     params.runtime_library = lib.as_ptr();
+    (params, lib)
+}
+
+fn generate_params() -> axllm_generate_params {
+    let mut p = std::mem::MaybeUninit::<axllm_generate_params>::uninit();
+    // SAFETY: valid for writes of its size.
+    let st = unsafe { axllm_generate_default_params(p.as_mut_ptr(), size_of::<axllm_generate_params>()) };
+    assert_eq!(st, axllm_status::AXLLM_OK);
+    // SAFETY: filled by the call above.
+    unsafe { p.assume_init() }
+}
+
+fn info_of(model: *const axllm_model) -> (axllm_status, axllm_model_info) {
+    let mut info = axllm_model_info::default();
+    // SAFETY: valid for writes of its size.
+    let st = unsafe { axllm_model_get_info(model, &mut info, size_of::<axllm_model_info>()) };
+    (st, info)
+}
+
+fn load() -> Fixture {
+    let dir = tempdir();
+    let out = packed(dir.path(), Family::Qwen3, Layout::Axllm, 9);
+    let (params, _lib) = sim_params();
     let dir_c = CString::new(out.to_str().unwrap()).unwrap();
     let mut model = null_mut();
     // SAFETY: valid strings, params and out-pointer.
@@ -45,7 +74,7 @@ fn load() -> Fixture {
 
 /// Streams a greedy completion through the C ABI with a deliberately tiny buffer.
 fn complete(model: *mut axllm_model, prompt: &str, n: i32) -> (String, axllm_done_reason) {
-    let mut params = axllm_generate_default_params();
+    let mut params = generate_params();
     params.temperature = 0.0;
     params.num_predict = n;
     let prompt = CString::new(prompt).unwrap();
@@ -77,6 +106,7 @@ fn complete(model: *mut axllm_model, prompt: &str, n: i32) -> (String, axllm_don
 
 #[test]
 fn output_equals_the_rust_library() {
+    let _turn = serial();
     let f = load();
     let prompt = "<|im_start|>user\nhello there<|im_end|>\n<|im_start|>assistant\n";
     let (c_text, done) = complete(f.model, prompt, 24);
@@ -120,17 +150,17 @@ fn null_pointers_and_invalid_utf8_get_statuses() {
         assert_eq!(axllm_model_load(null(), null(), &mut null_mut()), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
         assert_eq!(axllm_model_load(c"/x".as_ptr(), null(), null_mut()), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("out_model is NULL"));
-        let mut info = axllm_model_info::default();
-        assert_eq!(axllm_model_get_info(null(), &mut info), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
-        assert_eq!(axllm_model_get_info(f.model, null_mut()), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
-        assert_eq!(axllm_model_get_info(f.model, &mut info), axllm_status::AXLLM_OK);
+        assert_eq!(info_of(null()).0, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+        let size = size_of::<axllm_model_info>();
+        assert_eq!(axllm_model_get_info(f.model, null_mut(), size), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+        let (st, info) = info_of(f.model);
+        assert_eq!(st, axllm_status::AXLLM_OK);
         assert_eq!((info.context_length, info.max_prefill, info.chunk, info.layers), (127, 80, 16, 2));
-        assert!(info.simulator && info.device_memory_bytes > 0);
-        assert!(info.sim_live_allocations > 0 && info.sim_live_bytes > 0, "{info:?}");
-        let mut params = axllm_generate_default_params();
+        assert!(info.device_memory_bytes > 0 && info.struct_size == size);
+        let mut params = generate_params();
         params.temperature = f32::NAN;
         assert_eq!(axllm_generation_begin(f.model, c"hi".as_ptr(), &params, &mut g), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
-        params = axllm_generate_default_params();
+        params = generate_params();
         params.n_stop = 2;
         assert_eq!(axllm_generation_begin(f.model, c"hi".as_ptr(), &params, &mut g), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
         let toks = [-5i32];
@@ -145,6 +175,7 @@ fn null_pointers_and_invalid_utf8_get_statuses() {
 
 #[test]
 fn small_buffers_report_the_size_and_lose_nothing() {
+    let _turn = serial();
     let f = load();
     let mut n = 0usize;
     let mut toks = [0i32; 2];
@@ -173,6 +204,7 @@ fn small_buffers_report_the_size_and_lose_nothing() {
 
 #[test]
 fn freed_handles_are_errors_and_double_free_is_a_no_op() {
+    let _turn = serial();
     let f = load();
     let mut g = null_mut();
     // SAFETY: valid arguments, then deliberately stale handles.
@@ -191,16 +223,16 @@ fn freed_handles_are_errors_and_double_free_is_a_no_op() {
         axllm_model_free(f.model);
         axllm_model_free(f.model);
         axllm_model_free(null_mut());
-        let mut info = axllm_model_info::default();
-        assert_eq!(axllm_model_get_info(f.model, &mut info), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+        assert_eq!(info_of(f.model).0, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("freed model"), "{}", last_error());
         // A pointer that was never a handle is refused the same way.
-        assert_eq!(axllm_model_get_info(0xdead_beef as *const axllm_model, &mut info), axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+        assert_eq!(info_of(0xdead_beef as *const axllm_model).0, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
     }
 }
 
 #[test]
 fn a_panic_inside_the_library_becomes_a_status() {
+    let _turn = serial();
     assert_eq!(axllm_debug_panic(), axllm_status::AXLLM_ERR_PANIC);
     assert!(last_error().contains("axllm_debug_panic was called"), "{}", last_error());
     // The library keeps working after it.
@@ -209,6 +241,114 @@ fn a_panic_inside_the_library_becomes_a_status() {
     let mut model = null_mut();
     // SAFETY: valid arguments.
     let st = unsafe { axllm_model_load(c"/definitely/not/here".as_ptr(), null(), &mut model) };
-    assert_eq!(st, axllm_status::AXLLM_ERR_MODEL_NOT_FOUND);
+    assert_eq!(st, axllm_status::AXLLM_ERR_BAD_PACKAGE);
     assert!(last_error().contains("no such directory"));
+}
+
+#[test]
+fn settings_are_load_parameters() {
+    let _turn = serial();
+    let dir = tempdir();
+    let m = CString::new(packed(dir.path(), Family::Qwen3, Layout::Axllm, 9).to_str().unwrap()).unwrap();
+    let load = |params: &axllm_load_params| {
+        let mut model = null_mut();
+        // SAFETY: valid strings, params and out-pointer.
+        let st = unsafe { axllm_model_load(m.as_ptr(), params, &mut model) };
+        (st, model)
+    };
+    let (mut params, _lib) = sim_params();
+    let (st, keep) = load(&params); // keeps the runtime loaded throughout
+    assert_eq!(st, axllm_status::AXLLM_OK, "{}", last_error());
+    // A schedule by name, and an unknown one refused.
+    params.schedule = c"fewest-calls,async".as_ptr();
+    let (st, model) = load(&params);
+    assert_eq!(st, axllm_status::AXLLM_OK, "{}", last_error());
+    let (a, _) = complete(model, "one two three", 8);
+    axllm_model_free(model);
+    params.schedule = c"fastest".as_ptr();
+    assert_eq!(load(&params).0, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("params.schedule") && last_error().contains("fastest"), "{}", last_error());
+    // Load from device memory gives the same output as by path.
+    params.schedule = null();
+    params.load_method = AXLLM_LOAD_FROM_DEVICE_MEMORY;
+    let (st, model) = load(&params);
+    assert_eq!(st, axllm_status::AXLLM_OK, "{}", last_error());
+    assert_eq!(complete(model, "one two three", 8).0, a);
+    axllm_model_free(model);
+    params.load_method = 7;
+    assert_eq!(load(&params).0, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+    // The runtime path and the device index are parameters too.
+    params.load_method = AXLLM_LOAD_FROM_FILE;
+    params.device_index = 3;
+    assert_eq!(load(&params).0, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("device index 3"), "{}", last_error());
+    params.device_index = 0;
+    params.runtime_library = c"/nonexistent/libaxcl_rt.so".as_ptr();
+    assert_eq!(load(&params).0, axllm_status::AXLLM_ERR_INVALID_ARGUMENT, "another runtime than the loaded one");
+    assert!(last_error().contains("already loaded"), "{}", last_error());
+    axllm_model_free(keep);
+}
+
+#[test]
+fn params_structs_of_other_sizes() {
+    let _turn = serial();
+    let f = load();
+    // A struct that was never initialised (size 0), one from a newer header
+    // (larger) and one of a size no header had: clear refusals.
+    for (size, words) in [(0, "is 0"), (size_of::<axllm_generate_params>() + 8, "newer axllm.h"), (12, "no version")] {
+        let mut p = generate_params();
+        p.struct_size = size;
+        let mut g = null_mut();
+        // SAFETY: valid arguments; only struct_size is odd.
+        let st = unsafe { axllm_generation_begin(f.model, c"hi".as_ptr(), &p, &mut g) };
+        assert_eq!(st, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("axllm_generate_params.struct_size") && last_error().contains(words), "{}", last_error());
+        let mut q = std::mem::MaybeUninit::<axllm_generate_params>::uninit();
+        // SAFETY: valid for writes of the real size, which is at least `size` when the call accepts it.
+        let st = unsafe { axllm_generate_default_params(q.as_mut_ptr(), size) };
+        assert_eq!(st, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+    }
+    // The package's defaults fill the struct and record its size.
+    let mut p = generate_params();
+    p.struct_size = 0;
+    // SAFETY: valid for writes of its size.
+    let st = unsafe { axllm_model_generate_params(f.model, &mut p, size_of::<axllm_generate_params>()) };
+    assert_eq!(st, axllm_status::AXLLM_OK);
+    assert_eq!(p.struct_size, size_of::<axllm_generate_params>());
+    axllm_model_free(f.model);
+}
+
+#[test]
+fn simulator_diagnostics_are_apart_from_the_info() {
+    let _turn = serial();
+    let f = load();
+    let read = |cap: usize| {
+        let mut buf = vec![0 as c_char; cap];
+        let mut len = 0usize;
+        // SAFETY: `buf` is valid for `cap` bytes.
+        let st = unsafe { axllm_model_diagnostics(f.model, buf.as_mut_ptr(), cap, &mut len) };
+        (st, len, buf)
+    };
+    let (st, len, _) = read(4);
+    assert_eq!(st, axllm_status::AXLLM_ERR_BUFFER_TOO_SMALL);
+    let (st, _, buf) = read(len + 1);
+    assert_eq!(st, axllm_status::AXLLM_OK);
+    // SAFETY: NUL-terminated by the library.
+    let text = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap();
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert_eq!(v["simulator"], true, "{text}");
+    assert!(v["version"].as_str().unwrap().starts_with("axcl-sim"), "{text}");
+    let live = v["counters"]["live_allocations"].as_u64().unwrap();
+    assert!(live > 0 && v["counters"]["live_bytes"].as_u64().unwrap() > 0, "{text}");
+    // Freeing the model returns its allocations (a second model keeps the runtime up to read them).
+    let g = load();
+    axllm_model_free(f.model);
+    let mut len = 0usize;
+    let mut buf = vec![0 as c_char; 4096];
+    // SAFETY: `buf` is valid for its length.
+    assert_eq!(unsafe { axllm_model_diagnostics(g.model, buf.as_mut_ptr(), buf.len(), &mut len) }, axllm_status::AXLLM_OK);
+    // SAFETY: NUL-terminated by the library.
+    let after: serde_json::Value = serde_json::from_str(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap()).unwrap();
+    assert_eq!(after["counters"]["live_allocations"].as_u64().unwrap(), live, "one model's allocations, as before");
+    axllm_model_free(g.model);
 }

@@ -1,26 +1,94 @@
 //! axllm-core: run AXERA AX650 NPU LLM packages.
 //!
-//! * [`model`]: a vendor package on disk (layout, configs, embeddings, tokenizer);
-//! * [`npu`]: the AXCL runtime loaded at run time (the only `unsafe` module);
-//! * [`engine`]: the prefill/decode layer loop with the KV cache on the device;
-//! * [`sampling`], [`stop`]: choosing tokens and ending streams;
-//! * [`generate`]: the public [`Model`] handle and [`Generation`] pull API;
-//! * [`check`]: a package's static checks, without the NPU (`ollama create`).
+//! Load a vendor model package onto the card through the AXCL runtime (loaded
+//! at run time), then generate text from it:
+//!
+//! ```no_run
+//! use axllm_core::{GenerateOptions, LoadOptions, Model, Step};
+//! # fn main() -> axllm_core::Result<()> {
+//! let model = Model::load("/models/Qwen3-0.6B".as_ref(), &LoadOptions::default())?;
+//! let mut g = model.begin("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", &GenerateOptions::default())?;
+//! while let Step::Text(piece) = g.next()? {
+//!     print!("{piece}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # The public API
+//!
+//! Everything a user of the crate needs is re-exported here; the modules
+//! behind it (the package on disk, the NPU bindings, the layer loop, the
+//! sampler) are private.
+//!
+//! * Loading: [`Model::load`] / [`Model::load_with_progress`] with
+//!   [`LoadOptions`] (device, runtime library, [`LoadMethod`], [`Schedule`]
+//!   with its parts [`KvWrite`], [`InputUpload`], [`Execution`], link roots),
+//!   reporting [`LoadProgress`]; [`ModelInfo`] says what was loaded.
+//! * Generating: [`Model::begin`] / [`Model::begin_tokens`] with
+//!   [`GenerateOptions`] and [`SamplingOptions`] start a [`Generation`]; its
+//!   [`Generation::next`] returns [`Step`]s until the [`StopReason`];
+//!   [`CancelHandle`] cancels from another thread; [`Stats`] counts;
+//!   [`Model::generate`] runs one to its [`Completion`].
+//! * Tokens: [`Model::tokenizer`] gives the [`Tokenizer`]; [`StreamDecoder`]
+//!   turns a token stream into whole UTF-8 pieces.
+//! * The layer loop directly: [`Model::session`] gives a [`Session`] that feeds
+//!   tokens and returns logits, reporting a [`PromptFeed`].
+//! * Checking a package without the card (what `ollama create` runs before it
+//!   stores one): [`check_package`] gives a [`PackageReport`].
+//! * Errors: [`Error`], whose [`ErrorKind`] says what the caller can do;
+//!   [`Result`]; [`Cause`] for the sources it keeps.
+//! * Diagnostics of the test bed: [`Model::simulator`] gives a [`Simulator`]
+//!   with [`SimulatorCounters`] when the runtime is axcl-sim.
+//!
+//! The library reads no environment variable: every setting is a parameter.
+//!
+//! The `internals` feature (off by default, not a stable API) makes the
+//! internal modules public for the workspace's benchmark, fuzz targets and
+//! inspection example.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
-pub mod check;
-pub mod engine;
-pub mod error;
-pub mod generate;
-pub mod model;
-pub mod npu;
-pub mod sampling;
-pub mod stop;
+/// Declares an internal module: private, or public (undocumented, unstable)
+/// with the `internals` feature.
+macro_rules! internal {
+    ($(#[$attr:meta])* mod $name:ident;) => {
+        #[cfg(feature = "internals")]
+        #[allow(missing_docs)]
+        #[doc(hidden)]
+        $(#[$attr])*
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        $(#[$attr])*
+        mod $name;
+    };
+}
 
-pub use engine::{LoadMethod, LoadProgress, PromptFeed, Schedule};
-pub use error::{Error, Result};
-pub use generate::{
-    CancelHandle, Completion, GenerateOptions, Generation, LoadOptions, Model, ModelInfo, Session, SimulatorHandle, Stats,
-    Step, StopReason,
-};
+internal! { mod engine; }
+internal! { mod npu; }
+internal! { mod package; }
+internal! { mod sampling; }
+internal! { mod stop; }
+
+mod check;
+mod diagnostics;
+mod error;
+mod generation;
+mod info;
+mod model;
+mod options;
+mod session;
+mod shared;
+mod stats;
+
+pub use check::{PackageReport, check_package};
+pub use diagnostics::{Simulator, SimulatorCounters};
+pub use engine::{Execution, InputUpload, KvWrite, LoadMethod, LoadProgress, PromptFeed, Schedule};
+pub use error::{Cause, Error, ErrorKind, Result};
+pub use generation::{CancelHandle, Completion, Generation, Step};
+pub use info::ModelInfo;
+pub use model::Model;
+pub use options::{GenerateOptions, LoadOptions};
+pub use package::{StreamDecoder, Tokenizer};
 pub use sampling::SamplingOptions;
+pub use session::Session;
+pub use stats::{Stats, StopReason};

@@ -6,7 +6,7 @@
 //! vocabulary: top-k is a single scan that keeps the best k, and top-p without
 //! top-k sorts a growing prefix only until it holds the nucleus.
 
-use crate::model::PostConfig;
+use crate::package::PostConfig;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -29,7 +29,9 @@ pub struct SamplingOptions {
     pub repeat_last_n: i32,
     /// 1 disables.
     pub repeat_penalty: f32,
+    /// Subtracted from the logit of every token in the window; 0 disables.
     pub presence_penalty: f32,
+    /// Subtracted once per occurrence in the window; 0 disables.
     pub frequency_penalty: f32,
     /// Negative: a random seed per sampler.
     pub seed: i64,
@@ -61,7 +63,7 @@ impl SamplingOptions {
     /// The package's defaults (`post_config.json`). The vendor runner argmaxes
     /// when nothing is enabled and applies only the enabled steps otherwise.
     /// (Its repetition penalty divides by √penalty; ours is Ollama's, the plain factor.)
-    pub fn from_post_config(pc: &PostConfig) -> Self {
+    pub(crate) fn from_post_config(pc: &PostConfig) -> Self {
         let any = pc.enable_temperature || pc.enable_top_k_sampling || pc.enable_top_p_sampling;
         if !any || (pc.enable_top_k_sampling && pc.top_k == 1 && !pc.enable_top_p_sampling) {
             let mut g = Self::greedy();
@@ -104,6 +106,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler for a vocabulary of `vocab` tokens.
     pub fn new(opts: SamplingOptions, vocab: usize) -> Sampler {
         let rng = if opts.seed >= 0 { ChaCha8Rng::seed_from_u64(opts.seed as u64) } else { ChaCha8Rng::from_os_rng() };
         Sampler {
@@ -115,10 +118,6 @@ impl Sampler {
             cands: Vec::with_capacity(vocab),
             probs: Vec::with_capacity(vocab),
         }
-    }
-
-    pub fn options(&self) -> &SamplingOptions {
-        &self.opts
     }
 
     /// Records a token (prompt or generated) for the repetition penalties.

@@ -1,5 +1,5 @@
-//! The simulator's latency model, calibrated from published numbers (contract
-//! §7.1; the equations are in BENCHMARKS.md):
+//! The simulator's latency model, calibrated from published numbers (AXERA's
+//! model cards and independent Pi 5 measurements; the equations are in BENCHMARKS.md):
 //!
 //! * NPU: an ideal runner (no host-device cost) runs `L` layer executes and one
 //!   post execute per token, so `exec_us = (1e6 / native_tok_s − post_us) / L`.
@@ -12,9 +12,9 @@
 //!   least-squares fit that makes the vendor runner's call pattern reproduce the
 //!   Pi 5 decode speeds of all three models.
 
-use axcl_sim::pack::{TimingGeometry, TimingPreset};
+use axsim_pack::{TimingGeometry, TimingPreset};
 
-/// A published model and the decode speeds contract §7.1 reports for it.
+/// A published model and the decode speeds published for it (AXERA's model cards).
 #[derive(Debug, Clone, Copy)]
 pub struct Published {
     pub preset: TimingPreset,
@@ -45,7 +45,7 @@ pub const MODELS: [Published; 3] = [
     },
 ];
 
-/// Post model of Qwen3-0.6B on the card, µs (contract §3.1).
+/// Post model of Qwen3-0.6B on the card, µs (published by AXERA).
 const POST_0_6B_US: f64 = 7900.0;
 /// Host-device bandwidth each way, MB/s: PCIe Gen2 ×1 is 500 MB/s after 8b/10b
 /// coding; 80 % of it is left after packet overhead (assumption).

@@ -13,14 +13,16 @@
 //! reusing a 1000-token prefix against a full re-prefill; load time and RSS.
 
 mod calibration;
+#[path = "../support/env.rs"]
+mod env;
 mod measure;
 mod runner;
 mod sys;
 mod vendor;
 
 use anyhow::{Context, Result, bail};
+use axllm_core::Execution;
 use axllm_core::Schedule;
-use axllm_core::engine::Execution;
 use axllm_core::npu::{Runtime, SimHooks};
 use calibration::{Calibration, MODELS, Shape};
 use clap::Parser;
@@ -114,13 +116,9 @@ struct Results {
     load: LoadProbe,
 }
 
+/// The simulator library of this build profile (built when missing).
 fn sim_library() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let lib = exe.parent().and_then(Path::parent).context("target/<profile>")?.join("libaxcl_sim.so");
-    if !lib.exists() {
-        bail!("{} is missing: run `cargo build --release -p axcl-sim` first", lib.display());
-    }
-    Ok(lib)
+    Ok(axllm_testkit::sim_library())
 }
 
 fn hooks(rt: &Runtime) -> Result<&SimHooks> {
@@ -268,7 +266,11 @@ fn print_model(i: usize, cal: &Calibration, results: &[(Kind, Results)], costs: 
 /// prints when each piece of text arrived (s), for the caller to compute the
 /// rate exactly as it does for a streaming HTTP client.
 fn library_generate(dir: &Path, lib: &Path, num_predict: usize) -> Result<()> {
-    let opts = axllm_core::LoadOptions { runtime_library: Some(lib.to_path_buf()), ..Default::default() };
+    let opts = axllm_core::LoadOptions {
+        runtime_library: Some(lib.to_path_buf()),
+        schedule: env::schedule()?,
+        ..Default::default()
+    };
     let model = axllm_core::Model::load(dir, &opts)?;
     let gen_opts = axllm_core::GenerateOptions {
         sampling: axllm_core::SamplingOptions { seed: 7, ..Default::default() },
@@ -330,7 +332,7 @@ fn main() -> Result<()> {
             continue;
         }
         let tmp = tempfile::tempdir()?;
-        let dir = axcl_sim::pack::write_timing_model(tmp.path(), &m.preset.options())?.model_dir;
+        let dir = axsim_pack::write_timing_model(tmp.path(), &m.preset.options())?.model_dir;
         let s: &Shape = &cal.shapes[i];
         println!(
             "\n== {}: {} layers, H {}, D {}, C {}, T {}, V {}; Pi 5 model: {}",

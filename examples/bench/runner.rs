@@ -21,7 +21,7 @@ pub struct Ours {
 
 impl Ours {
     pub fn load(dir: &Path, runtime: &Path, schedule: Schedule) -> Result<Ours> {
-        let opts = LoadOptions { runtime_library: Some(PathBuf::from(runtime)), schedule: Some(schedule), ..Default::default() };
+        let opts = LoadOptions { runtime_library: Some(PathBuf::from(runtime)), schedule, ..Default::default() };
         Ok(Ours { session: Model::load(dir, &opts)?.session() })
     }
 }

@@ -1,4 +1,4 @@
-//! The vendor runner's call pattern (contract §2.6-2.8, §5.6), written over the
+//! The vendor runner's call pattern (as AXERA's runner drives a layer and the card), written over the
 //! public `npu` API as the baseline: every layer owns a buffer for every tensor
 //! of its decode group and one set for its prefill groups (the largest group's
 //! sizes), bound once; a step writes indices and mask into every layer, copies
@@ -7,10 +7,10 @@
 
 use crate::runner::Runner;
 use anyhow::{Context, Result};
-use axllm_core::engine::geometry::names;
-use axllm_core::engine::{Geometry, masks};
-use axllm_core::model::{Embeddings, ModelFiles};
+use axllm_core::engine::geometry::{Geometry, names};
+use axllm_core::engine::masks;
 use axllm_core::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo};
+use axllm_core::package::{Embeddings, ModelFiles};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -91,11 +91,11 @@ pub struct Vendor {
 impl Vendor {
     /// Loads the package at `dir` the way the vendor runner does.
     pub fn load(device: &Arc<Device>, dir: &Path) -> Result<Vendor> {
-        let files = ModelFiles::discover(dir)?;
+        let files = ModelFiles::discover(dir, &[])?;
         let cx = device.enter()?;
-        let models = files.layers.iter().map(|p| EngineModel::load_file(&cx, p)).collect::<Result<Vec<_>, _>>()?;
+        let models = files.layers.iter().map(|p| EngineModel::load_file(&cx, p, p)).collect::<Result<Vec<_>, _>>()?;
         let geo = Geometry::derive(&files.layers[0], models[0].groups())?;
-        let post = EngineModel::load_file(&cx, &files.post)?;
+        let post = EngineModel::load_file(&cx, &files.post, &files.post)?;
         let vocab = post.groups()[0].output(names::OUTPUT).context("post output")?.1.elements();
         let decode_groups: Vec<u32> = geo.decode.iter().map(|g| g.index).collect();
         let prefill_groups: Vec<u32> = geo.prefill.iter().map(|g| g.index).collect();
@@ -120,7 +120,7 @@ impl Vendor {
         post_io.bind_output(&cx, grp.output(names::OUTPUT).context("post output")?.0, &logits, 0, vocab * 2)?;
         let mask = geo.groups.iter().flat_map(|g| g.input(names::MASK)).map(|(_, t)| t.elements()).max().unwrap_or(0);
         Ok(Vendor {
-            emb: Embeddings::open(&files.embedding, vocab, geo.hidden)?,
+            emb: Embeddings::open(&files.dir.open(&files.embedding)?, &files.embedding, vocab, geo.hidden)?,
             host_mask: vec![0; mask],
             host_indices: vec![0; geo.chunk],
             host_hidden: vec![0; geo.chunk * geo.hidden * 2],

@@ -3,7 +3,9 @@
  *
  *   complete <model dir> <prompt> [max tokens]
  *
- * Greedy sampling, so the output is reproducible. Build against the static
+ * Greedy sampling, so the output is reproducible. The runtime library is
+ * $AXLLM_AXCL_LIB when set (the simulator, without a card), else the
+ * library's default search. Build against the static
  * library (see README, "C API"):
  *   cc -Wall -Wextra -Werror -I include examples/c/main.c target/release/libaxllm.a \
  *      -ldl -lgcc_s -lutil -lrt -lpthread -lm -lc -o complete
@@ -28,16 +30,26 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s <model dir> <prompt> [max tokens]\n", argv[0]);
         return 2;
     }
-    axllm_load_params load = axllm_load_default_params();
+    axllm_load_params load;
+    axllm_status st = axllm_load_default_params(&load, sizeof load);
+    if (st != AXLLM_OK) {
+        return fail("axllm_load_default_params", st);
+    }
+    load.runtime_library = getenv("AXLLM_AXCL_LIB"); /* NULL: the default search */
     load.progress = on_progress;
     axllm_model *model = NULL;
-    axllm_status st = axllm_model_load(argv[1], &load, &model);
+    st = axllm_model_load(argv[1], &load, &model);
     fprintf(stderr, "\n");
     if (st != AXLLM_OK) {
         return fail("axllm_model_load", st);
     }
 
-    axllm_generate_params params = axllm_generate_default_params();
+    axllm_generate_params params;
+    st = axllm_generate_default_params(&params, sizeof params);
+    if (st != AXLLM_OK) {
+        axllm_model_free(model);
+        return fail("axllm_generate_default_params", st);
+    }
     params.temperature = 0.0f; /* greedy */
     params.num_predict = argc > 3 ? atoi(argv[3]) : 32;
 

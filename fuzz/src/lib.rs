@@ -6,10 +6,11 @@
 
 use axcl_sim::format::SimModelFile;
 use axllm::*;
-use axllm_core::engine::{Geometry, masks};
-use axllm_core::model::config::{PostConfig, read_json};
-use axllm_core::model::{ModelFiles, Tokenizer};
+use axllm_core::engine::geometry::Geometry;
+use axllm_core::engine::masks;
 use axllm_core::npu::{GroupInfo, TensorInfo, dtype};
+use axllm_core::package::config::{PostConfig, read_json};
+use axllm_core::package::{ModelFiles, Tokenizer};
 use std::ffi::{CString, c_char};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -42,13 +43,11 @@ impl Bytes<'_> {
 pub fn template_package() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, p) = DIR.get_or_init(|| {
-        use axcl_sim::pack::*;
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let ckpt = tmp.path().join("ckpt");
-        write_random_checkpoint(&ckpt, &RandomOptions { hidden: 32, intermediate: 64, ..Default::default() }).expect("ckpt");
-        let out = tmp.path().join("pkg");
+        use axsim_pack::*;
+        let tmp = axllm_testkit::tempdir();
+        let random = RandomOptions { hidden: 32, intermediate: 64, ..Default::default() };
         let io = IoOptions { chunk: 8, context: 31, prefill_history: vec![8, 16] };
-        pack_checkpoint(&ckpt, &out, &PackOptions { io, ..Default::default() }).expect("pack");
+        let out = axllm_testkit::pack_random(tmp.path(), &random, &PackOptions { io, ..Default::default() });
         (tmp, out)
     });
     p
@@ -80,7 +79,8 @@ pub fn model_dir(data: &[u8]) {
         let dst = dir.path().join(rel);
         std::fs::create_dir_all(dst.parent().expect("has a parent")).expect("mkdir");
         if i != victim {
-            std::os::unix::fs::symlink(f, &dst).expect("symlink");
+            // Hard links (or copies): a symlink out of the package would be refused.
+            std::fs::hard_link(f, &dst).or_else(|_| std::fs::copy(f, &dst).map(|_| ())).expect("link");
             continue;
         }
         match mode {
@@ -94,11 +94,11 @@ pub fn model_dir(data: &[u8]) {
         }
     }
     // The static check `ollama create` runs reads all of it too, containers included.
-    let _ = axllm_core::check::check_package(dir.path());
-    let Ok(found) = ModelFiles::discover(dir.path()) else { return };
-    let _ = Tokenizer::load(&found.tokenizer, &found.hf_dirs);
+    let _ = axllm_core::check_package(dir.path(), &[]);
+    let Ok(found) = ModelFiles::discover(dir.path(), &[]) else { return };
+    let _ = Tokenizer::load(&found.dir, &found.tokenizer, &found.hf_dirs);
     if let Some(p) = &found.post_config {
-        let _ = read_json::<PostConfig>(p);
+        let _ = read_json::<PostConfig>(&found.dir, p);
     }
     for p in found.layers.iter().chain([&found.post]) {
         if let Ok(f) = SimModelFile::read(p) {
@@ -165,19 +165,37 @@ pub fn sim_format(data: &[u8]) {
     }
 }
 
+/// The runtime library `capi_args` loads its live model with: set by the
+/// caller ([`use_runtime`]), else `$AXLLM_AXCL_LIB` (the libFuzzer binary's
+/// edge); without either, no live model is loaded.
+static RUNTIME: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes [`capi_args`] load a live model (the template package) on `runtime`.
+pub fn use_runtime(runtime: &Path) {
+    let _ = RUNTIME.set(runtime.to_path_buf());
+}
+
 /// The C ABI with fuzzed arguments: arbitrary handle values (handles are
 /// keys, never dereferenced), NULL or valid pointers, capacities up to the
-/// real buffer size, strings that may not be UTF-8. With `AXLLM_FUZZ_MODEL`
-/// and `AXLLM_AXCL_LIB` set, a real model is loaded first and its handle is
-/// among the candidates.
+/// real buffer size, strings that may not be UTF-8. With a runtime library
+/// (see [`use_runtime`]), a real model is loaded first and its handle is among
+/// the candidates.
 pub fn capi_args(data: &[u8]) {
     static MODEL: OnceLock<usize> = OnceLock::new();
     let live = *MODEL.get_or_init(|| {
-        let Some(dir) = std::env::var_os("AXLLM_FUZZ_MODEL") else { return 0 };
-        let c = CString::new(dir.into_encoded_bytes()).expect("no NUL");
+        let runtime = RUNTIME.get().cloned().or_else(|| std::env::var_os("AXLLM_AXCL_LIB").map(PathBuf::from));
+        let Some(runtime) = runtime else { return 0 };
+        let dir = CString::new(template_package().as_os_str().as_encoded_bytes()).expect("no NUL");
+        let lib = CString::new(runtime.into_os_string().into_encoded_bytes()).expect("no NUL");
+        let mut p = std::mem::MaybeUninit::<axllm_load_params>::uninit();
         let mut m = std::ptr::null_mut();
-        // SAFETY: valid arguments.
-        unsafe { axllm_model_load(c.as_ptr(), std::ptr::null(), &mut m) };
+        // SAFETY: valid arguments; the params are filled before use.
+        unsafe {
+            axllm_load_default_params(p.as_mut_ptr(), std::mem::size_of::<axllm_load_params>());
+            let mut p = p.assume_init();
+            p.runtime_library = lib.as_ptr();
+            axllm_model_load(dir.as_ptr(), &p, &mut m);
+        }
         m as usize
     });
     let mut b = Bytes(data);
@@ -204,8 +222,11 @@ pub fn capi_args(data: &[u8]) {
             match op % 9 {
                 0 => {
                     let mut m = std::ptr::null_mut();
-                    let mut p = axllm_load_default_params();
+                    let mut p = std::mem::MaybeUninit::<axllm_load_params>::uninit();
+                    axllm_load_default_params(p.as_mut_ptr(), std::mem::size_of::<axllm_load_params>());
+                    let mut p = p.assume_init();
                     p.runtime_library = s;
+                    p.schedule = if op & 32 != 0 { s } else { std::ptr::null() };
                     axllm_model_load(s, &p, &mut m);
                     if !m.is_null() {
                         axllm_model_free(m);
@@ -213,7 +234,10 @@ pub fn capi_args(data: &[u8]) {
                 }
                 1 => {
                     let mut info = axllm_model_info::default();
-                    axllm_model_get_info(handle as *const _, if bufp.is_null() { std::ptr::null_mut() } else { &mut info });
+                    let size = if op & 32 != 0 { cap } else { std::mem::size_of::<axllm_model_info>() };
+                    let infop = if bufp.is_null() { std::ptr::null_mut() } else { &mut info };
+                    axllm_model_get_info(handle as *const _, infop, size.min(std::mem::size_of::<axllm_model_info>()));
+                    axllm_model_diagnostics(handle as *const _, bufp, cap, &mut n);
                 }
                 2 => {
                     let mut toks = [0i32; 16];
@@ -225,12 +249,22 @@ pub fn capi_args(data: &[u8]) {
                 }
                 4 => {
                     let stops = [s, text.as_ptr().cast::<c_char>()];
-                    let mut p = axllm_generate_default_params();
+                    let mut p = std::mem::MaybeUninit::<axllm_generate_params>::uninit();
+                    axllm_generate_default_params(p.as_mut_ptr(), std::mem::size_of::<axllm_generate_params>());
+                    let mut p = p.assume_init();
+                    if op & 32 != 0 {
+                        p.struct_size = b.u8() as usize;
+                    }
                     p.num_predict = (b.u8() % 4) as i32 - 1;
                     p.temperature = b.u8() as f32 / 64.0;
                     p.top_k = b.i32_small();
                     p.stop = if b.u8() % 4 == 0 { std::ptr::null() } else { stops.as_ptr() };
                     p.n_stop = (b.u8() % 3) as usize;
+                    // One thread holds at most one generation of a model:
+                    // a second begin would wait for the first forever.
+                    for g in gens.drain(..) {
+                        axllm_generation_end(g as *mut _);
+                    }
                     let mut g = std::ptr::null_mut();
                     if axllm_generation_begin(handle as *mut _, s, &p, &mut g) == axllm_status::AXLLM_OK {
                         gens.push(g as usize);

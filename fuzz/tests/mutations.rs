@@ -1,7 +1,6 @@
 //! Runs every fuzz target over a seeded, bounded corpus on stable Rust: valid
 //! inputs mutated by byte flips, insertions, deletions and truncation. CI runs
 //! this; `cargo +nightly fuzz run <target>` explores further with coverage.
-#![allow(unsafe_code)]
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -75,15 +74,6 @@ fn capi_args() {
     // A live model on the simulator, so calls with a valid handle go deep.
     // The fuzz crate is its own workspace: use the main workspace's simulator.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let sim = ["release", "debug"]
-        .iter()
-        .map(|p| root.join("target").join(p).join("libaxcl_sim.so"))
-        .find(|p| p.exists())
-        .expect("build the simulator first: cargo build -p axcl-sim");
-    // SAFETY: set before any other thread of this test binary reads the environment.
-    unsafe {
-        std::env::set_var("AXLLM_AXCL_LIB", &sim);
-        std::env::set_var("AXLLM_FUZZ_MODEL", axllm_fuzz::template_package());
-    }
+    axllm_fuzz::use_runtime(&axllm_testkit::sim_library_in(&root.join("target")));
     run(axllm_fuzz::capi_args, &[vec![], (0..=255).rev().collect(), vec![4, 1, 5, b'h', b'e', b'l', b'l', b'o']], 5_000);
 }

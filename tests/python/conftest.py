@@ -33,7 +33,7 @@ def run(cmd, **kw):
 
 @pytest.fixture(scope="session")
 def tools():
-    run(["cargo", "build", "--release", "-p", "axcl-sim"], cwd=ROOT)
+    run(["cargo", "build", "--release", "-p", "axcl-sim", "-p", "axsim-pack"], cwd=ROOT)
     run(["cargo", "build", "--release", "--example", "replay"], cwd=ROOT)
     t = {
         "pack": TARGET / "axsim-pack",

@@ -242,7 +242,8 @@ def test_create_refuses_a_broken_package(server, model_dir, work, breakage):
     mf.write_text(f"FROM {pkg}\n")
     out = server.cli("create", name, "-f", str(mf), check=False)
     assert out.returncode != 0, out.stdout
-    assert str(pkg / BROKEN_FILE[breakage]) in out.stderr, out.stderr
+    # axllm names the package by the user's path and the file within it.
+    assert str(pkg) in out.stderr and BROKEN_FILE[breakage] in out.stderr, out.stderr
     # A client that does not check (the API) gets a 400 that names the file
     # by its path in the package, not a temporary directory.
     if breakage != "missing layer":

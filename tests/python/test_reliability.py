@@ -63,11 +63,23 @@ def rss(pid):
     return int(m.group(1)) * 1024
 
 
-def runner_status(pid):
-    """GET /v1/status of a runner, found by the --port of its command line."""
+def runner_get(pid, path):
+    """GET path of a runner, found by the --port of its command line."""
     args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     port = int(args[args.index(b"--port") + 1])
-    return httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=10).json()
+    r = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+    assert r.status_code == 200, (path, r.text)
+    return r.json()
+
+
+def runner_status(pid):
+    """The runner's status (the product's wire format)."""
+    return runner_get(pid, "/v1/status")
+
+
+def runner_diagnostics(pid):
+    """The runner's debug endpoint: the simulator's counters, apart from the status."""
+    return runner_get(pid, "/v1/debug/diagnostics")
 
 
 @contextlib.contextmanager
@@ -228,6 +240,49 @@ def test_hostile_manifests_fail_to_load_and_touch_nothing_outside(ollama_bin, to
         assert not list(tmp_path.rglob("*escape*")) and not list(tmp_path.rglob("absolute.axmodel"))
 
 
+def test_a_hostile_package_cannot_reach_outside_its_files(ollama_bin, tools, model_dir, tmp_path):
+    """A package whose config.json names files outside it (the reported attack:
+    /etc/passwd as the embedding table; a file of exactly the expected size; a
+    `..` path) is taken by `ollama create` as a package of its own files, and
+    the runner refuses to load it with a clear error, opening nothing outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.bin"  # exactly the size the loader expects of the embedding table
+    shutil.copy(next(model_dir.rglob("model.embed_tokens.weight.bfloat16.bin")), secret)
+    old = time.time() - 3 * 86400
+    os.utime(secret, (old, old))
+    # Whether reading a file updates its access time on this file system
+    # (relatime does for times older than a day): a control file says.
+    control = outside / "control.bin"
+    control.write_bytes(b"x")
+    os.utime(control, (old, old))
+    control.read_bytes()
+    atime_tracked = control.stat().st_atime > old + 3600
+    cases = {
+        "passwd": ("filename_tokens_embed", "/etc/passwd", "is an absolute path"),
+        "sized": ("filename_tokens_embed", str(secret), "is an absolute path"),
+        "dotdot": ("filename_post_axmodel", "../../outside/secret.bin", "goes up with .."),
+    }
+    with serving(ollama_bin, tools, model_dir, tmp_path) as s:
+        for tag, (field, value, why) in cases.items():
+            pkg = tmp_path / f"pkg-{tag}"
+            shutil.copytree(model_dir, pkg)
+            cfg = json.loads((pkg / "config.json").read_text())
+            cfg[field] = value
+            (pkg / "config.json").write_text(json.dumps(cfg))
+            s.create(tag, pkg)
+            r = s.post("/api/generate", {"model": tag, "prompt": "hi", "stream": False, "options": {"num_predict": 2}})
+            error = r.json().get("error", "")
+            assert r.status_code >= 400, (tag, r.text)
+            assert f"config.json: {field}" in error and why in error and "inside its own directory" in error, (tag, error)
+            assert "bytes" not in error and "root:" not in error, f"nothing of the outside file leaks: {error}"
+            assert s.proc.poll() is None, f"ollama serve survives {tag}"
+            assert not s.runner_pids(), f"no runner stays for {tag}"
+        generate_ok(s)
+    if atime_tracked:
+        assert secret.stat().st_atime < old + 3600, "the file outside the package was never read"
+
+
 def test_blob_uploads_are_verified(ollama_bin, tools, model_dir, tmp_path):
     with serving(ollama_bin, tools, model_dir, tmp_path) as s:
         digest = "sha256:" + hashlib.sha256(b"the content named").hexdigest()
@@ -323,9 +378,11 @@ def soak_request(s, i):
 
 
 def device_figures(s, runner):
-    st = runner_status(runner)
+    st, diag = runner_status(runner), runner_diagnostics(runner)
+    assert diag["simulator"] and not any(k.startswith("sim") for k in st), (st, diag)
     return {"rss_serve": rss(s.proc.pid), "rss_runner": rss(runner), "device_memory": st["memory"],
-            "sim_live_allocations": st["sim_live_allocations"], "sim_live_bytes": st["sim_live_bytes"]}
+            "sim_live_allocations": diag["counters"]["live_allocations"],
+            "sim_live_bytes": diag["counters"]["live_bytes"]}
 
 
 @pytest.mark.soak
@@ -430,12 +487,15 @@ def test_runner_stopped_the_way_serve_stops_it_frees_the_device_and_exits_0(olla
     # `ollama serve` stops a runner by closing its stdin, then sending SIGINT.
     # Slow executes keep the runner busy shutting down when the signal comes:
     # it must still be caught, not kill the runner before it frees the model.
+    # Run directly, the runner takes the runtime library as a flag (serve
+    # would pass it from AXLLM_AXCL_LIB).
     trace, port = tmp_path / "sim-trace", free_port()
     env = sim_env(tools, {"AXCL_SIM_CONFIG": "exec_us=100000", "AXCL_SIM_TRACE_FILE": str(trace)})
     log = tmp_path / "runner.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(ollama_bin), "runner", "--ax650-engine", "--dir", str(model_dir), "--port", str(port),
-                                 "--exit-on-stdin-eof"], env=env, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+                                 "--runtime", str(tools["sim"]), "--exit-on-stdin-eof"],
+                                env=env, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         def ready():

@@ -4,8 +4,11 @@
 //! * `header [--check]`: regenerate `include/axllm.h` from `axllm-capi` with cbindgen.
 //! * `go [--check]`: regenerate the Go constants of `include/axllm.h`'s enums in
 //!   `ollama-patch/files/llm/llm_ax650_status.go`.
-//! * `check`: all of them with `--check` (CI): fail when a committed file is stale.
+//! * `modules`: fail on an import circle between the modules of a crate.
+//! * `check`: the generators with `--check`, and `modules` (CI): fail when a
+//!   committed file is stale or modules import each other in a circle.
 
+mod cycles;
 mod gostatus;
 
 use anyhow::{Context, Result, bail};
@@ -88,6 +91,9 @@ fn header(check: bool) -> Result<()> {
     emit(&root().join("include/axllm.h"), &String::from_utf8(out)?, check)
 }
 
+/// The crates whose modules must not import each other in circles.
+const CRATES: &[&str] = &["axllm-core", "axllm-capi", "axcl-sim", "axsim-pack"];
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let check = args.iter().any(|a| a == "--check");
@@ -95,13 +101,15 @@ fn main() -> Result<()> {
         Some("bindings") => bindings(check),
         Some("header") => header(check),
         Some("go") => gostatus::go(&root(), check, emit),
+        Some("modules") => cycles::check(&root(), CRATES),
         Some("check") => {
             bindings(true)?;
             if root().join("axllm-capi/cbindgen.toml").exists() {
                 header(true)?;
             }
-            gostatus::go(&root(), true, emit)
+            gostatus::go(&root(), true, emit)?;
+            cycles::check(&root(), CRATES)
         }
-        _ => bail!("usage: cargo run -p xtask -- bindings|header|go [--check] | check"),
+        _ => bail!("usage: cargo run -p xtask -- bindings|header|go [--check] | modules | check"),
     }
 }

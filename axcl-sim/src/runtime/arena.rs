@@ -1,7 +1,7 @@
 //! Simulated device memory (the card's CMM pool).
 //!
 //! Addresses are "physical" device addresses in a window starting at
-//! 0x1_4800_0000, like the real pool (contract §5.4); the host never dereferences
+//! 0x1_4800_0000, like the real pool; the host never dereferences
 //! them. Each allocation is backed by its own host vector, kept by start address,
 //! and every access is bounds-checked against one live allocation.
 
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 pub(super) const BASE: u64 = 0x1_4800_0000;
 /// Size of the device address window (the largest configurable pool).
 pub(super) const WINDOW: u64 = MAX_MEM_MB << 20;
-/// Alignment of every allocation, as the card-side worker requests (§5.7).
+/// Alignment of every allocation, as the card-side worker requests.
 pub(super) const ALIGN: u64 = 128;
 /// Fill byte of fresh allocations: uninitialised CMM is garbage, and 0xFFFF is a
 /// bf16 NaN, so a runner that forgets to zero its KV cache sees NaN.

@@ -30,7 +30,6 @@
 //! until the device has finished the asynchronous work queued before it.
 
 use super::errors::ErrorKind;
-use super::faults::FaultKind;
 use axcl_sys::sim::axclSimCounters;
 
 /// Direction of a copy that involves the device.
@@ -72,27 +71,8 @@ impl Call {
         self.crosses_pcie() && self != Call::ResetDevice
     }
 
-    /// Whether a fault of `kind` counts this call.
-    pub(super) fn matches(self, kind: FaultKind) -> bool {
-        use CopyKind::*;
-        match (kind, self) {
-            (FaultKind::Any, call) => call.is_fault_point(),
-            (FaultKind::Malloc, Call::Malloc)
-            | (FaultKind::Free, Call::Free)
-            | (FaultKind::Memset, Call::Memset)
-            | (FaultKind::Memcpy, Call::Memcpy(_))
-            | (FaultKind::H2d, Call::Memcpy(HostToDevice))
-            | (FaultKind::D2h, Call::Memcpy(DeviceToHost))
-            | (FaultKind::D2d, Call::Memcpy(DeviceToDevice))
-            | (FaultKind::Load, Call::Load)
-            | (FaultKind::Bind, Call::Bind)
-            | (FaultKind::Execute, Call::Execute) => true,
-            _ => false,
-        }
-    }
-
     /// Whether faults can fire on this call (the calls with a fault kind).
-    fn is_fault_point(self) -> bool {
+    pub(super) fn is_fault_point(self) -> bool {
         matches!(
             self,
             Call::Malloc | Call::Free | Call::Memset | Call::Memcpy(_) | Call::Load | Call::Bind | Call::Execute

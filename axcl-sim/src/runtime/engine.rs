@@ -1,46 +1,15 @@
-//! The engine: its registries and the model lifecycle (init, load, unload,
-//! engine contexts).
+//! The engine's model lifecycle (init, load, unload, engine contexts); the
+//! registries themselves are in `objects`.
 //!
 //! Every engine call that reaches the card holds the engine mutex for its whole
 //! duration, latency included, so engine work never overlaps.
 
 use super::calls::Call;
 use super::errors::{ErrorKind, SimError, SimResult};
-use super::io::{IoInfo, IoObject};
 use super::model::Model;
 use super::state::{DEVICE_ID, Runtime, engine_lock, global, new_handle, pay};
 use axcl_sys::rt;
-use std::collections::HashMap;
 use std::path::Path;
-
-/// Loaded models and the objects that refer to them, by handle.
-#[derive(Debug, Default)]
-pub(super) struct Engine {
-    pub models: HashMap<u64, Model>,
-    /// Engine context → the model it was created for.
-    pub contexts: HashMap<u64, u64>,
-    pub infos: HashMap<u64, IoInfo>,
-    pub ios: HashMap<u64, IoObject>,
-}
-
-impl Engine {
-    pub(super) fn live_models(&self) -> u64 {
-        self.models.len() as u64
-    }
-
-    pub(super) fn model(&self, id: u64) -> SimResult<&Model> {
-        self.models
-            .get(&id)
-            .ok_or_else(|| SimError::new(ErrorKind::EngineArgument, format!("model id {id} is not loaded")))
-    }
-
-    /// Unloads every model with its engine contexts (device reset). IO infos and
-    /// IO objects are host memory and stay, but can no longer execute.
-    pub(super) fn unload_all(&mut self) {
-        self.models.clear();
-        self.contexts.clear();
-    }
-}
 
 /// Fails unless `axclrtEngineInit` ran on the device.
 pub(super) fn require_engine(rt: &Runtime) -> SimResult<()> {

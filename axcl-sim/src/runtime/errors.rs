@@ -6,7 +6,7 @@
 //! `AXCL_ERROR_E` values, ids from 0x80 are sub-module specific.
 //!
 //! "Documented" means the vendor headers or documentation give the code and its
-//! meaning (contract §5.1). **INFERRED** means the vendor does not say which
+//! meaning. **INFERRED** means the vendor does not say which
 //! code the real runtime returns in that situation: the choice is ours, and a
 //! conformance run on a real card should settle it.
 

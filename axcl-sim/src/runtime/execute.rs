@@ -1,6 +1,6 @@
 //! `axclrtEngineExecute`: check the request, read the inputs, run the math, write the outputs.
 //!
-//! Like the card (§5.7), an execution sees only (address, size) bindings: it reads
+//! Like the card, an execution sees only (address, size) bindings: it reads
 //! exactly each input tensor's bytes from its bound address and writes exactly each
 //! output tensor's bytes. The math runs without the state lock (other threads may
 //! copy meanwhile) but under the engine mutex.
@@ -8,9 +8,9 @@
 use super::calls::Call;
 use super::engine::require_engine;
 use super::errors::{ErrorKind, SimError, SimResult};
-use super::io::Binding;
 use super::latency::ExecKind;
 use super::model::{Compute, Dir};
+use super::objects::Binding;
 use super::state::{Runtime, engine_lock, global, pay, pay_async};
 use super::stream;
 use crate::format::{GroupIo, TensorDesc};
@@ -76,7 +76,7 @@ fn plan(rt: &Runtime, model_id: u64, context: u64, group: u32, io: u64) -> SimRe
         outputs.push(checked(rt, Dir::Output, group, desc, binding)?.addr);
     }
     // A layer group is a prefill group when its `indices` hold more than one
-    // position (contract §2.3), whatever the model's tensor order.
+    // position (the layer IO contract names them), whatever the model's tensor order.
     let kind = match model.post {
         true => ExecKind::Post,
         false if group_io.inputs.iter().any(|t| t.name == "indices" && t.elements() > 1) => ExecKind::Prefill,

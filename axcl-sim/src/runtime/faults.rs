@@ -3,7 +3,7 @@
 //! Each fault counts the calls of its kind from the moment it is configured and
 //! fires once, on the Nth one; then it is spent.
 
-use super::calls::Call;
+use super::calls::{Call, CopyKind};
 use axcl_sys::rt::axclError;
 
 /// The `KIND` of a fault entry: which calls it counts (see the table in `calls`).
@@ -23,6 +23,25 @@ pub(super) enum FaultKind {
 }
 
 impl FaultKind {
+    /// Whether a fault of this kind counts `call`.
+    pub(super) fn matches(self, call: Call) -> bool {
+        use CopyKind::*;
+        match (self, call) {
+            (FaultKind::Any, call) => call.is_fault_point(),
+            (FaultKind::Malloc, Call::Malloc)
+            | (FaultKind::Free, Call::Free)
+            | (FaultKind::Memset, Call::Memset)
+            | (FaultKind::Memcpy, Call::Memcpy(_))
+            | (FaultKind::H2d, Call::Memcpy(HostToDevice))
+            | (FaultKind::D2h, Call::Memcpy(DeviceToHost))
+            | (FaultKind::D2d, Call::Memcpy(DeviceToDevice))
+            | (FaultKind::Load, Call::Load)
+            | (FaultKind::Bind, Call::Bind)
+            | (FaultKind::Execute, Call::Execute) => true,
+            _ => false,
+        }
+    }
+
     const ALL: [(FaultKind, &'static str); 11] = [
         (FaultKind::Malloc, "malloc"),
         (FaultKind::Free, "free"),
@@ -147,7 +166,7 @@ impl Faults {
     pub(super) fn on_call(&mut self, call: Call) -> Option<Fault> {
         let mut fired: Option<Fault> = None;
         self.armed.retain_mut(|f| {
-            if !call.matches(f.kind) {
+            if !f.kind.matches(call) {
                 return true;
             }
             f.seen += 1;

@@ -1,54 +1,13 @@
-//! IO descriptions (`axclrtEngineIOInfo`) and IO objects (`axclrtEngineIO`).
-//!
-//! Both are host-side objects named by opaque handles that are looked up (and so
-//! validated) on every use. An IO object holds one (address, size) binding per
-//! tensor, stored exactly as given; `axclrtEngineExecute` checks them.
+//! The calls on IO descriptions (`axclrtEngineIOInfo`) and IO objects
+//! (`axclrtEngineIO`), host-side objects named by opaque handles that are
+//! looked up (and so validated) on every use (the objects are in `objects`).
 
 use super::calls::Call;
 use super::errors::{ErrorKind, SimError, SimResult};
 use super::model::{Dir, IoTable};
+use super::objects::{Binding, IoInfo, IoObject};
 use super::state::{engine_lock, global, new_handle, pay};
 use std::sync::Arc;
-
-/// An IO description handed out by `axclrtEngineGetIOInfo`.
-#[derive(Debug)]
-pub(super) struct IoInfo {
-    pub model: u64,
-    /// Keeps the tensor names the getters return alive until the info is destroyed.
-    pub table: Arc<IoTable>,
-}
-
-/// A device buffer bound to a tensor: address and byte size as given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Binding {
-    pub addr: u64,
-    pub size: u64,
-}
-
-/// An IO object: the bindings of one execution's tensors.
-#[derive(Debug)]
-pub(super) struct IoObject {
-    pub model: u64,
-    inputs: Vec<Option<Binding>>,
-    outputs: Vec<Option<Binding>>,
-}
-
-impl IoObject {
-    /// The bindings of the inputs or outputs, in model order.
-    pub(super) fn slots(&self, dir: Dir) -> &[Option<Binding>] {
-        match dir {
-            Dir::Input => &self.inputs,
-            Dir::Output => &self.outputs,
-        }
-    }
-
-    fn slots_mut(&mut self, dir: Dir) -> &mut [Option<Binding>] {
-        match dir {
-            Dir::Input => &mut self.inputs,
-            Dir::Output => &mut self.outputs,
-        }
-    }
-}
 
 fn unknown(what: &str, handle: u64) -> SimError {
     SimError::new(
@@ -89,8 +48,7 @@ pub(super) fn create_io(info: u64) -> SimResult<u64> {
     let engine = &mut g.runtime()?.engine;
     let model = engine.infos.get(&info).ok_or_else(|| unknown("IO info", info))?.model;
     let table = &engine.model(model)?.io;
-    let object =
-        IoObject { model, inputs: vec![None; table.count(Dir::Input)], outputs: vec![None; table.count(Dir::Output)] };
+    let object = IoObject::new(model, table.count(Dir::Input), table.count(Dir::Output));
     let io = new_handle();
     engine.ios.insert(io, object);
     let cost = g.config.latency.call();

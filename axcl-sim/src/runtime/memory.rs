@@ -10,7 +10,7 @@ use super::state::{global, pay, pay_async};
 use super::stream;
 use axcl_sys::rt;
 
-/// The card takes allocation sizes as 32-bit values (§5.7; INFERRED limit).
+/// The card takes allocation sizes as 32-bit values (INFERRED limit, from the card-side worker's interface).
 const MAX_ALLOC: u64 = u32::MAX as u64;
 
 fn bad(message: String) -> SimError {
@@ -26,7 +26,7 @@ pub(super) fn malloc(size: u64, policy: i32) -> SimResult<u64> {
     }
     let align = match u32::try_from(policy) {
         Ok(rt::AXCL_MEM_MALLOC_HUGE_FIRST | rt::AXCL_MEM_MALLOC_HUGE_ONLY | rt::AXCL_MEM_MALLOC_NORMAL_ONLY) => ALIGN,
-        // The worker aligns SIZE_ALIGN allocations to their size (§5.7); rounding
+        // The worker aligns SIZE_ALIGN allocations to their size; rounding
         // that to a power of two is our simplification.
         Ok(rt::AXCL_MEM_MALLOC_SIZE_ALIGN) => size.next_power_of_two().max(ALIGN),
         _ => return Err(bad(format!("unknown allocation policy {policy}"))),

@@ -7,10 +7,10 @@
 use super::arena::Arena;
 use super::calls::Call;
 use super::config::Config;
-use super::engine::Engine;
 use super::errors::{ErrorKind, SimError, SimResult};
 use super::faults::FaultAction;
 use super::latency;
+use super::objects::Engine;
 use super::reserve::reserve_device_window;
 use axcl_sys::sim::axclSimCounters;
 use parking_lot::{Mutex, MutexGuard};
@@ -80,7 +80,7 @@ pub(super) fn global() -> MutexGuard<'static, Global> {
 }
 
 /// Serialises engine calls, including their simulated latency (one NPU job at a
-/// time, like the card-side engine worker's mutex, §5.7).
+/// time, like the card-side engine worker's mutex).
 pub(super) fn engine_lock() -> MutexGuard<'static, ()> {
     static ENGINE: Mutex<()> = Mutex::new(());
     ENGINE.lock()

@@ -1,5 +1,5 @@
 //! Streams: ordered queues of asynchronous work (`axclrtCreateStream`,
-//! `axclrtSynchronizeStream`, the `*Async` calls; contract §5.4, §5.5).
+//! `axclrtSynchronizeStream`, the `*Async` calls of the vendor's API).
 //!
 //! The simulated card does one thing at a time, so all streams feed one device
 //! timeline (SIMPLIFICATION: on the card NPU and DMA may overlap, and streams

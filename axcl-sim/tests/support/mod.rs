@@ -6,19 +6,13 @@
 //! process-wide lock and starts from a clean, finalised runtime. The wrappers
 //! below are the test crate's only `unsafe`; they return the raw status codes.
 
-use axcl_sim::format::{
-    Arch, DType, Geometry, ModelKind, SimModelHeader, SimModelWriter, TensorDesc, layer_groups, post_groups,
-};
 use axcl_sys::rt::{AxclRt, axclrtDeviceList, axclrtEngineIODims};
 use axcl_sys::sim::{AxclSim, axclSimCounters};
-use half::bf16;
+pub use axllm_testkit::models::*;
 use parking_lot::{Mutex, MutexGuard};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::ffi::{CStr, CString, c_void};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The id of the simulated card.
 pub const DEVICE: i32 = 129;
@@ -30,16 +24,10 @@ struct Lib {
     sim: AxclSim,
 }
 
-/// `…/target/<profile>/deps/runtime-xxxx` → `…/target/<profile>/libaxcl_sim.so`.
-fn library_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").join("libaxcl_sim.so")
-}
-
 fn lib() -> &'static Lib {
     static LIB: OnceLock<Lib> = OnceLock::new();
     LIB.get_or_init(|| {
-        let path = library_path();
+        let path = axllm_testkit::sim_library();
         // SAFETY: loading our own cdylib runs no foreign initialisers; `new` checks
         // every symbol of the header exists and has the bindgen signature's name.
         unsafe {
@@ -55,40 +43,27 @@ fn ptr(value: u64) -> *mut c_void {
     std::ptr::without_provenance_mut(value as usize)
 }
 
-/// A temporary directory removed on drop.
-pub struct TempDir(PathBuf);
+/// A test's temporary directory.
+pub struct Dir(pub axllm_testkit::TempDir);
 
-impl TempDir {
-    pub fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("axcl-sim-tests-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-
+impl Dir {
+    /// `name` inside the directory.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(name)
     }
 }
 
 /// One test's exclusive use of the simulator.
 pub struct Sim {
     _serial: MutexGuard<'static, ()>,
-    pub dir: TempDir,
+    pub dir: Dir,
 }
 
 impl Sim {
     /// Exclusive, finalised simulator with default configuration and zeroed counters.
     pub fn bare() -> Self {
         static SERIAL: Mutex<()> = Mutex::new(());
-        let sim = Self { _serial: SERIAL.lock(), dir: TempDir::new() };
+        let sim = Self { _serial: SERIAL.lock(), dir: Dir(axllm_testkit::tempdir()) };
         let _ = sim.finalize();
         sim.ok(sim.configure("reset;mem_mb=7040"));
         sim.ok(sim.reset_counters());
@@ -577,119 +552,4 @@ impl Bound {
     pub fn tensor(&self, name: &str) -> &Tensor {
         self.tensors.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no tensor {name}"))
     }
-}
-
-pub fn bf16_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect()
-}
-
-pub fn from_bf16_bytes(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-}
-
-pub fn u32_bytes(values: &[u32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-/// Deterministic values in `[-scale, scale)`.
-pub fn random(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
-}
-
-/// A tiny Qwen3-style layer: hidden 8, 2 query heads over 1 KV head of 4
-/// (D = 4), MLP 12, prefill chunks of T = 4, decode capacity C = 8.
-#[derive(Debug, Clone)]
-pub struct TinyLayer {
-    pub history: Vec<usize>,
-    pub timing_only: bool,
-}
-
-pub const H: usize = 8;
-pub const D: usize = 4;
-pub const T: usize = 4;
-pub const C: usize = 8;
-const HEADS: usize = 2;
-const HD: usize = 4;
-const INTER: usize = 12;
-
-impl TinyLayer {
-    pub fn groups(&self) -> Vec<axcl_sim::format::GroupIo> {
-        layer_groups(H, D, T, C, &self.history)
-    }
-
-    /// Writes the model file (random bf16 weights from `seed`).
-    pub fn write(&self, path: &Path, seed: u64) {
-        let header = SimModelHeader {
-            kind: ModelKind::Layer,
-            arch: Arch::Qwen3,
-            timing_only: self.timing_only,
-            layer_index: Some(0),
-            geometry: geometry(0),
-            rope_inv_freq: vec![1.0, 0.01],
-            groups: self.groups(),
-            tensors: vec![],
-        };
-        let mut w = SimModelWriter::new(header);
-        if !self.timing_only {
-            let mut add = |name: &str, shape: &[usize], offset: f32| {
-                let n = shape.iter().product();
-                let name_seed = name.bytes().fold(seed, |h, b| h.wrapping_mul(31) ^ u64::from(b));
-                let values: Vec<f32> = random(name_seed, n, 0.5).iter().map(|v| v + offset).collect();
-                w.add_tensor(name, DType::Bf16, shape, &bf16_bytes(&values));
-            };
-            add("input_layernorm.weight", &[H], 1.0);
-            add("post_attention_layernorm.weight", &[H], 1.0);
-            add("self_attn.q_norm.weight", &[HD], 1.0);
-            add("self_attn.k_norm.weight", &[HD], 1.0);
-            add("self_attn.q_proj.weight", &[HEADS * HD, H], 0.0);
-            add("self_attn.k_proj.weight", &[D, H], 0.0);
-            add("self_attn.v_proj.weight", &[D, H], 0.0);
-            add("self_attn.o_proj.weight", &[H, HEADS * HD], 0.0);
-            add("mlp.gate_proj.weight", &[INTER, H], 0.0);
-            add("mlp.up_proj.weight", &[INTER, H], 0.0);
-            add("mlp.down_proj.weight", &[H, INTER], 0.0);
-        }
-        w.write(path).expect("write layer model");
-    }
-}
-
-fn geometry(vocab: usize) -> Geometry {
-    Geometry {
-        hidden_size: H,
-        num_attention_heads: HEADS,
-        num_key_value_heads: 1,
-        head_dim: HD,
-        intermediate_size: INTER,
-        rms_norm_eps: 1e-6,
-        vocab_size: vocab,
-    }
-}
-
-/// The standard tiny layer (groups: decode, first prefill, prefill with 4 history rows).
-pub fn tiny_layer(path: &Path) {
-    TinyLayer { history: vec![4], timing_only: false }.write(path, 1);
-}
-
-/// A post model with hidden 8 and a vocabulary of `vocab`.
-pub fn tiny_post(path: &Path, vocab: usize) {
-    let header = SimModelHeader {
-        kind: ModelKind::Post,
-        arch: Arch::Qwen3,
-        timing_only: false,
-        layer_index: None,
-        geometry: geometry(vocab),
-        rope_inv_freq: vec![],
-        groups: post_groups(H, vocab),
-        tensors: vec![],
-    };
-    let mut w = SimModelWriter::new(header);
-    w.add_tensor("norm.weight", DType::Bf16, &[H], &bf16_bytes(&random(11, H, 1.0)));
-    w.add_tensor("lm_head.weight", DType::Bf16, &[vocab, H], &bf16_bytes(&random(12, vocab * H, 1.0)));
-    w.write(path).expect("write post model");
-}
-
-/// The expected IO of a tensor, for comparing with the info getters.
-pub fn expected(groups: &[axcl_sim::format::GroupIo], group: usize, input: bool) -> &[TensorDesc] {
-    if input { &groups[group].inputs } else { &groups[group].outputs }
 }

@@ -1,8 +1,8 @@
 //! A model file's container, read without the runtime: is the file whole,
 //! and what does it say about its shape groups?
 //!
-//! * A real `.axmodel` is an ONNX `ModelProto` protobuf (contract §2.10,
-//!   third-party inspection). Its top-level fields are walked to the end of
+//! * A real `.axmodel` is an ONNX `ModelProto` protobuf (as third-party
+//!   inspection of the vendor's files shows). Its top-level fields are walked to the end of
 //!   the file, skipping the contents of each length-delimited field, so a
 //!   truncated or overwritten file is refused; the compiled program inside
 //!   is not interpreted (which sub-graph is which shape group is INFERRED
@@ -14,8 +14,8 @@
 
 use crate::error::{Error, Result};
 use crate::npu::{GroupInfo, TensorInfo, dtype};
+use crate::package::PackageDir;
 use serde::Deserialize;
-use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -33,13 +33,14 @@ const SIM_VERSION: u32 = 1;
 const SIM_ALIGN: u64 = 64;
 const SIM_MAX_HEADER: u64 = 64 << 20;
 
-/// `ModelProto.graph` (contract §2.10): a model without one is not a model.
+/// `ModelProto.graph` (field 7 of ONNX's `ModelProto`): a model without one is not a model.
 const ONNX_GRAPH_FIELD: u64 = 7;
 
-/// Reads `path`'s container; errors name the file.
-pub fn read(path: &Path) -> Result<Container> {
-    let bad = |reason: String| Error::BadFile { path: path.into(), reason };
-    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+/// Reads the container of `path`, a file of the package `pkg` (opened through
+/// it, so it stays inside); errors name the file.
+pub fn read(pkg: &PackageDir, path: &Path) -> Result<Container> {
+    let bad = |reason: String| Error::bad_file(path, reason).in_package(pkg.root());
+    let file = pkg.open(path)?;
     let len = file.metadata().map_err(|e| bad(e.to_string()))?.len();
     let mut r = BufReader::new(file);
     let mut magic = [0u8; 8];

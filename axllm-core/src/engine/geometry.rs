@@ -1,5 +1,5 @@
 //! Sizes and shape groups of a decoder layer, derived from the IO info the
-//! runtime reports (contract §2.3, the newest mask-based derivation). Nothing
+//! runtime reports (the newest vendor runner's mask-based derivation). Nothing
 //! here trusts file names or configs: they are cross-checked against this.
 
 use crate::error::{Error, Result};
@@ -43,7 +43,7 @@ pub struct Geometry {
     pub groups: Vec<GroupInfo>,
 }
 
-/// The tensor names of the layer contract (contract §2.1).
+/// The tensor names of the vendor's per-layer IO contract.
 pub mod names {
     pub const K_CACHE: &str = "K_cache";
     pub const V_CACHE: &str = "V_cache";
@@ -53,12 +53,10 @@ pub mod names {
     pub const K_OUT: &str = "K_cache_out";
     pub const V_OUT: &str = "V_cache_out";
     pub const OUTPUT: &str = "output";
-    pub const INPUTS: [&str; 5] = [K_CACHE, V_CACHE, INDICES, INPUT, MASK];
-    pub const OUTPUTS: [&str; 3] = [K_OUT, V_OUT, OUTPUT];
 }
 
 fn bad(path: &Path, reason: String) -> Error {
-    Error::BadFile { path: path.into(), reason }
+    Error::bad_file(path, reason)
 }
 
 /// Looks a tensor up by name and checks its dtype family.
@@ -175,7 +173,7 @@ impl Geometry {
         self.prefill.iter().map(|p| p.total_cap).max().unwrap_or(0).min(self.kv_rows)
     }
 
-    /// The first prefill group that holds `history` cached positions plus a chunk of `n` (contract §2.3 rule 6).
+    /// The first prefill group that holds `history` cached positions plus a chunk of `n` (the vendor runners' rule).
     pub fn prefill_group(&self, history: usize, n: usize) -> Option<PrefillGroup> {
         self.prefill
             .iter()
@@ -199,7 +197,7 @@ impl Geometry {
             .max_by_key(|(p, n)| (*n, std::cmp::Reverse(p.history_cap)))
     }
 
-    /// The smallest decode group whose capacity covers slot `slot` (contract §2.3 rule 7).
+    /// The smallest decode group whose capacity covers slot `slot` (the vendor runners' rule).
     pub fn decode_group(&self, slot: usize) -> Option<DecodeGroup> {
         if slot >= self.kv_rows {
             return None;
@@ -224,7 +222,7 @@ mod tests {
         TensorInfo { name: name.into(), dims: dims.to_vec(), dtype, size: (n * if dtype == dtype::UINT32 { 4 } else { 2 }) as u64 }
     }
 
-    /// The contract's layout: decode capacity `c`, chunk `tl`, history caps `ps`.
+    /// The vendor packages' layout: decode capacity `c`, chunk `tl`, history caps `ps`.
     fn groups(h: i32, d: i32, tl: i32, c: i32, ps: &[i32]) -> Vec<GroupInfo> {
         let b = dtype::BF16;
         let grp = |kv: [i32; 3], rows: i32, cols: i32| GroupInfo {

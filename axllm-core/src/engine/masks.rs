@@ -1,5 +1,5 @@
 //! Masks and position indices exactly as the vendor runners build them
-//! (contract §2.4, §2.5). Pure functions over caller-owned buffers, so the
+//! (as the vendor's runners build them). Pure functions over caller-owned buffers, so the
 //! per-token loop allocates nothing.
 
 /// bf16 −65536.0 (0xC780): the "hidden" value of the additive masks; the
@@ -22,7 +22,7 @@ pub fn decode_mask(out: &mut [u16], slot: usize) {
 /// Prefill mask `[T, history_cap + T]` (`out.len() == t * (history_cap + t)`) for
 /// a chunk of `n ≤ t` valid rows after `history` cached positions: each valid row
 /// sees the filled history and the chunk's rows up to itself; padding rows stay
-/// fully hidden (the newest runner's choice, contract §2.4).
+/// fully hidden (the newest vendor runner's choice).
 pub fn prefill_mask(out: &mut [u16], t: usize, history_cap: usize, history: usize, n: usize) {
     let cols = history_cap + t;
     debug_assert_eq!(out.len(), t * cols);
@@ -36,7 +36,7 @@ pub fn prefill_mask(out: &mut [u16], t: usize, history_cap: usize, history: usiz
 }
 
 /// Prefill positions: `history + i` for the `n` valid rows, 0 for padding
-/// (the buffer is zeroed first by the vendor runners, contract §2.5).
+/// (the buffer is zeroed first by the vendor runners).
 pub fn prefill_indices(out: &mut [u32], history: usize, n: usize) {
     for (i, v) in out.iter_mut().enumerate() {
         *v = if i < n { (history + i) as u32 } else { 0 };

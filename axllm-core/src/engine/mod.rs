@@ -7,12 +7,11 @@ pub mod resident;
 pub mod schedule;
 mod step;
 
-pub use geometry::{DecodeGroup, Geometry, PrefillGroup};
 pub use resident::{LoadMethod, LoadProgress, Resident};
-pub use schedule::{Execution, InputUpload, KvWrite, SCHEDULE_ENV, Schedule};
+pub use schedule::{Execution, InputUpload, KvWrite, Schedule};
 
 use crate::error::{Error, Result};
-use crate::model::Embeddings;
+use crate::package::Embeddings;
 
 /// How a prompt was fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,14 +43,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The layer loop over `resident`, with an empty cache.
     pub fn new(resident: Resident) -> Engine {
         // Room for every position up front: feeding a token never allocates.
         let cached = Vec::with_capacity(resident.geometry().max_positions());
         Engine { resident, cached, needs_reset: false }
-    }
-
-    pub fn resident(&self) -> &Resident {
-        &self.resident
     }
 
     /// The tokens whose K/V rows the device holds at slots `0..len` (exactly the
@@ -69,7 +65,7 @@ impl Engine {
 
     fn ensure_clean(&mut self) -> Result<()> {
         if self.needs_reset {
-            self.resident.clear_cache().map_err(|e| Error::Poisoned(e.to_string()))?;
+            self.resident.clear_cache().map_err(|e| Error::Poisoned { source: Box::new(e) })?;
             self.needs_reset = false;
         }
         Ok(())
@@ -94,7 +90,7 @@ impl Engine {
     pub fn feed_prompt(&mut self, emb: &Embeddings, prompt: &[u32], cancelled: &dyn Fn() -> bool) -> Result<Fed<'_>> {
         let max = self.resident.geometry().max_positions();
         if prompt.is_empty() {
-            return Err(Error::InvalidArgument("empty prompt".into()));
+            return Err(Error::invalid("empty prompt"));
         }
         if prompt.len() > max {
             return Err(Error::PromptTooLong { tokens: prompt.len(), max });

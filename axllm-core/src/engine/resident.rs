@@ -2,7 +2,7 @@
 //!
 //! Buffers (all allocated and bound once, at load):
 //! * per layer: one K and one V buffer of `kv_rows · D` bf16, shared by every
-//!   shape group and zeroed (contract §2.6, pitfall 1);
+//!   shape group and zeroed (uninitialised rows poison masked attention);
 //! * per step kind (decode, prefill), shared by all layers because they are
 //!   the same for every layer of a step: `indices`, `mask`, the scratch
 //!   `K_cache_out`/`V_cache_out` rows, and two hidden-state buffers used
@@ -22,8 +22,8 @@ use super::masks;
 use super::schedule::{Execution, KvWrite, Schedule};
 use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
-use crate::model::Embeddings;
 use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, Stream};
+use crate::package::{Embeddings, PackageDir};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -158,17 +158,21 @@ impl std::fmt::Debug for Resident {
     }
 }
 
-/// Progress of a load, reported per model file.
-#[derive(Debug, Clone, Copy)]
+/// Progress of a load, reported after each model file reaches the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadProgress {
+    /// Model files loaded so far.
     pub loaded: usize,
+    /// Model files in all (the layers and the post model).
     pub total: usize,
 }
 
-fn load_model(cx: &Entered<'_>, path: &Path, method: LoadMethod) -> Result<EngineModel> {
+/// Loads one model file of the package: by its resolved path (checked to lie
+/// inside the package), or from its bytes read through the package.
+fn load_model(cx: &Entered<'_>, pkg: &PackageDir, path: &Path, method: LoadMethod) -> Result<EngineModel> {
     match method {
-        LoadMethod::File => EngineModel::load_file(cx, path),
-        LoadMethod::DeviceMemory => EngineModel::load_via_device_memory(cx, path),
+        LoadMethod::File => EngineModel::load_file(cx, &pkg.confine(path)?, path),
+        LoadMethod::DeviceMemory => EngineModel::load_via_device_memory(cx, path, &pkg.read(path)?),
     }
 }
 
@@ -192,6 +196,7 @@ impl Resident {
     /// other, allocates and zeroes the buffers and binds every IO once.
     pub fn load(
         device: &Arc<Device>,
+        pkg: &PackageDir,
         layer_files: &[std::path::PathBuf],
         post_file: &Path,
         method: LoadMethod,
@@ -203,23 +208,23 @@ impl Resident {
         let mut models = Vec::with_capacity(layer_files.len());
         let mut geometry: Option<Geometry> = None;
         for (i, path) in layer_files.iter().enumerate() {
-            let model = load_model(&cx, path, method)?;
+            let model = load_model(&cx, pkg, path, method)?;
             let g = Geometry::derive(path, model.groups())?;
             match &geometry {
                 None => geometry = Some(g),
                 Some(first) if !first.same_shape(&g) => {
-                    return Err(Error::BadFile {
-                        path: path.clone(),
-                        reason: format!("layer {i} has different shapes than layer 0 ({g:?} vs {first:?})"),
-                    });
+                    return Err(Error::bad_file(
+                        path.clone(),
+                        format!("layer {i} has different shapes than layer 0 ({g:?} vs {first:?})"),
+                    ));
                 }
                 Some(_) => {}
             }
             models.push(model);
             progress(LoadProgress { loaded: i + 1, total });
         }
-        let geo = geometry.ok_or_else(|| Error::InvalidArgument("a model needs at least one layer".into()))?;
-        let post_model = load_model(&cx, post_file, method)?;
+        let geo = geometry.ok_or_else(|| Error::bad_file(pkg.root(), "a model needs at least one layer"))?;
+        let post_model = load_model(&cx, pkg, post_file, method)?;
         let vocab = post_vocab(post_file, post_model.groups(), geo.hidden)?;
         progress(LoadProgress { loaded: total, total });
 
@@ -290,27 +295,22 @@ impl Resident {
         })
     }
 
+    /// The geometry shared by the layers.
     pub fn geometry(&self) -> &Geometry {
         &self.geometry
     }
+    /// Decoder layers.
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }
+    /// The vocabulary (the post model's logits).
     pub fn vocab(&self) -> usize {
         self.post.host.len()
-    }
-    /// The call schedule chosen at load.
-    pub fn schedule(&self) -> Schedule {
-        self.schedule
     }
     /// Device memory used: buffers plus the model files' sizes (an estimate of the weights' share).
     pub fn device_bytes(&self) -> u64 {
         self.device_bytes
     }
-    pub fn device(&self) -> &Arc<Device> {
-        &self.device
-    }
-
     /// The logits (bf16 bits) of the last step that ran the post model.
     pub fn last_logits(&self) -> &[u16] {
         &self.post.host
@@ -396,7 +396,7 @@ impl Resident {
 
 /// Checks the post model's IO against the layers' hidden size; returns the vocabulary size.
 pub(crate) fn post_vocab(path: &Path, groups: &[GroupInfo], hidden: usize) -> Result<usize> {
-    let bad = |reason: String| Error::BadFile { path: path.into(), reason };
+    let bad = |reason: String| Error::bad_file(path, reason);
     let grp = groups.first().ok_or_else(|| bad("no shape groups".into()))?;
     let input = grp.input(names::INPUT).ok_or_else(|| bad("no input named \"input\"".into()))?.1;
     let output = grp.output(names::OUTPUT).ok_or_else(|| bad("no output named \"output\"".into()))?.1;

@@ -1,7 +1,7 @@
-//! The call schedule: which runtime calls one step makes. Every choice that the
-//! contract leaves open on real hardware is opt-in; the default is the path the
-//! vendor runners take (dedicated buffers, D2D row copies, contract §2.6 and
-//! pitfall 4).
+//! The call schedule: which runtime calls one step makes. Every choice the
+//! vendor's documentation leaves open on real hardware is opt-in; the default
+//! is the path the vendor runners take (dedicated buffers, D2D row copies;
+//! buffers bound at an offset are undocumented).
 //!
 //! Calls per decode token, `L` layers (each line: H2D + executes + D2D + D2H):
 //!
@@ -23,19 +23,16 @@
 use crate::error::{Error, Result};
 use std::str::FromStr;
 
-/// Environment variable that picks the schedule when [`crate::LoadOptions`] does not.
-pub const SCHEDULE_ENV: &str = "AXLLM_SCHEDULE";
-
 /// How each layer's new K/V rows reach its cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum KvWrite {
     /// `K_cache_out`/`V_cache_out` land in scratch buffers and two D2D copies per
-    /// layer move the valid rows into the cache (the vendor runners, contract §2.6).
+    /// layer move the valid rows into the cache (as the vendor runners do).
     #[default]
     Copy,
     /// `K_cache_out`/`V_cache_out` are bound at the row's offset inside the layer's
     /// own K/V buffer, rebound every step, so the NPU writes the cache directly.
-    /// Open on hardware: offset bindings (pitfall 4) and an output aliasing the
+    /// Open on hardware: offset bindings (undocumented) and an output aliasing the
     /// K/V input of the same execution (the written rows are masked in it).
     /// Prefill chunks with padding rows, or whose `T` rows would run past the
     /// buffer, fall back to copies for that chunk.
@@ -50,7 +47,7 @@ pub enum InputUpload {
     Separate,
     /// One allocation holding all three at 128-byte-aligned offsets, bound at
     /// those offsets: one H2D copy per step. Open on hardware: offset bindings
-    /// of `mask`/`indices` (pitfall 4).
+    /// of `mask`/`indices` (undocumented).
     Packed,
 }
 
@@ -73,8 +70,11 @@ pub enum Execution {
 /// The call schedule of a loaded model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Schedule {
+    /// How each layer's new K/V rows reach its cache.
     pub kv_write: KvWrite,
+    /// How a step's inputs reach the card.
     pub inputs: InputUpload,
+    /// Whether a step waits for each execution and copy.
     pub execution: Execution,
 }
 
@@ -91,17 +91,6 @@ impl Schedule {
         let d2d = if self.kv_write == KvWrite::Copy { 2 * layers } else { 0 };
         let sync = usize::from(self.execution == Execution::Async);
         h2d + (layers + 1) + d2d + sync + 1
-    }
-
-    /// The schedule named by `$AXLLM_SCHEDULE`, or the default when it is unset or empty.
-    pub fn from_env() -> Result<Schedule> {
-        match std::env::var(SCHEDULE_ENV) {
-            Ok(s) if !s.trim().is_empty() => s.parse().map_err(|e: Error| match e {
-                Error::InvalidArgument(m) => Error::InvalidArgument(format!("{SCHEDULE_ENV}: {m}")),
-                other => other,
-            }),
-            _ => Ok(Schedule::default()),
-        }
     }
 }
 
@@ -123,7 +112,7 @@ impl FromStr for Schedule {
                 "packed-inputs" => out.inputs = InputUpload::Packed,
                 "async" => out.execution = Execution::Async,
                 other => {
-                    return Err(Error::InvalidArgument(format!(
+                    return Err(Error::invalid(format!(
                         "unknown schedule {other:?} (expected safe, fewest-calls, kv-bind, packed-inputs, async)"
                     )));
                 }

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::npu::{DeviceBuffer, Entered};
 
 /// Alignment of every packed offset: the runtime's own allocation alignment
-/// (contract §5.7), so a bound address is never less aligned than an allocation.
+/// (the card-side worker's), so a bound address is never less aligned than an allocation.
 const ALIGN: usize = 128;
 
 fn align(n: usize) -> usize {

@@ -1,10 +1,10 @@
 //! Compiled models on the NPU: load, IO description per shape group, IO
 //! objects with bound device buffers, execution.
 
+use super::load_error;
 use super::memory::DeviceBuffer;
 use super::runtime::{Device, Entered, c_path};
 use super::stream::Stream;
-use super::{SimHooks, is_no_memory};
 use crate::error::{Error, Result};
 use axcl_sys::rt;
 use std::ffi::{CStr, c_void};
@@ -14,7 +14,9 @@ use std::sync::Arc;
 /// One input or output tensor of a shape group, as the runtime reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
+    /// The tensor's name (the layer contract's names, e.g. `K_cache`).
     pub name: String,
+    /// Dimensions as reported.
     pub dims: Vec<i32>,
     /// Raw `axclrtEngineDataType` value (see [`super::dtype`]).
     pub dtype: i32,
@@ -32,7 +34,9 @@ impl TensorInfo {
 /// Inputs and outputs of one shape group, in the runtime's index order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupInfo {
+    /// Inputs, in index order.
     pub inputs: Vec<TensorInfo>,
+    /// Outputs, in index order.
     pub outputs: Vec<TensorInfo>,
 }
 
@@ -41,6 +45,7 @@ impl GroupInfo {
     pub fn input(&self, name: &str) -> Option<(usize, &TensorInfo)> {
         self.inputs.iter().enumerate().find(|(_, t)| t.name == name)
     }
+    /// Finds an output by name.
     pub fn output(&self, name: &str) -> Option<(usize, &TensorInfo)> {
         self.outputs.iter().enumerate().find(|(_, t)| t.name == name)
     }
@@ -66,34 +71,38 @@ unsafe impl Send for IoInfoPtr {}
 unsafe impl Sync for IoInfoPtr {}
 
 impl EngineModel {
-    /// Loads a model file from the host file system and reads its IO description.
-    pub fn load_file(cx: &Entered<'_>, path: &Path) -> Result<EngineModel> {
-        let c = c_path(path)?;
+    /// Loads the model file at `file` and reads its IO description; `path`
+    /// names it in errors (the two differ when `file` is a resolved symlink).
+    pub fn load_file(cx: &Entered<'_>, file: &Path, path: &Path) -> Result<EngineModel> {
+        let c = c_path(file)?;
         let api = &cx.dev.rt.api;
         let mut id = 0u64;
         // SAFETY: valid C string and out-parameter.
         let status = unsafe { (api.axclrtEngineLoadFromFile)(c.as_ptr(), &mut id) };
-        if is_no_memory(status) {
-            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            let detail = cx.dev.rt.sim.as_ref().map(SimHooks::last_error).unwrap_or_default();
-            return Err(Error::DeviceOutOfMemory { call: "axclrtEngineLoadFromFile", status, bytes, detail });
+        if status != rt::AXCL_SUCC as rt::axclError {
+            let bytes = std::fs::metadata(path).ok().map(|m| m.len());
+            let e = load_error(cx.dev.rt.sim.as_ref(), "axclrtEngineLoadFromFile", status, path, bytes);
+            return Err(with_path(e, path));
         }
-        cx.dev.check("axclrtEngineLoadFromFile", status).map_err(|e| with_path(e, path))?;
         Self::finish_load(cx, id, path).map_err(|e| with_path(e, path))
     }
 
-    /// Loads a model from a copy of its file in device memory (the runtime
-    /// requires device memory here); the staging buffer is freed afterwards.
-    pub fn load_via_device_memory(cx: &Entered<'_>, path: &Path) -> Result<EngineModel> {
-        let bytes = std::fs::read(path).map_err(|e| Error::BadFile { path: path.into(), reason: e.to_string() })?;
+    /// Loads a model from a copy of its file's `bytes` in device memory (the
+    /// runtime requires device memory here); the staging buffer is freed
+    /// afterwards. `path` names the file in errors.
+    pub fn load_via_device_memory(cx: &Entered<'_>, path: &Path, bytes: &[u8]) -> Result<EngineModel> {
         let staging = DeviceBuffer::alloc(cx, bytes.len())?;
-        staging.write(cx, 0, &bytes)?;
+        staging.write(cx, 0, bytes)?;
         let mut id = 0u64;
         // SAFETY: `staging` is a live device allocation of exactly `len` bytes.
         let status = unsafe {
             (cx.dev.rt.api.axclrtEngineLoadFromMem)(staging.addr() as *const c_void, bytes.len() as u64, &mut id)
         };
-        cx.dev.check("axclrtEngineLoadFromMem", status).map_err(|e| with_path(e, path))?;
+        if status != rt::AXCL_SUCC as rt::axclError {
+            let e =
+                load_error(cx.dev.rt.sim.as_ref(), "axclrtEngineLoadFromMem", status, path, Some(bytes.len() as u64));
+            return Err(with_path(e, path));
+        }
         Self::finish_load(cx, id, path).map_err(|e| with_path(e, path))
     }
 
@@ -130,7 +139,7 @@ impl EngineModel {
             (api.axclrtEngineGetShapeGroupsCount)(info, &mut count)
         })?;
         if !(1..=1024).contains(&count) {
-            return Err(Error::InvalidArgument(format!("runtime reports {count} shape groups")));
+            return Err(Error::bad_file(&self.path, format!("the runtime reports {count} shape groups")));
         }
         // SAFETY: live handle.
         let (n_in, n_out) = unsafe { ((api.axclrtEngineGetNumInputs)(info), (api.axclrtEngineGetNumOutputs)(info)) };
@@ -144,7 +153,7 @@ impl EngineModel {
                     (api.axclrtEngineGetOutputNameByIndex)(info, index)
                 };
                 if name_ptr.is_null() {
-                    return Err(Error::InvalidArgument(format!("runtime has no name for tensor {index}")));
+                    return Err(Error::bad_file(&self.path, format!("the runtime has no name for tensor {index}")));
                 }
                 let name = CStr::from_ptr(name_ptr).to_string_lossy().into_owned();
                 let mut dims = rt::axclrtEngineIODims::default();
@@ -182,10 +191,6 @@ impl EngineModel {
     pub fn groups(&self) -> &[GroupInfo] {
         &self.groups
     }
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// A new IO object for this model (buffers unbound).
     pub fn create_io(&self, cx: &Entered<'_>) -> Result<EngineIo> {
         let mut io: rt::axclrtEngineIO = std::ptr::null_mut();
@@ -245,17 +250,39 @@ pub struct EngineIo {
 
 impl EngineIo {
     /// Binds `size` bytes of `buf` starting at `offset` as input `index`.
-    pub fn bind_input(&mut self, cx: &Entered<'_>, index: usize, buf: &DeviceBuffer, offset: usize, size: usize) -> Result<()> {
+    pub fn bind_input(
+        &mut self,
+        cx: &Entered<'_>,
+        index: usize,
+        buf: &DeviceBuffer,
+        offset: usize,
+        size: usize,
+    ) -> Result<()> {
         self.bind(cx, true, index, buf, offset, size)
     }
     /// Binds `size` bytes of `buf` starting at `offset` as output `index`.
-    pub fn bind_output(&mut self, cx: &Entered<'_>, index: usize, buf: &DeviceBuffer, offset: usize, size: usize) -> Result<()> {
+    pub fn bind_output(
+        &mut self,
+        cx: &Entered<'_>,
+        index: usize,
+        buf: &DeviceBuffer,
+        offset: usize,
+        size: usize,
+    ) -> Result<()> {
         self.bind(cx, false, index, buf, offset, size)
     }
 
-    fn bind(&mut self, cx: &Entered<'_>, input: bool, index: usize, buf: &DeviceBuffer, offset: usize, size: usize) -> Result<()> {
+    fn bind(
+        &mut self,
+        cx: &Entered<'_>,
+        input: bool,
+        index: usize,
+        buf: &DeviceBuffer,
+        offset: usize,
+        size: usize,
+    ) -> Result<()> {
         if offset.checked_add(size).is_none_or(|e| e > buf.size()) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid(format!(
                 "binding {size} bytes at offset {offset} of a {}-byte device buffer",
                 buf.size()
             )));
@@ -270,7 +297,10 @@ impl EngineIo {
                 (api.axclrtEngineSetOutputBufferByIndex)(self.io.0, index as u32, ptr, size as u64)
             }
         };
-        cx.dev.check(if input { "axclrtEngineSetInputBufferByIndex" } else { "axclrtEngineSetOutputBufferByIndex" }, status)
+        cx.dev.check(
+            if input { "axclrtEngineSetInputBufferByIndex" } else { "axclrtEngineSetOutputBufferByIndex" },
+            status,
+        )
     }
 }
 
@@ -283,14 +313,24 @@ impl Drop for EngineIo {
     }
 }
 
-/// Names the model file in a vendor error that does not already say it.
+/// Names the model file in a runtime error that does not already say it.
 fn with_path(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Vendor { call, status, detail } => {
-            let p = path.display().to_string();
-            let detail = if detail.contains(&p) { detail } else if detail.is_empty() { p } else { format!("{p}: {detail}") };
-            Error::Vendor { call, status, detail }
+    let name = |detail: String| {
+        let p = path.display().to_string();
+        if detail.contains(&p) {
+            detail
+        } else if detail.is_empty() {
+            p
+        } else {
+            format!("{p}: {detail}")
         }
+    };
+    match e {
+        Error::Runtime { call, status, detail } => Error::Runtime { call, status, detail: name(detail) },
+        Error::OutOfMemory { call, status, bytes, detail } => {
+            Error::OutOfMemory { call, status, bytes, detail: name(detail) }
+        }
+        Error::DeviceLost { call, status, detail } => Error::DeviceLost { call, status, detail: name(detail) },
         other => other,
     }
 }

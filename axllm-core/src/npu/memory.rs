@@ -1,8 +1,8 @@
 //! Device memory: allocations the host cannot dereference, moved with explicit copies.
 
 use super::runtime::{Device, Entered};
+use super::status_error;
 use super::stream::Stream;
-use super::is_no_memory;
 use crate::error::{Error, Result};
 use axcl_sys::rt;
 use std::ffi::c_void;
@@ -21,17 +21,15 @@ impl DeviceBuffer {
     /// Allocates `size` bytes on the device (contents undefined until written).
     pub fn alloc(cx: &Entered<'_>, size: usize) -> Result<DeviceBuffer> {
         if size == 0 {
-            return Err(Error::InvalidArgument("zero-sized device allocation".into()));
+            return Err(Error::invalid("zero-sized device allocation"));
         }
         let dev = cx.dev;
         let mut ptr: *mut c_void = std::ptr::null_mut();
         // SAFETY: valid out-parameter; policy is one of the documented values.
         let status = unsafe { (dev.rt.api.axclrtMalloc)(&mut ptr, size, rt::AXCL_MEM_MALLOC_HUGE_FIRST as i32) };
-        if is_no_memory(status) {
-            let detail = dev.rt.sim.as_ref().map(super::SimHooks::last_error).unwrap_or_default();
-            return Err(Error::DeviceOutOfMemory { call: "axclrtMalloc", status, bytes: size as u64, detail });
+        if status != rt::AXCL_SUCC as rt::axclError {
+            return Err(status_error(dev.rt.sim.as_ref(), "axclrtMalloc", status, Some(size as u64)));
         }
-        dev.check("axclrtMalloc", status)?;
         Ok(DeviceBuffer { dev: Arc::clone(dev), addr: ptr as u64, size })
     }
 
@@ -42,16 +40,18 @@ impl DeviceBuffer {
         Ok(b)
     }
 
+    /// The device address (never dereferenced on the host).
     pub fn addr(&self) -> u64 {
         self.addr
     }
+    /// Bytes allocated.
     pub fn size(&self) -> usize {
         self.size
     }
 
     fn range(&self, offset: usize, len: usize, what: &str) -> Result<*mut c_void> {
         if offset.checked_add(len).is_none_or(|end| end > self.size) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid(format!(
                 "{what}: {len} bytes at offset {offset} exceed the {}-byte device buffer",
                 self.size
             )));
@@ -95,7 +95,14 @@ impl DeviceBuffer {
     }
 
     /// Device to device on the card: `len` bytes from `src[src_off..]` to `self[dst_off..]`.
-    pub fn copy_from(&self, cx: &Entered<'_>, dst_off: usize, src: &DeviceBuffer, src_off: usize, len: usize) -> Result<()> {
+    pub fn copy_from(
+        &self,
+        cx: &Entered<'_>,
+        dst_off: usize,
+        src: &DeviceBuffer,
+        src_off: usize,
+        len: usize,
+    ) -> Result<()> {
         if len == 0 {
             return Ok(());
         }

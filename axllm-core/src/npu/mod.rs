@@ -1,8 +1,9 @@
 //! The NPU through the AXCL runtime, loaded at run time. This is the only
 //! module of the crate allowed `unsafe`: raw bindings come from `axcl-sys`
-//! (generated from our one header), [`check`] turns statuses into errors, and
+//! (generated from our one header), `check` turns statuses into errors, and
 //! RAII wrappers ([`Device`], [`DeviceBuffer`], [`EngineModel`], [`EngineIo`], [`Stream`])
-//! give the rest of the crate a safe interface.
+//! give the rest of the crate a safe interface. [`SimHooks`] reaches the
+//! simulator's extra symbols when the runtime is axcl-sim (diagnostics only).
 #![allow(unsafe_code)]
 
 mod engine;
@@ -12,7 +13,7 @@ mod stream;
 
 pub use engine::{EngineIo, EngineModel, GroupInfo, TensorInfo};
 pub use memory::DeviceBuffer;
-pub use runtime::{Device, Entered, RUNTIME_DIR, RUNTIME_ENV, RUNTIME_SONAME, Runtime};
+pub use runtime::{Device, Entered, Runtime};
 pub use stream::Stream;
 
 use crate::error::{Error, Result};
@@ -22,9 +23,12 @@ use std::ffi::CStr;
 
 /// `axclrtEngineDataType` values this crate understands (checked, never transmuted).
 pub mod dtype {
+    /// bfloat16.
     pub const BF16: i32 = axcl_sys::rt::AXCL_DATA_TYPE_BF16 as i32;
+    /// 32-bit unsigned integers (the `indices` input).
     pub const UINT32: i32 = axcl_sys::rt::AXCL_DATA_TYPE_UINT32 as i32;
-    /// Older runtimes report bf16 tensors as UINT16 (contract §2.1, pitfall 17).
+    /// Older runtimes report bf16 tensors as UINT16 (seen in the vendor's own
+    /// runners, which treat the two alike).
     pub const UINT16: i32 = axcl_sys::rt::AXCL_DATA_TYPE_UINT16 as i32;
 
     /// A readable name for error messages.
@@ -38,9 +42,46 @@ pub mod dtype {
     }
 }
 
-/// Is this status the memory sub-module's "no memory"? (Composed code, contract §5.1.)
-fn is_no_memory(status: rt::axclError) -> bool {
-    matches!(axcl_sys::axcl_err_parts(status), Some((_, _, id)) if id == rt::AXCL_ERR_NO_MEMORY)
+/// A failed status as an [`Error`] of the kind the caller can act on.
+///
+/// The vendor documents how codes are composed (module, sub-module, id) but not
+/// which code each situation produces. Two mappings here are INFERRED and kept
+/// in this one place so that a run on a card can settle them:
+/// * any sub-module's `NO_MEMORY` id means the card is out of memory;
+/// * the device sub-module's `TIMEOUT` means the card was lost (a card that
+///   drops off the bus makes the runtime's messages time out; axcl-sim reports
+///   a lost device this way).
+fn status_error(sim: Option<&SimHooks>, call: &'static str, status: rt::axclError, bytes: Option<u64>) -> Error {
+    let detail = sim.map(SimHooks::last_error).unwrap_or_default();
+    match axcl_sys::axcl_err_parts(status) {
+        Some((_, _, id)) if id == rt::AXCL_ERR_NO_MEMORY => Error::OutOfMemory { call, status, bytes, detail },
+        Some((_, sub, id)) if sub == rt::AXCL_SUBMOD_DEVICE && id == rt::AXCL_ERR_TIMEOUT => {
+            Error::DeviceLost { call, status, detail }
+        }
+        _ => Error::Runtime { call, status, detail },
+    }
+}
+
+/// A failed model load as an [`Error`]: out of memory and a lost device as
+/// [`status_error`] says; otherwise, when the engine sub-module calls the file
+/// unusable (`ILLEGAL_PARAM`, `UNSUPPORT`, `OPEN`), the package is at fault
+/// (INFERRED: the vendor does not document which codes a corrupt or foreign
+/// model file produces; these are the ones that say "bad argument"); any
+/// other status is a runtime failure.
+fn load_error(
+    sim: Option<&SimHooks>,
+    call: &'static str,
+    status: rt::axclError,
+    path: &std::path::Path,
+    bytes: Option<u64>,
+) -> Error {
+    let e = status_error(sim, call, status, bytes);
+    let file_at_fault = matches!(
+        axcl_sys::axcl_err_parts(status),
+        Some((_, sub, id)) if sub == rt::AXCL_SUBMOD_ENGINE
+            && (id == rt::AXCL_ERR_ILLEGAL_PARAM || id == rt::AXCL_ERR_UNSUPPORT || id == rt::AXCL_ERR_OPEN)
+    );
+    if file_at_fault { Error::bad_file_from(path, "the runtime cannot load this model file", e) } else { e }
 }
 
 /// The one place a vendor status becomes a `Result`.
@@ -48,8 +89,7 @@ fn check(sim: Option<&SimHooks>, call: &'static str, status: rt::axclError) -> R
     if status == rt::AXCL_SUCC as rt::axclError {
         return Ok(());
     }
-    let detail = sim.map(SimHooks::last_error).unwrap_or_default();
-    Err(Error::Vendor { call, status, detail })
+    Err(status_error(sim, call, status, None))
 }
 
 /// The simulator's extra symbols (`axcl_sim.h`), present only in axcl-sim.
@@ -87,6 +127,7 @@ impl SimHooks {
         unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
     }
 
+    /// The simulator's version string.
     pub fn version(&self) -> String {
         // SAFETY: returns a static NUL-terminated string.
         let p = unsafe { (self.api.axclSimVersion)() };
@@ -96,12 +137,13 @@ impl SimHooks {
 
     /// Applies a configuration (latencies, faults; syntax in `axcl_sim.h`).
     pub fn configure(&self, spec: &str) -> Result<()> {
-        let c = std::ffi::CString::new(spec).map_err(|_| Error::InvalidArgument("NUL in simulator config".into()))?;
+        let c = std::ffi::CString::new(spec).map_err(|_| Error::invalid("NUL in simulator config"))?;
         // SAFETY: valid NUL-terminated string for the duration of the call.
         let status = unsafe { (self.api.axclSimConfigure)(c.as_ptr()) };
         check(Some(self), "axclSimConfigure", status)
     }
 
+    /// The call counters and the live device allocations.
     pub fn counters(&self) -> Result<SimCounters> {
         let mut c = SimCounters::default();
         // SAFETY: valid out-parameter.
@@ -110,6 +152,7 @@ impl SimHooks {
         Ok(c)
     }
 
+    /// Zeroes the call counters (the live figures stay).
     pub fn reset_counters(&self) -> Result<()> {
         // SAFETY: no arguments.
         let status = unsafe { (self.api.axclSimResetCounters)() };

@@ -11,8 +11,6 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
-/// Environment variable naming the runtime library explicitly (a path).
-pub const RUNTIME_ENV: &str = "AXLLM_AXCL_LIB";
 /// The library name the vendor installs.
 pub const RUNTIME_SONAME: &str = "libaxcl_rt.so";
 /// Where the vendor's installer puts it.
@@ -35,27 +33,25 @@ impl std::fmt::Debug for Runtime {
 
 static LIVE: Mutex<Weak<Runtime>> = Mutex::new(Weak::new());
 
-/// The candidates tried in order: the explicit path, the dynamic loader's
-/// search for the soname, the vendor's install directory.
+/// The candidates tried in order: the explicit path alone; else the dynamic
+/// loader's search for the soname, then the vendor's install directory.
 fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = explicit {
         return vec![p.to_path_buf()];
-    }
-    if let Some(p) = std::env::var_os(RUNTIME_ENV).filter(|p| !p.is_empty()) {
-        return vec![PathBuf::from(p)];
     }
     vec![PathBuf::from(RUNTIME_SONAME), Path::new(RUNTIME_DIR).join(RUNTIME_SONAME)]
 }
 
 impl Runtime {
-    /// Opens (or shares) the runtime: `explicit`, else `$AXLLM_AXCL_LIB`, else
-    /// `libaxcl_rt.so` through the dynamic loader, else `/usr/lib/axcl/`.
+    /// Opens (or shares) the runtime: `explicit`, else `libaxcl_rt.so` through
+    /// the dynamic loader, else `/usr/lib/axcl/`. (The library never reads the
+    /// environment: callers pass the path.)
     /// Every symbol of the header is resolved here; then `axclInit` runs once.
     pub fn open(explicit: Option<&Path>) -> Result<Arc<Runtime>> {
         let mut live = LIVE.lock();
         if let Some(rt) = live.upgrade() {
             if let Some(p) = explicit.filter(|p| *p != rt.path.as_path()) {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::invalid(format!(
                     "the AXCL runtime {} is already loaded in this process; cannot also load {}",
                     rt.path.display(),
                     p.display()
@@ -64,36 +60,55 @@ impl Runtime {
             return Ok(rt);
         }
         let mut failures = Vec::new();
-        for cand in candidates(explicit) {
+        let mut last = None;
+        let tried = candidates(explicit);
+        for cand in &tried {
             // SAFETY: loading a shared library runs its initialisers; the AXCL
             // runtime (or our simulator) is a plain C library meant to be loaded.
-            match unsafe { libloading::Library::new(&cand) } {
+            match unsafe { libloading::Library::new(cand) } {
                 Ok(lib) => {
                     // SAFETY: the same library again: the loader only bumps its refcount.
-                    let sim = unsafe { libloading::Library::new(&cand) }.ok().and_then(SimHooks::probe);
-                    let rt = Self::from_library(lib, sim, cand)?;
+                    let sim = unsafe { libloading::Library::new(cand) }.ok().and_then(SimHooks::probe);
+                    let rt = Self::from_library(lib, sim, cand.clone())?;
                     let rt = Arc::new(rt);
                     *live = Arc::downgrade(&rt);
                     return Ok(rt);
                 }
-                Err(e) => failures.push(format!("{}: {e}", cand.display())),
+                Err(e) => {
+                    failures.push(format!("{}: {e}", cand.display()));
+                    last = Some(e);
+                }
             }
         }
-        Err(Error::RuntimeNotFound {
-            tried: format!("set {RUNTIME_ENV} to its path, or install the AXCL runtime"),
-            reason: failures.join("; "),
+        let names: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        // One candidate: its loader error is the cause. Several: each one's is in the reason.
+        let (reason, source) = match (failures.len(), last) {
+            (1, Some(e)) => ("cannot load it".to_string(), Some(e.into())),
+            _ => (format!("cannot load it ({})", failures.join("; ")), None),
+        };
+        Err(Error::RuntimeUnavailable {
+            library: names.join(", "),
+            reason: format!("{reason}; install the AXCL runtime or pass the library's path"),
+            source,
         })
     }
 
     fn from_library(lib: libloading::Library, sim: Option<SimHooks>, path: PathBuf) -> Result<Runtime> {
         // SAFETY: `from_library` resolves every symbol declared in our header and
         // fails if one is missing; the types come from the same header.
-        let api = unsafe { AxclRt::from_library(lib) }
-            .map_err(|e| Error::RuntimeSymbols { path: path.clone(), reason: e.to_string() })?;
+        let api = unsafe { AxclRt::from_library(lib) }.map_err(|e| Error::RuntimeUnavailable {
+            library: path.display().to_string(),
+            reason: "it lacks a symbol of the AXCL runtime".into(),
+            source: Some(e.into()),
+        })?;
         let rt = Runtime { api, sim, path, devices: Mutex::new(HashMap::new()) };
         // SAFETY: NULL config is documented as "use defaults".
         let status = unsafe { (rt.api.axclInit)(std::ptr::null()) };
-        rt.check("axclInit", status)?;
+        rt.check("axclInit", status).map_err(|e| Error::RuntimeUnavailable {
+            library: rt.path.display().to_string(),
+            reason: "axclInit failed".into(),
+            source: Some(e.into()),
+        })?;
         Ok(rt)
     }
 
@@ -130,7 +145,9 @@ impl Runtime {
             return Ok(d);
         }
         let ids = self.device_ids()?;
-        let id = *ids.get(index).ok_or(Error::NoSuchDevice { index, count: ids.len() })?;
+        let id = *ids.get(index).ok_or_else(|| {
+            Error::invalid(format!("device index {index} is out of range: the runtime lists {} device(s)", ids.len()))
+        })?;
         // SAFETY: plain value arguments.
         self.check("axclrtSetDevice", unsafe { (self.api.axclrtSetDevice)(id) })?;
         let mut ctx: rt::axclrtContext = std::ptr::null_mut();
@@ -141,7 +158,7 @@ impl Runtime {
             unsafe { (self.api.axclrtResetDevice)(id) };
             return Err(e);
         }
-        let dev = Arc::new(Device { rt: Arc::clone(self), id, index, ctx: CtxPtr(ctx) });
+        let dev = Arc::new(Device { rt: Arc::clone(self), id, ctx: CtxPtr(ctx) });
         // SAFETY: our context is current on this thread (CreateContext made it so).
         let status = unsafe { (self.api.axclrtEngineInit)(rt::AXCL_VNPU_DISABLE as i32) };
         self.check("axclrtEngineInit", status)?; // on error `dev` drops and resets the device
@@ -173,7 +190,6 @@ unsafe impl Sync for CtxPtr {}
 pub struct Device {
     pub(super) rt: Arc<Runtime>,
     id: i32,
-    index: usize,
     ctx: CtxPtr,
 }
 
@@ -182,14 +198,6 @@ impl Device {
     pub fn id(&self) -> i32 {
         self.id
     }
-    /// The index into the runtime's device list this device was opened by.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.rt
-    }
-
     /// Makes our context current on the calling thread. Every operation on the
     /// device takes the returned token, which cannot leave this thread.
     pub fn enter(self: &Arc<Self>) -> Result<Entered<'_>> {
@@ -229,14 +237,8 @@ pub struct Entered<'d> {
     _thread_bound: PhantomData<*const ()>,
 }
 
-impl Entered<'_> {
-    pub fn device(&self) -> &Arc<Device> {
-        self.dev
-    }
-}
-
 /// A C string for a path, with a clear error for interior NULs.
 pub(super) fn c_path(path: &Path) -> Result<CString> {
     CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::InvalidArgument(format!("path {} contains a NUL byte", path.display())))
+        .map_err(|_| Error::invalid(format!("path {} contains a NUL byte", path.display())))
 }

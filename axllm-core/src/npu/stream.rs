@@ -22,6 +22,7 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Creates a stream on the entered device.
     pub fn new(cx: &Entered<'_>) -> Result<Stream> {
         let mut ptr: rt::axclrtStream = std::ptr::null_mut();
         // SAFETY: valid out-parameter.

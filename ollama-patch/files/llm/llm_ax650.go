@@ -143,11 +143,12 @@ func (s *AX650Server) start() error {
 		return fmt.Errorf("creating the AX650 runner directory: %w", err)
 	}
 
-	cmd := exec.Command(exe, "runner", "--ax650-engine",
+	args := []string{"runner", "--ax650-engine",
 		"--model", s.name,
 		"--port", strconv.Itoa(port),
 		"--workdir", workdir,
-		"--exit-on-stdin-eof")
+		"--exit-on-stdin-eof"}
+	cmd := exec.Command(exe, append(args, ax650LoadFlags(os.Getenv)...)...)
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.SysProcAttr = LlamaServerSysProcAttr
 	s.output = NewStatusWriter(os.Stderr)
@@ -223,7 +224,7 @@ func (s *AX650Server) waitLoaded(ctx context.Context) error {
 			switch st.State {
 			case AX650StateReady:
 				slog.Info("AX650 model loaded", "model", s.name, "context_length", st.ContextLength,
-					"max_prefill", st.MaxPrefill, "memory", format.HumanBytes2(st.Memory), "simulator", st.Simulator)
+					"max_prefill", st.MaxPrefill, "memory", format.HumanBytes2(st.Memory))
 				return nil
 			case AX650StateFailed, AX650StateBroken:
 				return fmt.Errorf("AX650 runner failed to load %s: %w", s.name, st.Err())
@@ -539,4 +540,22 @@ func (s *AX650Server) Chat(context.Context, ChatRequest, func(ChatResponse)) err
 
 func (s *AX650Server) ApplyChatTemplate(context.Context, ChatRequest) (string, error) {
 	return "", errors.New("AX650 runner does not support native chat templates")
+}
+
+// ax650LoadFlags are the runner's load-parameter flags from serve's
+// environment, the edge where AXLLM_AXCL_LIB (the runtime library, for
+// example the simulator), AXLLM_SCHEDULE (the call schedule) and AXLLM_DEVICE
+// (the card's index) are read; axllm itself reads no environment variable.
+func ax650LoadFlags(getenv func(string) string) []string {
+	var flags []string
+	for _, f := range []struct{ env, flag string }{
+		{"AXLLM_AXCL_LIB", "--runtime"},
+		{"AXLLM_SCHEDULE", "--schedule"},
+		{"AXLLM_DEVICE", "--device"},
+	} {
+		if v := strings.TrimSpace(getenv(f.env)); v != "" {
+			flags = append(flags, f.flag, v)
+		}
+	}
+	return flags
 }

@@ -11,24 +11,32 @@ const (
 	// Success.
 	AxllmOk AxllmStatus = 0
 	// A NULL pointer, a string that is not UTF-8, an unknown or freed handle,
-	// or a value out of range. Nothing was changed.
+	// a params struct of an unknown size, or a value out of range. Fix the
+	// argument. Nothing was changed.
 	AxllmErrInvalidArgument AxllmStatus = 100
 	// The caller's buffer is too small; the size needed was stored and the
 	// data is kept for the next call. Nothing was lost.
 	AxllmErrBufferTooSmall AxllmStatus = 101
-	// The AXCL runtime library could not be loaded or lacks symbols.
-	AxllmErrRuntime AxllmStatus = 200
-	// The model directory or one of its files does not exist.
-	AxllmErrModelNotFound AxllmStatus = 201
-	// A model file is malformed, truncated or inconsistent with the others.
-	AxllmErrBadModel AxllmStatus = 202
-	// The prompt does not fit in the model's context. The model is unchanged.
+	// The AXCL runtime library cannot be loaded, lacks symbols or does not
+	// initialise. Install it or pass its path. Nothing was loaded.
+	AxllmErrRuntimeUnavailable AxllmStatus = 200
+	// The model package is unusable: a file is missing, unreadable,
+	// malformed, inconsistent, or named outside the package (the message
+	// names the file). Fix the package. Nothing stays loaded.
+	// (201, a missing package before, is reported with this status.)
+	AxllmErrBadPackage AxllmStatus = 202
+	// The prompt does not fit in the model's context. Shorten it. The model
+	// is unchanged.
 	AxllmErrPromptTooLong AxllmStatus = 300
-	// The NPU has no memory for the model or a buffer (another model may need
-	// to be unloaded first). Nothing stays allocated.
+	// The NPU has no memory for the model or a buffer. Free another model
+	// and retry. Nothing stays allocated.
 	AxllmErrOutOfMemory AxllmStatus = 400
-	// The NPU or its runtime failed. A model may need to be loaded again.
-	AxllmErrDevice AxllmStatus = 401
+	// A runtime call failed. The generation is over; the next one starts
+	// from a clean cache. If failures persist, free the model and load it again.
+	AxllmErrRuntimeFailure AxllmStatus = 401
+	// The card stopped answering. The model is unusable: free it, reset the
+	// card if needed, and load it again.
+	AxllmErrDeviceLost AxllmStatus = 402
 	// A bug inside axllm was caught at the boundary. Free the handle involved.
 	AxllmErrPanic AxllmStatus = 900
 )
@@ -42,18 +50,18 @@ func (v AxllmStatus) String() string {
 		return "AXLLM_ERR_INVALID_ARGUMENT"
 	case AxllmErrBufferTooSmall:
 		return "AXLLM_ERR_BUFFER_TOO_SMALL"
-	case AxllmErrRuntime:
-		return "AXLLM_ERR_RUNTIME"
-	case AxllmErrModelNotFound:
-		return "AXLLM_ERR_MODEL_NOT_FOUND"
-	case AxllmErrBadModel:
-		return "AXLLM_ERR_BAD_MODEL"
+	case AxllmErrRuntimeUnavailable:
+		return "AXLLM_ERR_RUNTIME_UNAVAILABLE"
+	case AxllmErrBadPackage:
+		return "AXLLM_ERR_BAD_PACKAGE"
 	case AxllmErrPromptTooLong:
 		return "AXLLM_ERR_PROMPT_TOO_LONG"
 	case AxllmErrOutOfMemory:
 		return "AXLLM_ERR_OUT_OF_MEMORY"
-	case AxllmErrDevice:
-		return "AXLLM_ERR_DEVICE"
+	case AxllmErrRuntimeFailure:
+		return "AXLLM_ERR_RUNTIME_FAILURE"
+	case AxllmErrDeviceLost:
+		return "AXLLM_ERR_DEVICE_LOST"
 	case AxllmErrPanic:
 		return "AXLLM_ERR_PANIC"
 	}

@@ -55,7 +55,7 @@ func fakeRunner(mode string, args []string) int {
 	case "oom":
 		status = AX650Status{State: AX650StateFailed, Axllm: AxllmErrOutOfMemory, Error: "axllm_model_load: not enough CMM memory"}
 	case "badmodel":
-		status = AX650Status{State: AX650StateFailed, Axllm: AxllmErrBadModel, Error: "decoder layer 3 is missing"}
+		status = AX650Status{State: AX650StateFailed, Axllm: AxllmErrBadPackage, Error: "decoder layer 3 is missing"}
 	case "slowload":
 		status = AX650Status{State: AX650StateLoading}
 	}
@@ -81,7 +81,7 @@ func fakeRunner(mode string, args []string) int {
 			os.Exit(2)
 		}
 		if mode == "midstreamerror" {
-			_ = enc.Encode(AX650CompletionChunk{Error: &AX650Error{Status: 500, Axllm: AxllmErrDevice, Message: "AX650 runtime error: device lost"}})
+			_ = enc.Encode(AX650CompletionChunk{Error: &AX650Error{Status: 500, Axllm: AxllmErrDeviceLost, Message: "AX650 runtime error: device lost"}})
 			return
 		}
 		_ = enc.Encode(AX650CompletionChunk{CompletionResponse: CompletionResponse{Content: " " + req.Prompt}})
@@ -188,7 +188,7 @@ func TestAX650ServerLoadFailures(t *testing.T) {
 		{"oom", true, func(err error) bool { return errors.Is(err, ErrLoadRequiredFull) }, "ErrLoadRequiredFull"},
 		{"oom", false, func(err error) bool { return IsOutOfMemory(err) && !errors.Is(err, ErrLoadRequiredFull) }, "an out of memory error"},
 		{"badmodel", false, func(err error) bool {
-			return strings.Contains(err.Error(), "decoder layer 3 is missing") && errors.Is(err, AxllmErrBadModel)
+			return strings.Contains(err.Error(), "decoder layer 3 is missing") && errors.Is(err, AxllmErrBadPackage)
 		}, "the runner's message, with its axllm status"},
 		{"exit", false, func(err error) bool {
 			return strings.Contains(err.Error(), "exited unexpectedly") && strings.Contains(err.Error(), "Error: ax650 runner: listen tcp")
@@ -255,7 +255,7 @@ func TestAX650ServerRequestFailures(t *testing.T) {
 		}},
 		{"midstreamerror", func(t *testing.T, s *AX650Server, err error) {
 			var se api.StatusError
-			if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), "device lost") || !errors.Is(err, AxllmErrDevice) {
+			if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), "device lost") || !errors.Is(err, AxllmErrDeviceLost) {
 				t.Errorf("err = %#v, want a server error with the device status", err)
 			}
 		}},
@@ -304,5 +304,17 @@ func TestAX650NotBuilt(t *testing.T) {
 	}
 	if !errors.Is(err, ErrAX650NotBuilt) || !strings.Contains(err.Error(), "built without AX650 support") {
 		t.Fatalf("NewAX650Server = %v, want ErrAX650NotBuilt", err)
+	}
+}
+
+func TestAX650LoadFlagsFromServeEnvironment(t *testing.T) {
+	env := map[string]string{"AXLLM_AXCL_LIB": "/opt/sim/libaxcl_sim.so", "AXLLM_SCHEDULE": " fewest-calls ", "AXLLM_DEVICE": ""}
+	got := ax650LoadFlags(func(k string) string { return env[k] })
+	want := []string{"--runtime", "/opt/sim/libaxcl_sim.so", "--schedule", "fewest-calls"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("flags %q, want %q", got, want)
+	}
+	if got := ax650LoadFlags(func(string) string { return "" }); len(got) != 0 {
+		t.Errorf("no environment: %q", got)
 	}
 }

@@ -77,12 +77,7 @@ type AX650Status struct {
 	// MaxPrefill is the longest prompt prefilled in chunks.
 	MaxPrefill int `json:"max_prefill,omitempty"`
 	// Memory is the device memory the model uses, in bytes.
-	Memory    uint64 `json:"memory,omitempty"`
-	Simulator bool   `json:"simulator,omitempty"`
-	// SimLiveAllocations and SimLiveBytes are the device allocations alive in
-	// the runner now, on the simulator only (a stable count shows nothing leaks).
-	SimLiveAllocations uint64 `json:"sim_live_allocations,omitempty"`
-	SimLiveBytes       uint64 `json:"sim_live_bytes,omitempty"`
+	Memory uint64 `json:"memory,omitempty"`
 }
 
 // Err is the failure the status describes, with its axllm status as a
@@ -93,6 +88,11 @@ func (st AX650Status) Err() error {
 	}
 	return &AX650Error{Axllm: st.Axllm, Message: st.Error}
 }
+
+// The runner also serves GET /v1/debug/diagnostics: the engine's runtime
+// diagnostics as JSON (on the simulator, its call counters and the device
+// allocations alive now), for tests and debugging; nothing in `ollama serve`
+// reads it.
 
 // AX650TokenizeRequest is the body of POST /v1/tokenize.
 type AX650TokenizeRequest struct {

@@ -10,9 +10,12 @@ import (
 )
 
 // checkAXModelPackage runs axllm's static checks of a package directory on
-// the client (no NPU runtime is loaded); tests substitute it.
+// the client (no NPU runtime is loaded); tests substitute it. The client
+// uploads the contents of the user's files, so their symlinks may lead
+// anywhere ("/" is the link root); names in the package's configuration
+// must stay inside it all the same, as on the server.
 var checkAXModelPackage = func(dir string) error {
-	_, err := ax650runner.CheckPackage(dir)
+	_, err := ax650runner.CheckPackage(dir, []string{string(filepath.Separator)})
 	return err
 }
 

@@ -153,7 +153,7 @@ func TestFilesForModelAXModelCheckFails(t *testing.T) {
 	if err := os.WriteFile(layer, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	checked := noAXCheck(t, &ax650runner.EngineError{Call: "axllm_package_check", Status: llm.AxllmErrBadModel,
+	checked := noAXCheck(t, &ax650runner.EngineError{Call: "axllm_package_check", Status: llm.AxllmErrBadPackage,
 		Message: "bad model file " + layer + ": truncated"})
 	_, err := filesForModel(dir)
 	if err == nil || !strings.Contains(err.Error(), dir+" is not a usable AX650 model package: bad model file "+layer+": truncated") {

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -184,7 +185,7 @@ func axmodelCheck(blobs map[string]string) (info ax650runner.PackageInfo, checke
 		return info, false, fmt.Errorf("%w: %w", errAXModelBadRequest, err)
 	}
 	defer os.RemoveAll(dir)
-	info, err = axmodelCheckPackage(dir)
+	info, err = axmodelCheckPackage(dir, blobDirs(blobs))
 	switch {
 	case errors.Is(err, llm.ErrAX650NotBuilt):
 		return ax650runner.PackageInfo{}, false, nil
@@ -197,6 +198,19 @@ func axmodelCheck(blobs map[string]string) (info ax650runner.PackageInfo, checke
 		return info, true, fmt.Errorf("%w: %w", errAXModelBadRequest, err)
 	}
 	return info, true, nil
+}
+
+// blobDirs are the directories the blobs are in: the links of a
+// materialized package may lead there (axllm's link roots).
+func blobDirs(blobs map[string]string) []string {
+	var dirs []string
+	for _, b := range blobs {
+		if d := filepath.Dir(b); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	slices.Sort(dirs)
+	return dirs
 }
 
 // axmodelChatFormat picks Ollama's renderer and parser for a package from

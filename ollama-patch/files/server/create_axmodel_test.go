@@ -49,7 +49,7 @@ func useAXCheck(t *testing.T, info ax650runner.PackageInfo, err error) *[]map[st
 	old := axmodelCheckPackage
 	t.Cleanup(func() { axmodelCheckPackage = old })
 	var seen []map[string]bool
-	axmodelCheckPackage = func(dir string) (ax650runner.PackageInfo, error) {
+	axmodelCheckPackage = func(dir string, _ []string) (ax650runner.PackageInfo, error) {
 		files := map[string]bool{}
 		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, _ error) error {
 			if d != nil && !d.IsDir() {
@@ -372,9 +372,9 @@ func TestCreateAXModelCheckFails(t *testing.T) {
 	var dirs []string
 	old := axmodelCheckPackage
 	t.Cleanup(func() { axmodelCheckPackage = old })
-	axmodelCheckPackage = func(dir string) (ax650runner.PackageInfo, error) {
+	axmodelCheckPackage = func(dir string, _ []string) (ax650runner.PackageInfo, error) {
 		dirs = append(dirs, dir)
-		return ax650runner.PackageInfo{}, &ax650runner.EngineError{Call: "axllm_package_check", Status: llm.AxllmErrBadModel,
+		return ax650runner.PackageInfo{}, &ax650runner.EngineError{Call: "axllm_package_check", Status: llm.AxllmErrBadPackage,
 			Message: "bad model file " + filepath.Join(dir, "qwen3_p16_l1_together.axmodel") + ": truncated simulated axmodel"}
 	}
 	var s Server

@@ -12,6 +12,7 @@
 package ax650runner
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -36,6 +37,20 @@ func (e *EngineError) Unwrap() error { return e.Status }
 // DoneReason is axllm_done_reason (llm.AxllmDone*).
 type DoneReason = llm.AxllmDoneReason
 
+// LoadOptions are axllm's load parameters (axllm_load_params), which the
+// runner takes from its command line.
+type LoadOptions struct {
+	// Runtime is the AXCL runtime library; "" means axllm's default search.
+	Runtime string
+	// Schedule is the call schedule ("safe", "fewest-calls", ...); "" means the default.
+	Schedule string
+	// Device is the index into the runtime's device list.
+	Device int
+	// LinkRoots are directories outside the package that its symlinks may
+	// point into: the blob store the runner links the package's files from.
+	LinkRoots []string
+}
+
 // Info is what a loaded model is (axllm_model_info).
 type Info struct {
 	ContextLength int
@@ -46,14 +61,6 @@ type Info struct {
 	Chunk         int
 	MemoryBytes   uint64
 	DeviceID      int
-	Simulator     bool
-}
-
-// SimUsage is what the simulator holds on its device now, for every model
-// of the process (axllm_model_info's sim_live_* fields); zero on a card.
-type SimUsage struct {
-	LiveAllocations uint64
-	LiveBytes       uint64
 }
 
 // Params are the sampling and stop options of one generation
@@ -92,10 +99,16 @@ type Engine interface {
 	Detokenize(tokens []int32) (string, error)
 	// Begin prefills the prompt and starts a generation.
 	Begin(tokens []int32, p Params) (Generation, error)
-	// SimUsage reads the simulator's live device allocations.
-	SimUsage() (SimUsage, error)
 	// Close frees the model and everything it holds on the NPU.
 	Close()
+}
+
+// Diagnoser is the test bed's interface, apart from Engine: an engine that
+// has it reports its runtime's diagnostics (axllm_model_diagnostics: on the
+// simulator its call counters and live device allocations) as JSON, which
+// the runner serves on GET /v1/debug/diagnostics.
+type Diagnoser interface {
+	Diagnostics() (json.RawMessage, error)
 }
 
 // Generation is one running generation.

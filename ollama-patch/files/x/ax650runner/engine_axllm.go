@@ -5,8 +5,8 @@ package ax650runner
 // The cgo glue over the axllm C ABI (include/axllm.h, static library
 // libaxllm.a from `cargo build --release -p axllm-capi`). build.sh points
 // CGO_CFLAGS at the header's directory and CGO_LDFLAGS at the library's.
-// The NPU runtime itself (libaxcl_rt.so, or the simulator named by
-// AXLLM_AXCL_LIB) is loaded by axllm at run time, so the binary has no
+// The NPU runtime itself (libaxcl_rt.so, or the simulator the runner's
+// --runtime flag names) is loaded by axllm at run time, so the binary has no
 // dependency on board-only libraries.
 
 /*
@@ -28,6 +28,7 @@ static void ax650_set_progress(axllm_load_params *p) {
 import "C"
 
 import (
+	"encoding/json"
 	"runtime"
 	"sync"
 	"time"
@@ -56,15 +57,56 @@ type axllmEngine struct {
 	once  sync.Once
 }
 
-func loadEngine(dir string, progress LoadProgress) (Engine, error) {
+// cStrings copies ss into a C array of C strings (cgo forbids passing Go
+// memory that holds Go pointers); free releases both.
+func cStrings(ss []string) (arr **C.char, free func()) {
+	if len(ss) == 0 {
+		return nil, func() {}
+	}
+	arr = (**C.char)(C.malloc(C.size_t(len(ss)) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	list := unsafe.Slice(arr, len(ss))
+	for i, s := range ss {
+		list[i] = C.CString(s)
+	}
+	return arr, func() {
+		for _, p := range list {
+			C.free(unsafe.Pointer(p))
+		}
+		C.free(unsafe.Pointer(arr))
+	}
+}
+
+// cStringOrNil is NULL for "" (axllm's default).
+func cStringOrNil(s string) *C.char {
+	if s == "" {
+		return nil
+	}
+	return C.CString(s)
+}
+
+func loadEngine(dir string, opts LoadOptions, progress LoadProgress) (Engine, error) {
 	cdir := C.CString(dir)
 	defer C.free(unsafe.Pointer(cdir))
 
 	loadProgress.Store(&progress)
 	defer loadProgress.Store(nil)
 
-	params := C.axllm_load_default_params()
+	var params C.axllm_load_params
+	if err := call("axllm_load_default_params", func() C.axllm_status {
+		return C.axllm_load_default_params(&params, C.size_t(unsafe.Sizeof(params)))
+	}); err != nil {
+		return nil, err
+	}
 	C.ax650_set_progress(&params)
+	params.device_index = C.uint32_t(opts.Device)
+	params.runtime_library = cStringOrNil(opts.Runtime)
+	defer C.free(unsafe.Pointer(params.runtime_library))
+	params.schedule = cStringOrNil(opts.Schedule)
+	defer C.free(unsafe.Pointer(params.schedule))
+	roots, freeRoots := cStrings(opts.LinkRoots)
+	defer freeRoots()
+	params.link_roots = roots
+	params.n_link_roots = C.size_t(len(opts.LinkRoots))
 
 	var m *C.axllm_model
 	if err := call("axllm_model_load", func() C.axllm_status {
@@ -75,7 +117,7 @@ func loadEngine(dir string, progress LoadProgress) (Engine, error) {
 
 	var ci C.axllm_model_info
 	if err := call("axllm_model_get_info", func() C.axllm_status {
-		return C.axllm_model_get_info(m, &ci)
+		return C.axllm_model_get_info(m, &ci, C.size_t(unsafe.Sizeof(ci)))
 	}); err != nil {
 		C.axllm_model_free(m)
 		return nil, err
@@ -89,20 +131,28 @@ func loadEngine(dir string, progress LoadProgress) (Engine, error) {
 		Chunk:         int(ci.chunk),
 		MemoryBytes:   uint64(ci.device_memory_bytes),
 		DeviceID:      int(ci.device_id),
-		Simulator:     bool(ci.simulator),
 	}}, nil
 }
 
 func (e *axllmEngine) Info() Info { return e.info }
 
-func (e *axllmEngine) SimUsage() (SimUsage, error) {
-	var ci C.axllm_model_info
-	if err := call("axllm_model_get_info", func() C.axllm_status {
-		return C.axllm_model_get_info(e.model, &ci)
-	}); err != nil {
-		return SimUsage{}, err
+// Diagnostics implements Diagnoser: axllm_model_diagnostics's JSON.
+func (e *axllmEngine) Diagnostics() (json.RawMessage, error) {
+	buf := make([]byte, 2048)
+	for {
+		var n C.size_t
+		err := call("axllm_model_diagnostics", func() C.axllm_status {
+			return C.axllm_model_diagnostics(e.model, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
+		})
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n)+1 > len(buf) {
+			buf = make([]byte, int(n)+1)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return json.RawMessage(buf[:n]), nil
 	}
-	return SimUsage{LiveAllocations: uint64(ci.sim_live_allocations), LiveBytes: uint64(ci.sim_live_bytes)}, nil
 }
 
 func (e *axllmEngine) Tokenize(text string) ([]int32, error) {
@@ -148,7 +198,12 @@ func (e *axllmEngine) Detokenize(tokens []int32) (string, error) {
 }
 
 func (e *axllmEngine) Begin(tokens []int32, p Params) (Generation, error) {
-	cp := C.axllm_generate_default_params()
+	var cp C.axllm_generate_params
+	if err := call("axllm_generate_default_params", func() C.axllm_status {
+		return C.axllm_generate_default_params(&cp, C.size_t(unsafe.Sizeof(cp)))
+	}); err != nil {
+		return nil, err
+	}
 	cp.temperature = C.float(p.Temperature)
 	cp.top_k = C.int32_t(p.TopK)
 	cp.top_p = C.float(p.TopP)
@@ -163,19 +218,11 @@ func (e *axllmEngine) Begin(tokens []int32, p Params) (Generation, error) {
 	// Tokenize already applied the post-processor.
 	cp.add_special_tokens = false
 
-	// Stop strings are borrowed for the begin call only: C copies of them,
-	// in a C array (cgo forbids passing Go memory that holds Go pointers).
-	if len(p.Stop) > 0 {
-		arr := (**C.char)(C.malloc(C.size_t(len(p.Stop)) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-		defer C.free(unsafe.Pointer(arr))
-		stops := unsafe.Slice(arr, len(p.Stop))
-		for i, s := range p.Stop {
-			stops[i] = C.CString(s)
-			defer C.free(unsafe.Pointer(stops[i]))
-		}
-		cp.stop = arr
-		cp.n_stop = C.size_t(len(p.Stop))
-	}
+	// Stop strings are borrowed for the begin call only.
+	stops, freeStops := cStrings(p.Stop)
+	defer freeStops()
+	cp.stop = stops
+	cp.n_stop = C.size_t(len(p.Stop))
 
 	var ptr *C.int32_t
 	if len(tokens) > 0 {
@@ -254,5 +301,22 @@ func (g *axllmGeneration) End() {
 	g.mu.Unlock()
 	if h != nil {
 		C.axllm_generation_end(h)
+	}
+}
+
+// headerStatuses are the statuses as include/axllm.h numbers them, for the
+// test that keeps the Go constants in step with the header.
+func headerStatuses() map[llm.AxllmStatus]int {
+	return map[llm.AxllmStatus]int{
+		llm.AxllmOk:                 int(C.AXLLM_OK),
+		llm.AxllmErrInvalidArgument:    int(C.AXLLM_ERR_INVALID_ARGUMENT),
+		llm.AxllmErrBufferTooSmall:     int(C.AXLLM_ERR_BUFFER_TOO_SMALL),
+		llm.AxllmErrRuntimeUnavailable: int(C.AXLLM_ERR_RUNTIME_UNAVAILABLE),
+		llm.AxllmErrBadPackage:         int(C.AXLLM_ERR_BAD_PACKAGE),
+		llm.AxllmErrPromptTooLong:      int(C.AXLLM_ERR_PROMPT_TOO_LONG),
+		llm.AxllmErrOutOfMemory:        int(C.AXLLM_ERR_OUT_OF_MEMORY),
+		llm.AxllmErrRuntimeFailure:     int(C.AXLLM_ERR_RUNTIME_FAILURE),
+		llm.AxllmErrDeviceLost:         int(C.AXLLM_ERR_DEVICE_LOST),
+		llm.AxllmErrPanic:              int(C.AXLLM_ERR_PANIC),
 	}
 }

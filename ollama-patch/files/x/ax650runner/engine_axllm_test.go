@@ -5,8 +5,10 @@ package ax650runner
 // The cgo engine against the real axllm library and the simulator of the
 // vendor runtime. Run by `build.sh test` when the simulator is built:
 //   AXLLM_AXCL_LIB=.../libaxcl_sim.so AX650_TEST_MODEL_DIR=<axsim-pack output>
+// (the harness's variables: the tests pass them to axllm as load options).
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -16,14 +18,25 @@ import (
 	"github.com/ollama/ollama/llm"
 )
 
+// simOptions are load options naming the simulator the harness built.
+func simOptions(t *testing.T) LoadOptions {
+	t.Helper()
+	lib := os.Getenv("AXLLM_AXCL_LIB")
+	if lib == "" {
+		t.Skip("set AXLLM_AXCL_LIB (libaxcl_sim.so)")
+	}
+	return LoadOptions{Runtime: lib}
+}
+
 func loadTestEngine(t *testing.T) Engine {
 	t.Helper()
+	opts := simOptions(t)
 	dir := os.Getenv("AX650_TEST_MODEL_DIR")
-	if dir == "" || os.Getenv("AXLLM_AXCL_LIB") == "" {
-		t.Skip("set AX650_TEST_MODEL_DIR (an axsim-pack model) and AXLLM_AXCL_LIB (libaxcl_sim.so)")
+	if dir == "" {
+		t.Skip("set AX650_TEST_MODEL_DIR (an axsim-pack model)")
 	}
 	var calls atomic.Int32
-	e, err := loadEngine(dir, func(loaded, total uint32) {
+	e, err := loadEngine(dir, opts, func(loaded, total uint32) {
 		if loaded > total {
 			t.Errorf("progress %d/%d", loaded, total)
 		}
@@ -65,8 +78,16 @@ func TestAXLLMEngine(t *testing.T) {
 	if info.ContextLength <= 0 || info.VocabSize <= 0 || info.Layers <= 0 || info.MemoryBytes == 0 {
 		t.Fatalf("info %+v", info)
 	}
-	if u, err := e.SimUsage(); err != nil || u.LiveAllocations == 0 || u.LiveBytes == 0 {
-		t.Errorf("simulator usage %+v, %v: want the model's allocations", u, err)
+	raw, err := e.(Diagnoser).Diagnostics()
+	var diag struct {
+		Simulator bool `json:"simulator"`
+		Counters  struct {
+			LiveAllocations uint64 `json:"live_allocations"`
+			LiveBytes       uint64 `json:"live_bytes"`
+		} `json:"counters"`
+	}
+	if err != nil || json.Unmarshal(raw, &diag) != nil || !diag.Simulator || diag.Counters.LiveAllocations == 0 || diag.Counters.LiveBytes == 0 {
+		t.Errorf("diagnostics %s, %v: want the simulator's live allocations", raw, err)
 	}
 	if libraryVersion() == "" {
 		t.Error("no library version")
@@ -162,12 +183,24 @@ func TestAXLLMEngine(t *testing.T) {
 }
 
 func TestAXLLMEngineLoadErrors(t *testing.T) {
-	if os.Getenv("AXLLM_AXCL_LIB") == "" {
-		t.Skip("set AXLLM_AXCL_LIB (libaxcl_sim.so)")
-	}
-	_, err := loadEngine(t.TempDir(), nil)
+	opts := simOptions(t)
+	_, err := loadEngine(t.TempDir(), opts, nil)
 	var ee *EngineError
-	if !errors.As(err, &ee) || (ee.Status != llm.AxllmErrModelNotFound && ee.Status != llm.AxllmErrBadModel) || ee.Message == "" {
+	if !errors.As(err, &ee) || ee.Status != llm.AxllmErrBadPackage || ee.Message == "" {
 		t.Errorf("loading an empty directory: %v", err)
+	}
+	bad := opts
+	bad.Schedule = "fastest"
+	_, err = loadEngine(t.TempDir(), bad, nil)
+	if !errors.As(err, &ee) || ee.Status != llm.AxllmErrInvalidArgument || !strings.Contains(ee.Message, "fastest") {
+		t.Errorf("an unknown schedule: %v", err)
+	}
+}
+
+func TestStatusesMatchTheHeader(t *testing.T) {
+	for s, c := range headerStatuses() {
+		if int(s) != c {
+			t.Errorf("%s is %d in Go but %d in axllm.h", s, int(s), c)
+		}
 	}
 }

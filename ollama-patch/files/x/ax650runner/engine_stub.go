@@ -5,7 +5,7 @@ package ax650runner
 import "github.com/ollama/ollama/llm"
 
 // loadEngine: this binary has no NPU engine (built without the ax650 tag or cgo).
-func loadEngine(string, LoadProgress) (Engine, error) {
+func loadEngine(string, LoadOptions, LoadProgress) (Engine, error) {
 	return nil, llm.ErrAX650NotBuilt
 }
 
@@ -13,6 +13,6 @@ func loadEngine(string, LoadProgress) (Engine, error) {
 func libraryVersion() string { return "" }
 
 // CheckPackage: this binary has no axllm library to check packages with.
-func CheckPackage(string) (PackageInfo, error) {
+func CheckPackage(string, []string) (PackageInfo, error) {
 	return PackageInfo{}, llm.ErrAX650NotBuilt
 }

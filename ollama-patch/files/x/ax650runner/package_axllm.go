@@ -17,16 +17,30 @@ import (
 
 // CheckPackage runs axllm's static checks of the package at dir
 // (axllm_package_check). It does not load the NPU runtime, so it is safe
-// inside `ollama serve`.
-func CheckPackage(dir string) (PackageInfo, error) {
+// inside `ollama serve`. linkRoots are the directories outside the package
+// its symlinks may point into (the blob store for a materialized package).
+func CheckPackage(dir string, linkRoots []string) (PackageInfo, error) {
 	cdir := C.CString(dir)
 	defer C.free(unsafe.Pointer(cdir))
+	var params C.axllm_load_params
+	if err := call("axllm_load_default_params", func() C.axllm_status {
+		return C.axllm_load_default_params(&params, C.size_t(unsafe.Sizeof(params)))
+	}); err != nil {
+		return PackageInfo{}, err
+	}
+	roots, freeRoots := cStrings(linkRoots)
+	defer freeRoots()
+	params.link_roots = roots
+	params.n_link_roots = C.size_t(len(linkRoots))
+
 	var ci C.axllm_package_info
+	var d C.axllm_generate_params
 	buf := make([]byte, 64<<10)
 	for {
 		var n C.size_t
 		err := call("axllm_package_check", func() C.axllm_status {
-			return C.axllm_package_check(cdir, &ci, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
+			return C.axllm_package_check(cdir, &params, &ci, C.size_t(unsafe.Sizeof(ci)), &d, C.size_t(unsafe.Sizeof(d)),
+				(*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
 		})
 		var ee *EngineError
 		if errors.As(err, &ee) && ee.Status == llm.AxllmErrBufferTooSmall && int(n)+1 > len(buf) {
@@ -45,7 +59,6 @@ func CheckPackage(dir string) (PackageInfo, error) {
 			ChatTemplate:  string(buf[:n]),
 		}
 		if ci.has_sampling_defaults {
-			d := ci.sampling_defaults
 			info.SamplingDefaults = samplingDefaults(Params{
 				Temperature:      float32(d.temperature),
 				TopK:             int(d.top_k),

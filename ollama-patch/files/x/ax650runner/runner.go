@@ -118,7 +118,7 @@ func (r *Runner) engineError(err error) error {
 		re.err = fmt.Errorf("invalid request: %s", ee.Message)
 	case llm.AxllmErrOutOfMemory:
 		re.err = fmt.Errorf("AX650 NPU out of memory: %s", ee.Message)
-	case llm.AxllmErrDevice, llm.AxllmErrRuntime, llm.AxllmErrPanic:
+	case llm.AxllmErrRuntimeFailure, llm.AxllmErrDeviceLost, llm.AxllmErrRuntimeUnavailable, llm.AxllmErrPanic:
 		r.markBroken(err)
 		re.err = fmt.Errorf("AX650 runtime error (the model will be loaded again): %s", ee.Message)
 	}

@@ -23,7 +23,6 @@ import (
 // replays scripted pieces.
 type fakeEngine struct {
 	info     Info
-	usage    SimUsage
 	pieces   []string
 	final    DoneReason
 	beginErr error
@@ -79,8 +78,6 @@ func (e *fakeEngine) Begin(tokens []int32, p Params) (Generation, error) {
 	}
 	return &fakeGeneration{e: e, cancel: make(chan struct{}), prompt: len(tokens)}, nil
 }
-
-func (e *fakeEngine) SimUsage() (SimUsage, error) { return e.usage, nil }
 
 func (e *fakeEngine) Close() {}
 
@@ -446,7 +443,8 @@ func TestCompletionEngineErrors(t *testing.T) {
 		{"prompt too long", &EngineError{"begin", llm.AxllmErrPromptTooLong, "4096 > 2047"}, nil, 400, false, false},
 		{"invalid argument", &EngineError{"begin", llm.AxllmErrInvalidArgument, "bad temperature"}, nil, 400, false, false},
 		{"out of memory", &EngineError{"begin", llm.AxllmErrOutOfMemory, "CMM exhausted"}, nil, 500, true, false},
-		{"device lost mid-generation", nil, &EngineError{"next", llm.AxllmErrDevice, "device 0 is lost"}, 500, false, true},
+		{"device lost mid-generation", nil, &EngineError{"next", llm.AxllmErrDeviceLost, "device 0 is lost"}, 500, false, true},
+		{"runtime failure mid-generation", nil, &EngineError{"next", llm.AxllmErrRuntimeFailure, "execute failed"}, 500, false, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

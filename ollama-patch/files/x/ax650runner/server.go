@@ -22,6 +22,7 @@ import (
 	"github.com/ollama/ollama/envconfig"
 	"github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/logutil"
+	"github.com/ollama/ollama/manifest"
 )
 
 // EngineArgs reports whether `ollama runner` was asked for this engine
@@ -34,8 +35,11 @@ func EngineArgs(args []string) ([]string, bool) {
 }
 
 // Execute runs the runner: `ollama runner --ax650-engine --model NAME --port N
-// [--workdir DIR] [--exit-on-stdin-eof]`, or `--dir PATH` to load a package
-// directory directly (for debugging).
+// [--workdir DIR] [--exit-on-stdin-eof] [--runtime LIB] [--schedule S]
+// [--device N]`, or `--dir PATH` to load a package directory directly (for
+// debugging). The flags are axllm's load parameters: `ollama serve` passes
+// what it reads from its environment (AXLLM_AXCL_LIB, AXLLM_SCHEDULE,
+// AXLLM_DEVICE); axllm itself reads no environment variable.
 func Execute(args []string) error {
 	slog.SetDefault(logutil.NewLogger(os.Stderr, envconfig.LogLevel()))
 
@@ -45,12 +49,19 @@ func Execute(args []string) error {
 	port := flags.Int("port", 0, "loopback port to listen on")
 	workdir := flags.String("workdir", "", "directory for the model's links (default: system temp dir)")
 	exitOnEOF := flags.Bool("exit-on-stdin-eof", false, "exit when standard input closes (the parent has gone)")
+	var opts LoadOptions
+	flags.StringVar(&opts.Runtime, "runtime", "", "the AXCL runtime library (default: libaxcl_rt.so, then /usr/lib/axcl/)")
+	flags.StringVar(&opts.Schedule, "schedule", "", "the call schedule: safe (default), fewest-calls, ... (see BENCHMARKS.md)")
+	flags.IntVar(&opts.Device, "device", 0, "index of the card in the runtime's device list")
 	_ = flags.Bool("verbose", false, "ignored")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
 	if (*modelName == "") == (*modelDir == "") {
 		return errors.New("ax650 runner: give exactly one of --model and --dir")
+	}
+	if opts.Device < 0 {
+		return fmt.Errorf("ax650 runner: --device %d is negative", opts.Device)
 	}
 
 	// SIGINT and SIGTERM stay caught until Execute returns: the parent closes
@@ -93,8 +104,16 @@ func Execute(args []string) error {
 		if err == nil {
 			dir, err = Materialize(files, *workdir)
 		}
+		if err == nil {
+			// The package is links into the blob store: axllm may follow them
+			// there, while names in the package's own files stay inside it.
+			var blobs string
+			if blobs, err = manifest.BlobsPath(""); err == nil {
+				opts.LinkRoots = []string{blobs}
+			}
+		}
 		if err != nil {
-			s.fail(withStatus(err, llm.AxllmErrBadModel))
+			s.fail(withStatus(err, llm.AxllmErrBadPackage))
 			<-ctx.Done()
 			return nil
 		}
@@ -110,7 +129,7 @@ func Execute(args []string) error {
 	go func() {
 		defer close(loaded)
 		start := time.Now()
-		e, err := loadEngine(dir, s.progress)
+		e, err := loadEngine(dir, opts, s.progress)
 		if err != nil {
 			if *modelName != "" {
 				err = PackageRelative(err, dir, "model "+*modelName+": ")
@@ -122,7 +141,7 @@ func Execute(args []string) error {
 		info := e.Info()
 		slog.Info("AX650 model loaded", "took", time.Since(start).Round(time.Millisecond),
 			"context_length", info.ContextLength, "max_prefill", info.MaxPrefill, "layers", info.Layers,
-			"device_memory", info.MemoryBytes, "simulator", info.Simulator)
+			"device_memory", info.MemoryBytes, "schedule", opts.Schedule)
 	}()
 
 	<-ctx.Done()
@@ -174,7 +193,9 @@ func PackageRelative(err error, dir, prefix string) error {
 	if !errors.As(err, &ee) {
 		return err
 	}
-	msg := strings.ReplaceAll(ee.Message, dir+string(filepath.Separator), "")
+	// axllm says "bad model package DIR: FILE: reason", FILE relative to DIR.
+	msg := strings.ReplaceAll(ee.Message, "bad model package "+dir+": ", "bad model package: ")
+	msg = strings.ReplaceAll(msg, dir+string(filepath.Separator), "")
 	msg = strings.ReplaceAll(msg, dir, "the package")
 	return &EngineError{Call: ee.Call, Status: ee.Status, Message: prefix + msg}
 }
@@ -188,7 +209,6 @@ func (s *server) ready(e Engine) {
 	s.state.ContextLength = info.ContextLength
 	s.state.MaxPrefill = info.MaxPrefill
 	s.state.Memory = info.MemoryBytes
-	s.state.Simulator = info.Simulator
 	s.mu.Unlock()
 }
 
@@ -206,13 +226,30 @@ func (s *server) status() llm.AX650Status {
 		if err := r.Broken(); err != nil {
 			st.State, st.Axllm, st.Error = llm.AX650StateBroken, axllmStatus(err), err.Error()
 		}
-		if st.Simulator {
-			if u, err := r.engine.SimUsage(); err == nil {
-				st.SimLiveAllocations, st.SimLiveBytes = u.LiveAllocations, u.LiveBytes
-			}
-		}
 	}
 	return st
+}
+
+// diagnostics serves the engine's runtime diagnostics (the simulator's
+// counters) for tests and debugging; 404 when the engine has none.
+func (s *server) diagnostics(w http.ResponseWriter, _ *http.Request) {
+	r, ok := s.readyRunner(w)
+	if !ok {
+		return
+	}
+	d, ok := r.engine.(Diagnoser)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, llm.AX650Error{Status: http.StatusNotFound, Message: "this engine has no diagnostics"})
+		return
+	}
+	body, err := d.Diagnostics()
+	if err != nil {
+		writeError(w, r.engineError(err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 func (s *server) handler() http.Handler {
@@ -221,6 +258,7 @@ func (s *server) handler() http.Handler {
 		writeJSON(w, http.StatusOK, s.status())
 	})
 	mux.HandleFunc("POST /v1/completions", s.completions)
+	mux.HandleFunc("GET /v1/debug/diagnostics", s.diagnostics)
 	mux.HandleFunc("POST /v1/tokenize", func(w http.ResponseWriter, req *http.Request) {
 		r, ok := s.readyRunner(w)
 		if !ok {

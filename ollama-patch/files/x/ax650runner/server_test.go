@@ -54,17 +54,51 @@ func TestServerStates(t *testing.T) {
 	}
 
 	e := newFake("Hi", " there")
-	e.info = Info{ContextLength: 255, MaxPrefill: 144, VocabSize: 256, MemoryBytes: 1234, Simulator: true}
-	e.usage = SimUsage{LiveAllocations: 7, LiveBytes: 4096}
+	e.info = Info{ContextLength: 255, MaxPrefill: 144, VocabSize: 256, MemoryBytes: 1234}
 	s.ready(e)
-	if st := status(); st.State != llm.AX650StateReady || st.ContextLength != 255 || st.MaxPrefill != 144 || st.Memory != 1234 ||
-		st.SimLiveAllocations != 7 || st.SimLiveBytes != 4096 {
+	if st := status(); st.State != llm.AX650StateReady || st.ContextLength != 255 || st.MaxPrefill != 144 || st.Memory != 1234 {
 		t.Errorf("ready status = %+v", st)
 	}
+	// The status carries no test-bed fields.
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/status", nil))
+	if strings.Contains(w.Body.String(), "sim") {
+		t.Errorf("status has simulator fields: %s", w.Body)
+	}
 
-	s.getRunner().markBroken(errors.New("device lost"))
-	if st := status(); st.State != llm.AX650StateBroken || !strings.Contains(st.Error, "device lost") {
+	s.getRunner().markBroken(&EngineError{"axllm_generation_next", llm.AxllmErrDeviceLost, "device lost"})
+	if st := status(); st.State != llm.AX650StateBroken || st.Axllm != llm.AxllmErrDeviceLost || !strings.Contains(st.Error, "device lost") {
 		t.Errorf("broken status = %+v", st)
+	}
+}
+
+// diagEngine is a fake engine with the test bed's diagnostics.
+type diagEngine struct {
+	*fakeEngine
+	body string
+}
+
+func (e diagEngine) Diagnostics() (json.RawMessage, error) { return json.RawMessage(e.body), nil }
+
+func TestServerDiagnostics(t *testing.T) {
+	get := func(s *server) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		s.handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/debug/diagnostics", nil))
+		return w
+	}
+	s := &server{}
+	if w := get(s); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("before a load: %d, want 503", w.Code)
+	}
+	s.ready(newFake())
+	if w := get(s); w.Code != http.StatusNotFound {
+		t.Errorf("an engine without diagnostics: %d, want 404", w.Code)
+	}
+	body := `{"simulator":true,"counters":{"live_allocations":7}}`
+	s2 := &server{}
+	s2.ready(diagEngine{newFake(), body})
+	if w := get(s2); w.Code != http.StatusOK || strings.TrimSpace(w.Body.String()) != body {
+		t.Errorf("diagnostics: %d %s", w.Code, w.Body)
 	}
 }
 
@@ -121,7 +155,7 @@ func TestServerCompletionStream(t *testing.T) {
 
 	// An error after output is the stream's last line.
 	f := newFake("partial")
-	f.nextErr = &EngineError{"axllm_generation_next", llm.AxllmErrDevice, "device lost"}
+	f.nextErr = &EngineError{"axllm_generation_next", llm.AxllmErrDeviceLost, "device lost"}
 	s2 := &server{}
 	s2.ready(f)
 	w = post(t, s2.handler(), "/v1/completions", llm.AX650CompletionRequest{Prompt: "p"})
@@ -130,7 +164,7 @@ func TestServerCompletionStream(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
 		t.Fatal(err)
 	}
-	if w.Code != http.StatusOK || last.Error == nil || last.Error.Axllm != llm.AxllmErrDevice {
+	if w.Code != http.StatusOK || last.Error == nil || last.Error.Axllm != llm.AxllmErrDeviceLost {
 		t.Errorf("mid-stream error: %d %s", w.Code, w.Body)
 	}
 }

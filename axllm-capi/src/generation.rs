@@ -1,0 +1,231 @@
+//! `axllm_generation`: a running generation, pulled piece by piece.
+
+use crate::axllm_status;
+use crate::boundary::{CError, CResult, c_str, ffi, ffi_void, out, write_text};
+use crate::handles::Registry;
+use crate::model::{MODELS, ModelHandle, axllm_model, key};
+use crate::params::{self, axllm_generate_params};
+use crate::stats::{axllm_stats, c_stats};
+use axllm_core::{CancelHandle, GenerateOptions, Generation, Model, Step, StopReason};
+use parking_lot::Mutex;
+use std::ffi::c_char;
+use std::sync::Arc;
+
+/// A running generation (opaque).
+#[derive(Debug)]
+pub struct axllm_generation {
+    _private: [u8; 0],
+}
+
+/// Why a generation ended (or `AXLLM_DONE_NONE` while it runs).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum axllm_done_reason {
+    /// Not done: a piece of text was returned.
+    AXLLM_DONE_NONE = 0,
+    /// An end-of-generation token ("stop").
+    AXLLM_DONE_EOS = 1,
+    /// A stop string, which is not part of the text ("stop").
+    AXLLM_DONE_STOP_STRING = 2,
+    /// `num_predict` tokens were generated ("length").
+    AXLLM_DONE_MAX_TOKENS = 3,
+    /// The context is full ("length").
+    AXLLM_DONE_CONTEXT_FULL = 4,
+    /// Cancelled.
+    AXLLM_DONE_CANCELLED = 5,
+}
+
+struct GenerationHandle {
+    model: Arc<ModelHandle>,
+    cancel: CancelHandle,
+    state: Mutex<GenState>,
+}
+
+struct GenState {
+    generation: Generation,
+    /// A piece that did not fit the caller's buffer, delivered next time.
+    pending: Option<String>,
+    finished: Option<StopReason>,
+}
+
+static GENERATIONS: Registry<GenerationHandle> = Registry::new("generation");
+
+fn start(
+    model: *mut axllm_model,
+    params: *const axllm_generate_params,
+    out_gen: *mut *mut axllm_generation,
+    begin: impl FnOnce(&Model, &GenerateOptions) -> axllm_core::Result<Generation>,
+) -> CResult {
+    // SAFETY: caller's contract.
+    let out_gen = unsafe { out(out_gen, "out_generation") }?;
+    *out_gen = std::ptr::null_mut();
+    let h = MODELS.get(key(model))?;
+    // SAFETY: caller's contract.
+    let p = unsafe { params::read(params) }?;
+    // SAFETY: caller's contract on the stop strings.
+    let opts = unsafe { params::generate_options(&p) }?;
+    let generation = begin(&h.model, &opts)?;
+    let cancel = generation.cancel_handle();
+    let k = GENERATIONS.insert(GenerationHandle {
+        model: h,
+        cancel,
+        state: Mutex::new(GenState { generation, pending: None, finished: None }),
+    });
+    *out_gen = k as *mut axllm_generation;
+    Ok(())
+}
+
+/// Starts a generation from a text prompt: waits while another generation of
+/// this model runs, prefills the prompt (reusing the cached prefix) and samples
+/// the first token. `params` may be NULL (Ollama's defaults); otherwise it is
+/// read by its `struct_size`. On success the
+/// caller owns `*out_generation`: pull text with `axllm_generation_next` and
+/// release it (and the NPU) with `axllm_generation_end`. A thread that
+/// still holds a generation of this model must end it before beginning
+/// another on the same model: the call would wait for itself.
+///
+/// # Safety
+/// `prompt` is a NUL-terminated string; `params` is NULL or valid (with its
+/// stop strings); `out_generation` is a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axllm_generation_begin(
+    model: *mut axllm_model,
+    prompt: *const c_char,
+    params: *const axllm_generate_params,
+    out_generation: *mut *mut axllm_generation,
+) -> axllm_status {
+    ffi(|| {
+        // SAFETY: caller's contract.
+        let prompt = unsafe { c_str(prompt, "prompt") }?;
+        start(model, params, out_generation, |m, o| m.begin(prompt, o))
+    })
+}
+
+/// Like `axllm_generation_begin`, from `n_tokens` token ids.
+///
+/// # Safety
+/// `tokens` is valid for `n_tokens` reads; otherwise as `axllm_generation_begin`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axllm_generation_begin_tokens(
+    model: *mut axllm_model,
+    tokens: *const i32,
+    n_tokens: usize,
+    params: *const axllm_generate_params,
+    out_generation: *mut *mut axllm_generation,
+) -> axllm_status {
+    ffi(|| {
+        if tokens.is_null() || n_tokens == 0 {
+            return Err(CError::invalid("tokens is NULL or empty"));
+        }
+        // SAFETY: caller's contract.
+        let ids: Vec<u32> = unsafe { std::slice::from_raw_parts(tokens, n_tokens) }
+            .iter()
+            .map(|&t| u32::try_from(t).map_err(|_| CError::invalid(format!("negative token id {t}"))))
+            .collect::<CResult<_>>()?;
+        start(model, params, out_generation, |m, o| m.begin_tokens(&ids, o))
+    })
+}
+
+fn done_reason(r: StopReason) -> axllm_done_reason {
+    match r {
+        StopReason::EndOfSequence => axllm_done_reason::AXLLM_DONE_EOS,
+        StopReason::StopString => axllm_done_reason::AXLLM_DONE_STOP_STRING,
+        StopReason::MaxTokens => axllm_done_reason::AXLLM_DONE_MAX_TOKENS,
+        StopReason::ContextFull => axllm_done_reason::AXLLM_DONE_CONTEXT_FULL,
+        StopReason::Cancelled => axllm_done_reason::AXLLM_DONE_CANCELLED,
+    }
+}
+
+/// Pulls the next piece of text into `buf` (NUL-terminated, complete UTF-8
+/// characters, never empty) with `*done = AXLLM_DONE_NONE`; or, at the end,
+/// writes "" and sets `*done` to the reason (every later call repeats it).
+/// `*len` receives the piece's length without the NUL. When `capacity` is
+/// too small: `AXLLM_ERR_BUFFER_TOO_SMALL`, `*len` = the length needed, and the
+/// piece is kept for the next call. A device error ends the generation.
+///
+/// # Safety
+/// `buf` is NULL or valid for `capacity` writes; `len` and `done` are valid pointers.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axllm_generation_next(
+    generation: *mut axllm_generation,
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+    done: *mut axllm_done_reason,
+) -> axllm_status {
+    ffi(|| {
+        // SAFETY: caller's contract.
+        let (len, done) = unsafe { (out(len, "len")?, out(done, "done")?) };
+        *done = axllm_done_reason::AXLLM_DONE_NONE;
+        let h = GENERATIONS.get(key(generation))?;
+        let mut st = h.state.lock();
+        if st.pending.is_none() {
+            if let Some(r) = st.finished {
+                *done = done_reason(r);
+                // SAFETY: caller's contract on buf/capacity.
+                return unsafe { write_text(b"", buf, capacity, len) };
+            }
+            match st.generation.next() {
+                Ok(Step::Text(t)) => st.pending = Some(t),
+                Ok(Step::Done(r)) => {
+                    st.finished = Some(r);
+                    *h.model.last_stats.lock() = st.generation.stats();
+                    *done = done_reason(r);
+                    // SAFETY: as above.
+                    return unsafe { write_text(b"", buf, capacity, len) };
+                }
+                Err(e) => {
+                    st.finished = Some(StopReason::Cancelled);
+                    return Err(e.into());
+                }
+            }
+        }
+        let piece = st.pending.as_deref().unwrap_or_default();
+        // SAFETY: caller's contract on buf/capacity.
+        unsafe { write_text(piece.as_bytes(), buf, capacity, len) }?;
+        st.pending = None;
+        Ok(())
+    })
+}
+
+/// Asks a generation to stop; thread-safe, returns at once. The generation's
+/// next `axllm_generation_next` (at the latest after the token in progress)
+/// reports `AXLLM_DONE_CANCELLED`. NULL and freed handles are ignored.
+#[unsafe(no_mangle)]
+pub extern "C" fn axllm_generation_cancel(generation: *mut axllm_generation) {
+    ffi_void(|| {
+        if let Ok(h) = GENERATIONS.get(key(generation)) {
+            h.cancel.cancel();
+        }
+    });
+}
+
+/// Counts and durations of a generation so far.
+///
+/// # Safety
+/// `out_stats` is a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axllm_generation_stats(
+    generation: *const axllm_generation,
+    out_stats: *mut axllm_stats,
+) -> axllm_status {
+    ffi(|| {
+        let h = GENERATIONS.get(key(generation))?;
+        // SAFETY: caller's contract.
+        *unsafe { out(out_stats, "out_stats") }? = c_stats(h.state.lock().generation.stats());
+        Ok(())
+    })
+}
+
+/// Ends a generation and releases the NPU for the next one. NULL and already
+/// ended handles are ignored.
+#[unsafe(no_mangle)]
+pub extern "C" fn axllm_generation_end(generation: *mut axllm_generation) {
+    ffi_void(|| {
+        if let Some(h) = GENERATIONS.remove(key(generation)) {
+            h.cancel.cancel();
+            let st = h.state.lock();
+            *h.model.last_stats.lock() = st.generation.stats();
+        }
+    });
+}

@@ -1,0 +1,40 @@
+//! The parameters of a load and of a generation. Every setting of the library
+//! is here: nothing is read from the environment (only the outermost layer,
+//! an example's flags or Ollama's runner, does that and passes the values in).
+
+use crate::engine::{LoadMethod, Schedule};
+use crate::sampling::SamplingOptions;
+use std::path::PathBuf;
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Index into the runtime's device list (not the device id).
+    pub device_index: usize,
+    /// The AXCL runtime library. `None`: `libaxcl_rt.so` through the dynamic
+    /// loader, then `/usr/lib/axcl/libaxcl_rt.so`. One runtime per process: a
+    /// second model must name the same library (or none).
+    pub runtime_library: Option<PathBuf>,
+    /// How model files reach the card.
+    pub load_method: LoadMethod,
+    /// Which runtime calls each step makes ([`Schedule::SAFE`] by default).
+    pub schedule: Schedule,
+    /// Directories outside the package that its symlinks may point into, for
+    /// a package made of links into a content store (Ollama's runner passes
+    /// its blob store). Names in the package's configuration must stay inside
+    /// the package whatever this holds. Normally empty.
+    pub link_roots: Vec<PathBuf>,
+}
+
+/// Options of one generation.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// How tokens are chosen.
+    pub sampling: SamplingOptions,
+    /// Most tokens to generate; `None` means until an end token or the context limit.
+    pub num_predict: Option<usize>,
+    /// Strings that end the generation (they are not part of the text).
+    pub stop: Vec<String>,
+    /// Apply the tokenizer's post-processor (BOS for Llama) to a text prompt.
+    pub add_special_tokens: bool,
+}

@@ -1,0 +1,66 @@
+//! Finding the simulator library, and building it when it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// `target/<profile>/libaxcl_sim.so` for the profile this test binary was
+/// built with (its directory is `target/<profile>/deps` or
+/// `target/<profile>/examples`). Built with cargo when missing.
+///
+/// # Panics
+/// When the library is missing and cannot be built.
+pub fn sim_library() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+        ensure_built(profile_dir)
+    })
+    .clone()
+}
+
+/// The simulator library in `target_dir` (release first, then debug), built
+/// in release when neither exists: for crates outside the main workspace
+/// (the fuzz targets) that share its target directory.
+///
+/// # Panics
+/// When the library is missing and cannot be built.
+pub fn sim_library_in(target_dir: &Path) -> PathBuf {
+    for profile in ["release", "debug"] {
+        let lib = target_dir.join(profile).join(LIB_NAME);
+        if lib.exists() {
+            return lib;
+        }
+    }
+    ensure_built(&target_dir.join("release"))
+}
+
+const LIB_NAME: &str = "libaxcl_sim.so";
+
+/// The library in `profile_dir`, built there first if it is missing.
+fn ensure_built(profile_dir: &Path) -> PathBuf {
+    let lib = profile_dir.join(LIB_NAME);
+    if lib.exists() {
+        return lib;
+    }
+    // Build into a target directory of our own (the outer cargo may hold the
+    // lock on the main one), then move the library into place atomically, so
+    // that no process ever loads a half-written file.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
+    let target = workspace.join("target").join("testkit");
+    let release = profile_dir.file_name().is_some_and(|p| p == "release");
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace).args(["build", "-q", "-p", "axcl-sim", "--target-dir"]).arg(&target);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("running cargo to build the simulator");
+    assert!(status.success(), "building the simulator failed: {status}");
+    let built = target.join(if release { "release" } else { "debug" }).join(LIB_NAME);
+    let staging = profile_dir.join(format!(".{LIB_NAME}.{}", std::process::id()));
+    std::fs::create_dir_all(profile_dir).expect("the profile directory");
+    std::fs::copy(&built, &staging).expect("copying the simulator library");
+    std::fs::rename(&staging, &lib).expect("moving the simulator library into place");
+    lib
+}
