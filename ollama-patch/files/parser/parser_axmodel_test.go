@@ -154,9 +154,9 @@ func TestFilesForModelAXModelCheckFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	checked := noAXCheck(t, &ax650runner.EngineError{Call: "axllm_package_check", Status: llm.AxllmErrBadPackage,
-		Message: "bad model file " + layer + ": truncated"})
+		Message: "bad model package " + dir + ": " + filepath.Base(layer) + ": truncated"})
 	_, err := filesForModel(dir)
-	if err == nil || !strings.Contains(err.Error(), dir+" is not a usable AX650 model package: bad model file "+layer+": truncated") {
+	if err == nil || !strings.Contains(err.Error(), dir+" is not a usable AX650 model package: bad model package "+dir+": "+filepath.Base(layer)+": truncated") {
 		t.Fatalf("filesForModel = %v", err)
 	}
 	if len(*checked) != 1 || (*checked)[0] != dir {

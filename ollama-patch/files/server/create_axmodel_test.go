@@ -369,18 +369,22 @@ func TestCreateAXModelInference(t *testing.T) {
 func TestCreateAXModelCheckFails(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	t.Setenv("OLLAMA_MODELS", t.TempDir())
-	var dirs []string
+	var dirs, roots []string
 	old := axmodelCheckPackage
 	t.Cleanup(func() { axmodelCheckPackage = old })
-	axmodelCheckPackage = func(dir string, _ []string) (ax650runner.PackageInfo, error) {
-		dirs = append(dirs, dir)
+	axmodelCheckPackage = func(dir string, linkRoots []string) (ax650runner.PackageInfo, error) {
+		dirs, roots = append(dirs, dir), linkRoots
 		return ax650runner.PackageInfo{}, &ax650runner.EngineError{Call: "axllm_package_check", Status: llm.AxllmErrBadPackage,
-			Message: "bad model file " + filepath.Join(dir, "qwen3_p16_l1_together.axmodel") + ": truncated simulated axmodel"}
+			Message: "bad model package " + dir + ": qwen3_p16_l1_together.axmodel: truncated simulated axmodel"}
 	}
 	var s Server
 	code, body := createAX(t, &s, api.CreateRequest{Model: "tiny", Files: axPackage(t, axLayouts()["axllm"])})
-	if code != http.StatusBadRequest || !strings.Contains(body, "bad model file qwen3_p16_l1_together.axmodel: truncated simulated axmodel") {
+	if code != http.StatusBadRequest || !strings.Contains(body, "bad model package: qwen3_p16_l1_together.axmodel: truncated simulated axmodel") {
 		t.Fatalf("create: %d %s", code, body)
+	}
+	// The package is links into the blob store, its one link root.
+	if blobs, err := manifest.BlobsPath(""); err != nil || len(roots) != 1 || filepath.Clean(roots[0]) != filepath.Clean(blobs) {
+		t.Errorf("link roots %v, want the blob store %s (%v)", roots, blobs, err)
 	}
 	if len(dirs) != 1 || strings.Contains(body, dirs[0]) {
 		t.Errorf("the error names the temporary directory %v: %s", dirs, body)
