@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: sets up what is missing, then runs every test.
-#   - generated code is fresh (bindgen bindings, cbindgen header)
+#   - generated code is fresh (bindgen bindings, cbindgen header, Go status constants)
 #   - the public API is documented (missing_docs denied, cargo doc clean)
 #   - Rust unit and end-to-end tests (library on the simulator)
 #   - fuzz targets (seeded mutations; bounded libFuzzer runs when nightly exists)

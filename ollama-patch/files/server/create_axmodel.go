@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"unicode"
 	"net/http"
 	"os"
 	"path"
@@ -21,6 +20,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 

@@ -308,7 +308,7 @@ func (g *axllmGeneration) End() {
 // test that keeps the Go constants in step with the header.
 func headerStatuses() map[llm.AxllmStatus]int {
 	return map[llm.AxllmStatus]int{
-		llm.AxllmOk:                 int(C.AXLLM_OK),
+		llm.AxllmOk:                    int(C.AXLLM_OK),
 		llm.AxllmErrInvalidArgument:    int(C.AXLLM_ERR_INVALID_ARGUMENT),
 		llm.AxllmErrBufferTooSmall:     int(C.AXLLM_ERR_BUFFER_TOO_SMALL),
 		llm.AxllmErrRuntimeUnavailable: int(C.AXLLM_ERR_RUNTIME_UNAVAILABLE),
