@@ -10,7 +10,9 @@ package ax650runner
 import (
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -194,6 +196,52 @@ func TestAXLLMEngineLoadErrors(t *testing.T) {
 	_, err = loadEngine(t.TempDir(), bad, nil)
 	if !errors.As(err, &ee) || ee.Status != llm.AxllmErrInvalidArgument || !strings.Contains(ee.Message, "fastest") {
 		t.Errorf("an unknown schedule: %v", err)
+	}
+}
+
+// CheckPackage (axllm_package_check) reports what the loaded model reports,
+// admits links into a link root only, and refuses a broken package with a
+// sentinel status; it needs no runtime.
+func TestCheckPackage(t *testing.T) {
+	src := os.Getenv("AX650_TEST_MODEL_DIR")
+	if src == "" {
+		t.Skip("set AX650_TEST_MODEL_DIR (an axsim-pack model)")
+	}
+	info, err := CheckPackage(src, nil)
+	if err != nil || info.ContextLength != 255 || info.Layers == 0 || !strings.Contains(info.ChatTemplate, "<|im_start|>") || info.SamplingDefaults == nil {
+		t.Fatalf("CheckPackage = %+v, %v", info, err)
+	}
+	// A package of links into a store, as the server's create check builds.
+	store, pkg := t.TempDir(), t.TempDir()
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		blob := filepath.Join(store, strings.ReplaceAll(rel, string(filepath.Separator), "_"))
+		if err := os.WriteFile(blob, data, 0o644); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(pkg, rel)), 0o755); err != nil {
+			return err
+		}
+		return os.Symlink(blob, filepath.Join(pkg, rel))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckPackage(pkg, nil); !errors.Is(err, llm.AxllmErrBadPackage) || !strings.Contains(err.Error(), "outside the package") {
+		t.Errorf("links out of the package without a link root: %v", err)
+	}
+	if got, err := CheckPackage(pkg, []string{store}); err != nil || got.ContextLength != info.ContextLength {
+		t.Errorf("links into the link root: %+v, %v", got, err)
+	}
+	if _, err := CheckPackage(t.TempDir(), nil); !errors.Is(err, llm.AxllmErrBadPackage) {
+		t.Errorf("an empty directory: %v", err)
 	}
 }
 
