@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The test command: sets up what is missing, then runs every test.
-#   - generated code is fresh (bindgen bindings, cbindgen header)
+#   - generated code is fresh (bindgen bindings, cbindgen header, Go status constants)
 #   - the public API is documented (missing_docs denied, cargo doc clean)
 #   - Rust unit and end-to-end tests (library on the simulator)
 #   - fuzz targets (seeded mutations; bounded libFuzzer runs when nightly exists)
-#   - the patched Ollama: build, Go unit tests
+#   - the patched Ollama: build (with llama-server for GGUF models), the AX650
+#     Go tests, Ollama's own test suites of every patched package
 #   - Python tests: reference comparisons (mlx-lm; the real SmolLM2 model),
 #     the C example, Ollama end to end with the real CLI and the official
-#     ollama/openai clients
+#     ollama/openai clients, a GGUF model beside the AX650 models
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
@@ -34,10 +35,12 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     done
 fi
 
-echo "== Ollama: patched build and its Go tests"
+echo "== Ollama: patched build (ollama, llama-server) and its Go tests"
 cargo build -q --release -p axcl-sim -p axsim-pack   # lets the tagged Go tests run the real engine on the simulator
-bash ollama-patch/build.sh
+time bash ollama-patch/build.sh
 bash ollama-patch/build.sh test
+echo "== Ollama's own test suites of the patched packages"
+time bash ollama-patch/build.sh test-all
 
 echo "== Python tests (reference comparisons, C example, Ollama end to end)"
 .venv/bin/python -m pytest -q tests/python

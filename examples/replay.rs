@@ -10,8 +10,10 @@
 //!   greedy decoding through the low-level session, reporting every step's
 //!   logits (with `stop_at_eos`, ending after the first end token);
 //! * `{"kind": "generate", "prompt": [ids] | "text": "...", "num_predict": N,
-//!   "temperature": T, "seed": S, "top_k": K, "top_p": P, "stop": [..]}`:
-//!   the generation API, reporting tokens, text, done reason and stats;
+//!   "temperature": T, "seed": S, "top_k": K, "top_p": P, "stop": [..],
+//!   "defaults": "package"}`: the generation API, reporting tokens, text, done
+//!   reason and stats. Unset sampling values are greedy, or with
+//!   `"defaults": "package"` the package's own (`post_config.json`);
 //! * `{"kind": "tokenize", "texts": ["...", ...]}`: the ids of each text
 //!   (special tokens written in a text map to their ids, nothing is added);
 //! * `{"kind": "render", "chat": "{\"messages\": [...], ...}"}`: the prompt
@@ -96,7 +98,11 @@ fn session(model: &Model, req: &Value) -> Result<Value> {
 
 fn generate(model: &Model, req: &Value) -> Result<Value> {
     let f = |k: &str| req.get(k).and_then(Value::as_f64);
-    let d = SamplingOptions::greedy();
+    let d = match req["defaults"].as_str() {
+        None => SamplingOptions::greedy(),
+        Some("package") => model.default_sampling(),
+        Some(other) => bail!("unknown defaults {other:?} (\"package\" or absent)"),
+    };
     let opts = GenerateOptions {
         sampling: SamplingOptions {
             temperature: f("temperature").map_or(d.temperature, |v| v as f32),

@@ -202,6 +202,27 @@ typedef struct {
   uint64_t snapshot_bytes;
 } axllm_model_info;
 
+// What a package's files say about the model. Filled by
+// `axllm_package_check()`. Sizes the files do not state are 0: for real
+// `.axmodel` files only the runtime reports the shape groups, so the context
+// length is known once the model is loaded (`axllm_model_get_info()`).
+typedef struct {
+  // `sizeof(axllm_package_info)` as the caller was compiled; set by `axllm_package_check()`.
+  size_t struct_size;
+  // Decoder layers.
+  uint32_t layers;
+  // Positions a conversation may occupy; 0 when not known without the card.
+  uint32_t context_length;
+  // The longest prompt prefilled in chunks; 0 when not known without the card.
+  uint32_t max_prefill;
+  // Hidden size; 0 when not known without the card.
+  uint32_t hidden_size;
+  // Vocabulary size; 0 when not known without the card.
+  uint32_t vocab_size;
+  // True when the package has its own sampling defaults (`post_config.json`).
+  bool has_sampling_defaults;
+} axllm_package_info;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -356,6 +377,34 @@ axllm_status axllm_model_last_stats(const axllm_model *model, axllm_stats *out_s
 
 // Zeroes the model's device KV cache (the next prompt is prefilled in full).
 axllm_status axllm_model_reset_cache(axllm_model *model);
+
+// Checks the model package at `dir` as the loader does, as far as the files
+// go without the NPU (the runtime library is not loaded): the layout and
+// layer count, the tokenizer, `post_config.json`, the embedding table, and
+// every model file read to its end, each inside the package.
+//
+// `params` is NULL or load parameters of which only `link_roots` is used
+// (the directories outside the package its symlinks may point into).
+//
+// On success fills `*info` (pass `sizeof(axllm_package_info)` as
+// `info_size`); fills `*defaults`, when it is not NULL, with the sampling
+// defaults a loaded model uses (`axllm_model_generate_params()`: the
+// package's when `info->has_sampling_defaults`, else Ollama's; pass
+// `sizeof(axllm_generate_params)` as `defaults_size`); and writes the
+// tokenizer's chat template ("" when it has none) to `chat_template` as
+// NUL-terminated UTF-8, storing its length without the NUL in
+// `*chat_template_len`. When `capacity` is less than that length + 1 the
+// call returns `AXLLM_ERR_BUFFER_TOO_SMALL` (with `*info` and `*defaults`
+// filled); `chat_template` may be NULL with `capacity` 0 to ask for the
+// length. A package that fails a check gives `AXLLM_ERR_BAD_PACKAGE`, and
+// `axllm_last_error()` names the file at fault.
+//
+// # Safety
+// `dir` is a NUL-terminated string; `params` is NULL or a valid struct;
+// `info` is valid for writes of `info_size` bytes; `defaults` is NULL or
+// valid for writes of `defaults_size` bytes; `chat_template_len` is a valid
+// pointer; `chat_template` is NULL or valid for `capacity` writes.
+axllm_status axllm_package_check(const char *dir, const axllm_load_params *params, axllm_package_info *info, size_t info_size, axllm_generate_params *defaults, size_t defaults_size, char *chat_template, size_t capacity, size_t *chat_template_len);
 
 // Fills `*params` with the default load parameters: device 0, the default
 // runtime search, load by path, the safe schedule, no link roots, no

@@ -1,30 +1,52 @@
 #!/usr/bin/env bash
-# Builds Ollama v0.32.15 with native AX650 (axmodel) support.
+# Builds Ollama (the release in OLLAMA_VERSION below) with native AX650 (axmodel) support.
 #
-#   ollama-patch/build.sh [build]   obtain -> copy -> patch -> cargo build -> go build
+#   ollama-patch/build.sh [build]   obtain -> copy -> patch -> cargo build -> go build,
+#                                   then llama-server and llama-quantize (GGUF models)
+#   ollama-patch/build.sh ollama    only the ollama binary
+#   ollama-patch/build.sh llama     only llama-server and llama-quantize
 #   ollama-patch/build.sh test      run the AX650 Go tests in the patched tree (no Rust needed)
-#   ollama-patch/build.sh test-all  run the full test suites of the patched packages
+#   ollama-patch/build.sh test-all  run Ollama's own test suites of every patched package
 #   ollama-patch/build.sh prepare   only obtain, copy and patch the source tree
-#   ollama-patch/build.sh clean     remove the build directory
+#   ollama-patch/build.sh clean     remove the build directories
+#
+# The binary goes to <target>/ollama; llama-server, llama-quantize and their
+# libraries to <target>/lib/ollama, where the binary looks for them (as a
+# stock install keeps them in lib/ollama beside bin/ollama).
 #
 # Environment:
-#   OLLAMA_SRC        use this Ollama v0.32.15 checkout instead of the Go module
+#   OLLAMA_SRC        use this Ollama checkout (of OLLAMA_VERSION) instead of the Go module
 #   AX650_BUILD_DIR   patched source tree (default: ollama-patch/build/ollama)
 #   AX650_TAG=0       build without the ax650 tag: a plain Ollama whose axmodel
 #                     models fail with "built without AX650 support"
 #   CARGO_TARGET_DIR  where cargo puts libaxllm.a (default: <repo>/target)
 #   AXLLM_NATIVE_LIBS extra linker flags for the Rust static library
 #   GO, CARGO         the toolchains to use (default: go, cargo)
+#   LLAMA_CPP_SRC     build llama-server from this llama.cpp tree instead of
+#                     the one vendored in llama-cpp-python's source release
+#   OLLAMA_LLAMA_SERVER=0  skip llama-server: GGUF models then fail with
+#                     Ollama's "llama-server binary not found" and how to build it
+#   AX650_CACHE_DIR   where downloads are kept (default: ollama-patch/build/cache)
+#   AX650_LLAMA_BUILD_DIR  CMake build directory of llama-server (default:
+#                     ollama-patch/build/llama-server-cpu)
 #
 # The source tree is recreated from a pristine copy whenever the patches or
 # new files change, and reused otherwise, so re-running is cheap. Needs Go
-# >= 1.26 with cgo (a C compiler), Rust, and patch(1); works on x86_64 and
-# arm64 Linux (for example a Raspberry Pi 5 with an LLM8850 card).
+# >= 1.26 with cgo (a C compiler), Rust, and patch(1); llama-server also
+# needs CMake >= 3.24, a C++ compiler, git and Python's pip. Works on x86_64
+# and arm64 Linux (for example a Raspberry Pi 5 with an LLM8850 card).
 set -euo pipefail
 
 OLLAMA_MODULE=github.com/ollama/ollama
-OLLAMA_VERSION=v0.32.15
-VERSION_STRING=0.32.15-ax650
+# The one place that names the Ollama release the patches are for.
+OLLAMA_VERSION=v0.34.4
+VERSION_STRING=${OLLAMA_VERSION#v}-ax650
+
+# Ollama builds llama-server with CMake from llama.cpp fetched from GitHub
+# (its LLAMA_CPP_VERSION). Without GitHub, the llama.cpp vendored in this
+# source release of llama-cpp-python (from PyPI) stands in: llama.cpp
+# 0c1e57098 (b11312, 2026-10-01), newer than Ollama v0.34.4's b11081.
+LLAMA_CPP_PYTHON=0.3.36
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -32,6 +54,8 @@ BUILD_DIR=${AX650_BUILD_DIR:-$HERE/build/ollama}
 GO=${GO:-go}
 CARGO=${CARGO:-cargo}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+CACHE_DIR=${AX650_CACHE_DIR:-$HERE/build/cache}
+LLAMA_BUILD_DIR=${AX650_LLAMA_BUILD_DIR:-$HERE/build/llama-server-cpu}
 # -buildvcs=false: the build tree may sit inside this repository's checkout.
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 
@@ -138,9 +162,18 @@ build_go() {
 			-ldflags "-X=github.com/ollama/ollama/version.Version=$VERSION_STRING -X=github.com/ollama/ollama/server.mode=release" \
 			-o "$out" .
 	)
-	mkdir -p "$TARGET_DIR"
-	cp "$out" "$TARGET_DIR/ollama"
-	log "built $out (copied to $TARGET_DIR/ollama)"
+	install_binary "$out" "$TARGET_DIR/ollama"
+	log "built $out (installed as $TARGET_DIR/ollama)"
+}
+
+# install_binary copies src to dst through a temporary file in dst's
+# directory and a rename, so a dst that is running (`ollama serve`) keeps its
+# old inode and the copy never fails with "Text file busy".
+install_binary() {
+	local src=$1 dst=$2 tmp
+	mkdir -p "$(dirname "$dst")"
+	tmp=$(mktemp "$(dirname "$dst")/.$(basename "$dst").XXXXXX")
+	cp "$src" "$tmp" && chmod 755 "$tmp" && mv -f "$tmp" "$dst" || { rm -f "$tmp"; die "installing $dst failed"; }
 }
 
 # The AX650 tests: untagged, so they need neither Rust nor an NPU.
@@ -151,8 +184,9 @@ run_tests() {
 	log "go test (AX650 tests)"
 	"$GO" test -count=1 -run "$AX650_TESTS" ./server/ ./llm/ ./parser/
 	"$GO" test -count=1 ./x/ax650runner/
+	"$GO" test -count=1 -run Completions ./middleware/
 	log "go vet"
-	"$GO" vet ./x/ax650runner/ ./llm/ ./server/ ./parser/ ./runner/
+	"$GO" vet ./x/ax650runner/ ./llm/ ./server/ ./parser/ ./middleware/ ./cmd/
 
 	# With the Rust library built: the tagged (cgo) build too, and the real
 	# engine against the simulator when it is built (cargo build --release -p axcl-sim -p axsim-pack).
@@ -165,7 +199,7 @@ run_tests() {
 	export CGO_CFLAGS="-I$ROOT/include ${CGO_CFLAGS:--O2 -g}"
 	export CGO_LDFLAGS="-L$TARGET_DIR/release ${AXLLM_NATIVE_LIBS:-} ${CGO_LDFLAGS:--O2 -g}"
 	log "go vet -tags ax650"
-	"$GO" vet -tags ax650 ./x/ax650runner/ ./llm/
+	"$GO" vet -tags ax650 ./x/ax650runner/ ./llm/ ./server/ ./parser/
 	if [[ -f "$sim" && -x "$pack" ]]; then
 		local tmp
 		tmp=$(mktemp -d)
@@ -178,13 +212,82 @@ run_tests() {
 		log "go test -tags ax650 (the engine tests skip: $sim or $pack is missing)"
 		"$GO" test -count=1 -tags ax650 ./x/ax650runner/
 	fi
-	"$GO" test -count=1 -tags ax650 -run "$AX650_TESTS" ./llm/ ./server/
+	"$GO" test -count=1 -tags ax650 -run "$AX650_TESTS" ./llm/ ./server/ ./parser/
 }
+
+# Every package the patches touch or add files to (untagged: Ollama's own
+# suites need no Rust).
+PATCHED_PACKAGES=(./server/ ./llm/ ./parser/ ./manifest/ ./model/renderers/ ./model/parsers/ ./cmd/ ./middleware/ ./x/ax650runner/)
 
 run_all_tests() {
 	cd "$BUILD_DIR"
-	log "go test (all tests of the patched packages)"
-	"$GO" test -count=1 ./server/ ./llm/ ./parser/ ./manifest/ ./model/renderers/ ./model/parsers/ ./runner/... ./x/ax650runner/
+	log "go test (Ollama's suites of every patched package)"
+	"$GO" test -count=1 "${PATCHED_PACKAGES[@]}"
+}
+
+# llama_source prints a llama.cpp tree for FetchContent: LLAMA_CPP_SRC, or
+# the one vendored in llama-cpp-python's sdist (downloaded once into the cache).
+llama_source() {
+	if [[ -n "${LLAMA_CPP_SRC:-}" ]]; then
+		[[ -f "$LLAMA_CPP_SRC/CMakeLists.txt" && -d "$LLAMA_CPP_SRC/ggml" ]] || die "LLAMA_CPP_SRC=$LLAMA_CPP_SRC is not a llama.cpp tree"
+		(cd "$LLAMA_CPP_SRC" && pwd)
+		return
+	fi
+	local tree="$HERE/build/llama.cpp-$LLAMA_CPP_PYTHON" sdist="$CACHE_DIR/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz"
+	if [[ ! -f "$tree/.ax650-extracted" ]]; then
+		if [[ ! -f "$sdist" ]]; then
+			local py=${PYTHON:-python3}
+			if ! "$py" -m pip --version >/dev/null 2>&1 && [[ -z "${PYTHON:-}" && -x "$ROOT/.venv/bin/python" ]]; then
+				py=$ROOT/.venv/bin/python # scripts/setup.sh's environment
+			fi
+			"$py" -m pip --version >/dev/null 2>&1 || die "pip is needed to download llama-cpp-python's source (apt-get install python3-pip), or set LLAMA_CPP_SRC"
+			log "downloading llama-cpp-python $LLAMA_CPP_PYTHON's source (it vendors llama.cpp)"
+			mkdir -p "$CACHE_DIR"
+			"$py" -m pip download -q --no-binary :all: --no-deps -d "$CACHE_DIR" "llama-cpp-python==$LLAMA_CPP_PYTHON" >&2 ||
+				[[ -f "$sdist" ]] || die "could not download llama-cpp-python==$LLAMA_CPP_PYTHON from PyPI (set LLAMA_CPP_SRC to a llama.cpp tree)"
+		fi
+		log "extracting llama.cpp from $(basename "$sdist")"
+		rm -rf "$tree" "$tree.tmp"
+		mkdir -p "$tree.tmp"
+		tar -xzf "$sdist" -C "$tree.tmp" --strip-components=3 "llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp" ||
+			die "$sdist has no vendor/llama.cpp"
+		rm -f "$tree.tmp/.git" # a submodule link to nowhere; CMake applies Ollama's compat patch with git apply
+		touch "$tree.tmp/.ax650-extracted"
+		mv "$tree.tmp" "$tree"
+	fi
+	printf '%s\n' "$tree"
+}
+
+# build_llama builds llama-server and llama-quantize as Ollama's CMake does
+# (llama/server, Ollama's compat patch applied to llama.cpp), for the CPU
+# only, in one portable variant, and installs them into <target>/lib/ollama.
+build_llama() {
+	command -v cmake >/dev/null || die "cmake (>= 3.24) is needed for llama-server (apt-get install cmake), or set OLLAMA_LLAMA_SERVER=0"
+	command -v git >/dev/null || die "git is needed to apply Ollama's llama.cpp compat patch (apt-get install git)"
+	local src gen=() jobs
+	src=$(llama_source)
+	jobs=$(nproc 2>/dev/null || echo 2)
+	command -v ninja >/dev/null && gen=(-G Ninja)
+	if [[ -f "$LLAMA_BUILD_DIR/CMakeCache.txt" ]] && ! grep -q "^FETCHCONTENT_SOURCE_DIR_LLAMA_CPP:PATH=$src\$" "$LLAMA_BUILD_DIR/CMakeCache.txt"; then
+		rm -rf "$LLAMA_BUILD_DIR" # configured for another llama.cpp tree
+	fi
+	log "building llama-server and llama-quantize (CMake, CPU, llama.cpp from $src)"
+	cmake -S "$BUILD_DIR/llama/server" -B "$LLAMA_BUILD_DIR" "${gen[@]}" -Wno-dev \
+		-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON \
+		-DGGML_NATIVE=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_OPENMP=OFF -DOLLAMA_RUNNER_DIR= \
+		-DFETCHCONTENT_SOURCE_DIR_LLAMA_CPP="$src" -DFETCHCONTENT_FULLY_DISCONNECTED=ON >&2
+	cmake --build "$LLAMA_BUILD_DIR" -j "$jobs" --target llama-server llama-quantize ggml-cpu >&2
+	# Install beside, then swap directories: a running llama-server keeps its files.
+	local stage="$TARGET_DIR/lib/.ollama.new" old="$TARGET_DIR/lib/.ollama.old"
+	rm -rf "$stage" "$old"
+	cmake --install "$LLAMA_BUILD_DIR" --component llama-server --prefix "$TARGET_DIR/lib/.stage" >&2
+	mv "$TARGET_DIR/lib/.stage/lib/ollama" "$stage"
+	rm -rf "$TARGET_DIR/lib/.stage"
+	[[ -x "$stage/llama-server" && -x "$stage/llama-quantize" ]] || die "llama-server or llama-quantize was not installed"
+	if [[ -d "$TARGET_DIR/lib/ollama" ]]; then mv "$TARGET_DIR/lib/ollama" "$old"; fi
+	mv "$stage" "$TARGET_DIR/lib/ollama"
+	rm -rf "$old"
+	log "installed llama-server and llama-quantize in $TARGET_DIR/lib/ollama"
 }
 
 case "${1:-build}" in
@@ -192,6 +295,16 @@ build)
 	prepare
 	if [[ "${AX650_TAG:-1}" != 0 ]]; then build_rust; fi
 	build_go
+	if [[ "${OLLAMA_LLAMA_SERVER:-1}" != 0 ]]; then build_llama; fi
+	;;
+ollama)
+	prepare
+	if [[ "${AX650_TAG:-1}" != 0 ]]; then build_rust; fi
+	build_go
+	;;
+llama)
+	prepare
+	build_llama
 	;;
 prepare) prepare ;;
 test)
@@ -202,6 +315,6 @@ test-all)
 	prepare
 	run_all_tests
 	;;
-clean) rm -rf "$BUILD_DIR" ;;
-*) die "unknown command '$1' (build, test, test-all, prepare, clean)" ;;
+clean) rm -rf "$BUILD_DIR" "$LLAMA_BUILD_DIR" "$HERE/build/llama.cpp-$LLAMA_CPP_PYTHON" ;;
+*) die "unknown command '$1' (build, ollama, llama, test, test-all, prepare, clean)" ;;
 esac

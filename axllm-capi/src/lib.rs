@@ -8,6 +8,8 @@
 //! * `chat`: [`axllm_model_render_chat`], the package's own chat template;
 //! * `generation`: [`axllm_generation`] and [`axllm_done_reason`];
 //! * `stats`: [`axllm_stats`];
+//! * `package`: [`axllm_package_info`] and `axllm_package_check`, a package's
+//!   static checks without the runtime;
 //! * `diagnostics`: the simulator's counters as JSON, and a test panic;
 //! * `boundary`: the one boundary every exported function goes through: a
 //!   panic never crosses into C, NULL and invalid UTF-8 become
@@ -25,6 +27,7 @@ mod errors;
 mod generation;
 mod handles;
 mod model;
+mod package;
 mod params;
 mod stats;
 
@@ -41,6 +44,7 @@ pub use model::{
     axllm_model_get_info, axllm_model_info, axllm_model_last_stats, axllm_model_load, axllm_model_reset_cache,
     axllm_tokenize,
 };
+pub use package::{axllm_package_check, axllm_package_info};
 pub use params::{
     AXLLM_LOAD_FROM_DEVICE_MEMORY, AXLLM_LOAD_FROM_FILE, axllm_generate_default_params, axllm_generate_params,
     axllm_load_default_params, axllm_load_params,

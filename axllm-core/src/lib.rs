@@ -38,6 +38,8 @@
 //!   own chat template, as Hugging Face transformers does.
 //! * The layer loop directly: [`Model::session`] gives a [`Session`] that feeds
 //!   tokens and returns logits, reporting a [`PromptFeed`].
+//! * Checking a package without the card (what `ollama create` runs before it
+//!   stores one): [`check_package`] gives a [`PackageReport`].
 //! * Errors: [`Error`], whose [`ErrorKind`] says what the caller can do;
 //!   [`Result`]; [`Cause`] for the sources it keeps.
 //! * Diagnostics of the test bed: [`Model::simulator`] gives a [`Simulator`]
@@ -73,6 +75,7 @@ internal! { mod sampling; }
 internal! { mod stop; }
 
 mod chat;
+mod check;
 mod diagnostics;
 mod error;
 mod generation;
@@ -83,6 +86,7 @@ mod session;
 mod shared;
 mod stats;
 
+pub use check::{PackageReport, check_package};
 pub use diagnostics::{Simulator, SimulatorCounters};
 pub use engine::{Execution, Inferred, InputUpload, KvWrite, LoadMethod, LoadProgress, PromptFeed, Schedule};
 pub use error::{Cause, Error, ErrorKind, Result};

@@ -64,8 +64,9 @@ fn files_of(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Directory parsing: one file of a valid package is replaced by (or cut to)
-/// the fuzz bytes, or deleted; then layout discovery, the tokenizer, the
-/// sampling config and every model file's header are read.
+/// the fuzz bytes, or deleted; then the static package check runs, and
+/// layout discovery, the tokenizer, the sampling config and every model
+/// file's header are read.
 pub fn model_dir(data: &[u8]) {
     let tpl = template_package();
     let files = files_of(tpl);
@@ -92,6 +93,8 @@ pub fn model_dir(data: &[u8]) {
             }
         }
     }
+    // The static check `ollama create` runs reads all of it too, containers included.
+    let _ = axllm_core::check_package(dir.path(), &[]);
     let Ok(found) = ModelFiles::discover(dir.path(), &[]) else { return };
     let _ = Tokenizer::load(&found.dir, &found.tokenizer, &found.hf_dirs);
     if let Some(p) = &found.post_config {

@@ -243,8 +243,10 @@ def test_hostile_manifests_fail_to_load_and_touch_nothing_outside(ollama_bin, to
 def test_a_hostile_package_cannot_reach_outside_its_files(ollama_bin, tools, model_dir, tmp_path):
     """A package whose config.json names files outside it (the reported attack:
     /etc/passwd as the embedding table; a file of exactly the expected size; a
-    `..` path) is taken by `ollama create` as a package of its own files, and
-    the runner refuses to load it with a clear error, opening nothing outside."""
+    `..` path) is refused by `ollama create` with axllm's clear error, on the
+    client (the CLI checks before uploading) and on the server (an API client's
+    upload, checked as the runner would load it), opening nothing outside and
+    storing nothing; the server stays up and serves the next request."""
     outside = tmp_path / "outside"
     outside.mkdir()
     secret = outside / "secret.bin"  # exactly the size the loader expects of the embedding table
@@ -270,12 +272,22 @@ def test_a_hostile_package_cannot_reach_outside_its_files(ollama_bin, tools, mod
             cfg = json.loads((pkg / "config.json").read_text())
             cfg[field] = value
             (pkg / "config.json").write_text(json.dumps(cfg))
-            s.create(tag, pkg)
-            r = s.post("/api/generate", {"model": tag, "prompt": "hi", "stream": False, "options": {"num_predict": 2}})
-            error = r.json().get("error", "")
-            assert r.status_code >= 400, (tag, r.text)
-            assert f"config.json: {field}" in error and why in error and "inside its own directory" in error, (tag, error)
-            assert "bytes" not in error and "root:" not in error, f"nothing of the outside file leaks: {error}"
+            mf = tmp_path / f"Modelfile-{tag}"
+            mf.write_text(f"FROM {pkg}\n")
+            out = s.cli("create", tag, "-f", str(mf), check=False)
+            files = {}
+            for f in sorted(p for p in pkg.rglob("*") if p.is_file()):
+                data = f.read_bytes()
+                digest = "sha256:" + hashlib.sha256(data).hexdigest()
+                assert httpx.post(f"{s.url}/api/blobs/{digest}", content=data, timeout=120).status_code in (200, 201)
+                files[str(f.relative_to(pkg))] = digest
+            r = s.post("/api/create", {"model": tag, "files": files, "stream": False})
+            for where, failed, error in [("cli", out.returncode != 0, out.stderr),
+                                         ("api", r.status_code == 400, r.json().get("error", ""))]:
+                assert failed, (tag, where, error)
+                assert f"config.json: {field}" in error and why in error and "inside its own directory" in error, (tag, where, error)
+                assert "bytes" not in error and "root:" not in error, f"nothing of the outside file leaks: {error}"
+            assert tag not in {m["name"].split(":")[0] for m in httpx.get(s.url + "/api/tags").json()["models"]}
             assert s.proc.poll() is None, f"ollama serve survives {tag}"
             assert not s.runner_pids(), f"no runner stays for {tag}"
         generate_ok(s)
@@ -310,12 +322,15 @@ def test_malformed_and_absurd_requests_are_refused_or_handled(ollama_bin, tools,
                               ({"stop": "abc"}, "stop")]:
             r = gen(options)
             assert 400 <= r.status_code < 600 and name in r.json()["error"], (options, r.text)
+        # Options Ollama refuses for every model since 0.34.1: the same 400 here.
+        r = gen({"typical_p": 0.5, "num_predict": 4})
+        assert r.status_code == 400 and "typical_p" in r.json()["error"], r.text
         # Values axllm cannot sample with: 400.
         for options in [{"temperature": -1}, {"repeat_penalty": -2}, {"temperature": 1e39}]:
             r = gen({**options, "num_predict": 4})
             assert r.status_code == 400 and "invalid request" in r.json()["error"], (options, r.text)
         # Values that disable a sampler or are out of range but harmless: served.
-        for options in [{"top_k": -5}, {"top_p": 1e30}, {"top_p": -3}, {"min_p": -3, "typical_p": -2},
+        for options in [{"top_k": -5}, {"top_p": 1e30}, {"top_p": -3}, {"min_p": -3},
                         {"repeat_last_n": 1 << 40}, {"seed": -99}, {"seed": 1 << 70}, {"num_keep": -5},
                         {"num_keep": 10**9}, {"presence_penalty": 1e38, "frequency_penalty": -1e38},
                         {"stop": ["x" * 100_000] * 10}, {"stop": [""]}]:

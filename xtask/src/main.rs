@@ -2,11 +2,14 @@
 //!
 //! * `bindings [--check]`: regenerate `axcl-sys/src/{rt,sim}.rs` from `axcl-sys/include/*.h`.
 //! * `header [--check]`: regenerate `include/axllm.h` from `axllm-capi` with cbindgen.
+//! * `go [--check]`: regenerate the Go constants of `include/axllm.h`'s enums in
+//!   `ollama-patch/files/llm/llm_ax650_status.go`.
 //! * `modules`: fail on an import circle between the modules of a crate.
-//! * `check`: both with `--check`, and `modules` (CI): fail when a committed
-//!   file is stale or modules import each other in a circle.
+//! * `check`: the generators with `--check`, and `modules` (CI): fail when a
+//!   committed file is stale or modules import each other in a circle.
 
 mod cycles;
+mod gostatus;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -20,7 +23,7 @@ fn emit(path: &Path, text: &str, check: bool) -> Result<()> {
     if check {
         let old = std::fs::read_to_string(path).unwrap_or_default();
         if old != text {
-            bail!("{} is stale: run `cargo run -p xtask -- bindings` / `header` and commit", path.display());
+            bail!("{} is stale: run `cargo run -p xtask -- bindings` / `header` / `go` and commit", path.display());
         }
         println!("fresh: {}", path.display());
     } else {
@@ -97,14 +100,16 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("bindings") => bindings(check),
         Some("header") => header(check),
+        Some("go") => gostatus::go(&root(), check, emit),
         Some("modules") => cycles::check(&root(), CRATES),
         Some("check") => {
             bindings(true)?;
             if root().join("axllm-capi/cbindgen.toml").exists() {
                 header(true)?;
             }
+            gostatus::go(&root(), true, emit)?;
             cycles::check(&root(), CRATES)
         }
-        _ => bail!("usage: cargo run -p xtask -- bindings|header [--check] | modules | check"),
+        _ => bail!("usage: cargo run -p xtask -- bindings|header|go [--check] | modules | check"),
     }
 }

@@ -712,7 +712,7 @@ impl SnapshotSlots {
 }
 
 /// Checks the post model's IO against the layers' hidden size; returns the vocabulary size.
-fn post_vocab(path: &Path, groups: &[GroupInfo], hidden: usize) -> Result<usize> {
+pub(crate) fn post_vocab(path: &Path, groups: &[GroupInfo], hidden: usize) -> Result<usize> {
     let bad = |reason: String| Error::bad_file(path, reason);
     let grp = groups.first().ok_or_else(|| bad("no shape groups".into()))?;
     let input = grp.input(names::INPUT).ok_or_else(|| bad("no input named \"input\"".into()))?.1;

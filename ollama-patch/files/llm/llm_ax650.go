@@ -56,7 +56,7 @@ type AX650Server struct {
 	pid     int
 	done    chan struct{} // closed when the current subprocess has exited
 	exitErr error         // valid once done is closed
-	stderr  *tailWriter
+	output  *StatusWriter // the runner's output; remembers its error lines
 
 	contextLength atomic.Int64
 	memory        atomic.Uint64
@@ -86,14 +86,6 @@ func newAX650Server(name string, estimate uint64) *AX650Server {
 	return s
 }
 
-// ax650LoadError is a load the runner reported as failed.
-type ax650LoadError struct {
-	code string
-	msg  string
-}
-
-func (e *ax650LoadError) Error() string { return e.msg }
-
 // Load starts the runner and waits until the model is on the NPU, so that
 // ContextLength and MemorySize are the runner's own numbers when it returns.
 // A model that does not fit in NPU memory returns ErrLoadRequiredFull when
@@ -108,12 +100,12 @@ func (s *AX650Server) Load(ctx context.Context, _ ml.SystemInfo, _ []ml.DeviceIn
 		return nil, nil
 	}
 	s.stop()
-	var le *ax650LoadError
-	if errors.As(err, &le) && le.code == "out_of_memory" {
+	if errors.Is(err, AxllmErrOutOfMemory) {
 		if requireFull {
-			slog.Info("AX650 model does not fit next to the loaded models", "model", s.name, "error", le.msg)
+			slog.Info("AX650 model does not fit next to the loaded models", "model", s.name, "error", err)
 			return nil, ErrLoadRequiredFull
 		}
+		// The phrase lets the scheduler's out-of-memory handling see it too.
 		return nil, fmt.Errorf("AX650 NPU out of memory loading %s: %w", s.name, err)
 	}
 	return nil, err
@@ -159,9 +151,9 @@ func (s *AX650Server) start() error {
 	cmd := exec.Command(exe, append(args, ax650LoadFlags(os.Getenv)...)...)
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.SysProcAttr = LlamaServerSysProcAttr
-	s.stderr = newTailWriter(os.Stderr)
-	cmd.Stdout = s.stderr
-	cmd.Stderr = s.stderr
+	s.output = NewStatusWriter(os.Stderr)
+	cmd.Stdout = s.output
+	cmd.Stderr = s.output
 	// The runner exits when this pipe closes, so it cannot outlive us even if
 	// `ollama serve` is killed.
 	stdin, err := cmd.StdinPipe()
@@ -235,7 +227,7 @@ func (s *AX650Server) waitLoaded(ctx context.Context) error {
 					"max_prefill", st.MaxPrefill, "memory", format.HumanBytes2(st.Memory))
 				return nil
 			case AX650StateFailed, AX650StateBroken:
-				return &ax650LoadError{code: st.Code, msg: fmt.Sprintf("AX650 runner failed to load %s: %s", s.name, st.Error)}
+				return fmt.Errorf("AX650 runner failed to load %s: %w", s.name, st.Err())
 			default:
 				if st.Loaded != loaded {
 					loaded = st.Loaded
@@ -252,16 +244,16 @@ func (s *AX650Server) currentDone() chan struct{} {
 	return s.done
 }
 
-// exitError describes a runner that has exited, with the last line it printed.
+// exitError describes a runner that has exited, with the error lines it printed.
 func (s *AX650Server) exitError(when string) error {
 	s.mu.Lock()
-	exitErr, tail := s.exitErr, s.stderr
+	exitErr, output := s.exitErr, s.output
 	s.mu.Unlock()
 	msg := fmt.Sprintf("AX650 runner for %s exited unexpectedly %s", s.name, when)
 	if exitErr != nil {
 		msg += " (" + exitErr.Error() + ")"
 	}
-	if last := tail.LastMessage(); last != "" {
+	if last := lastNonEmptyLine(output.LastError()); last != "" {
 		msg += ": " + last
 	}
 	return errors.New(msg)
@@ -314,7 +306,7 @@ func (s *AX650Server) Ping(ctx context.Context) error {
 	case AX650StateReady:
 		return nil
 	case AX650StateBroken:
-		return fmt.Errorf("AX650 runtime failed, the model must be loaded again: %s", st.Error)
+		return fmt.Errorf("AX650 runtime failed, the model must be loaded again: %w", st.Err())
 	default:
 		return fmt.Errorf("AX650 runner is %s: %s", st.State, st.Error)
 	}
@@ -361,13 +353,13 @@ func (s *AX650Server) post(ctx context.Context, path string, body any) (*http.Re
 }
 
 // ax650Error turns a runner error into what the routes expect: client
-// errors as api.StatusError (forwarded with their status), others as plain
-// errors whose text keeps phrases like "out of memory".
+// errors as api.StatusError (forwarded with their status), others as the
+// AX650Error itself, which carries its axllm status as a sentinel.
 func ax650Error(e *AX650Error) error {
 	if e.Status >= 400 && e.Status < 500 {
 		return api.StatusError{StatusCode: e.Status, ErrorMessage: e.Message}
 	}
-	return errors.New(e.Message)
+	return e
 }
 
 // transportError explains a failed exchange with the runner: most often the
@@ -548,97 +540,6 @@ func (s *AX650Server) Chat(context.Context, ChatRequest, func(ChatResponse)) err
 
 func (s *AX650Server) ApplyChatTemplate(context.Context, ChatRequest) (string, error) {
 	return "", errors.New("AX650 runner does not support native chat templates")
-}
-
-// tailWriter forwards a subprocess's output and remembers what explains a
-// crash: the last lines, and the first crash report of the Go runtime (it
-// catches abort() and faults in the vendor library) with the message printed
-// just before it.
-type tailWriter struct {
-	out     io.Writer
-	mu      sync.Mutex
-	lines   []string
-	part    []byte
-	lastMsg string // last line that is not a structured log line
-	crash   string
-}
-
-func newTailWriter(out io.Writer) *tailWriter { return &tailWriter{out: out} }
-
-var crashHeaders = []string{"SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "fatal error:", "panic:"}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	w.part = append(w.part, p...)
-	for {
-		i := bytes.IndexByte(w.part, '\n')
-		if i < 0 {
-			break
-		}
-		w.addLine(strings.TrimSpace(string(w.part[:i])))
-		w.part = w.part[i+1:]
-	}
-	if len(w.part) > 4096 {
-		w.part = w.part[len(w.part)-4096:]
-	}
-	w.mu.Unlock()
-	return w.out.Write(p)
-}
-
-func (w *tailWriter) addLine(line string) {
-	if line == "" {
-		return
-	}
-	if w.crash == "" {
-		for _, h := range crashHeaders {
-			if strings.HasPrefix(line, h) {
-				w.crash = line
-				if w.lastMsg != "" {
-					w.crash = w.lastMsg + "; " + line
-				}
-				break
-			}
-		}
-	}
-	if !strings.HasPrefix(line, "time=") {
-		w.lastMsg = line
-	}
-	w.lines = append(w.lines, line)
-	if len(w.lines) > 16 {
-		w.lines = w.lines[1:]
-	}
-}
-
-// LastMessage explains how the subprocess ended: its crash report, else the
-// last line that is not a structured log line (those start with "time="),
-// else the last error log line.
-func (w *tailWriter) LastMessage() string {
-	if w == nil {
-		return ""
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.crash != "" {
-		return w.crash
-	}
-	lines := w.lines
-	if p := strings.TrimSpace(string(w.part)); p != "" {
-		lines = append(append([]string(nil), lines...), p)
-	}
-	for i := len(lines) - 1; i >= 0; i-- {
-		if !strings.HasPrefix(lines[i], "time=") {
-			return lines[i]
-		}
-	}
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.Contains(lines[i], "level=ERROR") {
-			if _, msg, ok := strings.Cut(lines[i], "msg="); ok {
-				return msg
-			}
-			return lines[i]
-		}
-	}
-	return ""
 }
 
 // ax650LoadFlags are the runner's load-parameter flags from serve's

@@ -33,15 +33,27 @@ type AX650CompletionChunk struct {
 }
 
 // AX650Error is an error the runner reports: Status is the HTTP status to
-// hand back to the client (400 for bad requests) and Code names an axllm
-// status (for example "out_of_memory", "prompt_too_long", "device_lost").
+// hand back to the client (400 for bad requests) and Axllm the axllm status
+// behind it, if any. errors.Is(err, AxllmErrOutOfMemory) sees through it.
 type AX650Error struct {
-	Status  int    `json:"status"`
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message"`
+	Status  int         `json:"status"`
+	Axllm   AxllmStatus `json:"axllm_status,omitempty"`
+	Message string      `json:"message"`
 }
 
 func (e *AX650Error) Error() string { return e.Message }
+
+// Unwrap returns the axllm status, so that it can be matched as a sentinel.
+func (e *AX650Error) Unwrap() error {
+	if e.Axllm == AxllmOk {
+		return nil
+	}
+	return e.Axllm
+}
+
+// Error makes a status usable as a sentinel error value:
+// errors.Is(err, AxllmErrOutOfMemory).
+func (v AxllmStatus) Error() string { return v.String() }
 
 // Runner states reported by GET /v1/status.
 const (
@@ -54,9 +66,9 @@ const (
 // AX650Status is the body of the runner's GET /v1/status.
 type AX650Status struct {
 	State string `json:"state"`
-	// Error and Code describe a failed load or a broken runtime.
-	Error string `json:"error,omitempty"`
-	Code  string `json:"code,omitempty"`
+	// Error and Axllm describe a failed load or a broken runtime.
+	Error string      `json:"error,omitempty"`
+	Axllm AxllmStatus `json:"axllm_status,omitempty"`
 	// Loaded and Total count the model files loaded so far.
 	Loaded uint32 `json:"loaded,omitempty"`
 	Total  uint32 `json:"total,omitempty"`
@@ -66,6 +78,15 @@ type AX650Status struct {
 	MaxPrefill int `json:"max_prefill,omitempty"`
 	// Memory is the device memory the model uses, in bytes.
 	Memory uint64 `json:"memory,omitempty"`
+}
+
+// Err is the failure the status describes, with its axllm status as a
+// sentinel (nil when the runner is loading or ready).
+func (st AX650Status) Err() error {
+	if st.State != AX650StateFailed && st.State != AX650StateBroken {
+		return nil
+	}
+	return &AX650Error{Axllm: st.Axllm, Message: st.Error}
 }
 
 // The runner also serves GET /v1/debug/diagnostics: the engine's runtime

@@ -4,12 +4,31 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ollama/ollama/llm"
+	"github.com/ollama/ollama/x/ax650runner"
 )
 
+// noAXCheck stands in for axllm's package check, which the fake packages
+// here would not pass; checked records the directories it was given.
+func noAXCheck(t *testing.T, err error) *[]string {
+	t.Helper()
+	old := checkAXModelPackage
+	t.Cleanup(func() { checkAXModelPackage = old })
+	var checked []string
+	checkAXModelPackage = func(dir string) error {
+		checked = append(checked, dir)
+		return err
+	}
+	return &checked
+}
+
 func TestFilesForModelAXModel(t *testing.T) {
+	noAXCheck(t, nil)
 	cases := []struct {
 		name  string
 		files map[string]string // relative path -> content
@@ -123,5 +142,30 @@ func TestFilesForModelNoAXModel(t *testing.T) {
 	}
 	if files, err := filesForModel(dir); err == nil {
 		t.Errorf("filesForModel = %v, want an error", files)
+	}
+}
+
+// A package axllm refuses is refused on the client, before any upload, in
+// the user's own path.
+func TestFilesForModelAXModelCheckFails(t *testing.T) {
+	dir := t.TempDir()
+	layer := filepath.Join(dir, "qwen3_p16_l0_together.axmodel")
+	if err := os.WriteFile(layer, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checked := noAXCheck(t, &ax650runner.EngineError{Call: "axllm_package_check", Status: llm.AxllmErrBadPackage,
+		Message: "bad model package " + dir + ": " + filepath.Base(layer) + ": truncated"})
+	_, err := filesForModel(dir)
+	if err == nil || !strings.Contains(err.Error(), dir+" is not a usable AX650 model package: bad model package "+dir+": "+filepath.Base(layer)+": truncated") {
+		t.Fatalf("filesForModel = %v", err)
+	}
+	if len(*checked) != 1 || (*checked)[0] != dir {
+		t.Errorf("checked %v, want [%s]", *checked, dir)
+	}
+
+	// Without axllm in the binary the server checks the package.
+	noAXCheck(t, llm.ErrAX650NotBuilt)
+	if files, err := filesForModel(dir); err != nil || len(files) != 1 {
+		t.Errorf("filesForModel without axllm = %v, %v", files, err)
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"math"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -49,13 +52,15 @@ func axmodelFormatSet(format json.RawMessage) bool {
 }
 
 const (
-	axmodelFormatUnsupported = "format is not supported for AX650 models yet"
-	axmodelImagesUnsupported = "AX650 models do not support image input"
+	axmodelFormatUnsupported     = "format is not supported for AX650 models yet"
+	axmodelImagesUnsupported     = "AX650 models do not support image input"
+	axmodelEmbeddingsUnsupported = "AX650 models do not support embeddings yet; use a GGUF embedding model (for example one created from a local .gguf file)"
 )
 
-// axmodelRejectGenerate answers 400 to a generate request an AX650 model
-// cannot serve and reports whether it did. Checked before the model loads.
-func axmodelRejectGenerate(c *gin.Context, m *Model, req *api.GenerateRequest) bool {
+// axmodelCheckGenerate answers 400 to a generate request an AX650 model
+// cannot serve and reports whether it did; otherwise it fixes num_ctx to the
+// compiled context. Called before the model loads.
+func axmodelCheckGenerate(c *gin.Context, m *Model, req *api.GenerateRequest) bool {
 	if !m.IsAXModel() {
 		return false
 	}
@@ -65,13 +70,14 @@ func axmodelRejectGenerate(c *gin.Context, m *Model, req *api.GenerateRequest) b
 	case len(req.Images) > 0:
 		c.JSON(http.StatusBadRequest, gin.H{"error": axmodelImagesUnsupported})
 	default:
+		req.Options = axmodelNumCtx(m, req.Options)
 		return false
 	}
 	return true
 }
 
-// axmodelRejectChat is axmodelRejectGenerate for chat requests.
-func axmodelRejectChat(c *gin.Context, m *Model, req *api.ChatRequest) bool {
+// axmodelCheckChat is axmodelCheckGenerate for chat requests.
+func axmodelCheckChat(c *gin.Context, m *Model, req *api.ChatRequest) bool {
 	if !m.IsAXModel() {
 		return false
 	}
@@ -85,13 +91,77 @@ func axmodelRejectChat(c *gin.Context, m *Model, req *api.ChatRequest) bool {
 	case images:
 		c.JSON(http.StatusBadRequest, gin.H{"error": axmodelImagesUnsupported})
 	default:
+		req.Options = axmodelNumCtx(m, req.Options)
 		return false
 	}
 	return true
 }
 
-// axmodelShowInfo completes /api/show for an AX650 model from its Hugging
-// Face config.json (there is no GGUF to read).
+// axmodelRejectEmbed answers 400 on every embedding route (/api/embed,
+// /api/embeddings, /v1/embeddings) for an AX650 model, before it loads.
+func axmodelRejectEmbed(c *gin.Context, m *Model) bool {
+	if !m.IsAXModel() {
+		return false
+	}
+	c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": axmodelEmbeddingsUnsupported})
+	return true
+}
+
+// axmodelNumCtx sets num_ctx to the model's compiled context, which a
+// request cannot change: the NPU programs are compiled for it. A different
+// value set by the request or the Modelfile is replaced, with a warning.
+// Values of the wrong type are left for Ollama's option parsing to refuse.
+func axmodelNumCtx(m *Model, opts map[string]any) map[string]any {
+	ctxLen := m.Config.ContextLen
+	if ctxLen <= 0 {
+		return opts // not known before the model loads; the runner holds it to its context
+	}
+	asked, source := opts["num_ctx"], "request"
+	if asked == nil {
+		asked, source = m.Options["num_ctx"], "Modelfile"
+	}
+	if asked != nil {
+		n, ok := optionInt(asked)
+		if !ok {
+			return opts
+		}
+		if n != ctxLen {
+			slog.Warn("num_ctx differs from the context this AX650 model was compiled for; using the compiled context",
+				"model", m.ShortName, "num_ctx", n, "from", source, "context_length", ctxLen)
+		}
+	}
+	if opts == nil {
+		opts = make(map[string]any)
+	}
+	opts["num_ctx"] = float64(ctxLen) // as a JSON number, which api.Options.FromMap expects
+	return opts
+}
+
+// optionInt reads an integer option as api.Options.FromMap would accept it.
+func optionInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	case float64:
+		if n != math.Trunc(n) || math.IsInf(n, 0) {
+			return 0, false
+		}
+		return int(n), true
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err == nil
+	case string:
+		i, err := strconv.Atoi(n)
+		return i, err == nil
+	}
+	return 0, false
+}
+
+// axmodelShowInfo completes /api/show for an AX650 model (there is no GGUF
+// to read): the context length the package check found when the model was
+// created, and the geometry of its Hugging Face config.json.
 func axmodelShowInfo(name model.Name, m *Model, resp *api.ShowResponse) *api.ShowResponse {
 	arch := m.Config.ModelFamily
 	if arch == "" {
@@ -101,6 +171,12 @@ func axmodelShowInfo(name model.Name, m *Model, resp *api.ShowResponse) *api.Sho
 		resp.ModelInfo = make(map[string]any)
 	}
 	resp.ModelInfo["general.architecture"] = arch
+	set := func(key string, v int) {
+		if v > 0 {
+			resp.ModelInfo[fmt.Sprintf("%s.%s", arch, key)] = v
+		}
+	}
+	set("context_length", m.Config.ContextLen)
 
 	mf, err := manifest.ParseNamedManifest(name)
 	if err != nil {
@@ -115,29 +191,16 @@ func axmodelShowInfo(name model.Name, m *Model, resp *api.ShowResponse) *api.Sho
 		VocabSize         int    `json:"vocab_size"`
 	}
 	var hf hfDims
-	files, count := make(map[string]string), 0
+	count := 0
 	for _, l := range mf.Layers {
-		if l.Name == "" {
-			continue
-		}
-		files[l.Name] = l.Digest
-		if strings.HasSuffix(l.Name, ".axmodel") {
+		switch {
+		case strings.HasSuffix(l.Name, ".axmodel"):
 			count++
-		}
-	}
-	for name, digest := range files {
-		if path.Base(name) != "config.json" {
-			continue
-		}
-		var c hfDims
-		if readAXModelJSON(digest, &c) == nil && c.ModelType != "" {
-			hf = c
-			break
-		}
-	}
-	set := func(key string, v int) {
-		if v > 0 {
-			resp.ModelInfo[fmt.Sprintf("%s.%s", arch, key)] = v
+		case path.Base(l.Name) == "config.json" && hf.ModelType == "":
+			var c hfDims
+			if readAXModelJSON(l.Digest, &c) == nil && c.ModelType != "" {
+				hf = c
+			}
 		}
 	}
 	set("block_count", hf.NumHiddenLayers)

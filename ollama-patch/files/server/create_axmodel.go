@@ -12,21 +12,27 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/format"
+	"github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/manifest"
 	"github.com/ollama/ollama/model/parsers"
 	"github.com/ollama/ollama/template"
+	"github.com/ollama/ollama/thinking"
 	"github.com/ollama/ollama/types/model"
+	"github.com/ollama/ollama/x/ax650runner"
 )
 
 const (
@@ -51,6 +57,27 @@ func isAXModelFiles(files map[string]string) bool {
 	return false
 }
 
+// axmodelFileType is detectModelTypeFromFiles for an AX650 package: every
+// other file must be one the package format knows, so a GGUF or safetensors
+// file mixed into a package is refused rather than stored and ignored. The
+// blobs are sniffed as Ollama does for GGUF files without the extension.
+func axmodelFileType(files map[string]string) (string, error) {
+	names := slices.Sorted(maps.Keys(files))
+	for _, name := range names {
+		if strings.HasSuffix(strings.ToLower(name), ".axmodel") {
+			continue
+		}
+		t, err := detectModelTypeFromFile(name, files[name])
+		if err != nil {
+			return "", err
+		}
+		if t != "" {
+			return "", fmt.Errorf("%w: found both %s and %s inputs (%s)", errMixedModelTypes, axmodelFormat, t, name)
+		}
+	}
+	return axmodelFormat, nil
+}
+
 // axmodelCreateError is the create stream's error message for err.
 func axmodelCreateError(err error) gin.H {
 	if errors.Is(err, errAXModelBadRequest) {
@@ -59,12 +86,20 @@ func axmodelCreateError(err error) gin.H {
 	return gin.H{"error": err.Error()}
 }
 
+// axmodelCheckPackage runs axllm's static checks of a package directory
+// (no NPU runtime is loaded); tests substitute it.
+var axmodelCheckPackage = ax650runner.CheckPackage
+
 // axmodelLayersFromFiles makes the layers of an AX650 model from uploaded
-// files and fills in config: the format, family, capabilities and (unless the
-// Modelfile names a TEMPLATE, RENDERER or PARSER) the renderer and parser. The
-// package's sampling defaults (post_config.json) become parameters the
-// Modelfile has not set.
-func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn func(api.ProgressResponse)) ([]*layerGGML, error) {
+// files and fills in config. axllm checks the package first, with the
+// loader's own checks, so a broken package is refused here (400) rather
+// than at its first run. The format, family, capabilities, compiled context
+// length and the package's sampling defaults (post_config.json, read by
+// axllm as the loaded model uses them) go into the config, and, unless the
+// Modelfile names a TEMPLATE, RENDERER or PARSER, the renderer and parser.
+// Nothing is reported to fn before the checks pass, so a refusal keeps its
+// status code.
+func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn func(api.ProgressResponse)) ([]*modelLayer, error) {
 	switch {
 	case cmp.Or(r.Quantize, r.Quantization) != "":
 		return nil, fmt.Errorf("%w: AX650 models are compiled for the NPU and cannot be quantized", errAXModelBadRequest)
@@ -74,14 +109,13 @@ func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn fun
 		return nil, fmt.Errorf("%w: draft models are not supported for AX650 models", errAXModelBadRequest)
 	}
 
-	names := make([]string, 0, len(r.Files))
-	for name := range r.Files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-
-	var layers []*layerGGML
+	names := slices.Sorted(maps.Keys(r.Files))
+	var layers []*modelLayer
+	blobs := make(map[string]string, len(names))
 	for _, name := range names {
+		if i := strings.IndexFunc(name, unicode.IsControl); i >= 0 {
+			return nil, fmt.Errorf("%w: file name %q contains a control character", errAXModelBadRequest, name)
+		}
 		mediaType := manifest.MediaTypeImageAXModel
 		if strings.HasSuffix(strings.ToLower(name), ".json") {
 			mediaType = mediaTypeAXModelJSON
@@ -94,15 +128,22 @@ func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn fun
 		}
 		l.Name = name
 		l.Status = ""
-		layers = append(layers, &layerGGML{Layer: l})
+		layers = append(layers, &modelLayer{Layer: l})
+		if blobs[name], err = manifest.BlobsPath(r.Files[name]); err != nil {
+			return nil, fmt.Errorf("%w: file %s: %w", errAXModelBadRequest, name, err)
+		}
 	}
 
+	info, checked, err := axmodelCheck(blobs)
+	if err != nil {
+		return nil, err
+	}
 	pkg := readAXModelPackage(r.Files)
 	if len(pkg.axmodels) == 0 {
 		return nil, fmt.Errorf("%w: no .axmodel files", errAXModelBadRequest)
 	}
-	if !pkg.hasEmbedding {
-		fn(api.ProgressResponse{Status: "warning: no .bin embedding file in the package"})
+	if !checked {
+		fn(api.ProgressResponse{Status: "warning: this ollama has no AX650 support, so the package was not checked"})
 	}
 
 	config.ModelFormat = axmodelFormat
@@ -113,33 +154,63 @@ func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn fun
 	if config.ModelType == "" && pkg.parameters > 0 {
 		config.ModelType = format.HumanNumber(pkg.parameters)
 	}
+	config.ContextLen = info.ContextLength
+	config.EmbedLen = info.HiddenSize
+	config.GenerationDefaults = info.SamplingDefaults
 
 	if r.Template == "" && r.Renderer == "" && r.Parser == "" {
-		switch renderer, parser := axmodelChatFormat(pkg.family, pkg.chatTemplate); {
+		switch renderer, parser := axmodelChatFormat(pkg.family, info.ChatTemplate); {
 		case renderer != "":
 			config.Renderer, config.Parser = renderer, parser
 			fn(api.ProgressResponse{Status: fmt.Sprintf("using renderer %s and parser %s", renderer, parser)})
 		default:
-			axmodelNamedTemplate(r, pkg.chatTemplate, fn)
+			axmodelNamedTemplate(r, info.ChatTemplate, fn)
 		}
 	}
 
 	config.Capabilities = axmodelCapabilities(config.Capabilities, config.Parser)
 
-	if params := pkg.params(); len(params) > 0 {
-		if r.Parameters == nil {
-			r.Parameters = make(map[string]any)
-		}
-		for k, v := range params {
-			if _, ok := r.Parameters[k]; !ok {
-				r.Parameters[k] = v
-			}
-		}
-	}
-
-	slog.Info("creating AX650 model", "files", len(layers), "family", pkg.family,
+	slog.Info("creating AX650 model", "files", len(layers), "family", pkg.family, "context_length", info.ContextLength,
 		"renderer", config.Renderer, "parser", config.Parser, "hf_config", pkg.hfConfigName)
 	return layers, nil
+}
+
+// axmodelCheck links the uploaded blobs into a temporary package directory
+// and has axllm check it. checked is false when this binary has no axllm
+// (built without the ax650 tag). Errors name the files by their path in the
+// package.
+func axmodelCheck(blobs map[string]string) (info ax650runner.PackageInfo, checked bool, err error) {
+	dir, err := ax650runner.Materialize(blobs, "")
+	if err != nil {
+		return info, false, fmt.Errorf("%w: %w", errAXModelBadRequest, err)
+	}
+	defer os.RemoveAll(dir)
+	info, err = axmodelCheckPackage(dir, blobDirs(blobs))
+	switch {
+	case errors.Is(err, llm.ErrAX650NotBuilt):
+		return ax650runner.PackageInfo{}, false, nil
+	case err != nil:
+		err = ax650runner.PackageRelative(err, dir, "")
+		var ee *ax650runner.EngineError
+		if errors.As(err, &ee) {
+			return info, true, fmt.Errorf("%w: %s", errAXModelBadRequest, ee.Message)
+		}
+		return info, true, fmt.Errorf("%w: %w", errAXModelBadRequest, err)
+	}
+	return info, true, nil
+}
+
+// blobDirs are the directories the blobs are in: the links of a
+// materialized package may lead there (axllm's link roots).
+func blobDirs(blobs map[string]string) []string {
+	var dirs []string
+	for _, b := range blobs {
+		if d := filepath.Dir(b); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	slices.Sort(dirs)
+	return dirs
 }
 
 // axmodelChatFormat picks Ollama's renderer and parser for a package from
@@ -151,7 +222,7 @@ func axmodelChatFormat(family, chatTemplate string) (renderer, parser string) {
 		case chatTemplate == "" || strings.Contains(chatTemplate, "enable_thinking"):
 			// Hybrid thinking (Qwen3-0.6B ... 32B): think on by default, off on request.
 			return "qwen3", "qwen3-thinking"
-		case chatTemplateHasThinkingSupport(chatTemplate):
+		case thinking.TemplateSupportsThinking(chatTemplate):
 			// Thinking-only (Qwen3-*-Thinking-2507).
 			return "qwen3-vl-thinking", "qwen3-thinking"
 		default:
@@ -215,54 +286,13 @@ func axmodelCapabilities(caps []string, parserName string) []string {
 	return caps
 }
 
-// axmodelPackage is what the package's small files say about the model.
+// axmodelPackage is what the package's Hugging Face files say about the
+// model: its family and size (axllm reads everything the model runs on).
 type axmodelPackage struct {
 	axmodels     []string
-	hasEmbedding bool
 	family       string
-	chatTemplate string
 	hfConfigName string
 	parameters   uint64
-	post         *axmodelPostConfig
-}
-
-// axmodelPostConfig is the vendor's post_config.json: the package's
-// sampling defaults, each used only when enabled.
-type axmodelPostConfig struct {
-	EnableTemperature       bool    `json:"enable_temperature"`
-	Temperature             float64 `json:"temperature"`
-	EnableRepetitionPenalty bool    `json:"enable_repetition_penalty"`
-	RepetitionPenalty       float64 `json:"repetition_penalty"`
-	PenaltyWindow           int     `json:"penalty_window"`
-	EnableTopPSampling      bool    `json:"enable_top_p_sampling"`
-	TopP                    float64 `json:"top_p"`
-	EnableTopKSampling      bool    `json:"enable_top_k_sampling"`
-	TopK                    int     `json:"top_k"`
-}
-
-// params are the Modelfile parameters for the enabled post_config values.
-func (p *axmodelPackage) params() map[string]any {
-	pc := p.post
-	if pc == nil {
-		return nil
-	}
-	out := make(map[string]any)
-	if pc.EnableTemperature {
-		out["temperature"] = float32(pc.Temperature)
-	}
-	if pc.EnableTopKSampling {
-		out["top_k"] = pc.TopK
-	}
-	if pc.EnableTopPSampling {
-		out["top_p"] = float32(pc.TopP)
-	}
-	if pc.EnableRepetitionPenalty {
-		out["repeat_penalty"] = float32(pc.RepetitionPenalty)
-		if pc.PenaltyWindow != 0 {
-			out["repeat_last_n"] = pc.PenaltyWindow
-		}
-	}
-	return out
 }
 
 // hfConfig holds the Hugging Face config.json fields used here.
@@ -302,9 +332,9 @@ type runtimeConfig struct {
 	TokenizerType           string `json:"tokenizer_type"`
 }
 
-// readAXModelPackage reads the package's small files from the blob store.
+// readAXModelPackage reads the Hugging Face config from the blob store.
 // Missing or malformed optional files are skipped: they only refine the
-// defaults.
+// family and the parameter count.
 func readAXModelPackage(files map[string]string) *axmodelPackage {
 	p := &axmodelPackage{}
 	names := make([]string, 0, len(files))
@@ -321,8 +351,6 @@ func readAXModelPackage(files map[string]string) *axmodelPackage {
 		switch {
 		case strings.HasSuffix(lower, ".axmodel"):
 			p.axmodels = append(p.axmodels, name)
-		case strings.HasSuffix(lower, ".bin"):
-			p.hasEmbedding = true
 		}
 	}
 
@@ -338,14 +366,13 @@ func readAXModelPackage(files map[string]string) *axmodelPackage {
 	// vendor runtime config, a 0-byte placeholder, or absent.
 	var hf hfConfig
 	var rt runtimeConfig
-	hfDir := ""
 	for _, name := range names {
 		if path.Base(name) != "config.json" || strings.Count(name, "/") > 1 {
 			continue
 		}
 		var c hfConfig
 		if read(name, &c) && (c.ModelType != "" || len(c.Architectures) > 0) {
-			hf, hfDir, p.hfConfigName = c, path.Dir(name), name
+			hf, p.hfConfigName = c, name
 			break
 		}
 	}
@@ -356,33 +383,6 @@ func readAXModelPackage(files map[string]string) *axmodelPackage {
 	p.family = axmodelFamily(hf, rt, p.axmodels)
 	p.parameters = hf.parameterCount()
 
-	// The chat template: tokenizer_config.json beside the HF config first.
-	dirs := []string{hfDir, "."}
-	for _, name := range names {
-		if d := path.Dir(name); !slices.Contains(dirs, d) {
-			dirs = append(dirs, d)
-		}
-	}
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
-		if t := readChatTemplate(files, d); t != "" {
-			p.chatTemplate = t
-			break
-		}
-	}
-
-	for _, name := range names {
-		if path.Base(name) != "post_config.json" || strings.Count(name, "/") > 1 {
-			continue
-		}
-		var pc axmodelPostConfig
-		if read(name, &pc) {
-			p.post = &pc
-			break
-		}
-	}
 	return p
 }
 
@@ -396,38 +396,6 @@ func depthRank(name string) int {
 	default:
 		return 2
 	}
-}
-
-// readChatTemplate returns the chat template kept in directory d, from
-// tokenizer_config.json (a string, or a list whose "default" entry is used)
-// or chat_template.jinja.
-func readChatTemplate(files map[string]string, d string) string {
-	join := func(base string) string { return path.Join(d, base) }
-	if digest := files[join("tokenizer_config.json")]; digest != "" {
-		var tc struct {
-			ChatTemplate json.RawMessage `json:"chat_template"`
-		}
-		if readAXModelJSON(digest, &tc) == nil && len(tc.ChatTemplate) > 0 {
-			var s string
-			if json.Unmarshal(tc.ChatTemplate, &s) == nil && s != "" {
-				return s
-			}
-			var list []struct{ Name, Template string }
-			if json.Unmarshal(tc.ChatTemplate, &list) == nil {
-				for _, t := range list {
-					if t.Name == "default" {
-						return t.Template
-					}
-				}
-			}
-		}
-	}
-	if digest := files[join("chat_template.jinja")]; digest != "" {
-		if b, err := readAXModelBlob(digest); err == nil {
-			return string(b)
-		}
-	}
-	return ""
 }
 
 // axmodelFamily names the model family: the HF model_type, else its

@@ -1,9 +1,12 @@
 package server
 
 import (
-	"encoding/json"
+	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -11,8 +14,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/manifest"
 	"github.com/ollama/ollama/types/model"
+	"github.com/ollama/ollama/x/ax650runner"
 )
 
 const (
@@ -20,15 +25,43 @@ const (
 	axInstructTemplate = `{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>{% endfor %}{% if tools %}<tool_call>{% endif %}`
 	axLlama3Template   = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 	axRuntimeConfig    = `{"model_name":"Tiny","tokenizer_type":"Qwen3","template_filename_axmodel":"qwen3_p16_l%d_together.axmodel","axmodel_num":2}`
-	axPostConfigTopK   = `{"enable_temperature":false,"temperature":0.9,"enable_repetition_penalty":false,"repetition_penalty":1.2,"penalty_window":20,"enable_top_p_sampling":false,"top_p":0.8,"enable_top_k_sampling":true,"top_k":1}`
 	// Qwen3-0.6B's geometry: 0.6B parameters (0.75B counting the untied head).
-	axHFConfig      = `{"model_type":"qwen3","architectures":["Qwen3ForCausalLM"],"hidden_size":1024,"intermediate_size":3072,"num_hidden_layers":28,"num_attention_heads":16,"num_key_value_heads":8,"head_dim":128,"vocab_size":151936,"tie_word_embeddings":true}`
-	axPostConfigAll = `{"enable_temperature":true,"temperature":0.7,"enable_repetition_penalty":true,"repetition_penalty":1.1,"penalty_window":32,"enable_top_p_sampling":true,"top_p":0.8,"enable_top_k_sampling":false,"top_k":1}`
+	axHFConfig = `{"model_type":"qwen3","architectures":["Qwen3ForCausalLM"],"hidden_size":1024,"intermediate_size":3072,"num_hidden_layers":28,"num_attention_heads":16,"num_key_value_heads":8,"head_dim":128,"vocab_size":151936,"tie_word_embeddings":true}`
 )
 
-func tokenizerConfig(tmpl string) string {
-	b, _ := json.Marshal(map[string]any{"chat_template": tmpl, "eos_token": "<|im_end|>"})
-	return string(b)
+// axGreedy is what axllm reports for the shipped Qwen3 packages'
+// post_config.json (top-k 1: greedy).
+var axGreedy = map[string]any{
+	"temperature": float32(0), "top_k": 40, "top_p": float32(0.9), "min_p": float32(0),
+	"repeat_last_n": 64, "repeat_penalty": float32(1), "presence_penalty": float32(0), "frequency_penalty": float32(0),
+}
+
+// axChecked is what the package check reports for the test packages.
+func axChecked() ax650runner.PackageInfo {
+	return ax650runner.PackageInfo{Layers: 2, ContextLength: 255, MaxPrefill: 144, HiddenSize: 64, VocabSize: 512,
+		ChatTemplate: axHybridTemplate, SamplingDefaults: axGreedy}
+}
+
+// useAXCheck makes the package check return info (or fail with err) and
+// records the package directories it was given.
+func useAXCheck(t *testing.T, info ax650runner.PackageInfo, err error) *[]map[string]bool {
+	t.Helper()
+	old := axmodelCheckPackage
+	t.Cleanup(func() { axmodelCheckPackage = old })
+	var seen []map[string]bool
+	axmodelCheckPackage = func(dir string, _ []string) (ax650runner.PackageInfo, error) {
+		files := map[string]bool{}
+		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, _ error) error {
+			if d != nil && !d.IsDir() {
+				rel, _ := filepath.Rel(dir, p)
+				files[filepath.ToSlash(rel)] = true
+			}
+			return nil
+		})
+		seen = append(seen, files)
+		return info, err
+	}
+	return &seen
 }
 
 // axPackage uploads the files of a package as blobs and returns the create
@@ -46,32 +79,29 @@ func axLayouts() map[string]map[string]string {
 	return map[string]map[string]string{
 		"axllm": {
 			"config.json":                            axRuntimeConfig,
-			"post_config.json":                       axPostConfigTopK,
+			"post_config.json":                       "{}",
 			"qwen3_p16_l0_together.axmodel":          "layer0",
 			"qwen3_p16_l1_together.axmodel":          "layer1",
 			"qwen3_post.axmodel":                     "post",
 			"model.embed_tokens.weight.bfloat16.bin": "embed",
 			"qwen3_tokenizer/config.json":            axHFConfig,
 			"qwen3_tokenizer/tokenizer.json":         `{"model":{}}`,
-			"qwen3_tokenizer/tokenizer_config.json":  tokenizerConfig(axHybridTemplate),
+			"qwen3_tokenizer/tokenizer_config.json":  "{}",
 		},
 		"hf-package": {
 			"config.json":      "",
-			"post_config.json": axPostConfigTopK,
+			"post_config.json": "{}",
 			"tiny-qwen3-ax650/qwen3_p16_l0_together.axmodel":          "layer0",
 			"tiny-qwen3-ax650/qwen3_post.axmodel":                     "post",
 			"tiny-qwen3-ax650/model.embed_tokens.weight.bfloat16.bin": "embed",
 			"qwen3_tokenizer/config.json":                             `{"model_type":"qwen3"}`,
 			"qwen3_tokenizer/tokenizer.json":                          `{"model":{}}`,
-			"qwen3_tokenizer/tokenizer_config.json":                   tokenizerConfig(axHybridTemplate),
 		},
 		"compiled": {
-			"post_config.json":                       axPostConfigTopK,
 			"qwen3_p16_l0_together.axmodel":          "layer0",
 			"qwen3_post.axmodel":                     "post",
 			"model.embed_tokens.weight.bfloat16.bin": "embed",
 			"tokenizer.json":                         `{"model":{}}`,
-			"tokenizer_config.json":                  tokenizerConfig(axHybridTemplate),
 		},
 	}
 }
@@ -89,10 +119,23 @@ func TestCreateAXModelLayouts(t *testing.T) {
 	for layout, files := range axLayouts() {
 		t.Run(layout, func(t *testing.T) {
 			t.Setenv("OLLAMA_MODELS", t.TempDir())
+			seen := useAXCheck(t, axChecked(), nil)
 			var s Server
 			digests := axPackage(t, files)
 			if code, body := createAX(t, &s, api.CreateRequest{Model: "tiny", Files: digests}); code != http.StatusOK {
 				t.Fatalf("create: %d %s", code, body)
+			}
+			// axllm checked the package as the runner will load it: every
+			// file at its path in the package.
+			if len(*seen) != 1 {
+				t.Fatalf("the package was checked %d times", len(*seen))
+			}
+			wantFiles := map[string]bool{}
+			for name := range files {
+				wantFiles[name] = true
+			}
+			if diff := cmp.Diff(wantFiles, (*seen)[0]); diff != "" {
+				t.Errorf("checked package (-want +got):\n%s", diff)
 			}
 
 			mf, err := manifest.ParseNamedManifest(model.ParseName("tiny"))
@@ -129,11 +172,17 @@ func TestCreateAXModelLayouts(t *testing.T) {
 			if m.Config.ModelFamily != "qwen3" || m.Config.Renderer != "qwen3" || m.Config.Parser != "qwen3-thinking" {
 				t.Errorf("family %q renderer %q parser %q", m.Config.ModelFamily, m.Config.Renderer, m.Config.Parser)
 			}
+			if m.Config.ContextLen != 255 || m.Config.EmbedLen != 64 {
+				t.Errorf("context length %d, embedding length %d; want the check's 255 and 64", m.Config.ContextLen, m.Config.EmbedLen)
+			}
 			if diff := cmp.Diff([]string{"completion", "tools", "thinking"}, m.Config.Capabilities); diff != "" {
 				t.Errorf("capabilities (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(map[string]any{"top_k": float64(1)}, m.Options); diff != "" {
-				t.Errorf("parameters (-want +got):\n%s", diff)
+			if len(m.Options) != 0 {
+				t.Errorf("Modelfile parameters %v: the package's defaults are generation defaults", m.Options)
+			}
+			if diff := cmp.Diff(axGreedyJSON(), map[string]any(m.GenerationDefaults)); diff != "" {
+				t.Errorf("generation defaults (-want +got):\n%s", diff)
 			}
 			if want := map[string]string{"axllm": "596.04M"}[layout]; m.Config.ModelType != want {
 				t.Errorf("parameter size %q, want %q", m.Config.ModelType, want)
@@ -145,6 +194,20 @@ func TestCreateAXModelLayouts(t *testing.T) {
 	}
 }
 
+// axGreedyJSON is axGreedy after a round trip through the config blob.
+func axGreedyJSON() map[string]any {
+	out := map[string]any{}
+	for k, v := range axGreedy {
+		switch n := v.(type) {
+		case int:
+			out[k] = float64(n)
+		case float32: // JSON keeps float32's shortest form
+			out[k], _ = strconv.ParseFloat(strconv.FormatFloat(float64(n), 'g', -1, 32), 64)
+		}
+	}
+	return out
+}
+
 func TestCreateAXModelInference(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	base := axLayouts()["axllm"]
@@ -154,49 +217,57 @@ func TestCreateAXModelInference(t *testing.T) {
 			out[k] = v
 		}
 		for k, v := range changes {
-			if v == "" && k != "config.json" {
-				delete(out, k)
-			} else {
-				out[k] = v
-			}
+			out[k] = v
 		}
 		return out
+	}
+	checked := func(change func(*ax650runner.PackageInfo)) ax650runner.PackageInfo {
+		info := axChecked()
+		change(&info)
+		return info
 	}
 	cases := []struct {
 		name      string
 		files     map[string]string
+		check     ax650runner.PackageInfo
 		req       api.CreateRequest
 		renderer  string
 		parser    string
 		family    string
 		caps      []string
 		params    map[string]any
+		defaults  bool
 		template  string // substring of the model's Go template
 		wantCode  int
 		wantError string
 	}{
 		{
-			name:     "instruct-only qwen3",
-			files:    with(map[string]string{"qwen3_tokenizer/tokenizer_config.json": tokenizerConfig(axInstructTemplate)}),
-			renderer: "qwen3-vl-instruct", parser: "qwen3", family: "qwen3",
-			caps:   []string{"completion", "tools"},
-			params: map[string]any{"top_k": float64(1)},
+			name:     "hybrid qwen3",
+			files:    base,
+			check:    axChecked(),
+			renderer: "qwen3", parser: "qwen3-thinking", family: "qwen3",
+			caps: []string{"completion", "tools", "thinking"}, defaults: true,
 		},
 		{
-			name: "chat template in a list and a jinja file",
-			files: with(map[string]string{
-				"qwen3_tokenizer/tokenizer_config.json": `{"chat_template":[{"name":"tool_use","template":"x"},{"name":"default","template":"enable_thinking <think></think>"}]}`,
-			}),
-			renderer: "qwen3", parser: "qwen3-thinking", family: "qwen3",
-			caps:   []string{"completion", "tools", "thinking"},
-			params: map[string]any{"top_k": float64(1)},
+			name:     "instruct-only qwen3",
+			files:    base,
+			check:    checked(func(i *ax650runner.PackageInfo) { i.ChatTemplate = axInstructTemplate }),
+			renderer: "qwen3-vl-instruct", parser: "qwen3", family: "qwen3",
+			caps: []string{"completion", "tools"}, defaults: true,
 		},
 		{
 			name:     "family from the runtime config when there is no HF config",
-			files:    with(map[string]string{"qwen3_tokenizer/config.json": "", "config.json": axRuntimeConfig}),
+			files:    with(map[string]string{"qwen3_tokenizer/config.json": ""}),
+			check:    axChecked(),
 			renderer: "qwen3", parser: "qwen3-thinking", family: "qwen3",
-			caps:   []string{"completion", "tools", "thinking"},
-			params: map[string]any{"top_k": float64(1)},
+			caps: []string{"completion", "tools", "thinking"}, defaults: true,
+		},
+		{
+			name:     "no post_config: Ollama's defaults",
+			files:    base,
+			check:    checked(func(i *ax650runner.PackageInfo) { i.SamplingDefaults = nil }),
+			renderer: "qwen3", parser: "qwen3-thinking", family: "qwen3",
+			caps: []string{"completion", "tools", "thinking"},
 		},
 		{
 			name:     "Qwen3.5 from its Hugging Face config",
@@ -218,49 +289,53 @@ func TestCreateAXModelInference(t *testing.T) {
 		{
 			name:     "modelfile TEMPLATE wins over inference",
 			files:    base,
+			check:    axChecked(),
 			req:      api.CreateRequest{Template: "{{ .Prompt }} custom", System: "be brief"},
 			family:   "qwen3",
 			caps:     []string{"completion"},
-			params:   map[string]any{"top_k": float64(1)},
+			defaults: true,
 			template: "custom",
 		},
 		{
 			name:     "modelfile RENDERER and PARSER kept",
 			files:    base,
+			check:    axChecked(),
 			req:      api.CreateRequest{Renderer: "qwen3.5", Parser: "qwen3.5"},
 			renderer: "qwen3.5", parser: "qwen3.5", family: "qwen3",
-			caps:   []string{"completion", "tools", "thinking"},
-			params: map[string]any{"top_k": float64(1)},
+			caps: []string{"completion", "tools", "thinking"}, defaults: true,
 		},
 		{
-			name:     "enabled post_config values and modelfile parameters",
-			files:    with(map[string]string{"post_config.json": axPostConfigAll}),
+			name:     "modelfile parameters are kept beside the package's defaults",
+			files:    base,
+			check:    axChecked(),
 			req:      api.CreateRequest{Parameters: map[string]any{"temperature": 0.2, "num_predict": 64}},
 			renderer: "qwen3", parser: "qwen3-thinking", family: "qwen3",
-			caps: []string{"completion", "tools", "thinking"},
-			params: map[string]any{
-				"temperature": 0.2, "num_predict": float64(64), "top_p": 0.8,
-				"repeat_penalty": 1.1, "repeat_last_n": float64(32),
-			},
+			caps:     []string{"completion", "tools", "thinking"},
+			params:   map[string]any{"temperature": 0.2, "num_predict": float64(64)},
+			defaults: true,
 		},
 		{
-			name: "llama with a known template",
-			files: with(map[string]string{
-				"qwen3_tokenizer/config.json":           `{"model_type":"llama"}`,
-				"qwen3_tokenizer/tokenizer_config.json": tokenizerConfig(axLlama3Template),
-				"post_config.json":                      "",
-			}),
+			name:     "llama with a known template",
+			files:    with(map[string]string{"qwen3_tokenizer/config.json": `{"model_type":"llama"}`}),
+			check:    checked(func(i *ax650runner.PackageInfo) { i.ChatTemplate, i.SamplingDefaults = axLlama3Template, nil }),
 			family:   "llama",
 			caps:     []string{"completion"},
 			params:   map[string]any{"stop": []any{"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
 			template: "<|start_header_id|>",
 		},
-		{name: "quantize refused", files: base, req: api.CreateRequest{Quantize: "q4_K_M"}, wantCode: 400, wantError: "cannot be quantized"},
-		{name: "adapters refused", files: base, req: api.CreateRequest{Adapters: map[string]string{"a.gguf": "sha256:" + strings.Repeat("0", 64)}}, wantCode: 400, wantError: "adapters are not supported"},
+		{name: "quantize refused", files: base, check: axChecked(), req: api.CreateRequest{Quantize: "int8"}, wantCode: 400, wantError: "cannot be quantized"},
+		{name: "adapters refused", files: base, check: axChecked(), req: api.CreateRequest{Adapters: map[string]string{"a.gguf": "sha256:" + strings.Repeat("0", 64)}}, wantCode: 400, wantError: "LoRA adapters are no longer supported"},
+		{name: "a NUL in a file name", files: with(map[string]string{"qwen3_tokenizer/vocab\x00.json": "{}"}), check: axChecked(), wantCode: 400, wantError: "control character"},
+		{name: "a newline in a file name", files: with(map[string]string{"notes\n.json": "{}"}), check: axChecked(), wantCode: 400, wantError: "control character"},
+		{name: "a backslash in a file name", files: with(map[string]string{`qwen3_tokenizer\merges.json`: "{}"}), check: axChecked(), wantCode: 400, wantError: "file path must be relative"},
+		{name: "a GGUF among the files", files: with(map[string]string{"extra.bin": "GGUF\x03\x00\x00\x00"}), check: axChecked(), wantCode: 400, wantError: "found both axmodel and gguf inputs (extra.bin)"},
+		{name: "a .gguf among the files", files: with(map[string]string{"model.gguf": "x"}), check: axChecked(), wantCode: 400, wantError: "found both axmodel and gguf inputs"},
+		{name: "a .safetensors among the files", files: with(map[string]string{"model.safetensors": "x"}), check: axChecked(), wantCode: 400, wantError: "found both axmodel and safetensors inputs"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("OLLAMA_MODELS", t.TempDir())
+			useAXCheck(t, tc.check, nil)
 			var s Server
 			req := tc.req
 			req.Model = "tiny"
@@ -269,6 +344,9 @@ func TestCreateAXModelInference(t *testing.T) {
 			if tc.wantCode != 0 {
 				if code != tc.wantCode || !strings.Contains(body, tc.wantError) {
 					t.Fatalf("create: %d %s, want %d %q", code, body, tc.wantCode, tc.wantError)
+				}
+				if _, err := GetModel("tiny"); err == nil {
+					t.Error("a refused create stored the model")
 				}
 				return
 			}
@@ -285,8 +363,13 @@ func TestCreateAXModelInference(t *testing.T) {
 			if diff := cmp.Diff(tc.caps, m.Config.Capabilities); diff != "" {
 				t.Errorf("capabilities (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tc.params, m.Options); diff != "" {
-				t.Errorf("parameters (-want +got):\n%s", diff)
+			if len(tc.params) > 0 || len(m.Options) > 0 {
+				if diff := cmp.Diff(tc.params, m.Options); diff != "" {
+					t.Errorf("parameters (-want +got):\n%s", diff)
+				}
+			}
+			if got := len(m.GenerationDefaults) > 0; got != tc.defaults {
+				t.Errorf("generation defaults %v, want set = %v", m.GenerationDefaults, tc.defaults)
 			}
 			if tc.template != "" && !strings.Contains(m.Template.String(), tc.template) {
 				t.Errorf("template %q does not contain %q", m.Template.String(), tc.template)
@@ -298,41 +381,98 @@ func TestCreateAXModelInference(t *testing.T) {
 	}
 }
 
+// A package axllm refuses is refused with a 400 that names the file by its
+// path in the package, and nothing is stored.
+func TestCreateAXModelCheckFails(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	t.Setenv("OLLAMA_MODELS", t.TempDir())
+	var dirs, roots []string
+	old := axmodelCheckPackage
+	t.Cleanup(func() { axmodelCheckPackage = old })
+	axmodelCheckPackage = func(dir string, linkRoots []string) (ax650runner.PackageInfo, error) {
+		dirs, roots = append(dirs, dir), linkRoots
+		return ax650runner.PackageInfo{}, &ax650runner.EngineError{Call: "axllm_package_check", Status: llm.AxllmErrBadPackage,
+			Message: "bad model package " + dir + ": qwen3_p16_l1_together.axmodel: truncated simulated axmodel"}
+	}
+	var s Server
+	code, body := createAX(t, &s, api.CreateRequest{Model: "tiny", Files: axPackage(t, axLayouts()["axllm"])})
+	if code != http.StatusBadRequest || !strings.Contains(body, "bad model package: qwen3_p16_l1_together.axmodel: truncated simulated axmodel") {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	// The package is links into the blob store, its one link root.
+	if blobs, err := manifest.BlobsPath(""); err != nil || len(roots) != 1 || filepath.Clean(roots[0]) != filepath.Clean(blobs) {
+		t.Errorf("link roots %v, want the blob store %s (%v)", roots, blobs, err)
+	}
+	if len(dirs) != 1 || strings.Contains(body, dirs[0]) {
+		t.Errorf("the error names the temporary directory %v: %s", dirs, body)
+	}
+	if _, err := os.Stat(dirs[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the temporary package directory %s was left behind (%v)", dirs[0], err)
+	}
+	if _, err := GetModel("tiny"); err == nil {
+		t.Error("a refused package was stored")
+	}
+}
+
+// Without axllm in the binary the package cannot be checked: it is stored
+// with a warning (the model then fails to load with ErrAX650NotBuilt).
+func TestCreateAXModelUnchecked(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	t.Setenv("OLLAMA_MODELS", t.TempDir())
+	useAXCheck(t, ax650runner.PackageInfo{}, llm.ErrAX650NotBuilt)
+	var s Server
+	stream := true
+	w := createRequest(t, s.CreateHandler, api.CreateRequest{Model: "tiny", Files: axPackage(t, axLayouts()["axllm"]), Stream: &stream})
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "was not checked") || !strings.Contains(w.Body.String(), `"success"`) {
+		t.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+}
+
 func TestCreateAXModelMissingBlob(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	t.Setenv("OLLAMA_MODELS", t.TempDir())
+	useAXCheck(t, axChecked(), nil)
 	var s Server
 	files := axPackage(t, axLayouts()["compiled"])
 	files["qwen3_p16_l1_together.axmodel"] = "sha256:" + strings.Repeat("a", 64)
 	code, body := createAX(t, &s, api.CreateRequest{Model: "tiny", Files: files})
-	if code != http.StatusBadRequest || !strings.Contains(body, "was not uploaded") {
+	if code != http.StatusBadRequest || !strings.Contains(body, "qwen3_p16_l1_together.axmodel") {
 		t.Fatalf("create: %d %s", code, body)
+	}
+	files["qwen3_p16_l1_together.axmodel"] = "sha256:xyz"
+	code, body = createAX(t, &s, api.CreateRequest{Model: "tiny", Files: files})
+	if code != http.StatusBadRequest || !strings.Contains(body, "digest") {
+		t.Fatalf("create with a malformed digest: %d %s", code, body)
 	}
 }
 
 func TestCreateFromAXModel(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	t.Setenv("OLLAMA_MODELS", t.TempDir())
+	seen := useAXCheck(t, axChecked(), nil)
 	var s Server
 	if code, body := createAX(t, &s, api.CreateRequest{Model: "tiny", Files: axPackage(t, axLayouts()["axllm"])}); code != http.StatusOK {
 		t.Fatalf("create: %d %s", code, body)
 	}
 	code, body := createAX(t, &s, api.CreateRequest{
 		Model: "tiny-pirate", From: "tiny", System: "Talk like a pirate.",
-		Parameters: map[string]any{"num_ctx": 128},
+		Parameters: map[string]any{"num_predict": 128},
 	})
 	if code != http.StatusOK {
 		t.Fatalf("create FROM: %d %s", code, body)
+	}
+	if len(*seen) != 1 {
+		t.Errorf("the package was checked %d times; FROM reuses the checked files", len(*seen))
 	}
 	m, err := GetModel("tiny-pirate")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.IsAXModel() || m.Config.Renderer != "qwen3" || m.Config.Parser != "qwen3-thinking" || m.Config.ModelFamily != "qwen3" {
+	if !m.IsAXModel() || m.Config.Renderer != "qwen3" || m.Config.Parser != "qwen3-thinking" || m.Config.ModelFamily != "qwen3" || m.Config.ContextLen != 255 {
 		t.Errorf("config %+v", m.Config)
 	}
-	if m.System != "Talk like a pirate." || m.Options["num_ctx"] != float64(128) || m.Options["top_k"] != float64(1) {
-		t.Errorf("system %q options %v", m.System, m.Options)
+	if m.System != "Talk like a pirate." || m.Options["num_predict"] != float64(128) || len(m.GenerationDefaults) == 0 {
+		t.Errorf("system %q options %v defaults %v", m.System, m.Options, m.GenerationDefaults)
 	}
 	base, _ := manifest.ParseNamedManifest(model.ParseName("tiny"))
 	child, _ := manifest.ParseNamedManifest(model.ParseName("tiny-pirate"))

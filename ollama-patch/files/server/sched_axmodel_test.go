@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/ollama/ollama/api"
-	"github.com/ollama/ollama/fs/ggml"
+	"github.com/ollama/ollama/fs/gguf"
 	"github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/ml"
 	"github.com/ollama/ollama/types/model"
@@ -47,7 +47,7 @@ func TestSchedLoadAXModel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("OLLAMA_NUM_PARALLEL", "4")
 			s := InitScheduler(t.Context())
-			s.newServerFn = func(ml.SystemInfo, []ml.DeviceInfo, string, *ggml.GGML, []string, []string, api.Options, int, llm.LlamaServerConfig) (llm.LlamaServer, error) {
+			s.newServerFn = func(ml.SystemInfo, []ml.DeviceInfo, string, *gguf.Model, []string, []string, api.Options, int, llm.LlamaServerConfig) (llm.LlamaServer, error) {
 				t.Error("the GGUF server constructor was called for an axmodel model")
 				return nil, errors.New("unexpected")
 			}

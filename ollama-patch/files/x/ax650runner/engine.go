@@ -4,85 +4,38 @@
 // (include/axllm.h, cgo, build tag ax650) and serves completions over
 // loopback HTTP to llm.AX650Server in `ollama serve`.
 //
-// The request logic (serialisation, cancellation, stop strings, UTF-8,
-// truncation, done accounting) is plain Go over the small Engine interface,
-// so it is tested with a fake engine on any machine.
+// The request logic (serialisation, cancellation, truncation, done
+// accounting) is plain Go over the small Engine interface, so it is tested
+// with a fake engine on any machine. Text is passed through as the library
+// returns it: axllm applies the stop strings and never splits a UTF-8
+// character.
 package ax650runner
 
 import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/ollama/ollama/llm"
 )
 
-// Status mirrors axllm_status (include/axllm.h); the numbers are stable, and
-// the tagged build checks them against the header (TestStatusesMatchTheHeader).
-type Status int
-
-const (
-	StatusOK                 Status = 0
-	StatusInvalidArgument    Status = 100
-	StatusBufferTooSmall     Status = 101
-	StatusRuntimeUnavailable Status = 200
-	StatusBadPackage         Status = 202
-	StatusPromptTooLong      Status = 300
-	StatusOutOfMemory        Status = 400
-	StatusRuntimeFailure     Status = 401
-	StatusDeviceLost         Status = 402
-	StatusPanic              Status = 900
-)
-
-// Code is the name used on the wire (llm.AX650Error.Code, llm.AX650Status.Code).
-func (s Status) Code() string {
-	switch s {
-	case StatusOK:
-		return "ok"
-	case StatusInvalidArgument:
-		return "invalid_argument"
-	case StatusBufferTooSmall:
-		return "buffer_too_small"
-	case StatusRuntimeUnavailable:
-		return "runtime_unavailable"
-	case StatusBadPackage:
-		return "bad_package"
-	case StatusPromptTooLong:
-		return "prompt_too_long"
-	case StatusOutOfMemory:
-		return "out_of_memory"
-	case StatusRuntimeFailure:
-		return "runtime_failure"
-	case StatusDeviceLost:
-		return "device_lost"
-	case StatusPanic:
-		return "panic"
-	default:
-		return fmt.Sprintf("status_%d", int(s))
-	}
-}
-
-// EngineError is a failed axllm call: Call names the function, Message is
-// axllm_last_error().
+// EngineError is a failed axllm call: Call names the function, Status is
+// its axllm_status and Message axllm_last_error(). errors.Is(err,
+// llm.AxllmErrOutOfMemory) matches on the status.
 type EngineError struct {
 	Call    string
-	Status  Status
+	Status  llm.AxllmStatus
 	Message string
 }
 
 func (e *EngineError) Error() string {
-	return fmt.Sprintf("%s: %s (%s)", e.Call, e.Message, e.Status.Code())
+	return fmt.Sprintf("%s: %s (%s)", e.Call, e.Message, e.Status)
 }
 
-// DoneReason mirrors axllm_done_reason.
-type DoneReason int
+func (e *EngineError) Unwrap() error { return e.Status }
 
-const (
-	DoneNone        DoneReason = 0
-	DoneEOS         DoneReason = 1
-	DoneStopString  DoneReason = 2
-	DoneMaxTokens   DoneReason = 3
-	DoneContextFull DoneReason = 4
-	DoneCancelled   DoneReason = 5
-)
+// DoneReason is axllm_done_reason (llm.AxllmDone*).
+type DoneReason = llm.AxllmDoneReason
 
 // LoadOptions are axllm's load parameters (axllm_load_params), which the
 // runner takes from its command line.
@@ -160,8 +113,9 @@ type Diagnoser interface {
 
 // Generation is one running generation.
 type Generation interface {
-	// Next returns the next piece of text, or "" and why the generation ended
-	// (every later call repeats it).
+	// Next returns the next piece of text (whole UTF-8 characters, stop
+	// strings already applied), or "" and why the generation ended (every
+	// later call repeats it).
 	Next() (string, DoneReason, error)
 	// Cancel asks the generation to stop; safe from any goroutine, returns at
 	// once. The next Next reports DoneCancelled.

@@ -33,6 +33,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/ollama/ollama/llm"
 )
 
 // call runs one axllm function and reads axllm_last_error() on the same OS
@@ -44,7 +46,7 @@ func call(name string, f func() C.axllm_status) error {
 	if st == C.AXLLM_OK {
 		return nil
 	}
-	return &EngineError{Call: name, Status: Status(st), Message: C.GoString(C.axllm_last_error())}
+	return &EngineError{Call: name, Status: llm.AxllmStatus(st), Message: C.GoString(C.axllm_last_error())}
 }
 
 func libraryVersion() string { return C.GoString(C.axllm_version()) }
@@ -142,7 +144,7 @@ func (e *axllmEngine) Diagnostics() (json.RawMessage, error) {
 		err := call("axllm_model_diagnostics", func() C.axllm_status {
 			return C.axllm_model_diagnostics(e.model, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
 		})
-		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n)+1 > len(buf) {
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n)+1 > len(buf) {
 			buf = make([]byte, int(n)+1)
 			continue
 		}
@@ -162,7 +164,7 @@ func (e *axllmEngine) Tokenize(text string) ([]int32, error) {
 		err := call("axllm_tokenize", func() C.axllm_status {
 			return C.axllm_tokenize(e.model, ctext, true, (*C.int32_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
 		})
-		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n) > len(buf) {
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n) > len(buf) {
 			buf = make([]int32, int(n))
 			continue
 		}
@@ -184,7 +186,7 @@ func (e *axllmEngine) Detokenize(tokens []int32) (string, error) {
 		err := call("axllm_detokenize", func() C.axllm_status {
 			return C.axllm_detokenize(e.model, ptr, C.size_t(len(tokens)), (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
 		})
-		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n)+1 > len(buf) {
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n)+1 > len(buf) {
 			buf = make([]byte, int(n)+1)
 			continue
 		}
@@ -259,14 +261,14 @@ func (g *axllmGeneration) Next() (string, DoneReason, error) {
 		err := call("axllm_generation_next", func() C.axllm_status {
 			return C.axllm_generation_next(h, (*C.char)(unsafe.Pointer(&g.buf[0])), C.size_t(len(g.buf)), &n, &done)
 		})
-		if ee, ok := err.(*EngineError); ok && ee.Status == StatusBufferTooSmall && int(n)+1 > len(g.buf) {
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n)+1 > len(g.buf) {
 			g.buf = make([]byte, int(n)+1)
 			continue
 		}
 		if err != nil {
-			return "", DoneNone, err
+			return "", llm.AxllmDoneNone, err
 		}
-		return string(g.buf[:n]), DoneReason(done), nil
+		return string(g.buf[:n]), llm.AxllmDoneReason(done), nil
 	}
 }
 
@@ -304,17 +306,17 @@ func (g *axllmGeneration) End() {
 
 // headerStatuses are the statuses as include/axllm.h numbers them, for the
 // test that keeps the Go constants in step with the header.
-func headerStatuses() map[Status]int {
-	return map[Status]int{
-		StatusOK:                 int(C.AXLLM_OK),
-		StatusInvalidArgument:    int(C.AXLLM_ERR_INVALID_ARGUMENT),
-		StatusBufferTooSmall:     int(C.AXLLM_ERR_BUFFER_TOO_SMALL),
-		StatusRuntimeUnavailable: int(C.AXLLM_ERR_RUNTIME_UNAVAILABLE),
-		StatusBadPackage:         int(C.AXLLM_ERR_BAD_PACKAGE),
-		StatusPromptTooLong:      int(C.AXLLM_ERR_PROMPT_TOO_LONG),
-		StatusOutOfMemory:        int(C.AXLLM_ERR_OUT_OF_MEMORY),
-		StatusRuntimeFailure:     int(C.AXLLM_ERR_RUNTIME_FAILURE),
-		StatusDeviceLost:         int(C.AXLLM_ERR_DEVICE_LOST),
-		StatusPanic:              int(C.AXLLM_ERR_PANIC),
+func headerStatuses() map[llm.AxllmStatus]int {
+	return map[llm.AxllmStatus]int{
+		llm.AxllmOk:                    int(C.AXLLM_OK),
+		llm.AxllmErrInvalidArgument:    int(C.AXLLM_ERR_INVALID_ARGUMENT),
+		llm.AxllmErrBufferTooSmall:     int(C.AXLLM_ERR_BUFFER_TOO_SMALL),
+		llm.AxllmErrRuntimeUnavailable: int(C.AXLLM_ERR_RUNTIME_UNAVAILABLE),
+		llm.AxllmErrBadPackage:         int(C.AXLLM_ERR_BAD_PACKAGE),
+		llm.AxllmErrPromptTooLong:      int(C.AXLLM_ERR_PROMPT_TOO_LONG),
+		llm.AxllmErrOutOfMemory:        int(C.AXLLM_ERR_OUT_OF_MEMORY),
+		llm.AxllmErrRuntimeFailure:     int(C.AXLLM_ERR_RUNTIME_FAILURE),
+		llm.AxllmErrDeviceLost:         int(C.AXLLM_ERR_DEVICE_LOST),
+		llm.AxllmErrPanic:              int(C.AXLLM_ERR_PANIC),
 	}
 }

@@ -10,7 +10,9 @@ package ax650runner
 import (
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,7 +62,7 @@ func drain(t *testing.T, g Generation) (string, DoneReason) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if done != DoneNone {
+		if done != llm.AxllmDoneNone {
 			return sb.String(), done
 		}
 		if piece == "" {
@@ -69,7 +71,7 @@ func drain(t *testing.T, g Generation) (string, DoneReason) {
 		sb.WriteString(piece)
 	}
 	t.Fatal("generation did not end")
-	return "", DoneNone
+	return "", llm.AxllmDoneNone
 }
 
 func TestAXLLMEngine(t *testing.T) {
@@ -115,7 +117,7 @@ func TestAXLLMEngine(t *testing.T) {
 		defer g.End()
 		_, done := drain(t, g)
 		st := g.Stats()
-		if done != DoneMaxTokens && done != DoneEOS {
+		if done != llm.AxllmDoneMaxTokens && done != llm.AxllmDoneEos {
 			t.Errorf("done = %d", done)
 		}
 		if st.PromptTokens != len(ids) || st.GeneratedTokens == 0 || st.GeneratedTokens > 5 {
@@ -130,7 +132,7 @@ func TestAXLLMEngine(t *testing.T) {
 		}
 		defer g.End()
 		g.(*axllmGeneration).buf = make([]byte, 1) // every piece needs the retry
-		if _, done := drain(t, g); done == DoneNone {
+		if _, done := drain(t, g); done == llm.AxllmDoneNone {
 			t.Error("not done")
 		}
 	})
@@ -145,7 +147,7 @@ func TestAXLLMEngine(t *testing.T) {
 			t.Fatal(err)
 		}
 		g.Cancel()
-		if _, done := drain(t, g); done != DoneCancelled {
+		if _, done := drain(t, g); done != llm.AxllmDoneCancelled {
 			t.Errorf("done = %d, want cancelled", done)
 		}
 		g.Cancel() // after the end: ignored
@@ -158,7 +160,7 @@ func TestAXLLMEngine(t *testing.T) {
 		}
 		_, err := e.Begin(long, Params{NumPredict: 1, RepeatPenalty: 1})
 		var ee *EngineError
-		if !errors.As(err, &ee) || ee.Status != StatusPromptTooLong {
+		if !errors.As(err, &ee) || ee.Status != llm.AxllmErrPromptTooLong {
 			t.Errorf("Begin = %v, want prompt_too_long", err)
 		}
 	})
@@ -186,21 +188,67 @@ func TestAXLLMEngineLoadErrors(t *testing.T) {
 	opts := simOptions(t)
 	_, err := loadEngine(t.TempDir(), opts, nil)
 	var ee *EngineError
-	if !errors.As(err, &ee) || ee.Status != StatusBadPackage || ee.Message == "" {
+	if !errors.As(err, &ee) || ee.Status != llm.AxllmErrBadPackage || ee.Message == "" {
 		t.Errorf("loading an empty directory: %v", err)
 	}
 	bad := opts
 	bad.Schedule = "fastest"
 	_, err = loadEngine(t.TempDir(), bad, nil)
-	if !errors.As(err, &ee) || ee.Status != StatusInvalidArgument || !strings.Contains(ee.Message, "fastest") {
+	if !errors.As(err, &ee) || ee.Status != llm.AxllmErrInvalidArgument || !strings.Contains(ee.Message, "fastest") {
 		t.Errorf("an unknown schedule: %v", err)
+	}
+}
+
+// CheckPackage (axllm_package_check) reports what the loaded model reports,
+// admits links into a link root only, and refuses a broken package with a
+// sentinel status; it needs no runtime.
+func TestCheckPackage(t *testing.T) {
+	src := os.Getenv("AX650_TEST_MODEL_DIR")
+	if src == "" {
+		t.Skip("set AX650_TEST_MODEL_DIR (an axsim-pack model)")
+	}
+	info, err := CheckPackage(src, nil)
+	if err != nil || info.ContextLength != 255 || info.Layers == 0 || !strings.Contains(info.ChatTemplate, "<|im_start|>") || info.SamplingDefaults == nil {
+		t.Fatalf("CheckPackage = %+v, %v", info, err)
+	}
+	// A package of links into a store, as the server's create check builds.
+	store, pkg := t.TempDir(), t.TempDir()
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		blob := filepath.Join(store, strings.ReplaceAll(rel, string(filepath.Separator), "_"))
+		if err := os.WriteFile(blob, data, 0o644); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(pkg, rel)), 0o755); err != nil {
+			return err
+		}
+		return os.Symlink(blob, filepath.Join(pkg, rel))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckPackage(pkg, nil); !errors.Is(err, llm.AxllmErrBadPackage) || !strings.Contains(err.Error(), "outside the package") {
+		t.Errorf("links out of the package without a link root: %v", err)
+	}
+	if got, err := CheckPackage(pkg, []string{store}); err != nil || got.ContextLength != info.ContextLength {
+		t.Errorf("links into the link root: %+v, %v", got, err)
+	}
+	if _, err := CheckPackage(t.TempDir(), nil); !errors.Is(err, llm.AxllmErrBadPackage) {
+		t.Errorf("an empty directory: %v", err)
 	}
 }
 
 func TestStatusesMatchTheHeader(t *testing.T) {
 	for s, c := range headerStatuses() {
 		if int(s) != c {
-			t.Errorf("%s is %d in Go but %d in axllm.h", s.Code(), int(s), c)
+			t.Errorf("%s is %d in Go but %d in axllm.h", s, int(s), c)
 		}
 	}
 }

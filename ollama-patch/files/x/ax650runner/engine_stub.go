@@ -11,3 +11,8 @@ func loadEngine(string, LoadOptions, LoadProgress) (Engine, error) {
 
 // libraryVersion is the axllm version linked in ("" when none).
 func libraryVersion() string { return "" }
+
+// CheckPackage: this binary has no axllm library to check packages with.
+func CheckPackage(string, []string) (PackageInfo, error) {
+	return PackageInfo{}, llm.ErrAX650NotBuilt
+}

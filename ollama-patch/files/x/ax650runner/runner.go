@@ -53,31 +53,51 @@ func (r *Runner) markBroken(err error) {
 	}
 }
 
-// requestError is an error with the HTTP status and code to report.
+// requestError is an error with the HTTP status to report and the axllm
+// status behind it (if any), which Unwrap exposes as a sentinel.
 type requestError struct {
 	status int
-	code   string
+	axllm  llm.AxllmStatus
 	err    error
 }
 
 func (e *requestError) Error() string { return e.err.Error() }
-func (e *requestError) Unwrap() error { return e.err }
+func (e *requestError) Unwrap() []error {
+	if e.axllm == llm.AxllmOk {
+		return []error{e.err}
+	}
+	return []error{e.err, e.axllm}
+}
 
-func badRequest(code, format string, args ...any) error {
-	return &requestError{status: http.StatusBadRequest, code: code, err: fmt.Errorf(format, args...)}
+// withStatus attaches an axllm status to err, keeping its message.
+func withStatus(err error, st llm.AxllmStatus) error {
+	return &requestError{status: http.StatusInternalServerError, axllm: st, err: err}
+}
+
+func badRequest(format string, args ...any) error {
+	return &requestError{status: http.StatusBadRequest, err: fmt.Errorf(format, args...)}
+}
+
+// axllmStatus is the axllm status behind err (AxllmOk when there is none).
+func axllmStatus(err error) llm.AxllmStatus {
+	var st llm.AxllmStatus
+	if errors.As(err, &st) {
+		return st
+	}
+	return llm.AxllmOk
 }
 
 // wireError converts any error of this package to the wire form.
 func wireError(err error) *llm.AX650Error {
 	var re *requestError
 	if errors.As(err, &re) {
-		return &llm.AX650Error{Status: re.status, Code: re.code, Message: re.Error()}
+		return &llm.AX650Error{Status: re.status, Axllm: axllmStatus(err), Message: err.Error()}
 	}
 	var se api.StatusError
 	if errors.As(err, &se) {
 		return &llm.AX650Error{Status: se.StatusCode, Message: se.ErrorMessage}
 	}
-	return &llm.AX650Error{Status: http.StatusInternalServerError, Message: err.Error()}
+	return &llm.AX650Error{Status: http.StatusInternalServerError, Axllm: axllmStatus(err), Message: err.Error()}
 }
 
 // engineError classifies an axllm failure: bad input is the client's (400),
@@ -88,21 +108,21 @@ func (r *Runner) engineError(err error) error {
 	if !errors.As(err, &ee) {
 		return err
 	}
+	re := &requestError{status: http.StatusInternalServerError, axllm: ee.Status, err: err}
 	switch ee.Status {
-	case StatusPromptTooLong:
-		return &requestError{status: http.StatusBadRequest, code: ee.Status.Code(),
-			err: fmt.Errorf("the prompt is longer than the context length of this model (%d tokens): %s", r.info.ContextLength, ee.Message)}
-	case StatusInvalidArgument:
-		return &requestError{status: http.StatusBadRequest, code: ee.Status.Code(), err: fmt.Errorf("invalid request: %s", ee.Message)}
-	case StatusOutOfMemory:
-		return &requestError{status: http.StatusInternalServerError, code: ee.Status.Code(), err: fmt.Errorf("AX650 NPU out of memory: %s", ee.Message)}
-	case StatusRuntimeFailure, StatusDeviceLost, StatusRuntimeUnavailable, StatusPanic:
+	case llm.AxllmErrPromptTooLong:
+		re.status = http.StatusBadRequest
+		re.err = fmt.Errorf("the prompt is longer than the context length of this model (%d tokens): %s", r.info.ContextLength, ee.Message)
+	case llm.AxllmErrInvalidArgument:
+		re.status = http.StatusBadRequest
+		re.err = fmt.Errorf("invalid request: %s", ee.Message)
+	case llm.AxllmErrOutOfMemory:
+		re.err = fmt.Errorf("AX650 NPU out of memory: %s", ee.Message)
+	case llm.AxllmErrRuntimeFailure, llm.AxllmErrDeviceLost, llm.AxllmErrRuntimeUnavailable, llm.AxllmErrPanic:
 		r.markBroken(err)
-		return &requestError{status: http.StatusInternalServerError, code: ee.Status.Code(),
-			err: fmt.Errorf("AX650 runtime error (the model will be loaded again): %s", ee.Message)}
-	default:
-		return &requestError{status: http.StatusInternalServerError, code: ee.Status.Code(), err: err}
+		re.err = fmt.Errorf("AX650 runtime error (the model will be loaded again): %s", ee.Message)
 	}
+	return re
 }
 
 // formatSet reports whether a request asks for structured output.
@@ -114,10 +134,10 @@ func formatSet(format []byte) bool {
 // validate refuses what AX650 models cannot do.
 func validate(req *llm.AX650CompletionRequest) error {
 	if req.MediaCount > 0 {
-		return badRequest("unsupported", "AX650 models do not support image or audio input")
+		return badRequest("AX650 models do not support image or audio input")
 	}
 	if formatSet(req.Format) {
-		return badRequest("unsupported", "format is not supported for AX650 models yet")
+		return badRequest("format is not supported for AX650 models yet")
 	}
 	return nil
 }
@@ -169,8 +189,9 @@ func (r *Runner) promptTokens(req *llm.AX650CompletionRequest, o *api.Options) (
 		return tokens, nil
 	}
 	if !req.Truncate {
-		return nil, badRequest(StatusPromptTooLong.Code(),
-			"the prompt (%d tokens) is longer than the context length of this model (%d tokens); shorten the prompt or allow truncation", len(tokens), ctxLen)
+		return nil, &requestError{status: http.StatusBadRequest, axllm: llm.AxllmErrPromptTooLong, err: fmt.Errorf(
+			"the prompt (%d tokens) is longer than the context length of this model (%d tokens); shorten the prompt or allow truncation",
+			len(tokens), ctxLen)}
 	}
 	limit := max(ctxLen*3/4, 1)
 	keep := min(max(o.NumKeep, 0), limit/2)
@@ -186,7 +207,7 @@ func (r *Runner) promptTokens(req *llm.AX650CompletionRequest, o *api.Options) (
 // generation and returns ctx.Err() without a final response.
 func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest, fn func(llm.CompletionResponse)) error {
 	if err := r.Broken(); err != nil {
-		return &requestError{status: http.StatusServiceUnavailable, code: brokenCode(err),
+		return &requestError{status: http.StatusServiceUnavailable, axllm: axllmStatus(err),
 			err: fmt.Errorf("AX650 runtime failed earlier, the model must be loaded again: %w", err)}
 	}
 	if err := validate(&req); err != nil {
@@ -217,14 +238,8 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 	stopCancel := context.AfterFunc(ctx, gen.Cancel)
 	defer stopCancel()
 
-	var u utf8Buffer
-	stops := newStopFilter(opts.Stop)
-	emit := func(s string) {
-		if s != "" {
-			fn(llm.CompletionResponse{Content: s})
-		}
-	}
-
+	// The pieces are whole UTF-8 characters with the stop strings already
+	// applied by axllm: they go to the client as they are.
 	var reason llm.DoneReason
 	for {
 		piece, done, err := gen.Next()
@@ -234,31 +249,14 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 		if err != nil {
 			return r.engineError(err)
 		}
-		if done != DoneNone {
-			switch done {
-			case DoneEOS, DoneStopString:
-				reason = llm.DoneReasonStop
-			case DoneMaxTokens, DoneContextFull:
-				reason = llm.DoneReasonLength
-			case DoneCancelled:
-				return errors.New("AX650 generation was cancelled")
-			default:
-				return fmt.Errorf("AX650 generation ended for an unknown reason %d", done)
-			}
-			text, stopped := stops.Add(u.Flush())
-			emit(text)
-			if !stopped {
-				emit(stops.Flush())
-			}
-			break
+		if done == llm.AxllmDoneNone {
+			fn(llm.CompletionResponse{Content: piece})
+			continue
 		}
-		text, stopped := stops.Add(u.Add(piece))
-		emit(text)
-		if stopped {
-			gen.Cancel()
-			reason = llm.DoneReasonStop
-			break
+		if reason, err = doneReason(done); err != nil {
+			return err
 		}
+		break
 	}
 
 	st := gen.Stats()
@@ -271,6 +269,20 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 		EvalDuration:       st.GenerateDuration,
 	})
 	return nil
+}
+
+// doneReason maps why axllm ended a generation onto Ollama's done reason.
+func doneReason(done llm.AxllmDoneReason) (llm.DoneReason, error) {
+	switch done {
+	case llm.AxllmDoneEos, llm.AxllmDoneStopString:
+		return llm.DoneReasonStop, nil
+	case llm.AxllmDoneMaxTokens, llm.AxllmDoneContextFull:
+		return llm.DoneReasonLength, nil
+	case llm.AxllmDoneCancelled:
+		return 0, errors.New("AX650 generation was cancelled")
+	default:
+		return 0, fmt.Errorf("AX650 generation ended for an unknown reason %s", done)
+	}
 }
 
 // Tokenize encodes text as Completion does.
@@ -291,7 +303,7 @@ func (r *Runner) Detokenize(tokens []int) (string, error) {
 	ids := make([]int32, len(tokens))
 	for i, t := range tokens {
 		if t < 0 || (r.info.VocabSize > 0 && t >= r.info.VocabSize) {
-			return "", badRequest(StatusInvalidArgument.Code(), "token %d is outside the vocabulary", t)
+			return "", badRequest("token %d is outside the vocabulary", t)
 		}
 		ids[i] = int32(t)
 	}
@@ -300,14 +312,4 @@ func (r *Runner) Detokenize(tokens []int) (string, error) {
 		return "", r.engineError(err)
 	}
 	return text, nil
-}
-
-// brokenCode is the wire code of the failure that broke a runner: the
-// engine's status (device_lost, runtime_failure...), else runtime_failure.
-func brokenCode(err error) string {
-	var ee *EngineError
-	if errors.As(err, &ee) {
-		return ee.Status.Code()
-	}
-	return StatusRuntimeFailure.Code()
 }

@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +24,15 @@ import (
 	"github.com/ollama/ollama/logutil"
 	"github.com/ollama/ollama/manifest"
 )
+
+// EngineArgs reports whether `ollama runner` was asked for this engine
+// (`--ax650-engine` first) and returns the arguments that follow it.
+func EngineArgs(args []string) ([]string, bool) {
+	if len(args) > 0 && args[0] == "--ax650-engine" {
+		return args[1:], true
+	}
+	return nil, false
+}
 
 // Execute runs the runner: `ollama runner --ax650-engine --model NAME --port N
 // [--workdir DIR] [--exit-on-stdin-eof] [--runtime LIB] [--schedule S]
@@ -102,7 +113,7 @@ func Execute(args []string) error {
 			}
 		}
 		if err != nil {
-			s.fail(StatusBadPackage.Code(), err)
+			s.fail(withStatus(err, llm.AxllmErrBadPackage))
 			<-ctx.Done()
 			return nil
 		}
@@ -120,14 +131,10 @@ func Execute(args []string) error {
 		start := time.Now()
 		e, err := loadEngine(dir, opts, s.progress)
 		if err != nil {
-			code := "error"
-			var ee *EngineError
-			if errors.As(err, &ee) {
-				code = ee.Status.Code()
-			} else if errors.Is(err, llm.ErrAX650NotBuilt) {
-				code = "unsupported"
+			if *modelName != "" {
+				err = PackageRelative(err, dir, "model "+*modelName+": ")
 			}
-			s.fail(code, err)
+			s.fail(err)
 			return
 		}
 		s.ready(e)
@@ -169,11 +176,28 @@ func (s *server) progress(loaded, total uint32) {
 	s.mu.Unlock()
 }
 
-func (s *server) fail(code string, err error) {
-	slog.Error("AX650 model load failed", "code", code, "error", err)
+func (s *server) fail(err error) {
+	st := axllmStatus(err)
+	slog.Error("AX650 model load failed", "axllm_status", st, "error", err)
 	s.mu.Lock()
-	s.state.State, s.state.Code, s.state.Error = llm.AX650StateFailed, code, err.Error()
+	s.state.State, s.state.Axllm, s.state.Error = llm.AX650StateFailed, st, err.Error()
 	s.mu.Unlock()
+}
+
+// PackageRelative names a package's files in an axllm error the way the
+// package names them (qwen3-ax650/qwen3_p128_l3_together.axmodel), not by
+// their links in dir, the temporary directory they were linked into; prefix
+// (say "model NAME: ") leads the message.
+func PackageRelative(err error, dir, prefix string) error {
+	var ee *EngineError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	// axllm says "bad model package DIR: FILE: reason", FILE relative to DIR.
+	msg := strings.ReplaceAll(ee.Message, "bad model package "+dir+": ", "bad model package: ")
+	msg = strings.ReplaceAll(msg, dir+string(filepath.Separator), "")
+	msg = strings.ReplaceAll(msg, dir, "the package")
+	return &EngineError{Call: ee.Call, Status: ee.Status, Message: prefix + msg}
 }
 
 func (s *server) ready(e Engine) {
@@ -200,7 +224,7 @@ func (s *server) status() llm.AX650Status {
 	s.mu.Unlock()
 	if r != nil {
 		if err := r.Broken(); err != nil {
-			st.State, st.Code, st.Error = llm.AX650StateBroken, brokenCode(err), err.Error()
+			st.State, st.Axllm, st.Error = llm.AX650StateBroken, axllmStatus(err), err.Error()
 		}
 	}
 	return st
@@ -242,7 +266,7 @@ func (s *server) handler() http.Handler {
 		}
 		var in llm.AX650TokenizeRequest
 		if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-			writeError(w, badRequest("invalid_argument", "bad tokenize request: %v", err))
+			writeError(w, badRequest("bad tokenize request: %v", err))
 			return
 		}
 		tokens, err := r.Tokenize(in.Content)
@@ -259,7 +283,7 @@ func (s *server) handler() http.Handler {
 		}
 		var in llm.AX650DetokenizeRequest
 		if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-			writeError(w, badRequest("invalid_argument", "bad detokenize request: %v", err))
+			writeError(w, badRequest("bad detokenize request: %v", err))
 			return
 		}
 		text, err := r.Detokenize(in.Tokens)
@@ -276,7 +300,7 @@ func (s *server) readyRunner(w http.ResponseWriter) (*Runner, bool) {
 	r := s.getRunner()
 	if r == nil {
 		st := s.status()
-		writeJSON(w, http.StatusServiceUnavailable, llm.AX650Error{Status: http.StatusServiceUnavailable, Code: st.Code,
+		writeJSON(w, http.StatusServiceUnavailable, llm.AX650Error{Status: http.StatusServiceUnavailable, Axllm: st.Axllm,
 			Message: fmt.Sprintf("the AX650 model is not loaded (%s) %s", st.State, st.Error)})
 		return nil, false
 	}
@@ -290,7 +314,7 @@ func (s *server) completions(w http.ResponseWriter, req *http.Request) {
 	}
 	var in llm.AX650CompletionRequest
 	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-		writeError(w, badRequest("invalid_argument", "bad completion request: %v", err))
+		writeError(w, badRequest("bad completion request: %v", err))
 		return
 	}
 

@@ -66,8 +66,8 @@ func TestServerStates(t *testing.T) {
 		t.Errorf("status has simulator fields: %s", w.Body)
 	}
 
-	s.getRunner().markBroken(&EngineError{"axllm_generation_next", StatusDeviceLost, "device lost"})
-	if st := status(); st.State != llm.AX650StateBroken || st.Code != "device_lost" || !strings.Contains(st.Error, "device lost") {
+	s.getRunner().markBroken(&EngineError{"axllm_generation_next", llm.AxllmErrDeviceLost, "device lost"})
+	if st := status(); st.State != llm.AX650StateBroken || st.Axllm != llm.AxllmErrDeviceLost || !strings.Contains(st.Error, "device lost") {
 		t.Errorf("broken status = %+v", st)
 	}
 }
@@ -104,9 +104,9 @@ func TestServerDiagnostics(t *testing.T) {
 
 func TestServerFailedLoad(t *testing.T) {
 	s := &server{state: llm.AX650Status{State: llm.AX650StateLoading}}
-	s.fail(StatusOutOfMemory.Code(), &EngineError{"axllm_model_load", StatusOutOfMemory, "no CMM"})
+	s.fail(&EngineError{"axllm_model_load", llm.AxllmErrOutOfMemory, "no CMM"})
 	st := s.status()
-	if st.State != llm.AX650StateFailed || st.Code != "out_of_memory" || !strings.Contains(st.Error, "no CMM") {
+	if st.State != llm.AX650StateFailed || st.Axllm != llm.AxllmErrOutOfMemory || !strings.Contains(st.Error, "no CMM") {
 		t.Errorf("status = %+v", st)
 	}
 }
@@ -155,7 +155,7 @@ func TestServerCompletionStream(t *testing.T) {
 
 	// An error after output is the stream's last line.
 	f := newFake("partial")
-	f.nextErr = &EngineError{"axllm_generation_next", StatusDeviceLost, "device lost"}
+	f.nextErr = &EngineError{"axllm_generation_next", llm.AxllmErrDeviceLost, "device lost"}
 	s2 := &server{}
 	s2.ready(f)
 	w = post(t, s2.handler(), "/v1/completions", llm.AX650CompletionRequest{Prompt: "p"})
@@ -164,7 +164,7 @@ func TestServerCompletionStream(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
 		t.Fatal(err)
 	}
-	if w.Code != http.StatusOK || last.Error == nil || last.Error.Code != "device_lost" {
+	if w.Code != http.StatusOK || last.Error == nil || last.Error.Axllm != llm.AxllmErrDeviceLost {
 		t.Errorf("mid-stream error: %d %s", w.Code, w.Body)
 	}
 }
