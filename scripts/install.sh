@@ -245,10 +245,21 @@ check_tools() {
         BLOCKERS=$((BLOCKERS + 1))
         return
     fi
-    local gov
+    if [[ -x "$FROM/ollama" ]] && ((!REBUILD)); then
+        say "  build    $FROM/lib/ollama/llama-server or release/libaxcl_sim.so is missing"
+    else
+        say "  build    $FROM/ollama (ollama-patch/build.sh)"
+    fi
+    local gov minor
     if command -v "${GO:-go}" >/dev/null; then
         gov=$("${GO:-go}" env GOVERSION 2>/dev/null || true)
-        say "  ok       Go: ${gov:-unknown version} (Ollama $OUR_VERSION needs Go >= 1.26)"
+        minor=$(printf '%s\n' "$gov" | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+        if [[ -n "$minor" ]] && ((minor >= 26)); then
+            say "  ok       Go: $gov"
+        else
+            say "  missing  Go >= 1.26 (found ${gov:-an unknown version}; https://go.dev/dl/)"
+            BLOCKERS=$((BLOCKERS + 1))
+        fi
     else
         say "  missing  Go >= 1.26 with cgo (https://go.dev/dl/, the arm64 tarball on a Pi)"
         BLOCKERS=$((BLOCKERS + 1))
@@ -268,7 +279,8 @@ check_tools() {
             say "  missing  ${missing[*]} (llama-server for GGUF models; sudo apt-get install cmake g++ git)"
             BLOCKERS=$((BLOCKERS + 1))
         else
-            say "  ok       cmake, c++, git (llama-server for GGUF models: about 7 minutes on 2 cores)"
+            say "  ok       cmake, c++, git (llama-server for GGUF models; about 7 minutes of"
+            say "           building on an idle 2-core x86 machine, not measured on a Pi)"
         fi
     fi
 }
@@ -620,7 +632,8 @@ do_uninstall() {
             say "   sudo userdel $SVC_USER && sudo rm -r $SVC_HOME"
         fi
     fi
-    rm -rf "${D:?}$STATE"
+    [[ "$STATE" == /*/lib/axllm/install ]] || die "unexpected state directory '$STATE'"
+    rm -rf -- "$D$STATE"
     local i
     for ((i = ${#CREATED_DIRS[@]} - 1; i >= 0; i--)); do
         rmdir "$D${CREATED_DIRS[i]}" 2>/dev/null || true
