@@ -438,15 +438,21 @@ build() {
         step "building the simulator (cargo build --release -p axcl-sim)"
         (cd "$ROOT" && "${CARGO:-cargo}" build --release -q -p axcl-sim)
     fi
-    if ((NEED_LLAMA || REBUILD)) || [[ ! -x "$FROM/ollama" ]]; then
-        if ((NEED_LLAMA)); then
-            step "building Ollama $OUR_VERSION with AX650 support and llama-server (bash ollama-patch/build.sh)"
-            bash "$ROOT/ollama-patch/build.sh"
-        else
-            step "building Ollama $OUR_VERSION with AX650 support (bash ollama-patch/build.sh ollama)"
-            bash "$ROOT/ollama-patch/build.sh" ollama
-        fi
+    local what=""
+    if ((REBUILD)) || [[ ! -x "$FROM/ollama" ]]; then
+        what=ollama
     fi
+    if ((NEED_LLAMA)) && { ((REBUILD)) || [[ ! -x "$FROM/lib/ollama/llama-server" ]]; }; then
+        what+=" llama"
+    fi
+    case "$what" in
+        "ollama llama") step "building Ollama $OUR_VERSION with AX650 support and llama-server (bash ollama-patch/build.sh)"
+                        bash "$ROOT/ollama-patch/build.sh" ;;
+        ollama) step "building Ollama $OUR_VERSION with AX650 support (bash ollama-patch/build.sh ollama)"
+                bash "$ROOT/ollama-patch/build.sh" ollama ;;
+        " llama") step "building llama-server for GGUF models (bash ollama-patch/build.sh llama)"
+                  bash "$ROOT/ollama-patch/build.sh" llama ;;
+    esac
 }
 
 system_state() {
@@ -620,7 +626,10 @@ do_uninstall() {
         if ((sysd)); then
             systemctl daemon-reload
             if [[ "${REC[had_unit]:-0}" == 1 ]]; then
-                if [[ "${REC[prev_enabled]:-}" == enabled ]]; then systemctl enable ollama; else systemctl disable ollama || true; fi
+                case "${REC[prev_enabled]:-}" in
+                    enabled) systemctl enable ollama ;;
+                    disabled) systemctl disable ollama || true ;;
+                esac
                 if [[ "${REC[prev_active]:-}" == active ]]; then
                     step "starting the previous ollama service"
                     systemctl start ollama

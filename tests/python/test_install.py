@@ -137,17 +137,20 @@ def plant_stock(dest, version="0.34.4"):
           '[Service]\nEnvironment="OLLAMA_HOST=0.0.0.0"\n', 0o644, t)
 
 
-def systemd_verify(tmp_path, dest, unit="ollama.service"):
+def systemd_verify(tmp_path, dest, binary, unit="ollama.service"):
     """`systemd-analyze verify` of the installed unit, in a root holding the
-    DESTDIR tree and this machine's system units (sysinit.target and the rest
-    that every unit depends on). Returns (exit status, output)."""
+    DESTDIR's /etc, the installed binary (it checks that ExecStart can run) and
+    this machine's system units (sysinit.target and the rest that every unit
+    depends on). Returns (exit status, output, root)."""
     exe = shutil.which("systemd-analyze")
     if exe is None:
         pytest.fail("systemd-analyze is missing: scripts/setup.sh installs the systemd package")
     root = tmp_path / "verify-root"
     if root.exists():
         shutil.rmtree(root)
-    shutil.copytree(dest, root, symlinks=True)
+    shutil.copytree(dest / "etc", root / "etc", symlinks=True)
+    (root / binary).parent.mkdir(parents=True)
+    shutil.copy2(dest / binary, root / binary)
     units = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir())
     shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True, dirs_exist_ok=True)
     res = subprocess.run([exe, "verify", "--man=no", f"--root={root}", unit],
@@ -200,7 +203,7 @@ def test_install_over_stock_and_uninstall_restores_it(tmp_path, build, dest, pro
     # Sorts after AXERA's axcl_host.rules, so that its GROUP is the one that holds.
     assert sorted(["axcl_host.rules", rule.name]) == ["axcl_host.rules", rule.name]
 
-    rc, msg, root = systemd_verify(tmp_path, dest)
+    rc, msg, root = systemd_verify(tmp_path, dest, "usr/local/bin/ollama")
     assert (rc, msg) == (0, ""), msg
     # The check can fail: a unit whose binary cannot run is refused.
     (root / "usr/local/bin/ollama").chmod(0o644)
@@ -237,7 +240,7 @@ def test_fresh_install_with_simulator_leaves_nothing_behind(tmp_path, build, des
     env = values(unit, "Service", "Environment")
     assert '"AXLLM_AXCL_LIB=/opt/ax/lib/axllm/libaxcl_sim.so"' in env
     assert any(e.startswith('"PATH=/opt/ax/bin:') for e in env), env
-    rc, msg, _ = systemd_verify(tmp_path, dest)
+    rc, msg, _ = systemd_verify(tmp_path, dest, "opt/ax/bin/ollama")
     assert (rc, msg) == (0, ""), msg
 
     # No --prefix: it is read back from the installed unit.
