@@ -15,6 +15,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v ninja >/dev/null || need_apt+=(ninja-build)
 command -v git >/dev/null || need_apt+=(git)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)   # verifies the unit scripts/install.sh writes
 if ((${#need_apt[@]})); then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
