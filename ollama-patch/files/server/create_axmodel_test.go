@@ -272,9 +272,9 @@ func TestCreateAXModelInference(t *testing.T) {
 		{
 			name:     "Qwen3.5 from its Hugging Face config",
 			files:    with(map[string]string{"qwen3_tokenizer/config.json": `{"model_type":"qwen3_5","text_config":{}}`}),
+			check:    axChecked(),
 			renderer: "qwen3.5", parser: "qwen3.5", family: "qwen3_5",
-			caps:   []string{"completion", "tools", "thinking"},
-			params: map[string]any{"top_k": float64(1)},
+			caps: []string{"completion", "tools", "thinking"}, defaults: true,
 		},
 		{
 			name: "Qwen3.5 from AXERA's runtime config alone",
@@ -282,9 +282,9 @@ func TestCreateAXModelInference(t *testing.T) {
 				"qwen3_tokenizer/config.json": "",
 				"config.json":                 strings.Replace(axRuntimeConfig, `"Qwen3"`, `"Qwen3_5VL"`, 1),
 			}),
+			check:    axChecked(),
 			renderer: "qwen3.5", parser: "qwen3.5", family: "qwen3_5",
-			caps:   []string{"completion", "tools", "thinking"},
-			params: map[string]any{"top_k": float64(1)},
+			caps: []string{"completion", "tools", "thinking"}, defaults: true,
 		},
 		{
 			name:     "modelfile TEMPLATE wins over inference",
