@@ -15,6 +15,7 @@ simulator. Each part of the import is checked against an independent one:
 """
 
 import json
+import os
 
 import mlx.core as mx
 import numpy as np
@@ -247,20 +248,96 @@ def test_greedy_tokens_equal_the_reference(model_dir, tools, reference, hf_token
 
 # --- through ollama serve --------------------------------------------------
 
-def test_ollama_answers_the_capital_of_france(ollama_bin, tools, model_dir, tmp_path_factory):
+def raising_package(model_dir, out):
+    """The packed model with a chat template that refuses a conversation
+    opening with an assistant turn (raise_exception), as hard links to its
+    files (the client refuses symlinks that lead out of the package)."""
+    for f in model_dir.rglob("*"):
+        if f.is_file():
+            (out / f.relative_to(model_dir)).parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, out / f.relative_to(model_dir))
+    cfg_path = out / "llama_tokenizer/tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = ("{% if messages[0]['role'] == 'assistant' %}"
+                            "{{ raise_exception('A conversation cannot open with the assistant') }}{% endif %}"
+                            + cfg["chat_template"])
+    cfg_path.unlink()
+    cfg_path.write_text(json.dumps(cfg))
+    return out
+
+
+def test_ollama_answers_the_capital_of_france(ollama_bin, tools, model_dir, hf_tokenizer, tmp_path_factory):
+    """Through `ollama serve`: Ollama has no renderer for SmolLM2, so the
+    package's own chat template renders every chat (axllm in the runner),
+    default system prompt included, exactly as transformers renders it."""
     from conftest import Server
-    server = Server(ollama_bin, tools, tmp_path_factory.mktemp("smollm2-serve"))
+    work = tmp_path_factory.mktemp("smollm2-serve")
+    server = Server(ollama_bin, tools, work)
     try:
         server.create("smollm2", model_dir)
+        template = json.loads((model_dir / "llama_tokenizer/tokenizer_config.json").read_text())["chat_template"]
+        assert template == hf_tokenizer.chat_template
+
+        # show says what renders the chats: the package's template, renderer axllm.
+        r = server.post("/api/show", {"model": "smollm2"})
+        r.raise_for_status()
+        show = r.json()
+        assert show["template"] == template
+        assert show["renderer"] == "axllm" and not show.get("parser")
+        assert server.cli("show", "smollm2", "--template").stdout.strip() == template.strip()
+        assert "RENDERER axllm" in server.cli("show", "smollm2", "--modelfile").stdout
+
         question = [{"role": "user", "content": "What is the capital of France?"}]
+        want_prompt = hf_tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
+        want_tokens = len(hf_tokenizer.apply_chat_template(question, tokenize=True, add_generation_prompt=True,
+                                                           return_dict=True)["input_ids"])
+        assert "You are a helpful AI assistant named SmolLM, trained by Hugging Face" in want_prompt
+
+        # The prompt the runner renders is transformers' rendering.
+        r = server.post("/api/chat", {"model": "smollm2", "messages": question, "_debug_render_only": True}, timeout=300)
+        r.raise_for_status()
+        assert r.json()["_debug_info"]["rendered_template"] == want_prompt
+
         r = server.post("/api/chat", {"model": "smollm2", "messages": question, "stream": False,
                                       "options": {"temperature": 0}}, timeout=300)
         r.raise_for_status()
         body = r.json()
         assert "Paris" in body["message"]["content"], body
         assert body["done_reason"] == "stop"
+        assert body["prompt_eval_count"] == want_tokens, (body, want_prompt)
+        answer = body["message"]["content"]
+
+        # The OpenAI-compatible route renders the same prompt.
+        r = server.post("/v1/chat/completions", {"model": "smollm2", "messages": question, "temperature": 0}, timeout=300)
+        r.raise_for_status()
+        body = r.json()
+        assert body["choices"][0]["message"]["content"] == answer
+        assert body["usage"]["prompt_tokens"] == want_tokens
+
+        # /api/generate with a plain prompt is the same single-turn chat; a raw
+        # prompt is passed as it is.
+        r = server.post("/api/generate", {"model": "smollm2", "prompt": "What is the capital of France?",
+                                          "stream": False, "options": {"temperature": 0}}, timeout=300)
+        r.raise_for_status()
+        assert r.json()["prompt_eval_count"] == want_tokens and r.json()["response"] == answer
+        r = server.post("/api/generate", {"model": "smollm2", "prompt": want_prompt, "raw": True,
+                                          "stream": False, "options": {"temperature": 0}}, timeout=300)
+        r.raise_for_status()
+        assert r.json()["response"] == answer
+
         # The CLI, as run.sh uses it.
         out = server.cli("run", "smollm2", "What is the capital of France?", timeout=300).stdout
         assert "Paris" in out, out
+
+        # A template's own refusal is a 400 with its message; the server stays up.
+        server.create("smollm2-strict", raising_package(model_dir, work / "strict"))
+        opening = [{"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Hi"}]
+        r = server.post("/api/chat", {"model": "smollm2-strict", "messages": opening, "stream": False}, timeout=300)
+        assert r.status_code == 400, r.text
+        assert "A conversation cannot open with the assistant" in r.json()["error"]
+        r = server.post("/api/chat", {"model": "smollm2-strict", "messages": question, "stream": False,
+                                      "options": {"temperature": 0}}, timeout=300)
+        r.raise_for_status()
+        assert r.json()["message"]["content"] == answer
     finally:
         server.stop()

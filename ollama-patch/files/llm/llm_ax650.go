@@ -534,12 +534,53 @@ func (s *AX650Server) Embedding(context.Context, string) ([]float32, int, error)
 	return nil, 0, errors.New("AX650 models do not support embeddings")
 }
 
-func (s *AX650Server) Chat(context.Context, ChatRequest, func(ChatResponse)) error {
-	return errors.New("AX650 runner does not support native chat templates")
+// Chat serves a model whose package's own chat template renders its chats
+// (renderer "axllm"): the runner renders the messages with axllm, then
+// completes that prompt. Template errors come back as 400s.
+func (s *AX650Server) Chat(ctx context.Context, req ChatRequest, fn func(ChatResponse)) error {
+	prompt, err := s.ApplyChatTemplate(ctx, req)
+	if err != nil {
+		return err
+	}
+	return s.Completion(ctx, CompletionRequest{
+		Prompt:   prompt,
+		Format:   req.Format,
+		Options:  req.Options,
+		Shift:    req.Shift,
+		Truncate: true,
+		Logprobs: req.Logprobs,
+	}, func(r CompletionResponse) {
+		fn(ChatResponse{
+			Message:               api.Message{Role: "assistant", Content: r.Content},
+			DoneReason:            r.DoneReason,
+			Done:                  r.Done,
+			PromptEvalCount:       r.PromptEvalCount,
+			PromptEvalCachedCount: r.PromptEvalCachedCount,
+			PromptEvalDuration:    r.PromptEvalDuration,
+			EvalCount:             r.EvalCount,
+			EvalDuration:          r.EvalDuration,
+			Logprobs:              r.Logprobs,
+		})
+	})
 }
 
-func (s *AX650Server) ApplyChatTemplate(context.Context, ChatRequest) (string, error) {
-	return "", errors.New("AX650 runner does not support native chat templates")
+// ApplyChatTemplate renders the conversation with the package's own chat
+// template, in the runner (axllm_model_render_chat).
+func (s *AX650Server) ApplyChatTemplate(ctx context.Context, req ChatRequest) (string, error) {
+	resp, err := s.post(ctx, "/v1/chat_template", AX650ChatTemplateRequest{
+		Messages: req.Messages,
+		Tools:    req.Tools,
+		Think:    req.Think,
+	})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out AX650ChatTemplateResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", fmt.Errorf("AX650 runner chat template: %w", err)
+	}
+	return out.Prompt, nil
 }
 
 // ax650LoadFlags are the runner's load-parameter flags from serve's

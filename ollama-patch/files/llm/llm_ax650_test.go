@@ -95,6 +95,22 @@ func fakeRunner(mode string, args []string) int {
 	mux.HandleFunc("POST /v1/detokenize", func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(AX650DetokenizeResponse{Content: "decoded"})
 	})
+	mux.HandleFunc("POST /v1/chat_template", func(w http.ResponseWriter, r *http.Request) {
+		var req AX650ChatTemplateRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if mode == "badtemplate" {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(AX650Error{Status: 400, Axllm: AxllmErrChatTemplate, Message: "the model's chat template: roles must alternate"})
+			return
+		}
+		// The prompt names what the runner received, for the test to check.
+		var b strings.Builder
+		for _, m := range req.Messages {
+			fmt.Fprintf(&b, "[%s]%s", m.Role, m.Content)
+		}
+		fmt.Fprintf(&b, "|tools=%d|think=%v", len(req.Tools), req.Think != nil && req.Think.Bool())
+		_ = json.NewEncoder(w).Encode(AX650ChatTemplateResponse{Prompt: b.String()})
+	})
 	if err := http.ListenAndServe("127.0.0.1:"+port, mux); err != nil {
 		fmt.Fprintln(os.Stderr, "fake runner:", err)
 		return 1
@@ -316,5 +332,60 @@ func TestAX650LoadFlagsFromServeEnvironment(t *testing.T) {
 	}
 	if got := ax650LoadFlags(func(string) string { return "" }); len(got) != 0 {
 		t.Errorf("no environment: %q", got)
+	}
+}
+
+// A model rendered with its package's own template: Chat sends the messages
+// to the runner, which renders them, and completes what it rendered; a
+// template's refusal is a 400 with its message, and nothing is generated.
+func TestAX650ServerChatRendersInTheRunner(t *testing.T) {
+	t.Setenv("OLLAMA_LOAD_TIMEOUT", "20s")
+	s := newFakeAX650Server(t, "ok")
+	if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	req := ChatRequest{
+		Messages: []api.Message{{Role: "system", Content: "S"}, {Role: "user", Content: "Q"}},
+		Tools:    api.Tools{{Type: "function", Function: api.ToolFunction{Name: "f"}}},
+		Think:    &api.ThinkValue{Value: false},
+	}
+	prompt, err := s.ApplyChatTemplate(t.Context(), req)
+	if want := "[system]S[user]Q|tools=1|think=false"; err != nil || prompt != want {
+		t.Fatalf("ApplyChatTemplate = %q, %v; want %q", prompt, err, want)
+	}
+	var content strings.Builder
+	var final ChatResponse
+	err = s.Chat(t.Context(), req, func(r ChatResponse) {
+		if r.Message.Role != "assistant" {
+			t.Errorf("role %q", r.Message.Role)
+		}
+		content.WriteString(r.Message.Content)
+		if r.Done {
+			final = r
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fake runner echoes the prompt it completes after "Hello".
+	if want := "Hello " + prompt; content.String() != want {
+		t.Errorf("content %q, want %q", content.String(), want)
+	}
+	if !final.Done || final.DoneReason != DoneReasonLength || final.PromptEvalCount != 3 || final.EvalCount != 2 {
+		t.Errorf("final response %+v", final)
+	}
+
+	bad := newFakeAX650Server(t, "badtemplate")
+	if _, err := bad.Load(t.Context(), ml.SystemInfo{}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	err = bad.Chat(t.Context(), req, func(ChatResponse) { called = true })
+	var se api.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 400 || !strings.Contains(se.ErrorMessage, "roles must alternate") {
+		t.Errorf("err = %#v, want a 400 with the template's message", err)
+	}
+	if called {
+		t.Error("a refused chat generated")
 	}
 }

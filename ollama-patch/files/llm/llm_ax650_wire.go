@@ -113,3 +113,19 @@ type AX650DetokenizeRequest struct {
 type AX650DetokenizeResponse struct {
 	Content string `json:"content"`
 }
+
+// AX650ChatTemplateRequest is the body of POST /v1/chat_template: a
+// conversation for the runner to render with the package's own chat template
+// (axllm_model_render_chat), for models created with renderer "axllm".
+type AX650ChatTemplateRequest struct {
+	Messages []api.Message `json:"messages"`
+	Tools    api.Tools     `json:"tools,omitempty"`
+	// Think is Ollama's think flag; it reaches the template as
+	// enable_thinking when set.
+	Think *api.ThinkValue `json:"think,omitempty"`
+}
+
+// AX650ChatTemplateResponse answers POST /v1/chat_template.
+type AX650ChatTemplateResponse struct {
+	Prompt string `json:"prompt"`
+}

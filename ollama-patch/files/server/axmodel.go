@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,6 +26,14 @@ import (
 // IsAXModel reports whether the model is an AX650 package run on the NPU.
 func (m *Model) IsAXModel() bool {
 	return m.Config.ModelFormat == axmodelFormat
+}
+
+// axmodelOwnTemplate reports whether the model's chats are rendered with its
+// package's own chat template by axllm in the runner (renderer "axllm"):
+// Ollama then serves them as it serves a GGUF model's Jinja template, through
+// the runner's Chat and ApplyChatTemplate (the native chat mode).
+func axmodelOwnTemplate(m *Model) bool {
+	return m != nil && m.IsAXModel() && m.Config.Renderer == axllmRenderer
 }
 
 // newAX650Server is the scheduler's default newAXServerFn. It is cheap (the
@@ -177,6 +186,9 @@ func axmodelShowInfo(name model.Name, m *Model, resp *api.ShowResponse) *api.Sho
 		}
 	}
 	set("context_length", m.Config.ContextLen)
+	// What renders the chats: Ollama's renderer and parser, or "axllm" (the
+	// package's own template, which is then the template shown).
+	resp.Renderer, resp.Parser = m.Config.Renderer, m.Config.Parser
 
 	mf, err := manifest.ParseNamedManifest(name)
 	if err != nil {
@@ -203,6 +215,9 @@ func axmodelShowInfo(name model.Name, m *Model, resp *api.ShowResponse) *api.Sho
 			}
 		}
 	}
+	if axmodelOwnTemplate(m) {
+		resp.Template = axmodelPackageTemplate(mf.Layers)
+	}
 	set("block_count", hf.NumHiddenLayers)
 	set("embedding_length", hf.HiddenSize)
 	set("attention.head_count", hf.NumAttentionHeads)
@@ -210,4 +225,50 @@ func axmodelShowInfo(name model.Name, m *Model, resp *api.ShowResponse) *api.Sho
 	set("vocab_size", hf.VocabSize)
 	resp.ModelInfo["axmodel.file_count"] = count
 	return resp
+}
+
+// axmodelPackageTemplate is the package's own chat template, for show: the
+// chat_template of its tokenizer_config.json (a string, or the list entry
+// named "default", else the first), else its chat_template.jinja, looked for
+// at the top level first and then one directory down, as axllm reads it.
+func axmodelPackageTemplate(layers []manifest.Layer) string {
+	byDepth := slices.Clone(layers)
+	slices.SortStableFunc(byDepth, func(a, b manifest.Layer) int {
+		return strings.Count(a.Name, "/") - strings.Count(b.Name, "/")
+	})
+	for _, l := range byDepth {
+		if path.Base(l.Name) != "tokenizer_config.json" || strings.Count(l.Name, "/") > 1 {
+			continue
+		}
+		var c struct {
+			ChatTemplate json.RawMessage `json:"chat_template"`
+		}
+		if readAXModelJSON(l.Digest, &c) != nil || len(c.ChatTemplate) == 0 {
+			continue
+		}
+		var text string
+		if json.Unmarshal(c.ChatTemplate, &text) == nil && text != "" {
+			return text
+		}
+		var named []struct {
+			Name     string `json:"name"`
+			Template string `json:"template"`
+		}
+		if json.Unmarshal(c.ChatTemplate, &named) == nil && len(named) > 0 {
+			for _, t := range named {
+				if t.Name == "default" {
+					return t.Template
+				}
+			}
+			return named[0].Template
+		}
+	}
+	for _, l := range byDepth {
+		if path.Base(l.Name) == "chat_template.jinja" && strings.Count(l.Name, "/") <= 1 {
+			if b, err := readAXModelBlob(l.Digest); err == nil {
+				return string(b)
+			}
+		}
+	}
+	return ""
 }

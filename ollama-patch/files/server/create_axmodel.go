@@ -29,7 +29,6 @@ import (
 	"github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/manifest"
 	"github.com/ollama/ollama/model/parsers"
-	"github.com/ollama/ollama/template"
 	"github.com/ollama/ollama/thinking"
 	"github.com/ollama/ollama/types/model"
 	"github.com/ollama/ollama/x/ax650runner"
@@ -38,6 +37,10 @@ import (
 const (
 	axmodelFormat        = "axmodel"
 	mediaTypeAXModelJSON = "application/vnd.ollama.image.json"
+	// axllmRenderer is the renderer of AX650 models whose chats are rendered
+	// with the package's own (Jinja) chat template by axllm in the runner,
+	// rather than by one of Ollama's renderers or Go templates.
+	axllmRenderer = "axllm"
 	// axmodelMaxJSONBytes bounds the JSON files read while creating a model.
 	axmodelMaxJSONBytes = 64 << 20
 )
@@ -163,8 +166,13 @@ func axmodelLayersFromFiles(r *api.CreateRequest, config *model.ConfigV2, fn fun
 		case renderer != "":
 			config.Renderer, config.Parser = renderer, parser
 			fn(api.ProgressResponse{Status: fmt.Sprintf("using renderer %s and parser %s", renderer, parser)})
+		case info.ChatTemplate != "":
+			// No built-in renderer for this family: chats are rendered with
+			// the package's own chat template, by axllm in the runner.
+			config.Renderer = axllmRenderer
+			fn(api.ProgressResponse{Status: fmt.Sprintf("using the package's own chat template (renderer %s)", axllmRenderer)})
 		default:
-			axmodelNamedTemplate(r, info.ChatTemplate, fn)
+			fn(api.ProgressResponse{Status: "warning: the package has no chat template; add TEMPLATE, or RENDERER and PARSER, to the Modelfile"})
 		}
 	}
 
@@ -238,32 +246,6 @@ func axmodelChatFormat(family, chatTemplate string) (renderer, parser string) {
 		}
 	}
 	return "", ""
-}
-
-// axmodelNamedTemplate looks the package's chat template up among Ollama's
-// Go templates (as GGUF imports do) and sets it, with its stop strings, as
-// the request's TEMPLATE.
-func axmodelNamedTemplate(r *api.CreateRequest, chatTemplate string, fn func(api.ProgressResponse)) {
-	const hint = "warning: no chat format is known for this model; add TEMPLATE, or RENDERER and PARSER, to the Modelfile"
-	if chatTemplate == "" {
-		fn(api.ProgressResponse{Status: hint})
-		return
-	}
-	t, err := template.Named(chatTemplate)
-	if err != nil {
-		fn(api.ProgressResponse{Status: hint})
-		return
-	}
-	fn(api.ProgressResponse{Status: fmt.Sprintf("using autodetected template %s", t.Name)})
-	r.Template = string(t.Bytes)
-	if t.Parameters != nil && len(t.Parameters.Stop) > 0 {
-		if r.Parameters == nil {
-			r.Parameters = make(map[string]any)
-		}
-		if _, ok := r.Parameters["stop"]; !ok {
-			r.Parameters["stop"] = t.Parameters.Stop
-		}
-	}
 }
 
 // axmodelCapabilities: every AX650 model completes text; the parser adds

@@ -272,9 +272,9 @@ func TestCreateAXModelInference(t *testing.T) {
 		{
 			name:     "Qwen3.5 from its Hugging Face config",
 			files:    with(map[string]string{"qwen3_tokenizer/config.json": `{"model_type":"qwen3_5","text_config":{}}`}),
+			check:    axChecked(),
 			renderer: "qwen3.5", parser: "qwen3.5", family: "qwen3_5",
-			caps:   []string{"completion", "tools", "thinking"},
-			params: map[string]any{"top_k": float64(1)},
+			caps: []string{"completion", "tools", "thinking"}, defaults: true,
 		},
 		{
 			name: "Qwen3.5 from AXERA's runtime config alone",
@@ -282,9 +282,9 @@ func TestCreateAXModelInference(t *testing.T) {
 				"qwen3_tokenizer/config.json": "",
 				"config.json":                 strings.Replace(axRuntimeConfig, `"Qwen3"`, `"Qwen3_5VL"`, 1),
 			}),
+			check:    axChecked(),
 			renderer: "qwen3.5", parser: "qwen3.5", family: "qwen3_5",
-			caps:   []string{"completion", "tools", "thinking"},
-			params: map[string]any{"top_k": float64(1)},
+			caps: []string{"completion", "tools", "thinking"}, defaults: true,
 		},
 		{
 			name:     "modelfile TEMPLATE wins over inference",
@@ -315,13 +315,37 @@ func TestCreateAXModelInference(t *testing.T) {
 			defaults: true,
 		},
 		{
-			name:     "llama with a known template",
+			// No built-in renderer for Llama: the package's own template,
+			// rendered by axllm in the runner, not Ollama's closest Go template.
+			name:     "llama renders with the package's own template",
 			files:    with(map[string]string{"qwen3_tokenizer/config.json": `{"model_type":"llama"}`}),
 			check:    checked(func(i *ax650runner.PackageInfo) { i.ChatTemplate, i.SamplingDefaults = axLlama3Template, nil }),
+			renderer: axllmRenderer, family: "llama",
+			caps: []string{"completion"},
+		},
+		{
+			name:     "modelfile TEMPLATE wins over the package's own template",
+			files:    with(map[string]string{"qwen3_tokenizer/config.json": `{"model_type":"llama"}`}),
+			check:    checked(func(i *ax650runner.PackageInfo) { i.ChatTemplate, i.SamplingDefaults = axLlama3Template, nil }),
+			req:      api.CreateRequest{Template: "{{ .Prompt }} custom"},
 			family:   "llama",
 			caps:     []string{"completion"},
-			params:   map[string]any{"stop": []any{"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
-			template: "<|start_header_id|>",
+			template: "custom",
+		},
+		{
+			name:     "modelfile RENDERER axllm for a family with a built-in renderer",
+			files:    base,
+			check:    axChecked(),
+			req:      api.CreateRequest{Renderer: axllmRenderer},
+			renderer: axllmRenderer, family: "qwen3",
+			caps: []string{"completion"}, defaults: true,
+		},
+		{
+			name:   "no chat template: nothing is guessed",
+			files:  with(map[string]string{"qwen3_tokenizer/config.json": `{"model_type":"llama"}`}),
+			check:  checked(func(i *ax650runner.PackageInfo) { i.ChatTemplate, i.SamplingDefaults = "", nil }),
+			family: "llama",
+			caps:   []string{"completion"},
 		},
 		{name: "quantize refused", files: base, check: axChecked(), req: api.CreateRequest{Quantize: "int8"}, wantCode: 400, wantError: "cannot be quantized"},
 		{name: "adapters refused", files: base, check: axChecked(), req: api.CreateRequest{Adapters: map[string]string{"a.gguf": "sha256:" + strings.Repeat("0", 64)}}, wantCode: 400, wantError: "LoRA adapters are no longer supported"},
@@ -376,6 +400,13 @@ func TestCreateAXModelInference(t *testing.T) {
 			}
 			if tc.req.System != "" && m.System != tc.req.System {
 				t.Errorf("system %q", m.System)
+			}
+			wantMode := chatExecutionModeRendered
+			if tc.renderer == axllmRenderer {
+				wantMode = chatExecutionModeNative
+			}
+			if got := chatModeForModel(m); got != wantMode {
+				t.Errorf("chat mode %v, want %v", got, wantMode)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -303,5 +304,104 @@ func TestAXModelNumCtxIsTheCompiledContext(t *testing.T) {
 				t.Errorf("num_ctx %d reached the runner, want the compiled 255", mock.CompletionRequest.Options.NumCtx)
 			}
 		})
+	}
+}
+
+// newOwnTemplateServer creates "tiny" from a Llama package with a chat
+// template: renderer axllm, chats rendered by the runner.
+func newOwnTemplateServer(t *testing.T, mock *mockRunner) *Server {
+	t.Helper()
+	gin.SetMode(gin.TestMode)
+	t.Setenv("OLLAMA_MODELS", t.TempDir())
+	info := axChecked()
+	info.ChatTemplate = axLlama3Template
+	useAXCheck(t, info, nil)
+	files := maps.Clone(axLayouts()["axllm"])
+	files["qwen3_tokenizer/config.json"] = `{"model_type":"llama"}`
+	cfg, _ := json.Marshal(map[string]any{"chat_template": axLlama3Template})
+	files["qwen3_tokenizer/tokenizer_config.json"] = string(cfg)
+	var creator Server
+	if code, body := createAX(t, &creator, api.CreateRequest{Model: "tiny", System: "be brief", Files: axPackage(t, files)}); code != http.StatusOK {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	return newServerWithMockRunner(t, mock)
+}
+
+// A model rendered with its package's own template: chat sends the messages
+// (the Modelfile's system prompt first) to the runner's Chat, generate
+// renders through ApplyChatTemplate and completes the result, raw generate
+// passes its prompt, a template's refusal is a 400, and show gives the
+// package's template.
+func TestAXModelOwnTemplate(t *testing.T) {
+	mock := &mockRunner{
+		contextLength: 255,
+		CompletionFn:  streamed("Paris."),
+		ChatFn: func(_ context.Context, _ llm.ChatRequest, fn func(llm.ChatResponse)) error {
+			fn(llm.ChatResponse{Message: api.Message{Role: "assistant", Content: "Paris."}})
+			fn(llm.ChatResponse{Done: true, DoneReason: llm.DoneReasonStop, PromptEvalCount: 37, EvalCount: 2})
+			return nil
+		},
+		TemplateFn: func(_ context.Context, r llm.ChatRequest) (string, error) {
+			return "rendered:" + r.Messages[len(r.Messages)-1].Content, nil
+		},
+	}
+	s := newOwnTemplateServer(t, mock)
+	stream := false
+
+	w := createRequest(t, s.ChatHandler, api.ChatRequest{Model: "tiny", Stream: &stream,
+		Messages: []api.Message{{Role: "user", Content: "capital of France?"}}, Think: &api.ThinkValue{Value: false}})
+	if w.Code != http.StatusOK {
+		t.Fatalf("chat: %d %s", w.Code, w.Body)
+	}
+	var chat api.ChatResponse
+	if err := json.NewDecoder(w.Body).Decode(&chat); err != nil {
+		t.Fatal(err)
+	}
+	if chat.Message.Content != "Paris." || chat.PromptEvalCount != 37 || chat.DoneReason != "stop" {
+		t.Errorf("chat response %+v", chat)
+	}
+	want := []api.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "capital of France?"}}
+	if !slices.EqualFunc(mock.ChatRequest.Messages, want, func(a, b api.Message) bool { return a.Role == b.Role && a.Content == b.Content }) {
+		t.Errorf("messages to the runner %+v", mock.ChatRequest.Messages)
+	}
+	if mock.ChatRequest.Think == nil || mock.ChatRequest.Think.Bool() || mock.ChatRequest.Options.NumCtx != 255 {
+		t.Errorf("think %v options %+v", mock.ChatRequest.Think, mock.ChatRequest.Options)
+	}
+
+	// Thinking and tools need a parser, which such a model has not.
+	w = createRequest(t, s.ChatHandler, api.ChatRequest{Model: "tiny", Stream: &stream,
+		Messages: []api.Message{{Role: "user", Content: "hi"}}, Think: &api.ThinkValue{Value: true}})
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "does not support thinking") {
+		t.Errorf("think true: %d %s", w.Code, w.Body)
+	}
+
+	w = createRequest(t, s.GenerateHandler, api.GenerateRequest{Model: "tiny", Prompt: "capital?", Stream: &stream})
+	if w.Code != http.StatusOK {
+		t.Fatalf("generate: %d %s", w.Code, w.Body)
+	}
+	if mock.CompletionRequest.Prompt != "rendered:capital?" || mock.ChatRequest.Messages[0].Content != "be brief" {
+		t.Errorf("generate prompt %q from %+v", mock.CompletionRequest.Prompt, mock.ChatRequest.Messages)
+	}
+	w = createRequest(t, s.GenerateHandler, api.GenerateRequest{Model: "tiny", Prompt: "as it is", Raw: true, Stream: &stream})
+	if w.Code != http.StatusOK || mock.CompletionRequest.Prompt != "as it is" {
+		t.Errorf("raw generate: %d %s, prompt %q", w.Code, w.Body, mock.CompletionRequest.Prompt)
+	}
+
+	mock.ChatFn = func(context.Context, llm.ChatRequest, func(llm.ChatResponse)) error {
+		return api.StatusError{StatusCode: http.StatusBadRequest, ErrorMessage: "the model's chat template: roles must alternate"}
+	}
+	w = createRequest(t, s.ChatHandler, api.ChatRequest{Model: "tiny", Stream: &stream,
+		Messages: []api.Message{{Role: "assistant", Content: "hi"}}})
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "roles must alternate") {
+		t.Errorf("template error: %d %s", w.Code, w.Body)
+	}
+
+	w = createRequest(t, s.ShowHandler, api.ShowRequest{Model: "tiny"})
+	var show api.ShowResponse
+	if err := json.NewDecoder(w.Body).Decode(&show); err != nil {
+		t.Fatal(err)
+	}
+	if show.Template != axLlama3Template || show.Renderer != axllmRenderer || show.Parser != "" || !strings.Contains(show.Modelfile, "RENDERER axllm\n") {
+		t.Errorf("show: template %q renderer %q parser %q\n%s", show.Template, show.Renderer, show.Parser, show.Modelfile)
 	}
 }

@@ -111,6 +111,14 @@ type Diagnoser interface {
 	Diagnostics() (json.RawMessage, error)
 }
 
+// ChatRenderer is an engine that renders a conversation with the model's
+// own chat template (axllm_model_render_chat): request is the JSON object
+// the library takes (messages, tools, add_generation_prompt and the
+// template's own variables such as enable_thinking).
+type ChatRenderer interface {
+	RenderChat(request []byte) (string, error)
+}
+
 // Generation is one running generation.
 type Generation interface {
 	// Next returns the next piece of text (whole UTF-8 characters, stop

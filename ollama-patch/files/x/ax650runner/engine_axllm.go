@@ -155,6 +155,27 @@ func (e *axllmEngine) Diagnostics() (json.RawMessage, error) {
 	}
 }
 
+// RenderChat implements ChatRenderer: axllm_model_render_chat.
+func (e *axllmEngine) RenderChat(request []byte) (string, error) {
+	creq := C.CString(string(request))
+	defer C.free(unsafe.Pointer(creq))
+	buf := make([]byte, 4096)
+	for {
+		var n C.size_t
+		err := call("axllm_model_render_chat", func() C.axllm_status {
+			return C.axllm_model_render_chat(e.model, creq, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
+		})
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n)+1 > len(buf) {
+			buf = make([]byte, int(n)+1)
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+}
+
 func (e *axllmEngine) Tokenize(text string) ([]int32, error) {
 	ctext := C.CString(text)
 	defer C.free(unsafe.Pointer(ctext))
@@ -311,6 +332,7 @@ func headerStatuses() map[llm.AxllmStatus]int {
 		llm.AxllmOk:                    int(C.AXLLM_OK),
 		llm.AxllmErrInvalidArgument:    int(C.AXLLM_ERR_INVALID_ARGUMENT),
 		llm.AxllmErrBufferTooSmall:     int(C.AXLLM_ERR_BUFFER_TOO_SMALL),
+		llm.AxllmErrChatTemplate:       int(C.AXLLM_ERR_CHAT_TEMPLATE),
 		llm.AxllmErrRuntimeUnavailable: int(C.AXLLM_ERR_RUNTIME_UNAVAILABLE),
 		llm.AxllmErrBadPackage:         int(C.AXLLM_ERR_BAD_PACKAGE),
 		llm.AxllmErrPromptTooLong:      int(C.AXLLM_ERR_PROMPT_TOO_LONG),

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/llm"
 )
 
@@ -250,5 +251,28 @@ func TestStatusesMatchTheHeader(t *testing.T) {
 		if int(s) != c {
 			t.Errorf("%s is %d in Go but %d in axllm.h", s, int(s), c)
 		}
+	}
+}
+
+// The package's own template through the C ABI: the simulator's Qwen3
+// package renders ChatML; a request axllm cannot render is its
+// AXLLM_ERR_CHAT_TEMPLATE, which the runner reports as a 400.
+func TestAXLLMEngineRenderChat(t *testing.T) {
+	e := loadTestEngine(t)
+	r := NewRunner(e)
+	prompt, err := r.RenderChat(llm.AX650ChatTemplateRequest{Messages: []api.Message{{Role: "user", Content: "hello"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(prompt, "<|im_start|>user\nhello<|im_end|>") || !strings.HasSuffix(prompt, "<|im_start|>assistant\n") {
+		t.Errorf("prompt %q", prompt)
+	}
+	_, err = e.(ChatRenderer).RenderChat([]byte(`{"messages": "not a list"}`))
+	var ee *EngineError
+	if !errors.As(err, &ee) || ee.Status != llm.AxllmErrChatTemplate {
+		t.Fatalf("err = %v, want AXLLM_ERR_CHAT_TEMPLATE", err)
+	}
+	if we := wireError(r.engineError(err)); we.Status != 400 || !strings.Contains(we.Message, "messages") {
+		t.Errorf("wire error %+v", we)
 	}
 }

@@ -3,6 +3,7 @@ package ax650runner
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -116,6 +117,9 @@ func (r *Runner) engineError(err error) error {
 	case llm.AxllmErrInvalidArgument:
 		re.status = http.StatusBadRequest
 		re.err = fmt.Errorf("invalid request: %s", ee.Message)
+	case llm.AxllmErrChatTemplate:
+		re.status = http.StatusBadRequest
+		re.err = fmt.Errorf("the model's chat template: %s", ee.Message)
 	case llm.AxllmErrOutOfMemory:
 		re.err = fmt.Errorf("AX650 NPU out of memory: %s", ee.Message)
 	case llm.AxllmErrRuntimeFailure, llm.AxllmErrDeviceLost, llm.AxllmErrRuntimeUnavailable, llm.AxllmErrPanic:
@@ -312,4 +316,73 @@ func (r *Runner) Detokenize(tokens []int) (string, error) {
 		return "", r.engineError(err)
 	}
 	return text, nil
+}
+
+// chatTemplateMessage is a message as Hugging Face chat templates read it.
+type chatTemplateMessage struct {
+	Role       string                 `json:"role"`
+	Content    string                 `json:"content"`
+	Reasoning  string                 `json:"reasoning_content,omitempty"`
+	ToolCalls  []chatTemplateToolCall `json:"tool_calls,omitempty"`
+	Name       string                 `json:"name,omitempty"`
+	ToolCallID string                 `json:"tool_call_id,omitempty"`
+}
+
+type chatTemplateToolCall struct {
+	ID       string               `json:"id,omitempty"`
+	Type     string               `json:"type"`
+	Function chatTemplateFunction `json:"function"`
+}
+
+type chatTemplateFunction struct {
+	Name      string `json:"name"`
+	Arguments any    `json:"arguments"`
+}
+
+// chatTemplateRequest is axllm_model_render_chat's request for an Ollama
+// conversation: the messages in the Hugging Face form (tool calls with
+// their arguments as an object, a tool result's name), the tools as
+// Ollama's OpenAI-style function list, add_generation_prompt, and
+// enable_thinking when the request sets think.
+func chatTemplateRequest(req llm.AX650ChatTemplateRequest) ([]byte, error) {
+	msgs := make([]chatTemplateMessage, len(req.Messages))
+	for i, m := range req.Messages {
+		msgs[i] = chatTemplateMessage{Role: m.Role, Content: m.Content, Reasoning: m.Thinking, Name: m.ToolName, ToolCallID: m.ToolCallID}
+		for _, tc := range m.ToolCalls {
+			msgs[i].ToolCalls = append(msgs[i].ToolCalls, chatTemplateToolCall{
+				ID: tc.ID, Type: "function",
+				Function: chatTemplateFunction{Name: tc.Function.Name, Arguments: tc.Function.Arguments},
+			})
+		}
+	}
+	body := map[string]any{"messages": msgs, "add_generation_prompt": true}
+	if len(req.Tools) > 0 {
+		body["tools"] = req.Tools
+	}
+	if req.Think != nil {
+		body["enable_thinking"] = req.Think.Bool()
+	}
+	return json.Marshal(body)
+}
+
+// RenderChat renders a conversation with the package's own chat template.
+// A template that refuses the conversation (raise_exception) or a package
+// without a template is the request's error (400).
+func (r *Runner) RenderChat(req llm.AX650ChatTemplateRequest) (string, error) {
+	cr, ok := r.engine.(ChatRenderer)
+	if !ok {
+		return "", badRequest("this AX650 engine cannot render chat templates")
+	}
+	if len(req.Messages) == 0 {
+		return "", badRequest("a chat needs at least one message")
+	}
+	body, err := chatTemplateRequest(req)
+	if err != nil {
+		return "", badRequest("bad chat: %v", err)
+	}
+	prompt, err := cr.RenderChat(body)
+	if err != nil {
+		return "", r.engineError(err)
+	}
+	return prompt, nil
 }

@@ -2,6 +2,7 @@ package ax650runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
@@ -491,5 +492,88 @@ func TestDetokenizeRange(t *testing.T) {
 		if _, err := r.Detokenize(bad); wireError(err).Status != 400 {
 			t.Errorf("Detokenize(%v) = %v, want a 400", bad, err)
 		}
+	}
+}
+
+// renderingEngine is a fakeEngine that renders chats: it records the request
+// axllm would get and answers as the template would, or refuses as a
+// template's raise_exception does.
+type renderingEngine struct {
+	*fakeEngine
+	got []byte
+	err error
+}
+
+func (e *renderingEngine) RenderChat(request []byte) (string, error) {
+	e.got = request
+	if e.err != nil {
+		return "", e.err
+	}
+	return "rendered", nil
+}
+
+func TestRunnerRenderChat(t *testing.T) {
+	e := &renderingEngine{fakeEngine: newFake()}
+	r := NewRunner(e)
+	args := api.NewToolCallFunctionArguments()
+	args.Set("city", "Paris")
+	req := llm.AX650ChatTemplateRequest{
+		Messages: []api.Message{
+			{Role: "user", Content: "weather?"},
+			{Role: "assistant", Thinking: "look it up", ToolCalls: []api.ToolCall{{ID: "c1", Function: api.ToolCallFunction{Name: "get_weather", Arguments: args}}}},
+			{Role: "tool", Content: "sunny", ToolName: "get_weather", ToolCallID: "c1"},
+		},
+		Tools: api.Tools{{Type: "function", Function: api.ToolFunction{Name: "get_weather", Description: "weather"}}},
+		Think: &api.ThinkValue{Value: true},
+	}
+	prompt, err := r.RenderChat(req)
+	if err != nil || prompt != "rendered" {
+		t.Fatalf("RenderChat = %q, %v", prompt, err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(e.got, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"messages": []any{
+			map[string]any{"role": "user", "content": "weather?"},
+			map[string]any{"role": "assistant", "content": "", "reasoning_content": "look it up", "tool_calls": []any{
+				map[string]any{"id": "c1", "type": "function", "function": map[string]any{"name": "get_weather", "arguments": map[string]any{"city": "Paris"}}},
+			}},
+			map[string]any{"role": "tool", "content": "sunny", "name": "get_weather", "tool_call_id": "c1"},
+		},
+		"tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "get_weather", "description": "weather",
+			"parameters": map[string]any{"type": "", "properties": nil}}}},
+		"add_generation_prompt": true,
+		"enable_thinking":       true,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("request to axllm (-want +got):\n%s", diff)
+	}
+
+	// Without think, the template's own default applies: no enable_thinking.
+	if _, err := r.RenderChat(llm.AX650ChatTemplateRequest{Messages: req.Messages[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(e.got), "enable_thinking") || strings.Contains(string(e.got), "tools") {
+		t.Errorf("request %s sets enable_thinking or tools", e.got)
+	}
+
+	// A template's refusal is the client's error, with the template's message.
+	e.err = &EngineError{Call: "axllm_model_render_chat", Status: llm.AxllmErrChatTemplate, Message: "Conversation roles must alternate"}
+	_, err = r.RenderChat(req)
+	we := wireError(err)
+	if we.Status != http.StatusBadRequest || we.Axllm != llm.AxllmErrChatTemplate || !strings.Contains(we.Message, "Conversation roles must alternate") {
+		t.Errorf("error %+v, want a 400 with the template's message", we)
+	}
+	if r.Broken() != nil {
+		t.Error("a template error broke the runner")
+	}
+
+	if _, err := r.RenderChat(llm.AX650ChatTemplateRequest{}); wireError(err).Status != http.StatusBadRequest {
+		t.Errorf("no messages: %v", err)
+	}
+	if _, err := NewRunner(newFake()).RenderChat(req); wireError(err).Status != http.StatusBadRequest {
+		t.Errorf("an engine without a renderer: %v", err)
 	}
 }

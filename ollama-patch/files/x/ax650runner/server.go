@@ -276,6 +276,23 @@ func (s *server) handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, llm.AX650TokenizeResponse{Tokens: tokens})
 	})
+	mux.HandleFunc("POST /v1/chat_template", func(w http.ResponseWriter, req *http.Request) {
+		r, ok := s.readyRunner(w)
+		if !ok {
+			return
+		}
+		var in llm.AX650ChatTemplateRequest
+		if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
+			writeError(w, badRequest("bad chat template request: %v", err))
+			return
+		}
+		prompt, err := r.RenderChat(in)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, llm.AX650ChatTemplateResponse{Prompt: prompt})
+	})
 	mux.HandleFunc("POST /v1/detokenize", func(w http.ResponseWriter, req *http.Request) {
 		r, ok := s.readyRunner(w)
 		if !ok {
