@@ -455,6 +455,15 @@ func (s *AX650Server) Close() error {
 	return nil
 }
 
+// AX650StopTimeout is how long serve waits for a runner to stop before it
+// kills it. A stopping runner cancels its requests, closes its connections at
+// once, waits for its handlers (the token or prefill chunk in progress; at
+// most ax650runner.DrainTimeout, 5 s, if the runtime hangs), then frees the
+// model: the device reset and axclFinalize, well under a second. 15 s is
+// three times the runner's bound, so only a runner that is hung (or stopped
+// by SIGSTOP) is killed.
+const AX650StopTimeout = 15 * time.Second
+
 // stop ends the current subprocess, politely first.
 func (s *AX650Server) stop() {
 	s.mu.Lock()
@@ -471,10 +480,14 @@ func (s *AX650Server) stop() {
 	} else {
 		cmd.Process.Signal(os.Interrupt)
 	}
+	start := time.Now()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
-		slog.Warn("AX650 runner did not stop, killing it", "model", s.name, "pid", cmd.Process.Pid)
+		slog.Info("AX650 runner stopped", "model", s.name, "pid", cmd.Process.Pid, "took", time.Since(start).Round(time.Millisecond))
+	case <-time.After(AX650StopTimeout):
+		// The device may be left allocated and the runtime unfinalised.
+		slog.Error("AX650 runner did not stop in time, killing it: the NPU may not have been released",
+			"model", s.name, "pid", cmd.Process.Pid, "waited", AX650StopTimeout)
 		cmd.Process.Kill()
 		<-done
 	}
