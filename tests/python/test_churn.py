@@ -8,6 +8,8 @@ AX650_STOP_ROUNDS sets the number of stops (default 100); raise it by hand."""
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conftest import pack
+from conftest import ROOT, pack
 from test_reliability import PROMPT, SLOW, released, serving, stream, wait_until
 
 STOP_ROUNDS = int(os.environ.get("AX650_STOP_ROUNDS", "100"))
@@ -212,3 +214,21 @@ def test_a_model_removed_while_requests_wait_for_it_is_a_404(ollama_bin, tools, 
                 assert r.status_code == 404 and "not found" in r.json()["error"], r.text
         r = s.post("/api/generate", {"model": "other", "prompt": "hi", "stream": False})
         assert r.status_code == 404, r.text
+
+
+# ---- the soak, short -------------------------------------------------------------------------
+
+
+def test_short_churn_soak(ollama_bin, tools):
+    # scripts/soak.py for 15 s: three models, one loaded at a time, stops,
+    # rm + create and runner kills during traffic. It fails on a kill by
+    # serve, a clean exit without reset + finalize, an unexpected failure or
+    # a leak; a longer run by hand: scripts/soak.py --seconds 600 --clients 16.
+    res = subprocess.run([sys.executable, ROOT / "scripts/soak.py", "--ollama", ollama_bin, "--sim", tools["sim"],
+                          "--pack", tools["pack"], "--seconds", "15", "--clients", "6", "--models", "3"],
+                         capture_output=True, text=True, timeout=300)
+    print(res.stdout)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert "0 killed by serve" in res.stdout, res.stdout
+    served = int(re.search(r"(\d+) served", res.stdout).group(1))
+    assert served > 0, res.stdout

@@ -108,7 +108,10 @@ func (s *AX650Server) Load(ctx context.Context, _ ml.SystemInfo, _ []ml.DeviceIn
 		return nil, nil
 	}
 	s.stop()
-	if s.removed(s.name) {
+	// The runner's own message when the manifest was missing as it started:
+	// the model may have been created again since.
+	msg := err.Error()
+	if s.removed(s.name) || (strings.Contains(msg, "reading the manifest of "+s.name+": ") && strings.Contains(msg, "no such file or directory")) {
 		// `ollama rm` while the request waited: a missing manifest or blob
 		// is a removed model (404), as it is for the requests that follow.
 		return nil, fmt.Errorf("model %s was removed while the request waited (%v): %w", s.name, err, os.ErrNotExist)
