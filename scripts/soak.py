@@ -168,7 +168,7 @@ class Soak:
 
     def client(self, seed):
         rng = random.Random(seed)
-        while time.monotonic() < self.deadline:
+        while time.monotonic() < self.deadline and self.proc.poll() is None:
             outcome, why = self.request(rng)
             with self.lock:
                 self.outcomes[outcome] += 1
@@ -177,12 +177,15 @@ class Soak:
 
     def chaos_loop(self, seed):
         rng = random.Random(seed)
-        while time.monotonic() + self.args.chaos_every < self.deadline:
+        while time.monotonic() + self.args.chaos_every < self.deadline and self.proc.poll() is None:
             time.sleep(self.args.chaos_every)
             action = rng.choice(["stop", "stop", "rm+create", "kill"])
             if action == "stop":
                 name = rng.choice(self.models)
-                httpx.post(self.url + "/api/generate", json={"model": name, "keep_alive": 0}, timeout=120)
+                try:
+                    httpx.post(self.url + "/api/generate", json={"model": name, "keep_alive": 0}, timeout=120)
+                except httpx.HTTPError as e:
+                    print(f"soak: stopping {name}: {e}", file=sys.stderr)
             elif action == "rm+create":
                 name = rng.choice(self.models[1:] or self.models)
                 subprocess.run([self.args.ollama, "rm", name], env=self.env, capture_output=True)
@@ -193,9 +196,12 @@ class Soak:
                 if not pids:
                     continue
                 pid = rng.choice(pids)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue  # it stopped meanwhile
                 with self.lock:
                     self.killed_by_soak.add(pid)
-                os.kill(pid, signal.SIGKILL)
             self.chaos[action] += 1
 
     def run(self):
@@ -207,8 +213,8 @@ class Soak:
             before = self.figures()
             self.deadline = time.monotonic() + self.args.seconds
             start = time.monotonic()
-            threads = [threading.Thread(target=self.client, args=(i,)) for i in range(self.args.clients)]
-            threads.append(threading.Thread(target=self.chaos_loop, args=(self.args.seed,)))
+            threads = [threading.Thread(target=self.client, args=(i,), daemon=True) for i in range(self.args.clients)]
+            threads.append(threading.Thread(target=self.chaos_loop, args=(self.args.seed,), daemon=True))
             for t in threads:
                 t.start()
             for t in threads:
