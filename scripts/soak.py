@@ -177,9 +177,12 @@ class Soak:
 
     def chaos_loop(self, seed):
         rng = random.Random(seed)
+        actions = ["stop", "kill", "rm+create", "stop"]  # in turn: a short run has each
+        i = 0
         while time.monotonic() + self.args.chaos_every < self.deadline and self.proc.poll() is None:
             time.sleep(self.args.chaos_every)
-            action = rng.choice(["stop", "stop", "rm+create", "kill"])
+            action = actions[i % len(actions)]
+            i += 1
             if action == "stop":
                 name = rng.choice(self.models)
                 try:
