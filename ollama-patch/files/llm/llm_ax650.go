@@ -45,12 +45,12 @@ type AX650Server struct {
 	name     string // the model's short name; also what ModelPath returns
 	estimate uint64 // summed file sizes, used until the runner reports its memory
 
-	exe    string   // the executable to start; tests substitute a fake runner
-	env    []string // extra environment for the subprocess
+	exe string   // the executable to start; tests substitute a fake runner
+	env []string // extra environment for the subprocess
 	// removed reports whether the model was removed (`ollama rm`); tests
 	// substitute it.
 	removed func(name string) bool
-	client *http.Client
+	client  *http.Client
 
 	reloadMu sync.Mutex // one reload after a runner died
 
