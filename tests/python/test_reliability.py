@@ -331,7 +331,7 @@ def test_malformed_and_absurd_requests_are_refused_or_handled(ollama_bin, tools,
             assert r.status_code == 400 and "invalid request" in r.json()["error"], (options, r.text)
         # Values that disable a sampler or are out of range but harmless: served.
         for options in [{"top_k": -5}, {"top_p": 1e30}, {"top_p": -3}, {"min_p": -3},
-                        {"repeat_last_n": 1 << 40}, {"seed": -99}, {"seed": 1 << 70}, {"num_keep": -5},
+                        {"repeat_last_n": 1 << 40}, {"num_keep": -5},
                         {"num_keep": 10**9}, {"presence_penalty": 1e38, "frequency_penalty": -1e38},
                         {"stop": ["x" * 100_000] * 10}, {"stop": [""]}]:
             r = gen({**options, "num_predict": 4})
@@ -340,9 +340,15 @@ def test_malformed_and_absurd_requests_are_refused_or_handled(ollama_bin, tools,
         # beyond int32 (it must not wrap around to a small number).
         limit = gen({"num_predict": -5, "temperature": 0}).json()
         assert limit["done_reason"] == "length" and limit["eval_count"] > 100, limit
-        for n in [1 << 32, (1 << 32) + 1, 10**12, 1 << 63]:
+        for n in [1 << 32, (1 << 32) + 1, 10**12, (1 << 63) - 1]:
             r = gen({"num_predict": n, "temperature": 0})
             assert r.status_code == 200 and r.json()["eval_count"] == limit["eval_count"], (n, r.text)
+        # Seeds are deterministic or refused (issue #19): below -1 (axllm would
+        # take it as random) and integers beyond int64 (a float would wrap them).
+        for options, msg in [({"seed": -99}, "invalid seed -99"), ({"seed": 1 << 70}, "out of range"),
+                             ({"num_predict": 1 << 63}, "out of range")]:
+            r = gen({"num_predict": 4, **options})
+            assert r.status_code == 400 and msg in r.json()["error"], (options, r.text)
         # A 20 MB prompt is truncated to fit the context.
         r = s.post("/api/generate", {"model": "tiny", "prompt": "word " * (4 * MiB), "stream": False,
                                      "options": {"num_predict": 2}}, timeout=300)

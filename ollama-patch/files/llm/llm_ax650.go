@@ -24,7 +24,9 @@ import (
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/envconfig"
 	"github.com/ollama/ollama/format"
+	"github.com/ollama/ollama/manifest"
 	"github.com/ollama/ollama/ml"
+	"github.com/ollama/ollama/types/model"
 )
 
 // ErrAX650NotBuilt is returned when an AX650 (axmodel) model is loaded by an
@@ -43,9 +45,14 @@ type AX650Server struct {
 	name     string // the model's short name; also what ModelPath returns
 	estimate uint64 // summed file sizes, used until the runner reports its memory
 
-	exe    string   // the executable to start; tests substitute a fake runner
-	env    []string // extra environment for the subprocess
-	client *http.Client
+	exe string   // the executable to start; tests substitute a fake runner
+	env []string // extra environment for the subprocess
+	// removed reports whether the model was removed (`ollama rm`); tests
+	// substitute it.
+	removed func(name string) bool
+	client  *http.Client
+
+	reloadMu sync.Mutex // one reload after a runner died
 
 	mu      sync.Mutex
 	closed  bool
@@ -79,6 +86,7 @@ func newAX650Server(name string, estimate uint64) *AX650Server {
 		name:     name,
 		estimate: estimate,
 		client:   &http.Client{Transport: &http.Transport{Proxy: nil, DisableCompression: true}},
+		removed:  manifestGone,
 		pid:      -1,
 		done:     make(chan struct{}),
 	}
@@ -100,6 +108,14 @@ func (s *AX650Server) Load(ctx context.Context, _ ml.SystemInfo, _ []ml.DeviceIn
 		return nil, nil
 	}
 	s.stop()
+	// The runner's own message when the manifest was missing as it started:
+	// the model may have been created again since.
+	msg := err.Error()
+	if s.removed(s.name) || (strings.Contains(msg, "reading the manifest of "+s.name+": ") && strings.Contains(msg, "no such file or directory")) {
+		// `ollama rm` while the request waited: a missing manifest or blob
+		// is a removed model (404), as it is for the requests that follow.
+		return nil, fmt.Errorf("model %s was removed while the request waited (%v): %w", s.name, err, os.ErrNotExist)
+	}
 	if errors.Is(err, AxllmErrOutOfMemory) {
 		if requireFull {
 			slog.Info("AX650 model does not fit next to the loaded models", "model", s.name, "error", err)
@@ -109,6 +125,12 @@ func (s *AX650Server) Load(ctx context.Context, _ ml.SystemInfo, _ []ml.DeviceIn
 		return nil, fmt.Errorf("AX650 NPU out of memory loading %s: %w", s.name, err)
 	}
 	return nil, err
+}
+
+// manifestGone reports whether the model's manifest is gone.
+func manifestGone(name string) bool {
+	_, err := manifest.ParseNamedManifest(model.ParseName(name))
+	return errors.Is(err, os.ErrNotExist)
 }
 
 func (s *AX650Server) start() error {
@@ -256,7 +278,30 @@ func (s *AX650Server) exitError(when string) error {
 	if last := lastNonEmptyLine(output.LastError()); last != "" {
 		msg += ": " + last
 	}
-	return errors.New(msg)
+	return &runnerExitError{msg}
+}
+
+// errAX650RunnerExited matches (errors.Is) the error of a request whose
+// runner exited under it.
+var errAX650RunnerExited = errors.New("AX650 runner exited")
+
+type runnerExitError struct{ msg string }
+
+func (e *runnerExitError) Error() string        { return e.msg }
+func (e *runnerExitError) Is(target error) bool { return target == errAX650RunnerExited }
+
+// reload starts a runner again after the one with process id pid died, unless
+// another request has done so already, and waits until it has loaded the model.
+func (s *AX650Server) reload(ctx context.Context, pid int) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if s.Pid() == pid {
+		s.stop() // reaps the dead runner and removes its directory
+		if err := s.start(); err != nil {
+			return err
+		}
+	}
+	return s.waitLoaded(ctx)
 }
 
 func (s *AX650Server) url(path string) string {
@@ -378,8 +423,12 @@ func (s *AX650Server) transportError(ctx context.Context, err error) error {
 
 // Completion streams a completion from the runner. Exactly one response has
 // Done set; callbacks come from this goroutine.
+//
+// A request the runner had not begun to answer when it died (one queued
+// behind the generation it was serving) is retried once on a runner started
+// again; the request it was serving fails with the runner's exit.
 func (s *AX650Server) Completion(ctx context.Context, req CompletionRequest, fn func(CompletionResponse)) error {
-	resp, err := s.post(ctx, "/v1/completions", AX650CompletionRequest{
+	body := AX650CompletionRequest{
 		Prompt:     req.Prompt,
 		Format:     req.Format,
 		MediaCount: len(req.Media),
@@ -388,7 +437,16 @@ func (s *AX650Server) Completion(ctx context.Context, req CompletionRequest, fn 
 		Shift:      req.Shift,
 		LeadingBOS: req.LeadingBOS,
 		Logprobs:   req.Logprobs,
-	})
+	}
+	pid := s.Pid()
+	resp, err := s.post(ctx, "/v1/completions", body)
+	if errors.Is(err, errAX650RunnerExited) && ctx.Err() == nil {
+		slog.Warn("AX650 runner died before it answered a request; loading the model again to retry it once", "model", s.name, "pid", pid, "error", err)
+		if rerr := s.reload(ctx, pid); rerr != nil {
+			return fmt.Errorf("%w; loading the model again failed: %v", err, rerr)
+		}
+		resp, err = s.post(ctx, "/v1/completions", body)
+	}
 	if err != nil {
 		return err
 	}
@@ -455,6 +513,15 @@ func (s *AX650Server) Close() error {
 	return nil
 }
 
+// AX650StopTimeout is how long serve waits for a runner to stop before it
+// kills it. A stopping runner cancels its requests, closes its connections at
+// once, waits for its handlers (the token or prefill chunk in progress; at
+// most ax650runner.DrainTimeout, 5 s, if the runtime hangs), then frees the
+// model: the device reset and axclFinalize, well under a second. 15 s is
+// three times the runner's bound, so only a runner that is hung (or stopped
+// by SIGSTOP) is killed.
+const AX650StopTimeout = 15 * time.Second
+
 // stop ends the current subprocess, politely first.
 func (s *AX650Server) stop() {
 	s.mu.Lock()
@@ -471,10 +538,14 @@ func (s *AX650Server) stop() {
 	} else {
 		cmd.Process.Signal(os.Interrupt)
 	}
+	start := time.Now()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
-		slog.Warn("AX650 runner did not stop, killing it", "model", s.name, "pid", cmd.Process.Pid)
+		slog.Info("AX650 runner stopped", "model", s.name, "pid", cmd.Process.Pid, "took", time.Since(start).Round(time.Millisecond))
+	case <-time.After(AX650StopTimeout):
+		// The device may be left allocated and the runtime unfinalised.
+		slog.Error("AX650 runner did not stop in time, killing it: the NPU may not have been released",
+			"model", s.name, "pid", cmd.Process.Pid, "waited", AX650StopTimeout)
 		cmd.Process.Kill()
 		<-done
 	}

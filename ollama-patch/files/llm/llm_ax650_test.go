@@ -127,8 +127,20 @@ func newFakeAX650Server(t *testing.T, mode string) *AX650Server {
 	s := newAX650Server("tiny:latest", 1000)
 	s.exe = exe
 	s.env = []string{fakeRunnerEnv + "=" + mode}
+	s.removed = func(string) bool { return false }
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// A load that fails because the model was removed meanwhile is a missing
+// model (the routes answer 404), whatever the runner said.
+func TestAX650ServerLoadOfARemovedModel(t *testing.T) {
+	s := newFakeAX650Server(t, "badmodel")
+	s.removed = func(name string) bool { return name == "tiny:latest" }
+	_, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false)
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "model tiny:latest was removed") {
+		t.Errorf("Load = %v, want a missing model", err)
+	}
 }
 
 func TestAX650ServerLifecycle(t *testing.T) {

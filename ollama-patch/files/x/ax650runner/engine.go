@@ -103,6 +103,14 @@ type Engine interface {
 	Close()
 }
 
+// Canceller is implemented by an engine that can cancel the generation
+// holding the NPU even while Begin is still prefilling its prompt
+// (axllm_model_cancel); Generation.Cancel only reaches it once Begin has
+// returned.
+type Canceller interface {
+	CancelCurrent()
+}
+
 // Diagnoser is the test bed's interface, apart from Engine: an engine that
 // has it reports its runtime's diagnostics (axllm_model_diagnostics: on the
 // simulator its call counters and live device allocations) as JSON, which

@@ -258,6 +258,10 @@ func (e *axllmEngine) Begin(tokens []int32, p Params) (Generation, error) {
 	return &axllmGeneration{handle: g, buf: make([]byte, 1024)}, nil
 }
 
+// CancelCurrent implements Canceller: axllm_model_cancel is thread-safe and
+// returns at once; a prefill in progress stops within one chunk.
+func (e *axllmEngine) CancelCurrent() { C.axllm_model_cancel(e.model) }
+
 func (e *axllmEngine) Close() {
 	e.once.Do(func() { C.axllm_model_free(e.model) })
 }

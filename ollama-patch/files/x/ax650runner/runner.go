@@ -143,6 +143,10 @@ func validate(req *llm.AX650CompletionRequest) error {
 	if formatSet(req.Format) {
 		return badRequest("format is not supported for AX650 models yet")
 	}
+	if o := req.Options; o != nil && o.Seed < -1 {
+		// axllm takes any negative seed as "random": only -1 means that in Ollama.
+		return badRequest("invalid seed %d: use -1 for a random seed, or 0 to 9223372036854775807", o.Seed)
+	}
 	return nil
 }
 
@@ -155,8 +159,10 @@ func clampInt32(v int) int {
 // paramsFor maps Ollama's options onto axllm's.
 func paramsFor(o *api.Options) Params {
 	numPredict := clampInt32(o.NumPredict)
-	if numPredict < 0 {
-		numPredict = -1 // -1 (no limit) and -2 (fill the context) both run to the context limit
+	if numPredict <= 0 {
+		// -1 (no limit), -2 (fill the context) and 0 (no limit, as
+		// Ollama's runners treat it) all run to the context limit.
+		numPredict = -1
 	}
 	return Params{
 		Temperature:      o.Temperature,
@@ -232,8 +238,18 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 	}
 	defer r.sem.Release(1)
 
+	// Begin prefills the prompt, which can take a while: a cancel (the
+	// client gone, the runner stopping) must reach it too.
+	stopBegin := func() bool { return false }
+	if c, ok := r.engine.(Canceller); ok {
+		stopBegin = context.AfterFunc(ctx, c.CancelCurrent)
+	}
 	gen, err := r.engine.Begin(tokens, paramsFor(opts))
+	stopBegin()
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return r.engineError(err)
 	}
 	defer gen.End()

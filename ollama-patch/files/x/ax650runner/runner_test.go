@@ -336,6 +336,9 @@ func TestCompletionValidation(t *testing.T) {
 		{"schema format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`{"type":"object"}`)}, 400, "format is not supported"},
 		{"null format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`null`)}, 0, ""},
 		{"nil options", llm.AX650CompletionRequest{Prompt: "p"}, 0, ""},
+		{"seed -2", llm.AX650CompletionRequest{Prompt: "p", Options: &api.Options{Seed: -2}}, 400, "invalid seed -2: use -1 for a random seed"},
+		{"seed -1", llm.AX650CompletionRequest{Prompt: "p", Options: &api.Options{Seed: -1}}, 0, ""},
+		{"seed 2^63-1", llm.AX650CompletionRequest{Prompt: "p", Options: &api.Options{Seed: math.MaxInt64}}, 0, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -426,9 +429,15 @@ func TestParamsClampToInt32(t *testing.T) {
 	if p.NumPredict != math.MaxInt32 || p.TopK != math.MaxInt32 || p.RepeatLastN != math.MinInt32 {
 		t.Errorf("params %+v: want num_predict and top_k MaxInt32, repeat_last_n MinInt32", p)
 	}
-	o.NumPredict = -(1 << 40)
-	if p := paramsFor(&o); p.NumPredict != -1 {
-		t.Errorf("num_predict %d, want -1 (no limit)", p.NumPredict)
+	for _, n := range []int{-(1 << 40), -2, 0} {
+		o.NumPredict = n
+		if p := paramsFor(&o); p.NumPredict != -1 {
+			t.Errorf("num_predict %d became %d, want -1 (no limit)", n, p.NumPredict)
+		}
+	}
+	o.Seed = math.MaxInt64
+	if p := paramsFor(&o); p.Seed != math.MaxInt64 {
+		t.Errorf("seed %d, want 2^63-1", p.Seed)
 	}
 }
 

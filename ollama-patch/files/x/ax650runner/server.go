@@ -152,22 +152,72 @@ func Execute(args []string) error {
 		// axllm_model_load cannot be interrupted; the process exit frees it.
 		return nil
 	}
+	start := time.Now()
 	cancelRequests()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = httpServer.Shutdown(shutdownCtx)
+	s.shutdown(httpServer, DrainTimeout)
 	if r := s.getRunner(); r != nil {
 		r.engine.Close()
-		slog.Info("AX650 model freed, device released")
+		slog.Info("AX650 model freed, device released", "stop_took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
 
+// DrainTimeout bounds how long a stopping runner waits for its handlers to
+// return once their requests are cancelled. A cancelled generation ends
+// after the token or prefill chunk in progress (milliseconds on the card), so
+// the bound is only reached if the runtime hangs; the model is freed after it
+// either way (axllm_model_free waits for the generation to end). Together
+// with freeing the model this is the runner's worst-case stop, which
+// `ollama serve` outwaits before it kills a runner (llm.AX650StopTimeout).
+const DrainTimeout = 5 * time.Second
+
+// shutdown stops serving at once and waits (at most timeout) for the
+// handlers still running; their requests must already be cancelled.
+//
+// http.Server.Shutdown is not used: it waits for every connection to go
+// idle and treats a connection that has not sent its first request yet as
+// busy for 5 s. Ollama's HTTP client dials such spare connections when
+// requests overlap, so a stop under load took exactly 5 s, and `ollama serve`
+// (then as patient as that) killed the runner before it freed the device.
+// Close drops listeners and every connection (idle, new or active) now.
+func (s *server) shutdown(httpServer *http.Server, timeout time.Duration) {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	_ = httpServer.Close()
+	done := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		slog.Error("AX650 runner: a request did not end in time after it was cancelled; freeing the model anyway", "waited", timeout)
+	}
+}
+
 // server is the runner's HTTP face.
 type server struct {
-	mu     sync.Mutex
-	state  llm.AX650Status
-	runner *Runner
+	mu       sync.Mutex
+	state    llm.AX650Status
+	runner   *Runner
+	stopping bool // no new request may start
+
+	handlers sync.WaitGroup // requests being served
+}
+
+// track counts a request in handlers; false (and a 503) once the runner is
+// stopping, so no request starts on a model about to be freed.
+func (s *server) track(w http.ResponseWriter) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		writeJSON(w, http.StatusServiceUnavailable, llm.AX650Error{Status: http.StatusServiceUnavailable, Message: "the AX650 runner is stopping"})
+		return false
+	}
+	s.handlers.Add(1)
+	return true
 }
 
 func (s *server) progress(loaded, total uint32) {
@@ -310,7 +360,13 @@ func (s *server) handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, llm.AX650DetokenizeResponse{Content: text})
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !s.track(w) {
+			return
+		}
+		defer s.handlers.Done()
+		mux.ServeHTTP(w, req)
+	})
 }
 
 func (s *server) readyRunner(w http.ResponseWriter) (*Runner, bool) {

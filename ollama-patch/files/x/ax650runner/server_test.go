@@ -3,17 +3,20 @@ package ax650runner
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/manifest"
@@ -306,5 +309,58 @@ func TestMaterializeRejects(t *testing.T) {
 	}
 	if _, err := ModelFiles("linked"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("ModelFiles with a missing blob: %v, want not exist", err)
+	}
+}
+
+// The runner's stop under load: a streaming request and a spare connection
+// that never sent a request (Ollama's client dials those when requests
+// overlap; http.Server.Shutdown waited 5 s for each). shutdown cancels the
+// generation, closes every connection and returns once the handler has
+// ended the generation, so the model can be freed; later requests are refused.
+func TestServerShutdownUnderLoad(t *testing.T) {
+	f := newFake("a", "b")
+	f.block = true // generates until cancelled
+	s := &server{}
+	s.ready(f)
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: s.handler(), BaseContext: func(net.Listener) context.Context { return reqCtx }}
+	go hs.Serve(ln)
+	url := "http://" + ln.Addr().String()
+
+	spare, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spare.Close()
+
+	resp, err := http.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"p"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.Contains(line, `"a"`) {
+		t.Fatalf("first chunk %q %v", line, err)
+	}
+
+	cancelRequests()
+	s.shutdown(hs, time.Minute)
+	if f.cancelled.Load() != 1 || f.ended.Load() != 1 || f.active.Load() != 0 {
+		t.Errorf("after shutdown: %d cancelled, %d ended, %d active generations", f.cancelled.Load(), f.ended.Load(), f.active.Load())
+	}
+	// The spare connection is closed, not left open for its first request.
+	_ = spare.SetReadDeadline(time.Now().Add(time.Minute))
+	if n, err := spare.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("spare connection: read %d bytes, %v", n, err)
+	}
+	// A request that reaches the handler now is refused before it starts.
+	w := post(t, s.handler(), "/v1/completions", llm.AX650CompletionRequest{Prompt: "p"})
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "stopping") {
+		t.Errorf("request after shutdown: %d %s", w.Code, w.Body)
 	}
 }
