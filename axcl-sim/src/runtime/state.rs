@@ -45,6 +45,8 @@ pub(super) struct Runtime {
     pub engine: Engine,
     /// Live stream handles.
     pub streams: std::collections::HashSet<u64>,
+    /// Live `axclrtMallocHost` blocks (host memory: not freed by a device reset).
+    pub host: super::host::HostBlocks,
 }
 
 /// The simulated card.
@@ -198,6 +200,7 @@ impl Global {
         c.live_allocations = rt.map_or(0, |rt| rt.device.memory.live_allocations());
         c.live_bytes = rt.map_or(0, |rt| rt.device.memory.live_bytes());
         c.live_models = rt.map_or(0, |rt| rt.engine.live_models());
+        c.live_host_blocks = rt.map_or(0, |rt| rt.host.live_blocks());
         c
     }
 }
