@@ -268,6 +268,25 @@ fn load_model(cx: &Entered<'_>, pkg: &PackageDir, path: &Path, method: LoadMetho
     }
 }
 
+/// The memory guard (`guard`) on this package: the usage of every model file
+/// against the card's free CMM; skipped when the runtime lacks either query.
+fn guard_before_load(
+    cx: &Entered<'_>,
+    device: &Arc<Device>,
+    pkg: &PackageDir,
+    layer_files: &[std::path::PathBuf],
+    post_file: &Path,
+    floor_mb: u64,
+) -> Result<()> {
+    let Some((_, free)) = device.cmm()? else { return Ok(()) };
+    let mut usages = Vec::with_capacity(layer_files.len() + 1);
+    for path in layer_files.iter().map(|p| p.as_path()).chain(std::iter::once(post_file)) {
+        let Some(bytes) = EngineModel::cmm_usage(cx, &pkg.confine(path)?, path)? else { return Ok(()) };
+        usages.push((path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()), bytes));
+    }
+    super::guard::check(free, &usages, super::guard::Extra::default(), floor_mb)
+}
+
 /// What a hybrid model's load needs beyond the files.
 #[derive(Debug, Clone, Default)]
 pub struct HybridLoad {
@@ -309,8 +328,10 @@ impl Resident {
         schedule: Schedule,
         hybrid: &HybridLoad,
         progress: &mut dyn FnMut(LoadProgress),
+        floor_mb: u64,
     ) -> Result<Resident> {
         let cx = device.enter()?;
+        guard_before_load(&cx, device, pkg, layer_files, post_file, floor_mb)?;
         let total = layer_files.len() + 1;
         let mut models = Vec::with_capacity(layer_files.len());
         for (i, path) in layer_files.iter().enumerate() {
@@ -344,6 +365,13 @@ impl Resident {
         progress(LoadProgress { loaded: total, total });
 
         let (h, d, t) = (geo.hidden, geo.kv_dim, geo.chunk);
+        // The guard again, now that the geometry is known: the K/V of the full
+        // layers and the logits, before any of our buffers is allocated.
+        if let Some((_, free)) = device.cmm()? {
+            let full = kinds.iter().filter(|k| **k == LayerKind::Full).count() as u64;
+            let buffers = full * 2 * (geo.kv_rows * d * 2) as u64 + (vocab * 2) as u64 + (t * h * 2 * 2) as u64;
+            super::guard::check(free, &[], super::guard::Extra { buffers, kv_slots: 0 }, floor_mb)?;
+        }
         let max = |name: &str, groups: &mut dyn Iterator<Item = u32>| groups.map(|g| geo.tensor_size(g, name)).max().unwrap_or(0);
         let dec_mask = max(names::MASK, &mut geo.decode.iter().map(|g| g.index));
         let pre_mask = max(names::MASK, &mut geo.prefill.iter().map(|g| g.index));

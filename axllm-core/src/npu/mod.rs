@@ -13,6 +13,8 @@ mod stream;
 
 pub use engine::{EngineIo, EngineModel, GroupInfo, TensorInfo};
 pub use memory::DeviceBuffer;
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))]
+pub use memory::HostBuffer;
 pub use runtime::{Device, Entered, Runtime};
 pub use stream::Stream;
 
