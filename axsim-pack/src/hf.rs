@@ -40,7 +40,7 @@ impl Family {
             Family::Qwen3 => "qwen3",
             Family::Qwen2 => "qwen2",
             Family::Llama => "llama",
-            // AXERA's Qwen3.5 packages (contract §10.1).
+            // AXERA's Qwen3.5 packages (hardware-facts: F27).
             Family::Qwen35 => "qwen3_5_text",
         }
     }

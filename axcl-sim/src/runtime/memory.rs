@@ -11,7 +11,7 @@ use super::state::{global, pay, pay_async};
 use super::stream;
 use axcl_sys::rt;
 
-/// The card takes allocation sizes as 32-bit values (INFERRED limit, from the card-side worker's interface).
+/// The card takes allocation sizes as 32-bit values (INFERRED limit, hardware-facts: F16).
 const MAX_ALLOC: u64 = u32::MAX as u64;
 
 fn bad(message: String) -> SimError {

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The id of the one simulated card (bus-derived ids are not 0-based; 129 is typical).
+/// The id of the one simulated card (bus-derived ids are not 0-based; 129 is typical; hardware-facts: F3).
 pub(super) const DEVICE_ID: i32 = 129;
 
 /// Environment variable whose configuration text `axclInit` applies.
@@ -82,7 +82,7 @@ pub(super) fn global() -> MutexGuard<'static, Global> {
 }
 
 /// Serialises engine calls, including their simulated latency (one NPU job at a
-/// time, like the card-side engine worker's mutex).
+/// time, like the card-side engine worker's mutex; hardware-facts: F26).
 pub(super) fn engine_lock() -> MutexGuard<'static, ()> {
     static ENGINE: Mutex<()> = Mutex::new(());
     ENGINE.lock()

@@ -83,7 +83,7 @@ impl Linear {
     }
 }
 
-/// The gate masks of the linear layers (contract §10.4).
+/// The gate masks of the linear layers (hardware-facts: F30).
 struct Gates {
     /// All 1.0, written once at load: every decode group's gate.
     decode: DeviceBuffer,
@@ -291,7 +291,7 @@ fn guard_before_load(
 #[derive(Debug, Clone, Default)]
 pub struct HybridLoad {
     /// The layer kinds the package's config names, if it names them; else
-    /// each layer's IO tells (contract §10.2).
+    /// each layer's IO tells (hardware-facts: F28).
     pub kinds: Option<Vec<LayerKind>>,
     /// Snapshot slots to allocate when the model has linear layers.
     pub snapshot_slots: usize,
@@ -317,7 +317,7 @@ impl Resident {
     /// other, allocates and zeroes the buffers and binds every IO once.
     ///
     /// In a hybrid model the first full-attention layer is the reference for
-    /// the context and prefill geometry (contract §10.2); every other full
+    /// the context and prefill geometry (hardware-facts: F28); every other full
     /// layer must match it and every linear layer must fit it.
     pub fn load(
         device: &Arc<Device>,
@@ -459,7 +459,7 @@ impl Resident {
         Ok(())
     }
 
-    /// Zeroes every linear layer's state: the state before any token (contract §10.5).
+    /// Zeroes every linear layer's state: the state before any token (hardware-facts: F31).
     pub fn zero_linear_state(&self) -> Result<()> {
         let cx = self.device.enter()?;
         for (k, v, _, _) in self.layers.iter().filter_map(Layer::state) {
@@ -586,7 +586,7 @@ impl Resident {
 }
 
 /// Each layer's kind: the config's when it names them (each checked against
-/// the layer's IO), else the IO's (contract §10.2).
+/// the layer's IO), else the IO's (hardware-facts: F28).
 fn layer_kinds(files: &[std::path::PathBuf], models: &[EngineModel], config: Option<&[LayerKind]>) -> Result<Vec<LayerKind>> {
     files
         .iter()
