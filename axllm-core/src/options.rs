@@ -33,8 +33,8 @@ pub struct LoadOptions {
     /// (the default: what the vendor runner assumes).
     pub inferred: Inferred,
     /// CMM (MiB) the memory guard keeps free for the runtime when it checks,
-    /// before loading, that the model fits; `None`:
-    /// [`crate::engine::guard::DEFAULT_FLOOR_MB`].
+    /// before loading, that the model fits; `None`: 128 MiB, the vendor
+    /// runner's `mem_guard_floor_mb` default.
     pub mem_guard_floor_mb: Option<u64>,
 }
 
