@@ -115,7 +115,7 @@ fn optional_functions_behave_as_documented() {
             OK,
             "a copy that runs past the pinned block is refused"
         );
-        let pageable = vec![0u8; 64];
+        let pageable = [0u8; 64];
         assert_eq!((api.axclrtMemcpy)(cached, pageable.as_ptr().cast(), 64, rt::AXCL_MEMCPY_HOST_TO_DEVICE as i32), OK);
         assert_eq!(counters().pinned_copies, before + 2, "heap memory is pageable, and accepted");
         assert_eq!(counters().live_host_blocks, 1);

@@ -4,13 +4,15 @@
 //! scheduler treats as "does not fit") instead of halfway through a load
 //! (hardware-facts: F10, F11, F12).
 //!
-//! Needed = `axclrtEngineGetUsage` of every layer file and the post model
-//! + the buffers the load allocates when known in advance ([`Extra`])
-//! + a floor kept free for the runtime itself.
+//! Needed: the sum of `axclrtEngineGetUsage` of every layer file and the post
+//! model, plus the buffers the load allocates when known in advance
+//! ([`Extra`]), plus a floor kept free for the runtime itself.
+//!
 //! `Resident::load` asks twice: before the first file reaches the card (the
 //! model files), and once the files are loaded and the geometry is known,
 //! before any of our buffers is allocated (the K/V of the full layers, the
 //! logits and the prefill hidden states).
+//!
 //! A runtime without `axclrtGetDeviceProperties` or `axclrtEngineGetUsage`
 //! (older stacks) skips the guard: the load then fails, if it must, at the
 //! call that runs out, with the same error kind.

@@ -319,6 +319,7 @@ impl Resident {
     /// In a hybrid model the first full-attention layer is the reference for
     /// the context and prefill geometry (hardware-facts: F28); every other full
     /// layer must match it and every linear layer must fit it.
+    #[allow(clippy::too_many_arguments)] // the load's parts, each from a different source
     pub fn load(
         device: &Arc<Device>,
         pkg: &PackageDir,
