@@ -1,7 +1,7 @@
 //! The conformance kit for hybrid (Qwen3.5) packages: runs a package's first
 //! linear-attention and first full-attention layer on the card (or the
-//! simulator) with chosen inputs and reports what the contract marks INFERRED
-//! (§10.10, §12.4), each as a measurement and a verdict:
+//! simulator) with chosen inputs and reports what docs/hardware-facts.md marks INFERRED
+//! (F34, F23), each as a measurement and a verdict:
 //!
 //! * the state tensors: dims, reported dtype and bytes;
 //! * whether a linear layer reads `indices` (the same chunk with other positions);
@@ -12,7 +12,7 @@
 //! * whether every prefill group of a linear layer computes the same.
 //!
 //! Every tensor is bound to its own buffer of the exact size, one IO object
-//! per group (the binding pattern known to work on the card, contract §12.4).
+//! per group (the binding pattern known to work on the card, hardware-facts: F23).
 //! The engine's settings for these facts live in `axllm_core::engine::inferred`.
 //!
 //! `cargo run --release --example conform -- <model dir> [--device N] [--json]`

@@ -1,5 +1,5 @@
 //! The runtime's contract for Qwen3.5 layer files, through the exported C
-//! symbols (contract §10.3–10.5, §10.10): what the IO info reports for each
+//! symbols (hardware-facts: F29–F31, F34): what the IO info reports for each
 //! layer kind, the state in and out of linear layers, gate masks, and the
 //! behaviours a test can switch (padding, indices, unwritten outputs, costs).
 

@@ -9,6 +9,11 @@
  *   - axcl-sim exports exactly these symbols, type-checked against the same
  *     bindgen output at compile time.
  *
+ * The functions after the "optional" marker below are resolved one by one: older
+ * runtimes (V3.6.x stacks) may lack some of them, and axllm-core falls back
+ * without them (docs/hardware-facts.md, F20). Everything before the marker is
+ * required.
+ *
  * Regenerate the Rust bindings after editing: `cargo run -p xtask -- bindings`.
  */
 #ifndef AXLLM_AXCL_RT_H
@@ -83,6 +88,28 @@ typedef int32_t axclrtEngineDataType;
 #define AXCL_DATA_TYPE_BF16 14
 #define AXCL_DATA_TYPE_FP32 15
 #define AXCL_DATA_TYPE_FP64 16
+
+typedef int32_t axclrtEngineDataLayout;
+#define AXCL_DATA_LAYOUT_NONE 0
+#define AXCL_DATA_LAYOUT_NHWC 1
+#define AXCL_DATA_LAYOUT_NCHW 2
+
+/* What a card reports about itself. Memory sizes are in KB. 240 bytes on LP64. */
+typedef struct axclrtDeviceProperties {
+    char swVersion[64];
+    uint64_t uid;
+    uint32_t pciDomain;
+    uint32_t pciBusID;
+    uint32_t pciDeviceID;
+    int32_t temperature;
+    uint32_t totalMemSize;
+    uint32_t freeMemSize;
+    uint32_t totalCmmSize;
+    uint32_t freeCmmSize;
+    uint32_t cpuLoading;
+    uint32_t npuLoading;
+    uint32_t reserved[32];
+} axclrtDeviceProperties;
 
 /* ---- composed error codes ---------------------------------------------
  * code = 0x80000000 | (module & 0x7F) << 24 | 0x30 << 16 | sub << 8 | id
@@ -192,6 +219,42 @@ axclError axclrtMemcpyAsync(void *dstPtr, const void *srcPtr, size_t count, axcl
 /* Queues the execution with the IO object's bindings as they are now. */
 axclError axclrtEngineExecuteAsync(uint64_t modelId, uint64_t contextId, uint32_t group, axclrtEngineIO io,
                                    axclrtStream stream);
+
+/* ==== optional: resolved one by one (older runtimes may lack them) ======= */
+
+/* ---- identification ----------------------------------------------------- */
+
+/* The SoC name, for example "AX650N"; a static string. */
+const char *axclrtGetSocName(void);
+axclError axclrtGetVersion(int32_t *major, int32_t *minor, int32_t *patch);
+/* The implicit context of `deviceId` (the one axclrtSetDevice binds). */
+axclError axclrtGetDefaultContext(axclrtContext *context, int32_t deviceId);
+/* totalCmmSize / freeCmmSize (KB): the only free-memory query of the runtime. */
+axclError axclrtGetDeviceProperties(int32_t deviceId, axclrtDeviceProperties *properties);
+
+/* ---- host and cached memory --------------------------------------------- */
+
+/* Host memory owned by the runtime (pinned: cheaper H2D/D2H copies). */
+axclError axclrtMallocHost(void **hostPtr, size_t size);
+axclError axclrtFreeHost(void *hostPtr);
+/* Cached device memory: the caller keeps coherence with Flush / Invalidate. */
+axclError axclrtMallocCached(void **devPtr, size_t size, axclrtMemMallocPolicy policy);
+axclError axclrtMemFlush(void *devPtr, size_t size);
+axclError axclrtMemInvalidate(void *devPtr, size_t size);
+
+/* ---- engine queries ------------------------------------------------------ */
+
+/* The vNPU kind the engine was initialised with (by any process). */
+axclError axclrtEngineGetVNpuKind(axclrtEngineVNpuKind *npuKind);
+/* The compiler version string of a loaded model. */
+const char *axclrtEngineGetModelCompilerVersion(uint64_t modelId);
+/* System and CMM bytes the model file at `modelPath` (on the host) needs once loaded. */
+axclError axclrtEngineGetUsage(const char *modelPath, int64_t *sysSize, int64_t *cmmSize);
+axclError axclrtEngineGetInputDataLayout(axclrtEngineIOInfo ioInfo, uint32_t index, axclrtEngineDataLayout *layout);
+axclError axclrtEngineGetOutputDataLayout(axclrtEngineIOInfo ioInfo, uint32_t index, axclrtEngineDataLayout *layout);
+/* The (address, size) bound to a tensor of `io`. */
+axclError axclrtEngineGetInputBufferByIndex(axclrtEngineIO io, uint32_t index, void **dataBuffer, uint64_t *size);
+axclError axclrtEngineGetOutputBufferByIndex(axclrtEngineIO io, uint32_t index, void **dataBuffer, uint64_t *size);
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,8 @@ typedef struct axclSimCounters {
     uint64_t live_bytes;        /* device bytes alive now (not reset) */
     uint64_t peak_bytes;        /* high-water mark of live_bytes (not reset) */
     uint64_t live_models;       /* loaded engine models alive now (not reset) */
+    uint64_t pinned_copies;     /* H2D/D2H copies whose host side was an axclrtMallocHost block */
+    uint64_t live_host_blocks;  /* axclrtMallocHost blocks alive now (not reset) */
 } axclSimCounters;
 
 /* Version string of the simulator, for example "axcl-sim 0.1.0". */
@@ -59,7 +61,10 @@ axclError axclSimResetCounters(void);
  *   h2d_mbps=F       host-to-device bandwidth (MB/s; 0 = infinite)
  *   d2h_mbps=F       device-to-host bandwidth
  *   d2d_mbps=F       on-card copy bandwidth
- *   mem_mb=N         device memory size (default 7040)
+ *   pageable_us=F    extra cost of an H2D/D2H copy whose host side is not an
+ *                    axclrtMallocHost block (page pinning per transfer)
+ *   mem_mb=N         device memory (CMM) size (default 7040); loaded models' weights count
+ *                    against it as axclrtEngineGetUsage reports them
  *   fail=KIND:N[:CODE]   the Nth call of KIND (counted from this setting) fails with CODE
  *   lose_device=KIND:N   at the Nth call of KIND the device is lost: every later call
  *                        fails until axclrtResetDevice

@@ -36,6 +36,9 @@ pub const AXCL_DATA_TYPE_FP16: u32 = 13;
 pub const AXCL_DATA_TYPE_BF16: u32 = 14;
 pub const AXCL_DATA_TYPE_FP32: u32 = 15;
 pub const AXCL_DATA_TYPE_FP64: u32 = 16;
+pub const AXCL_DATA_LAYOUT_NONE: u32 = 0;
+pub const AXCL_DATA_LAYOUT_NHWC: u32 = 1;
+pub const AXCL_DATA_LAYOUT_NCHW: u32 = 2;
 pub const AXCL_ERR_FAIL: u32 = 1;
 pub const AXCL_ERR_NULL_POINTER: u32 = 2;
 pub const AXCL_ERR_ILLEGAL_PARAM: u32 = 3;
@@ -92,6 +95,33 @@ pub type axclrtMemMallocPolicy = i32;
 pub type axclrtMemcpyKind = i32;
 pub type axclrtEngineVNpuKind = i32;
 pub type axclrtEngineDataType = i32;
+pub type axclrtEngineDataLayout = i32;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct axclrtDeviceProperties {
+    pub swVersion: [::std::os::raw::c_char; 64usize],
+    pub uid: u64,
+    pub pciDomain: u32,
+    pub pciBusID: u32,
+    pub pciDeviceID: u32,
+    pub temperature: i32,
+    pub totalMemSize: u32,
+    pub freeMemSize: u32,
+    pub totalCmmSize: u32,
+    pub freeCmmSize: u32,
+    pub cpuLoading: u32,
+    pub npuLoading: u32,
+    pub reserved: [u32; 32usize],
+}
+impl Default for axclrtDeviceProperties {
+    fn default() -> Self {
+        let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::std::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub struct AxclRt {
     __library: ::libloading::Library,
     pub axclInit: unsafe extern "C" fn(config: *const ::std::os::raw::c_char) -> axclError,

@@ -25,6 +25,8 @@ pub struct axclSimCounters {
     pub live_bytes: u64,
     pub peak_bytes: u64,
     pub live_models: u64,
+    pub pinned_copies: u64,
+    pub live_host_blocks: u64,
 }
 pub struct AxclSim {
     __library: ::libloading::Library,

@@ -57,7 +57,17 @@ impl Model {
         };
         let hybrid = HybridLoad { kinds, snapshot_slots: opts.snapshot_slots.unwrap_or(DEFAULT_SNAPSHOT_SLOTS) };
         let resident =
-            Resident::load(&device, pkg, &files.layers, &files.post, opts.load_method, opts.schedule, &hybrid, progress)
+            Resident::load(
+                &device,
+                pkg,
+                &files.layers,
+                &files.post,
+                opts.load_method,
+                opts.schedule,
+                &hybrid,
+                progress,
+                opts.mem_guard_floor_mb.unwrap_or(crate::engine::guard::DEFAULT_FLOOR_MB),
+            )
                 .map_err(|e| e.in_package(dir))?;
         let geometry = resident.geometry().clone();
         let vocab = resident.vocab();

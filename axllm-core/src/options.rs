@@ -32,6 +32,10 @@ pub struct LoadOptions {
     /// Hybrid models: what the card is assumed to do where that is not known
     /// (the default: what the vendor runner assumes).
     pub inferred: Inferred,
+    /// CMM (MiB) the memory guard keeps free for the runtime when it checks,
+    /// before loading, that the model fits; `None`: 128 MiB, the vendor
+    /// runner's `mem_guard_floor_mb` default.
+    pub mem_guard_floor_mb: Option<u64>,
 }
 
 /// Snapshot slots of a hybrid model when [`LoadOptions::snapshot_slots`] is

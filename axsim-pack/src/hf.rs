@@ -40,7 +40,7 @@ impl Family {
             Family::Qwen3 => "qwen3",
             Family::Qwen2 => "qwen2",
             Family::Llama => "llama",
-            // AXERA's Qwen3.5 packages (contract §10.1).
+            // AXERA's Qwen3.5 packages (hardware-facts: F27).
             Family::Qwen35 => "qwen3_5_text",
         }
     }
@@ -156,6 +156,7 @@ impl HfConfig {
                 cfg.get("architectures").unwrap_or(&Value::Null)
             ),
         };
+        refuse_unsupported_compute(cfg, &["full_attention"])?;
         let count = |key: &str| -> Result<usize> {
             match cfg.get(key).and_then(Value::as_u64) {
                 Some(n) if n > 0 => usize::try_from(n).with_context(|| format!("`{key}` is too large")),
@@ -386,4 +387,94 @@ pub(crate) fn read_tokenizer_files(dir: &Path, vocab_size: usize) -> Result<Vec<
     let size = tok.get_vocab_size(true);
     ensure!(size <= vocab_size, "{} has {size} tokens but config.json's vocab_size is {vocab_size}", path.display());
     Ok(files)
+}
+
+/// Refuses a configuration whose layers the simulator would compute wrongly:
+/// its layers compute SiLU-gated MLPs with full causal attention (or, for
+/// Qwen3.5, the layer kinds in `allowed_layer_types`), nothing else.
+/// * `hidden_act` (when present) must be `silu` (`swish` is the same function);
+/// * `use_sliding_window: true` is refused; without a `use_sliding_window` key
+///   (Mistral's convention) a non-null `sliding_window` means the window is used
+///   and is refused too (with `use_sliding_window: false`, transformers ignores it);
+/// * `layer_types` (when present) may only name `allowed_layer_types`.
+pub(crate) fn refuse_unsupported_compute(cfg: &Map<String, Value>, allowed_layer_types: &[&str]) -> Result<()> {
+    match cfg.get("hidden_act") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(act)) if act == "silu" || act == "swish" => {}
+        Some(other) => bail!(
+            "hidden_act {other} is not supported: the simulator computes SiLU (silu) only, and would \
+             compute this model wrongly from the first token"
+        ),
+    }
+    let window = cfg.get("sliding_window").filter(|v| !v.is_null());
+    match cfg.get("use_sliding_window") {
+        Some(Value::Bool(true)) => bail!(
+            "use_sliding_window is true (sliding_window {}): sliding-window attention is not supported; \
+             the simulator computes full causal attention only",
+            window.unwrap_or(&Value::Null)
+        ),
+        Some(Value::Bool(false)) => {}
+        Some(other) => bail!("invalid use_sliding_window {other} (expected true or false)"),
+        None => {
+            if let Some(w) = window {
+                bail!(
+                    "sliding_window {w} is set (and no use_sliding_window: false turns it off): \
+                     sliding-window attention is not supported; the simulator computes full causal attention only"
+                );
+            }
+        }
+    }
+    if let Some(types) = cfg.get("layer_types").filter(|v| !v.is_null()) {
+        let Some(types) = types.as_array() else { bail!("invalid layer_types {types} (expected an array)") };
+        if let Some(bad) = types.iter().find(|t| !t.as_str().is_some_and(|t| allowed_layer_types.contains(&t))) {
+            bail!(
+                "layer_types names {bad}: only {} layers are supported (sliding-window or other \
+                 attention kinds would be computed wrongly)",
+                allowed_layer_types.join(" and ")
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dense(extra: Value) -> Result<HfConfig> {
+        let mut cfg = json!({
+            "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 64,
+            "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 300
+        });
+        cfg.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        HfConfig::from_json(&cfg, None)
+    }
+
+    fn refused(extra: Value, needle: &str) {
+        let err = format!("{:#}", dense(extra.clone()).expect_err(&format!("{extra} must be refused")));
+        assert!(err.contains(needle), "{extra}: {err}");
+    }
+
+    #[test]
+    fn configs_it_would_compute_wrongly_are_refused() {
+        refused(json!({"hidden_act": "gelu"}), "hidden_act \"gelu\" is not supported");
+        refused(json!({"hidden_act": "gelu_pytorch_tanh"}), "SiLU");
+        refused(json!({"use_sliding_window": true, "sliding_window": 4096}), "use_sliding_window is true");
+        refused(json!({"sliding_window": 4096}), "sliding_window 4096 is set");
+        refused(json!({"layer_types": ["full_attention", "sliding_attention"]}), "layer_types names \"sliding_attention\"");
+        refused(json!({"use_sliding_window": "yes"}), "invalid use_sliding_window");
+    }
+
+    #[test]
+    fn configs_that_mean_silu_and_full_attention_are_accepted() {
+        dense(json!({})).unwrap();
+        dense(json!({"hidden_act": "silu"})).unwrap();
+        dense(json!({"hidden_act": "swish"})).unwrap();
+        // Qwen2.5's configs carry a window that use_sliding_window: false turns off.
+        dense(json!({"use_sliding_window": false, "sliding_window": 131072, "max_window_layers": 28})).unwrap();
+        dense(json!({"sliding_window": null})).unwrap();
+        dense(json!({"layer_types": ["full_attention", "full_attention"]})).unwrap();
+    }
 }

@@ -37,7 +37,7 @@ pub(crate) struct Package {
     hidden_size: usize,
     vocab_size: usize,
     chunk: usize,
-    /// Hybrid models: the config.json keys naming each layer's kind (contract §10.1).
+    /// Hybrid models: the config.json keys naming each layer's kind (hardware-facts: F27).
     hybrid_keys: HybridKeys,
 }
 

@@ -1,5 +1,5 @@
 //! The Qwen3.5 packer: random `qwen3_5` checkpoints as transformers saves them,
-//! packages laid out like AXERA's (contract §10.1) with each layer's kind in
+//! packages laid out like AXERA's (hardware-facts: F27) with each layer's kind in
 //! its header and config.json, bare `qwen3_5_text` checkpoints, the chat
 //! template in Qwen3.5's format, and timing-only models at the published sizes.
 
@@ -282,7 +282,7 @@ fn timing_presets_have_the_published_geometry_and_costs() {
         let Some(HybridSpec::Linear(spec)) = &lin.header.hybrid else { panic!() };
         assert_eq!(spec.value_heads, value_heads);
         let (lc, fc) = (lin.header.cost.unwrap(), full.header.cost.unwrap());
-        // Contract §12.6: 418 µs fixed; history rows cost only in full layers.
+        // hardware-facts: F35: 418 µs fixed; history rows cost only in full layers.
         assert!(lc.decode_us > 418.0 && fc.decode_us > 418.0);
         assert_eq!(lc.prefill_us_per_history_row, 0.0);
         assert!(fc.prefill_us_per_history_row > 0.0);
@@ -290,7 +290,7 @@ fn timing_presets_have_the_published_geometry_and_costs() {
         let want_post = 418.0 + 248_320.0 * hidden as f64 / 20_700.0;
         assert!((post.header.cost.unwrap().decode_us - want_post).abs() < 1e-6);
     }
-    // The 0.8B Int4 decode the model predicts is close to the 27.0 tok/s of the independent driver (§10.9).
+    // The 0.8B Int4 decode the model predicts is close to the 27.0 tok/s of the independent driver (hardware-facts: F33).
     let mut opts = HybridPreset::Qwen35_0_8B.options();
     opts.quant = pack::hybrid::Quant::Int4;
     let out = tmp.path().join("int4");

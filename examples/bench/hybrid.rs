@@ -1,8 +1,8 @@
 //! `--qwen35`: Qwen3.5 decode and TTFT on timing-only models at the published
 //! 0.8B / 2B / 4B geometry, next to the vendor runner's published Pi 5
-//! speeds (contract §10.9).
+//! speeds (hardware-facts: F33).
 //!
-//! The NPU side is the recalibrated timing model of contract §12.6, carried
+//! The NPU side is the recalibrated timing model of hardware-facts F35, carried
 //! per layer in the packed files (`axsim_pack::hybrid`, the simulator's
 //! `costs=header`): a linear layer's execute reads its weights and its state,
 //! a full layer's its weights and its K/V over the whole capacity, the post
@@ -22,7 +22,7 @@ use axllm_core::npu::Runtime;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A published Qwen3.5 package and the vendor runner's numbers on a Pi 5 (§10.9).
+/// A published Qwen3.5 package and the vendor runner's numbers on a Pi 5 (hardware-facts: F33).
 struct Published {
     preset: HybridPreset,
     quant: Quant,
@@ -60,7 +60,7 @@ pub fn run(lib: &Path, rt: &Arc<Runtime>, cal: &Calibration, schedules: &[Schedu
         "reset;costs=header;call_us={:.1};h2d_mbps={LINK_MBPS};d2h_mbps={LINK_MBPS};d2d_mbps={D2D_MBPS}",
         cal.call_us
     );
-    println!("\n== Qwen3.5 (timing model of contract §12.6 per layer; {spec})");
+    println!("\n== Qwen3.5 (timing model of hardware-facts F35 per layer; {spec})");
     let logits = measure::synthetic_logits(248_320);
     for p in &PACKAGES {
         if !only.is_empty() && !only.iter().any(|o| p.name.to_lowercase().contains(&o.to_lowercase())) {

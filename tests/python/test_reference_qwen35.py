@@ -213,7 +213,7 @@ def test_padded_rows_that_change_the_state_need_the_setting(qwen35, tools):
 
 def test_chunks_that_leave_output_unwritten_need_the_setting(qwen35, tools):
     """A card whose chunk groups write no `output` below 8 valid rows
-    (contract §12.4, scaled to this chunk of 16): `min_chunk_rows: 8` feeds
+    (hardware-facts: F23, scaled to this chunk of 16): `min_chunk_rows: 8` feeds
     such chunks through decode and is exact."""
     model_dir, ref, _ = qwen35
     env = sim_env(tools, {"AXCL_SIM_CONFIG": "min_output_rows=8"})

@@ -74,6 +74,7 @@ impl Config {
             "h2d_mbps" => &mut l.h2d_mbps,
             "d2h_mbps" => &mut l.d2h_mbps,
             "d2d_mbps" => &mut l.d2d_mbps,
+            "pageable_us" => &mut l.pageable_us,
             "mem_mb" => {
                 self.mem_mb = match value.parse::<u64>() {
                     Ok(mb) if (1..=MAX_MEM_MB).contains(&mb) => mb,

@@ -123,3 +123,36 @@ pub(super) fn set_current_context(context: u64) -> SimResult<()> {
 pub(super) fn current_context() -> SimResult<u64> {
     global().current_context()
 }
+
+/// `axclrtGetDefaultContext`: the implicit context of `id` (it exists once
+/// `axclrtSetDevice` ran).
+pub(super) fn default_context(id: i32) -> SimResult<u64> {
+    let mut g = global();
+    let rt = g.runtime()?;
+    check_id(id)?;
+    rt.device.default_context.ok_or_else(|| {
+        SimError::new(
+            ErrorKind::NoBindContext,
+            format!("device {id} has no default context yet (call axclrtSetDevice({id}) first)"),
+        )
+    })
+}
+
+/// `axclrtGetDeviceProperties` (host-local). The PCIe bus number is the one
+/// the device id is derived from (hardware-facts: F3); CMM sizes are in KB and
+/// count loaded models' weights (hardware-facts: F10, F11).
+pub(super) fn properties(id: i32, version: &std::ffi::CStr) -> SimResult<axcl_sys::rt::axclrtDeviceProperties> {
+    let mut g = global();
+    let total = g.config.mem_bytes();
+    let rt = g.runtime()?;
+    check_id(id)?;
+    let used = rt.device.memory.live_bytes() + rt.engine.cmm_bytes();
+    let mut p = axcl_sys::rt::axclrtDeviceProperties::default();
+    for (dst, src) in p.swVersion.iter_mut().zip(version.to_bytes().iter().take(63)) {
+        *dst = *src as std::ffi::c_char;
+    }
+    p.pciBusID = DEVICE_ID as u32;
+    p.totalCmmSize = u32::try_from(total >> 10).unwrap_or(u32::MAX);
+    p.freeCmmSize = u32::try_from(total.saturating_sub(used) >> 10).unwrap_or(u32::MAX);
+    Ok(p)
+}

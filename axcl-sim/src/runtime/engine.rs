@@ -67,6 +67,19 @@ pub(super) fn finalize() -> SimResult<()> {
 fn install(bytes: &[u8], source: &str) -> SimResult<u64> {
     let model = Model::parse(bytes, source)?;
     let mut g = global();
+    let capacity = g.config.mem_bytes();
+    let rt = g.runtime()?;
+    let used = rt.device.memory.live_bytes() + rt.engine.cmm_bytes();
+    if used + model.cmm_bytes > capacity {
+        return Err(SimError::new(
+            ErrorKind::OutOfMemory,
+            format!(
+                "{source}: its {} bytes of weights do not fit: {used} of {} MiB of CMM are in use",
+                model.cmm_bytes,
+                capacity >> 20
+            ),
+        ));
+    }
     let id = new_handle();
     g.runtime()?.engine.models.insert(id, model);
     let cost = g.config.latency.call();
@@ -138,4 +151,36 @@ pub(super) fn create_context(model: u64) -> SimResult<u64> {
     drop(g);
     pay(cost);
     Ok(context)
+}
+
+/// `axclrtEngineGetUsage`: (system, CMM) bytes the model file at `path` needs,
+/// without loading it (host-local: the runtime reads the file's header).
+pub(super) fn usage(path: &Path) -> SimResult<(i64, i64)> {
+    global().runtime()?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| SimError::new(ErrorKind::ModelOpen, format!("cannot read model file {}: {e}", path.display())))?;
+    crate::format::SimModelFile::parse(&bytes).map_err(|e| {
+        let kind = match e {
+            crate::format::FormatError::Io(_) => ErrorKind::ModelOpen,
+            crate::format::FormatError::RealAxmodel
+            | crate::format::FormatError::BadMagic
+            | crate::format::FormatError::Version(_) => ErrorKind::ModelUnsupported,
+            _ => ErrorKind::EngineArgument,
+        };
+        SimError::new(kind, format!("{}: {e}", path.display()))
+    })?;
+    Ok(super::model::usage(bytes.len() as u64))
+}
+
+/// `axclrtEngineGetVNpuKind`: the kind the engine was initialised with.
+pub(super) fn vnpu_kind() -> SimResult<i32> {
+    let mut g = global();
+    let rt = g.with_context()?;
+    require_engine(rt)?;
+    Ok(rt.device.engine_kind.unwrap_or(rt::AXCL_VNPU_DISABLE as i32))
+}
+
+/// Whether `id` names a loaded model.
+pub(super) fn is_loaded(id: u64) -> bool {
+    global().runtime().is_ok_and(|rt| rt.engine.models.contains_key(&id))
 }

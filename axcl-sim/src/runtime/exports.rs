@@ -13,8 +13,9 @@ use super::boundary::{self, status, value};
 use super::errors::{ErrorKind, SimError, SimResult, Sub};
 use super::model::Dir;
 use super::{device, engine, execute, io, memory, state, stream, trace};
+use axcl_sys::rt_opt::AxclRtOpt;
 use axcl_sys::rt::{
-    self, AxclRt, axclError, axclrtContext, axclrtDeviceList, axclrtEngineDataType, axclrtEngineIO, axclrtEngineIODims,
+    self, AxclRt, axclError, axclrtContext, axclrtDeviceList, axclrtDeviceProperties, axclrtEngineDataLayout, axclrtEngineDataType, axclrtEngineIO, axclrtEngineIODims,
     axclrtEngineIOInfo, axclrtEngineVNpuKind, axclrtMemMallocPolicy, axclrtMemcpyKind, axclrtStream,
 };
 use axcl_sys::sim::{AxclSim, axclSimCounters};
@@ -78,7 +79,9 @@ unsafe fn c_str<'a>(ptr: *const c_char, sub: Sub, name: &str) -> SimResult<&'a C
 
 // ---- init / finalize ------------------------------------------------------
 
-/// Initialises the runtime and applies `AXCL_SIM_CONFIG`; `config` (a JSON path) is ignored.
+/// Initialises the runtime and applies `AXCL_SIM_CONFIG`; `config` (a JSON path)
+/// is ignored, so NULL, an empty string and a missing file all mean "defaults",
+/// as on a card (hardware-facts: F4).
 ///
 /// # Safety
 /// `config` is NULL or a NUL-terminated string (it is not read).
@@ -733,6 +736,266 @@ pub unsafe extern "C" fn axclrtEngineExecuteAsync(
     })
 }
 
+// ---- optional functions (axcl_rt.h after its "optional" marker) -----------
+
+/// The SoC the simulator stands in for (hardware-facts: F1).
+const SOC_NAME: &CStr = c"AX650N";
+/// The runtime version the simulator's surface follows (hardware-facts: F2).
+const RUNTIME_VERSION: (i32, i32, i32) = (3, 10, 2);
+/// What `axclrtEngineGetModelCompilerVersion` reports for a simulated model.
+const COMPILER_VERSION: &CStr = c"axsim-pack (simulated axmodel)";
+
+/// The SoC name, "AX650N" (static).
+///
+/// # Safety
+/// No pointer arguments.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtGetSocName() -> *const c_char {
+    SOC_NAME.as_ptr()
+}
+
+/// # Safety
+/// Each pointer is NULL or valid for writing one `i32`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtGetVersion(major: *mut i32, minor: *mut i32, patch: *mut i32) -> axclError {
+    status("axclrtGetVersion", Sub::Device, || {
+        // SAFETY: the caller's contract above.
+        let (a, b, c) = unsafe {
+            (Out::new(major, Sub::Device, "major")?, Out::new(minor, Sub::Device, "minor")?, Out::new(patch, Sub::Device, "patch")?)
+        };
+        let (x, y, z) = RUNTIME_VERSION;
+        a.set(x);
+        b.set(y);
+        c.set(z);
+        Ok(())
+    })
+}
+
+/// The device's implicit context (created by `axclrtSetDevice`).
+///
+/// # Safety
+/// `context` is NULL or valid for writing one handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtGetDefaultContext(context: *mut axclrtContext, device_id: i32) -> axclError {
+    status("axclrtGetDefaultContext", Sub::Context, || {
+        // SAFETY: the caller's contract above.
+        let out = unsafe { Out::new(context, Sub::Context, "context") }?;
+        out.set(as_ptr(device::default_context(device_id)?));
+        Ok(())
+    })
+}
+
+/// The card's properties; `totalCmmSize`/`freeCmmSize` (KB) count loaded
+/// models' weights and live allocations.
+///
+/// # Safety
+/// `properties` is NULL or valid for writing one `axclrtDeviceProperties`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtGetDeviceProperties(device_id: i32, properties: *mut axclrtDeviceProperties) -> axclError {
+    status("axclrtGetDeviceProperties", Sub::Device, || {
+        // SAFETY: the caller's contract above.
+        let out = unsafe { Out::new(properties, Sub::Device, "properties") }?;
+        out.set(device::properties(device_id, VERSION)?);
+        Ok(())
+    })
+}
+
+/// `size` bytes of pinned host memory (zeroed), tracked until `axclrtFreeHost`.
+///
+/// # Safety
+/// `hostPtr` is NULL or valid for writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtMallocHost(host_ptr: *mut *mut c_void, size: usize) -> axclError {
+    status("axclrtMallocHost", Sub::Memory, || {
+        // SAFETY: the caller's contract above.
+        let out = unsafe { Out::new(host_ptr, Sub::Memory, "hostPtr") }?;
+        let addr = memory::malloc_host(size as u64)?;
+        out.set(std::ptr::with_exposed_provenance_mut(addr));
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `hostPtr` came from `axclrtMallocHost` and is not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtFreeHost(host_ptr: *mut c_void) -> axclError {
+    status("axclrtFreeHost", Sub::Memory, || {
+        if host_ptr.is_null() {
+            return Err(null(Sub::Memory, "hostPtr"));
+        }
+        memory::free_host(host_ptr.addr())
+    })
+}
+
+/// Cached device memory; on the simulated card it behaves as `axclrtMalloc`.
+///
+/// # Safety
+/// `devPtr` is NULL or valid for writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtMallocCached(
+    dev_ptr: *mut *mut c_void,
+    size: usize,
+    policy: axclrtMemMallocPolicy,
+) -> axclError {
+    status("axclrtMallocCached", Sub::Memory, || {
+        // SAFETY: the caller's contract above.
+        let out = unsafe { Out::new(dev_ptr, Sub::Memory, "devPtr") }?;
+        out.set(as_ptr(memory::malloc(size as u64, policy)?));
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `devPtr` is a device address; it is never dereferenced.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtMemFlush(dev_ptr: *mut c_void, size: usize) -> axclError {
+    status("axclrtMemFlush", Sub::Memory, || {
+        memory::cache_op(handle(dev_ptr, Sub::Memory, "devPtr")?, size as u64, "flushed range")
+    })
+}
+
+/// # Safety
+/// `devPtr` is a device address; it is never dereferenced.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtMemInvalidate(dev_ptr: *mut c_void, size: usize) -> axclError {
+    status("axclrtMemInvalidate", Sub::Memory, || {
+        memory::cache_op(handle(dev_ptr, Sub::Memory, "devPtr")?, size as u64, "invalidated range")
+    })
+}
+
+/// # Safety
+/// `npuKind` is NULL or valid for writing one `axclrtEngineVNpuKind`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtEngineGetVNpuKind(npu_kind: *mut axclrtEngineVNpuKind) -> axclError {
+    status("axclrtEngineGetVNpuKind", Sub::Engine, || {
+        // SAFETY: the caller's contract above.
+        let out = unsafe { Out::new(npu_kind, Sub::Engine, "npuKind") }?;
+        out.set(engine::vnpu_kind()?);
+        Ok(())
+    })
+}
+
+/// The compiler version string of a loaded model (static); NULL for an unknown id.
+///
+/// # Safety
+/// No pointer arguments.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtEngineGetModelCompilerVersion(model_id: u64) -> *const c_char {
+    if engine::is_loaded(model_id) { COMPILER_VERSION.as_ptr() } else { std::ptr::null() }
+}
+
+/// (system, CMM) bytes the model file at `modelPath` needs once loaded.
+///
+/// # Safety
+/// `modelPath` is NULL or a NUL-terminated string; `sysSize` and `cmmSize` are
+/// NULL or valid for writing one `i64`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtEngineGetUsage(model_path: *const c_char, sys_size: *mut i64, cmm_size: *mut i64) -> axclError {
+    status("axclrtEngineGetUsage", Sub::Engine, || {
+        // SAFETY: the caller's contract above.
+        let path = unsafe { c_str(model_path, Sub::Engine, "modelPath") }?;
+        // SAFETY: the caller's contract above.
+        let (sys, cmm) = unsafe { (Out::new(sys_size, Sub::Engine, "sysSize")?, Out::new(cmm_size, Sub::Engine, "cmmSize")?) };
+        let (s, c) = engine::usage(Path::new(std::ffi::OsStr::from_bytes(path.to_bytes())))?;
+        sys.set(s);
+        cmm.set(c);
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `layout` is NULL or valid for writing one `axclrtEngineDataLayout`.
+unsafe fn tensor_layout(
+    call: &str,
+    io_info: axclrtEngineIOInfo,
+    dir: Dir,
+    index: u32,
+    layout: *mut axclrtEngineDataLayout,
+) -> axclError {
+    status(call, Sub::Engine, || {
+        // SAFETY: the caller's contract above.
+        let out = unsafe { Out::new(layout, Sub::Engine, "layout") }?;
+        // LLM tensors are plain row-major arrays: NONE (hardware-facts: F9).
+        io::with_info(handle(io_info, Sub::Engine, "ioInfo")?, |t| t.tensor(dir, 0, index).map(drop))?;
+        out.set(rt::AXCL_DATA_LAYOUT_NONE as i32);
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `ioInfo` is an opaque handle; `layout` is NULL or valid for writing one `axclrtEngineDataLayout`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtEngineGetInputDataLayout(
+    io_info: axclrtEngineIOInfo,
+    index: u32,
+    layout: *mut axclrtEngineDataLayout,
+) -> axclError {
+    // SAFETY: forwards the caller's contract.
+    unsafe { tensor_layout("axclrtEngineGetInputDataLayout", io_info, Dir::Input, index, layout) }
+}
+
+/// # Safety
+/// `ioInfo` is an opaque handle; `layout` is NULL or valid for writing one `axclrtEngineDataLayout`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtEngineGetOutputDataLayout(
+    io_info: axclrtEngineIOInfo,
+    index: u32,
+    layout: *mut axclrtEngineDataLayout,
+) -> axclError {
+    // SAFETY: forwards the caller's contract.
+    unsafe { tensor_layout("axclrtEngineGetOutputDataLayout", io_info, Dir::Output, index, layout) }
+}
+
+/// # Safety
+/// `dataBuffer` and `size` are NULL or valid for writing one value each.
+unsafe fn get_binding(
+    call: &str,
+    io: axclrtEngineIO,
+    dir: Dir,
+    index: u32,
+    data_buffer: *mut *mut c_void,
+    size: *mut u64,
+) -> axclError {
+    status(call, Sub::Engine, || {
+        // SAFETY: the caller's contract above.
+        let (buf, len) = unsafe { (Out::new(data_buffer, Sub::Engine, "dataBuffer")?, Out::new(size, Sub::Engine, "size")?) };
+        let (addr, bytes) = io::binding(handle(io, Sub::Engine, "io")?, dir, index)?;
+        buf.set(as_ptr(addr));
+        len.set(bytes);
+        Ok(())
+    })
+}
+
+/// The (address, size) bound to input `index`, as given; (NULL, 0) when unbound.
+///
+/// # Safety
+/// `io` is an opaque handle; `dataBuffer` and `size` are NULL or valid for writing one value each.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtEngineGetInputBufferByIndex(
+    io: axclrtEngineIO,
+    index: u32,
+    data_buffer: *mut *mut c_void,
+    size: *mut u64,
+) -> axclError {
+    // SAFETY: forwards the caller's contract.
+    unsafe { get_binding("axclrtEngineGetInputBufferByIndex", io, Dir::Input, index, data_buffer, size) }
+}
+
+/// The (address, size) bound to output `index`, as given; (NULL, 0) when unbound.
+///
+/// # Safety
+/// `io` is an opaque handle; `dataBuffer` and `size` are NULL or valid for writing one value each.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axclrtEngineGetOutputBufferByIndex(
+    io: axclrtEngineIO,
+    index: u32,
+    data_buffer: *mut *mut c_void,
+    size: *mut u64,
+) -> axclError {
+    // SAFETY: forwards the caller's contract.
+    unsafe { get_binding("axclrtEngineGetOutputBufferByIndex", io, Dir::Output, index, data_buffer, size) }
+}
+
 // ---- simulator extras (axcl_sim.h) ----------------------------------------
 
 /// The simulator's version string (static).
@@ -790,7 +1053,23 @@ pub unsafe extern "C" fn axclSimLastErrorMessage() -> *const c_char {
 /// Compile-time proof that every export has exactly the signature of the one
 /// ABI definition (the bindgen output of `axcl_rt.h` / `axcl_sim.h`): assigning a
 /// function whose signature differs from its field's type does not compile.
-const _: fn(&mut AxclRt, &mut AxclSim) = |rt, sim| {
+const _: fn(&mut AxclRt, &mut AxclRtOpt, &mut AxclSim) = |rt, opt, sim| {
+    opt.axclrtGetSocName = Ok(axclrtGetSocName);
+    opt.axclrtGetVersion = Ok(axclrtGetVersion);
+    opt.axclrtGetDefaultContext = Ok(axclrtGetDefaultContext);
+    opt.axclrtGetDeviceProperties = Ok(axclrtGetDeviceProperties);
+    opt.axclrtMallocHost = Ok(axclrtMallocHost);
+    opt.axclrtFreeHost = Ok(axclrtFreeHost);
+    opt.axclrtMallocCached = Ok(axclrtMallocCached);
+    opt.axclrtMemFlush = Ok(axclrtMemFlush);
+    opt.axclrtMemInvalidate = Ok(axclrtMemInvalidate);
+    opt.axclrtEngineGetVNpuKind = Ok(axclrtEngineGetVNpuKind);
+    opt.axclrtEngineGetModelCompilerVersion = Ok(axclrtEngineGetModelCompilerVersion);
+    opt.axclrtEngineGetUsage = Ok(axclrtEngineGetUsage);
+    opt.axclrtEngineGetInputDataLayout = Ok(axclrtEngineGetInputDataLayout);
+    opt.axclrtEngineGetOutputDataLayout = Ok(axclrtEngineGetOutputDataLayout);
+    opt.axclrtEngineGetInputBufferByIndex = Ok(axclrtEngineGetInputBufferByIndex);
+    opt.axclrtEngineGetOutputBufferByIndex = Ok(axclrtEngineGetOutputBufferByIndex);
     rt.axclInit = axclInit;
     rt.axclFinalize = axclFinalize;
     rt.axclrtGetDeviceCount = axclrtGetDeviceCount;

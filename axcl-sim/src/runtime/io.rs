@@ -86,3 +86,11 @@ pub(super) fn bind(io: u64, dir: Dir, index: u32, addr: u64, size: u64) -> SimRe
     object.slots_mut(dir)[index as usize] = Some(Binding { addr, size });
     Ok(())
 }
+
+/// `axclrtEngineGet{Input,Output}BufferByIndex`: the binding as given; an
+/// unbound tensor reads as (NULL, 0).
+pub(super) fn binding(io: u64, dir: Dir, index: u32) -> SimResult<(u64, u64)> {
+    let mut g = global();
+    let object = g.with_context()?.engine.ios.get(&io).ok_or_else(|| unknown("IO object", io))?;
+    Ok(object.binding(dir, index)?.map_or((0, 0), |b| (b.addr, b.size)))
+}

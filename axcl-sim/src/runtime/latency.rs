@@ -1,6 +1,7 @@
 //! Simulated PCIe and NPU latency, and the accurate wait that spends it.
 
 use super::calls::CopyKind;
+use super::host::HostMemory;
 use std::time::{Duration, Instant};
 
 /// Configured latencies (all zero by default: no waiting).
@@ -20,6 +21,10 @@ pub(super) struct Latency {
     pub d2h_mbps: f64,
     /// On-card copy bandwidth, like `h2d_mbps`.
     pub d2d_mbps: f64,
+    /// Extra cost of a copy whose host side is pageable memory rather than an
+    /// `axclrtMallocHost` block (µs; the runtime pins the pages per transfer,
+    /// hardware-facts: F15). 0 by default.
+    pub pageable_us: f64,
     /// Executes of models whose header carries a cost take that cost (round
     /// trip included) instead of `call_us` plus `exec_us`/`prefill_us`/`post_us`.
     pub header_costs: bool,
@@ -59,6 +64,16 @@ impl Latency {
     /// A copy of `bytes` bytes.
     pub(super) fn copy(&self, kind: CopyKind, bytes: u64) -> Duration {
         self.call() + self.transfer(kind, bytes)
+    }
+
+    /// THE HOST-MEMORY HOOK: what the host side of an H2D or D2H copy adds,
+    /// given whether it is pinned. Every copy's cost goes through here, so the
+    /// latency model decides the pinned/pageable difference in this one place.
+    pub(super) fn host_side(&self, host: HostMemory) -> Duration {
+        match host {
+            HostMemory::Pinned => Duration::ZERO,
+            HostMemory::Pageable => micros(self.pageable_us),
+        }
     }
 
     /// The NPU's time for one execution, without the call.
@@ -111,6 +126,9 @@ mod tests {
         let l = Latency { prefill_us: Some(40.0), ..l };
         assert_eq!(l.execute(ExecKind::Prefill), Duration::from_micros(50));
         assert_eq!(wait(Duration::ZERO), Duration::ZERO);
+        let l = Latency { pageable_us: 900.0, ..Latency::default() };
+        assert_eq!(l.host_side(HostMemory::Pageable), Duration::from_micros(900));
+        assert_eq!(l.host_side(HostMemory::Pinned), Duration::ZERO);
         assert!(wait(Duration::from_micros(50)) >= Duration::from_micros(50));
     }
 }

@@ -6,11 +6,12 @@
 use super::arena::{ALIGN, overlaps_window};
 use super::calls::{Call, CopyKind};
 use super::errors::{ErrorKind, SimError, SimResult};
+use super::host::HostMemory;
 use super::state::{global, pay, pay_async};
 use super::stream;
 use axcl_sys::rt;
 
-/// The card takes allocation sizes as 32-bit values (INFERRED limit, from the card-side worker's interface).
+/// The card takes allocation sizes as 32-bit values (INFERRED limit, hardware-facts: F16).
 const MAX_ALLOC: u64 = u32::MAX as u64;
 
 fn bad(message: String) -> SimError {
@@ -32,7 +33,9 @@ pub(super) fn malloc(size: u64, policy: i32) -> SimResult<u64> {
         _ => return Err(bad(format!("unknown allocation policy {policy}"))),
     };
     g.enter(Call::Malloc)?;
-    let capacity = g.config.mem_bytes();
+    // Loaded models' weights occupy CMM too (hardware-facts: F11).
+    let models = g.runtime()?.engine.cmm_bytes();
+    let capacity = g.config.mem_bytes().saturating_sub(models);
     let memory = &mut g.runtime()?.device.memory;
     let addr = memory.alloc(size, align, capacity)?;
     let live = memory.live_bytes();
@@ -82,11 +85,14 @@ pub(super) fn check_host_side(host: u64, count: u64, what: &str) -> SimResult<()
 }
 
 /// Runs one device copy: gate, the copy itself, byte counter, latency. With
-/// `stream` it is `axclrtMemcpyAsync` (see `stream`).
+/// `stream` it is `axclrtMemcpyAsync` (see `stream`). `host` is the address of
+/// the host side (H2D and D2H): a range inside an `axclrtMallocHost` block is a
+/// pinned copy, one that runs past such a block's end is refused.
 fn copy(
     kind: CopyKind,
     count: u64,
     stream: Option<u64>,
+    host: Option<usize>,
     op: impl FnOnce(&mut super::arena::Arena) -> SimResult<()>,
 ) -> SimResult<()> {
     let mut g = global();
@@ -94,6 +100,10 @@ fn copy(
     if let Some(s) = stream {
         stream::require(rt, s)?;
     }
+    let host = match host {
+        Some(addr) => Some(rt.host.classify(addr, count)?),
+        None => None,
+    };
     g.enter(Call::Memcpy(kind))?;
     op(&mut g.runtime()?.device.memory)?;
     let c = &mut g.counters;
@@ -102,11 +112,15 @@ fn copy(
         CopyKind::DeviceToHost => &mut c.d2h_bytes,
         CopyKind::DeviceToDevice => &mut c.d2d_bytes,
     } += count;
+    if host == Some(HostMemory::Pinned) {
+        g.counters.pinned_copies += 1;
+    }
     let latency = g.config.latency;
     drop(g);
+    let host_cost = host.map_or(std::time::Duration::ZERO, |h| latency.host_side(h));
     match stream {
-        None => pay(latency.copy(kind, count)),
-        Some(_) => pay_async(latency.call(), latency.transfer(kind, count)),
+        None => pay(latency.copy(kind, count) + host_cost),
+        Some(_) => pay_async(latency.call() + host_cost, latency.transfer(kind, count)),
     }
     Ok(())
 }
@@ -114,7 +128,7 @@ fn copy(
 /// `axclrtMemcpy` HOST_TO_DEVICE (`axclrtMemcpyAsync` with `stream`).
 pub(super) fn copy_to_device(dst: u64, src: &[u8], stream: Option<u64>) -> SimResult<()> {
     let count = src.len() as u64;
-    copy(CopyKind::HostToDevice, count, stream, |m| {
+    copy(CopyKind::HostToDevice, count, stream, Some(src.as_ptr().addr()), |m| {
         m.write(dst, count, "destination")?.copy_from_slice(src);
         Ok(())
     })
@@ -123,7 +137,7 @@ pub(super) fn copy_to_device(dst: u64, src: &[u8], stream: Option<u64>) -> SimRe
 /// `axclrtMemcpy` DEVICE_TO_HOST (`axclrtMemcpyAsync` with `stream`).
 pub(super) fn copy_to_host(dst: &mut [u8], src: u64, stream: Option<u64>) -> SimResult<()> {
     let count = dst.len() as u64;
-    copy(CopyKind::DeviceToHost, count, stream, |m| {
+    copy(CopyKind::DeviceToHost, count, stream, Some(dst.as_ptr().addr()), |m| {
         dst.copy_from_slice(m.read(src, count, "source")?);
         Ok(())
     })
@@ -132,5 +146,28 @@ pub(super) fn copy_to_host(dst: &mut [u8], src: u64, stream: Option<u64>) -> Sim
 /// `axclrtMemcpy` DEVICE_TO_DEVICE (overlapping ranges behave like `memmove`;
 /// `axclrtMemcpyAsync` with `stream`).
 pub(super) fn copy_on_device(dst: u64, src: u64, count: u64, stream: Option<u64>) -> SimResult<()> {
-    copy(CopyKind::DeviceToDevice, count, stream, |m| m.copy(dst, src, count))
+    copy(CopyKind::DeviceToDevice, count, stream, None, |m| m.copy(dst, src, count))
+}
+
+/// `axclrtMallocHost`: `size` zeroed bytes of pinned host memory.
+pub(super) fn malloc_host(size: u64) -> SimResult<usize> {
+    let mut g = global();
+    let rt = g.with_context()?;
+    rt.host.alloc(size)
+}
+
+/// `axclrtFreeHost`: `addr` must be the start of a live `axclrtMallocHost` block.
+pub(super) fn free_host(addr: usize) -> SimResult<()> {
+    let mut g = global();
+    let rt = g.runtime()?;
+    rt.host.free(addr)
+}
+
+/// `axclrtMemFlush` / `axclrtMemInvalidate`: the range must lie inside one live
+/// device allocation. (The simulated card has no cache, so coherence holds by
+/// itself; the check keeps a runner's ranges honest.)
+pub(super) fn cache_op(addr: u64, size: u64, call: &str) -> SimResult<()> {
+    let mut g = global();
+    let rt = g.with_context()?;
+    rt.device.memory.check(addr, size, call)
 }

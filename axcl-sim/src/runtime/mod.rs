@@ -13,9 +13,10 @@
 //!   `calls`: which calls reach the card, what they cost and which faults match them;
 //!   `config`, `latency`, `faults`: the simulator configuration; `trace`: the
 //!   `AXCL_SIM_TRACE_FILE` record of the calls that release the card.
-//! * `reserve`: keeps device addresses undereferenceable on the host.
+//! * `reserve`: keeps device addresses undereferenceable on the host;
+//!   `host`: pinned host memory (`axclrtMallocHost`), tracked and recognised in copies.
 //!
-//! Of the runtime, only `exports` and `reserve` use `unsafe`; every other file
+//! Of the runtime, only `exports`, `reserve` and `host` use `unsafe`; every other file
 //! denies it. (The math's one `unsafe` call lives in `math::gemm`.)
 #![allow(unsafe_code)]
 
@@ -36,6 +37,7 @@ mod errors;
 #[deny(unsafe_code)]
 mod execute;
 mod exports;
+mod host;
 #[deny(unsafe_code)]
 mod faults;
 #[deny(unsafe_code)]

@@ -143,6 +143,16 @@ pub(super) struct Model {
     /// The header's execute cost (`costs=header`), and each group's history width.
     pub cost: Option<ExecCost>,
     pub history: Vec<usize>,
+    /// The CMM the loaded model occupies (see [`usage`]).
+    pub cmm_bytes: u64,
+}
+
+/// `axclrtEngineGetUsage` of a simulated model file of `len` bytes: (system,
+/// CMM) bytes. The card keeps the weights the file carries in CMM, rounded to
+/// the runtime's 128-byte allocation unit (hardware-facts: F11); the simulated
+/// card has no separate system memory to report.
+pub(super) fn usage(len: u64) -> (i64, i64) {
+    (0, i64::try_from(len.div_ceil(128) * 128).unwrap_or(i64::MAX))
 }
 
 impl Model {
@@ -196,7 +206,8 @@ impl Model {
         {
             io.dtype_none = ["K_cache", "V_cache", "K_cache_out", "V_cache_out"].map(str::to_owned).to_vec();
         }
-        Ok(Self { io: Arc::new(io), compute, post, cost: file.header.cost, history })
+        let cmm_bytes = usage(bytes.len() as u64).1 as u64;
+        Ok(Self { io: Arc::new(io), compute, post, cost: file.header.cost, history, cmm_bytes })
     }
 }
 

@@ -25,6 +25,11 @@ impl Engine {
         self.models.len() as u64
     }
 
+    /// The CMM the loaded models occupy.
+    pub(super) fn cmm_bytes(&self) -> u64 {
+        self.models.values().map(|m| m.cmm_bytes).sum()
+    }
+
     pub(super) fn model(&self, id: u64) -> SimResult<&Model> {
         self.models
             .get(&id)
@@ -74,6 +79,16 @@ impl IoObject {
             Dir::Input => &self.inputs,
             Dir::Output => &self.outputs,
         }
+    }
+
+    /// The binding of tensor `index`, if any.
+    pub(super) fn binding(&self, dir: Dir, index: u32) -> SimResult<Option<Binding>> {
+        self.slots(dir).get(index as usize).copied().ok_or_else(|| {
+            SimError::new(
+                ErrorKind::InvalidIndex,
+                format!("{} index {index} is out of range (the model has {} {}s)", dir.name(), self.slots(dir).len(), dir.name()),
+            )
+        })
     }
 
     pub(super) fn slots_mut(&mut self, dir: Dir) -> &mut [Option<Binding>] {

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The id of the one simulated card (bus-derived ids are not 0-based; 129 is typical).
+/// The id of the one simulated card (bus-derived ids are not 0-based; 129 is typical; hardware-facts: F3).
 pub(super) const DEVICE_ID: i32 = 129;
 
 /// Environment variable whose configuration text `axclInit` applies.
@@ -45,6 +45,8 @@ pub(super) struct Runtime {
     pub engine: Engine,
     /// Live stream handles.
     pub streams: std::collections::HashSet<u64>,
+    /// Live `axclrtMallocHost` blocks (host memory: not freed by a device reset).
+    pub host: super::host::HostBlocks,
 }
 
 /// The simulated card.
@@ -80,7 +82,7 @@ pub(super) fn global() -> MutexGuard<'static, Global> {
 }
 
 /// Serialises engine calls, including their simulated latency (one NPU job at a
-/// time, like the card-side engine worker's mutex).
+/// time, like the card-side engine worker's mutex; hardware-facts: F26).
 pub(super) fn engine_lock() -> MutexGuard<'static, ()> {
     static ENGINE: Mutex<()> = Mutex::new(());
     ENGINE.lock()
@@ -198,6 +200,7 @@ impl Global {
         c.live_allocations = rt.map_or(0, |rt| rt.device.memory.live_allocations());
         c.live_bytes = rt.map_or(0, |rt| rt.device.memory.live_bytes());
         c.live_models = rt.map_or(0, |rt| rt.engine.live_models());
+        c.live_host_blocks = rt.map_or(0, |rt| rt.host.live_blocks());
         c
     }
 }

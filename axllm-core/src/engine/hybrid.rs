@@ -1,4 +1,4 @@
-//! Hybrid models (Qwen3.5, contract §10): which decoder layers are linear
+//! Hybrid models (Qwen3.5, hardware-facts: F27–F34): which decoder layers are linear
 //! attention, and the geometry of a linear-attention layer, derived from the
 //! IO info the runtime reports.
 //!
@@ -6,7 +6,7 @@
 //! the card's business, see [`super::inferred`]) that comes back whole in
 //! `K_cache_out`/`V_cache_out`. Everything about it is sized by the bytes the
 //! runtime reports, never by a dtype: the same package may report bf16, f32 or
-//! nothing at all (contract §10.3).
+//! nothing at all (hardware-facts: F29).
 
 use super::geometry::names;
 use crate::error::{Error, Result};
@@ -24,7 +24,7 @@ pub enum LayerKind {
 }
 
 /// The layer kinds a runtime `config.json` names, the way the vendor runner
-/// reads them (contract §10.2): `layer_types` wins (`linear_attention` →
+/// reads them (hardware-facts: F28): `layer_types` wins (`linear_attention` →
 /// linear, anything else → full); else layer `i` (0-based) is full iff
 /// `(i + 1) % full_attention_interval == 0`; an interval of 0 means all full.
 /// `None` when the config names neither.
@@ -49,7 +49,7 @@ pub fn kinds_from_config(cfg: &RuntimeConfig, layers: usize, config_path: &Path)
 /// The kind a layer's IO shows: in its decode group (one position in
 /// `indices`), a linear layer's `K_cache` and `K_cache_out` have the same
 /// bytes (the whole state in and out), a full layer's `K_cache` holds `C`
-/// rows and `K_cache_out` one (contract §10.2, the fallback when the config
+/// rows and `K_cache_out` one (hardware-facts: F28, the fallback when the config
 /// names no kinds).
 pub fn kind_from_io(groups: &[GroupInfo]) -> LayerKind {
     let decode = groups.iter().find(|g| g.input(names::INDICES).is_some_and(|(_, t)| t.elements() == 1));
@@ -105,7 +105,7 @@ impl LinearGeometry {
             let t = |name: &str, input: bool| tensor(path, g, grp, name, input);
             let (k_in, v_in, k_out, v_out) = (t(names::K_CACHE, true)?, t(names::V_CACHE, true)?, t(names::K_OUT, false)?, t(names::V_OUT, false)?);
             let (idx, input, mask, output) = (t(names::INDICES, true)?, t(names::INPUT, true)?, t(names::MASK, true)?, t(names::OUTPUT, false)?);
-            // The vendor runner accepts equal dtypes, or NONE (0) on either side (contract §10.3).
+            // The vendor runner accepts equal dtypes, or NONE (0) on either side (hardware-facts: F29).
             for (a, b) in [(k_in, k_out), (v_in, v_out)] {
                 if a.size != b.size || a.size == 0 {
                     return Err(bad(path, format!(
@@ -169,7 +169,7 @@ impl LinearGeometry {
 
     /// This layer's group for the `ordinal`-th decode (or prefill) group of
     /// the reference layer, clamped to its last one: a pruned layer reuses its
-    /// last group for later chunks (the vendor's `prefill_gid_for_layer`, contract §10.3).
+    /// last group for later chunks (the vendor's `prefill_gid_for_layer`, hardware-facts: F29).
     pub fn group_for(&self, prefill: bool, ordinal: usize) -> LinearGroup {
         let list = if prefill { &self.prefill } else { &self.decode };
         list[ordinal.min(list.len() - 1)]

@@ -1,4 +1,4 @@
-//! Facts about the card that the contract marks INFERRED (§10.10, §12.4), in
+//! Facts about the card that docs/hardware-facts.md marks INFERRED (F34, F23), in
 //! one place. Everything here is either a setting the loader takes (so a card
 //! can settle it without a new build) or a constant that only this module
 //! names, with what the rest of the engine does and does not depend on.
@@ -13,7 +13,7 @@
 //! | Whether a chunk with few valid rows writes `output` | [`Inferred::min_chunk_rows`] |
 //! | How a layer's kind shows in its IO when the config names none | [`super::hybrid::kind_from_io`] |
 
-/// bf16 1.0: a linear layer's gate for a real token (contract §10.4).
+/// bf16 1.0: a linear layer's gate for a real token (hardware-facts: F30).
 pub const GATE_ON: u16 = 0x3F80;
 /// bf16 0: a padding row's gate.
 pub const GATE_OFF: u16 = 0x0000;
@@ -51,8 +51,8 @@ impl Inferred {
     }
 }
 
-/// A linear layer's gate mask as the vendor runner fills it (contract
-/// §10.4): the first `n` elements 1.0, the rest 0; a decode group's mask is
+/// A linear layer's gate mask as the vendor runner fills it
+/// (hardware-facts: F30): the first `n` elements 1.0, the rest 0; a decode group's mask is
 /// all 1.0 (`n` = its length).
 pub fn gate_mask(out: &mut [u16], n: usize) {
     let n = n.min(out.len());

@@ -7,6 +7,7 @@
 //! from the empty state.
 
 pub mod geometry;
+pub mod guard;
 pub mod hybrid;
 pub mod inferred;
 pub mod masks;

@@ -83,7 +83,7 @@ impl Linear {
     }
 }
 
-/// The gate masks of the linear layers (contract §10.4).
+/// The gate masks of the linear layers (hardware-facts: F30).
 struct Gates {
     /// All 1.0, written once at load: every decode group's gate.
     decode: DeviceBuffer,
@@ -268,11 +268,30 @@ fn load_model(cx: &Entered<'_>, pkg: &PackageDir, path: &Path, method: LoadMetho
     }
 }
 
+/// The memory guard (`guard`) on this package: the usage of every model file
+/// against the card's free CMM; skipped when the runtime lacks either query.
+fn guard_before_load(
+    cx: &Entered<'_>,
+    device: &Arc<Device>,
+    pkg: &PackageDir,
+    layer_files: &[std::path::PathBuf],
+    post_file: &Path,
+    floor_mb: u64,
+) -> Result<()> {
+    let Some((_, free)) = device.cmm()? else { return Ok(()) };
+    let mut usages = Vec::with_capacity(layer_files.len() + 1);
+    for path in layer_files.iter().map(|p| p.as_path()).chain(std::iter::once(post_file)) {
+        let Some(bytes) = EngineModel::cmm_usage(cx, &pkg.confine(path)?, path)? else { return Ok(()) };
+        usages.push((path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()), bytes));
+    }
+    super::guard::check(free, &usages, super::guard::Extra::default(), floor_mb)
+}
+
 /// What a hybrid model's load needs beyond the files.
 #[derive(Debug, Clone, Default)]
 pub struct HybridLoad {
     /// The layer kinds the package's config names, if it names them; else
-    /// each layer's IO tells (contract §10.2).
+    /// each layer's IO tells (hardware-facts: F28).
     pub kinds: Option<Vec<LayerKind>>,
     /// Snapshot slots to allocate when the model has linear layers.
     pub snapshot_slots: usize,
@@ -298,8 +317,9 @@ impl Resident {
     /// other, allocates and zeroes the buffers and binds every IO once.
     ///
     /// In a hybrid model the first full-attention layer is the reference for
-    /// the context and prefill geometry (contract §10.2); every other full
+    /// the context and prefill geometry (hardware-facts: F28); every other full
     /// layer must match it and every linear layer must fit it.
+    #[allow(clippy::too_many_arguments)] // the load's parts, each from a different source
     pub fn load(
         device: &Arc<Device>,
         pkg: &PackageDir,
@@ -309,8 +329,10 @@ impl Resident {
         schedule: Schedule,
         hybrid: &HybridLoad,
         progress: &mut dyn FnMut(LoadProgress),
+        floor_mb: u64,
     ) -> Result<Resident> {
         let cx = device.enter()?;
+        guard_before_load(&cx, device, pkg, layer_files, post_file, floor_mb)?;
         let total = layer_files.len() + 1;
         let mut models = Vec::with_capacity(layer_files.len());
         for (i, path) in layer_files.iter().enumerate() {
@@ -344,6 +366,13 @@ impl Resident {
         progress(LoadProgress { loaded: total, total });
 
         let (h, d, t) = (geo.hidden, geo.kv_dim, geo.chunk);
+        // The guard again, now that the geometry is known: the K/V of the full
+        // layers and the logits, before any of our buffers is allocated.
+        if let Some((_, free)) = device.cmm()? {
+            let full = kinds.iter().filter(|k| **k == LayerKind::Full).count() as u64;
+            let buffers = full * 2 * (geo.kv_rows * d * 2) as u64 + (vocab * 2) as u64 + (t * h * 2 * 2) as u64;
+            super::guard::check(free, &[], super::guard::Extra { buffers, kv_slots: 0 }, floor_mb)?;
+        }
         let max = |name: &str, groups: &mut dyn Iterator<Item = u32>| groups.map(|g| geo.tensor_size(g, name)).max().unwrap_or(0);
         let dec_mask = max(names::MASK, &mut geo.decode.iter().map(|g| g.index));
         let pre_mask = max(names::MASK, &mut geo.prefill.iter().map(|g| g.index));
@@ -431,7 +460,7 @@ impl Resident {
         Ok(())
     }
 
-    /// Zeroes every linear layer's state: the state before any token (contract §10.5).
+    /// Zeroes every linear layer's state: the state before any token (hardware-facts: F31).
     pub fn zero_linear_state(&self) -> Result<()> {
         let cx = self.device.enter()?;
         for (k, v, _, _) in self.layers.iter().filter_map(Layer::state) {
@@ -558,7 +587,7 @@ impl Resident {
 }
 
 /// Each layer's kind: the config's when it names them (each checked against
-/// the layer's IO), else the IO's (contract §10.2).
+/// the layer's IO), else the IO's (hardware-facts: F28).
 fn layer_kinds(files: &[std::path::PathBuf], models: &[EngineModel], config: Option<&[LayerKind]>) -> Result<Vec<LayerKind>> {
     files
         .iter()

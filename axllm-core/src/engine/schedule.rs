@@ -41,7 +41,7 @@ pub enum KvWrite {
     /// K/V input of the same execution (the written rows are masked in it).
     /// Prefill chunks with padding rows, or whose `T` rows would run past the
     /// buffer, fall back to copies for that chunk. Linear-attention layers
-    /// ping-pong their state instead (open on hardware: contract §10.5).
+    /// ping-pong their state instead (open on hardware: hardware-facts: F31).
     BindOutputAtRow,
 }
 

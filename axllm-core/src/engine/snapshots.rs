@@ -1,4 +1,4 @@
-//! Which recurrent-state snapshots a hybrid model keeps (contract §10.7).
+//! Which recurrent-state snapshots a hybrid model keeps (hardware-facts: F32).
 //!
 //! A linear layer's state cannot be cut back to fewer tokens the way K/V rows
 //! can, so reusing a prefix that is shorter than what the card holds needs a

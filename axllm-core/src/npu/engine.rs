@@ -71,6 +71,22 @@ unsafe impl Send for IoInfoPtr {}
 unsafe impl Sync for IoInfoPtr {}
 
 impl EngineModel {
+    /// The CMM bytes the model file at `file` will occupy once loaded
+    /// (`axclrtEngineGetUsage`), without loading it; `None` when the runtime
+    /// lacks the call (hardware-facts: F11). `path` names it in errors.
+    pub fn cmm_usage(cx: &Entered<'_>, file: &Path, path: &Path) -> Result<Option<u64>> {
+        let Ok(get_usage) = cx.dev.rt.opt.axclrtEngineGetUsage.as_ref() else { return Ok(None) };
+        let c = c_path(file)?;
+        let (mut sys, mut cmm) = (0i64, 0i64);
+        // SAFETY: a valid C string and two out-parameters.
+        let status = unsafe { get_usage(c.as_ptr(), &mut sys, &mut cmm) };
+        if status != rt::AXCL_SUCC as rt::axclError {
+            let e = load_error(cx.dev.rt.sim.as_ref(), "axclrtEngineGetUsage", status, path, None);
+            return Err(with_path(e, path));
+        }
+        Ok(Some(u64::try_from(cmm).unwrap_or(0)))
+    }
+
     /// Loads the model file at `file` and reads its IO description; `path`
     /// names it in errors (the two differ when `file` is a resolved symlink).
     pub fn load_file(cx: &Entered<'_>, file: &Path, path: &Path) -> Result<EngineModel> {

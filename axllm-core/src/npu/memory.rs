@@ -147,3 +147,87 @@ impl Drop for DeviceBuffer {
         }
     }
 }
+
+/// Host memory for staging copies: pinned (`axclrtMallocHost`) when the runtime
+/// has it, else ordinary heap memory, which every copy also accepts (the
+/// documented fallback; pinned memory only makes copies cheaper,
+/// hardware-facts: F14, F15). Freed on drop.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+pub struct HostBuffer {
+    /// `Some` when the bytes came from `axclrtMallocHost`.
+    pinned: Option<Arc<Device>>,
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    /// The fallback's storage (`ptr` points into it).
+    heap: Option<Box<[u8]>>,
+}
+
+impl std::fmt::Debug for HostBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostBuffer").field("len", &self.len).field("pinned", &self.is_pinned()).finish()
+    }
+}
+
+// SAFETY: the buffer exclusively owns its bytes (pinned or heap); the device
+// handle is Send + Sync.
+unsafe impl Send for HostBuffer {}
+// SAFETY: shared references only read the bytes.
+unsafe impl Sync for HostBuffer {}
+
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+impl HostBuffer {
+    /// `len` zeroed bytes (`len` > 0): pinned if the runtime offers it and the
+    /// allocation succeeds, ordinary memory otherwise.
+    pub fn new(cx: &Entered<'_>, len: usize) -> Result<HostBuffer> {
+        if len == 0 {
+            return Err(Error::invalid("zero-sized host buffer"));
+        }
+        let dev = cx.dev;
+        if let Ok(malloc_host) = dev.rt.opt.axclrtMallocHost.as_ref()
+            && dev.rt.opt.axclrtFreeHost.is_ok()
+        {
+            let mut p: *mut c_void = std::ptr::null_mut();
+            // SAFETY: valid out-parameter; our context is current (`cx`).
+            let status = unsafe { malloc_host(&mut p, len) };
+            if status == rt::AXCL_SUCC as rt::axclError
+                && let Some(ptr) = std::ptr::NonNull::new(p.cast::<u8>())
+            {
+                // SAFETY: the runtime handed out `len` writable bytes at `ptr`.
+                unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
+                return Ok(HostBuffer { pinned: Some(Arc::clone(dev)), ptr, len, heap: None });
+            }
+        }
+        let mut heap = vec![0u8; len].into_boxed_slice();
+        let ptr = std::ptr::NonNull::new(heap.as_mut_ptr()).expect("a boxed slice is never NULL");
+        Ok(HostBuffer { pinned: None, ptr, len, heap: Some(heap) })
+    }
+
+    /// Whether the bytes are the runtime's pinned memory.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `len` bytes for the buffer's lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for HostBuffer {
+    fn drop(&mut self) {
+        if let Some(dev) = &self.pinned
+            && let Ok(free_host) = dev.rt.opt.axclrtFreeHost.as_ref()
+        {
+            // SAFETY: `ptr` came from axclrtMallocHost of this runtime and is freed once.
+            unsafe { free_host(self.ptr.as_ptr().cast()) };
+        }
+        drop(self.heap.take());
+    }
+}

@@ -13,6 +13,8 @@ mod stream;
 
 pub use engine::{EngineIo, EngineModel, GroupInfo, TensorInfo};
 pub use memory::DeviceBuffer;
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))]
+pub use memory::HostBuffer;
 pub use runtime::{Device, Entered, Runtime};
 pub use stream::Stream;
 
@@ -30,9 +32,9 @@ pub mod dtype {
     /// Older runtimes report bf16 tensors as UINT16 (seen in the vendor's own
     /// runners, which treat the two alike).
     pub const UINT16: i32 = axcl_sys::rt::AXCL_DATA_TYPE_UINT16 as i32;
-    /// The state of Qwen3.5 linear layers in some packages (contract §10.3).
+    /// The state of Qwen3.5 linear layers in some packages (hardware-facts: F29).
     pub const FP32: i32 = axcl_sys::rt::AXCL_DATA_TYPE_FP32 as i32;
-    /// What older AXCL builds report for the state of Qwen3.5 linear layers (contract §10.3).
+    /// What older AXCL builds report for the state of Qwen3.5 linear layers (hardware-facts: F29).
     pub const NONE: i32 = axcl_sys::rt::AXCL_DATA_TYPE_NONE as i32;
 
     /// A readable name for error messages.
@@ -52,7 +54,7 @@ pub mod dtype {
 ///
 /// The vendor documents how codes are composed (module, sub-module, id) but not
 /// which code each situation produces. Two mappings here are INFERRED and kept
-/// in this one place so that a run on a card can settle them:
+/// in this one place so that a run on a card can settle them (hardware-facts: F13):
 /// * any sub-module's `NO_MEMORY` id means the card is out of memory;
 /// * the device sub-module's `TIMEOUT` means the card was lost (a card that
 ///   drops off the bus makes the runtime's messages time out; axcl-sim reports

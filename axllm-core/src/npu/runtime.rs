@@ -4,6 +4,7 @@
 use super::{SimHooks, check};
 use crate::error::{Error, Result};
 use axcl_sys::rt::{self, AxclRt};
+use axcl_sys::rt_opt::AxclRtOpt;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -20,6 +21,9 @@ pub const RUNTIME_DIR: &str = "/usr/lib/axcl";
 /// hands out the live one; `axclFinalize` runs when the last user drops it.
 pub struct Runtime {
     pub(super) api: AxclRt,
+    /// The optional functions (axcl_rt.h after its marker), each `Err` when the
+    /// runtime lacks it (older stacks, hardware-facts: F20).
+    pub(super) opt: AxclRtOpt,
     pub(super) sim: Option<SimHooks>,
     path: PathBuf,
     devices: Mutex<HashMap<usize, Weak<Device>>>,
@@ -69,7 +73,13 @@ impl Runtime {
                 Ok(lib) => {
                     // SAFETY: the same library again: the loader only bumps its refcount.
                     let sim = unsafe { libloading::Library::new(cand) }.ok().and_then(SimHooks::probe);
-                    let rt = Self::from_library(lib, sim, cand.clone())?;
+                    // SAFETY: as above.
+                    let opt = unsafe { libloading::Library::new(cand) }.map_err(|e| Error::RuntimeUnavailable {
+                        library: cand.display().to_string(),
+                        reason: "cannot open it a second time".into(),
+                        source: Some(e.into()),
+                    })?;
+                    let rt = Self::from_library(lib, opt, sim, cand.clone())?;
                     let rt = Arc::new(rt);
                     *live = Arc::downgrade(&rt);
                     return Ok(rt);
@@ -93,7 +103,7 @@ impl Runtime {
         })
     }
 
-    fn from_library(lib: libloading::Library, sim: Option<SimHooks>, path: PathBuf) -> Result<Runtime> {
+    fn from_library(lib: libloading::Library, opt: libloading::Library, sim: Option<SimHooks>, path: PathBuf) -> Result<Runtime> {
         // SAFETY: `from_library` resolves every symbol declared in our header and
         // fails if one is missing; the types come from the same header.
         let api = unsafe { AxclRt::from_library(lib) }.map_err(|e| Error::RuntimeUnavailable {
@@ -101,7 +111,14 @@ impl Runtime {
             reason: "it lacks a symbol of the AXCL runtime".into(),
             source: Some(e.into()),
         })?;
-        let rt = Runtime { api, sim, path, devices: Mutex::new(HashMap::new()) };
+        // SAFETY: resolves each optional symbol with the type our header
+        // declares; a missing one is an `Err` field, never called.
+        let opt = unsafe { AxclRtOpt::from_library(opt) }.map_err(|e| Error::RuntimeUnavailable {
+            library: path.display().to_string(),
+            reason: "cannot read its symbols".into(),
+            source: Some(e.into()),
+        })?;
+        let rt = Runtime { api, opt, sim, path, devices: Mutex::new(HashMap::new()) };
         // SAFETY: NULL config is documented as "use defaults".
         let status = unsafe { (rt.api.axclInit)(std::ptr::null()) };
         rt.check("axclInit", status).map_err(|e| Error::RuntimeUnavailable {
@@ -125,6 +142,42 @@ impl Runtime {
     /// Turns a status into a result, adding the simulator's explanation when there is one.
     pub(super) fn check(&self, call: &'static str, status: rt::axclError) -> Result<()> {
         check(self.sim.as_ref(), call, status)
+    }
+
+    /// Whether the runtime has the optional function `name` (for diagnostics and
+    /// the conformance kit).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
+    pub fn has(&self, name: &str) -> bool {
+        let o = &self.opt;
+        match name {
+            "axclrtGetSocName" => o.axclrtGetSocName.is_ok(),
+            "axclrtGetVersion" => o.axclrtGetVersion.is_ok(),
+            "axclrtGetDefaultContext" => o.axclrtGetDefaultContext.is_ok(),
+            "axclrtGetDeviceProperties" => o.axclrtGetDeviceProperties.is_ok(),
+            "axclrtMallocHost" => o.axclrtMallocHost.is_ok() && o.axclrtFreeHost.is_ok(),
+            "axclrtEngineGetUsage" => o.axclrtEngineGetUsage.is_ok(),
+            _ => false,
+        }
+    }
+
+    /// The runtime's version (`axclrtGetVersion`), when it has the call.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
+    pub fn version(&self) -> Option<(i32, i32, i32)> {
+        let f = self.opt.axclrtGetVersion.as_ref().ok()?;
+        let (mut a, mut b, mut c) = (0, 0, 0);
+        // SAFETY: three valid out-parameters.
+        let status = unsafe { f(&mut a, &mut b, &mut c) };
+        (status == rt::AXCL_SUCC as rt::axclError).then_some((a, b, c))
+    }
+
+    /// The SoC name (`axclrtGetSocName`), when the runtime has the call.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
+    pub fn soc_name(&self) -> Option<String> {
+        let f = self.opt.axclrtGetSocName.as_ref().ok()?;
+        // SAFETY: no arguments; the result is NULL or a static NUL-terminated string.
+        let p = unsafe { f() };
+        // SAFETY: non-NULL and NUL-terminated (documented).
+        (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
     }
 
     /// The runtime's device ids, in list order (indices are what users pass).
@@ -203,6 +256,18 @@ impl Device {
     pub fn enter(self: &Arc<Self>) -> Result<Entered<'_>> {
         self.make_current()?;
         Ok(Entered { dev: self, _thread_bound: PhantomData })
+    }
+
+    /// Total and free CMM of the card in bytes (`axclrtGetDeviceProperties`,
+    /// which reports KB); `None` when the runtime lacks the call
+    /// (hardware-facts: F10).
+    pub fn cmm(&self) -> Result<Option<(u64, u64)>> {
+        let Ok(f) = self.rt.opt.axclrtGetDeviceProperties.as_ref() else { return Ok(None) };
+        let mut p = rt::axclrtDeviceProperties::default();
+        // SAFETY: `p` is a valid out-parameter of the declared type.
+        let status = unsafe { f(self.id, &mut p) };
+        self.rt.check("axclrtGetDeviceProperties", status)?;
+        Ok(Some((u64::from(p.totalCmmSize) << 10, u64::from(p.freeCmmSize) << 10)))
     }
 
     pub(super) fn make_current(&self) -> Result<()> {

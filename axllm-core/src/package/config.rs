@@ -38,7 +38,7 @@ pub struct RuntimeConfig {
     #[allow(dead_code)]
     #[serde(default)]
     pub devices: Vec<usize>,
-    /// Hybrid models (contract §10.2): every this-many-th layer (1-based) is
+    /// Hybrid models (hardware-facts: F28): every this-many-th layer (1-based) is
     /// full attention, the others linear attention; 0 or absent: all full.
     #[serde(default)]
     pub full_attention_interval: Option<usize>,

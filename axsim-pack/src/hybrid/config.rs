@@ -150,6 +150,7 @@ impl Qwen35Config {
             }
         };
         let count_or = |key: &str, default: usize| if text.contains_key(key) { count(key) } else { Ok(default) };
+        crate::hf::refuse_unsupported_compute(text, &["linear_attention", "full_attention"])?;
         let layers = count("num_hidden_layers")?;
         let layer_types = match text.get("layer_types") {
             Some(Value::Array(types)) => {

@@ -397,7 +397,7 @@ func axmodelFamily(hf hfConfig, rt runtimeConfig, axmodels []string) string {
 	case strings.HasPrefix(t, "qwen2"):
 		return "qwen2"
 	case strings.HasPrefix(t, "qwen3_5"):
-		// AXERA's Qwen3.5 packages say Qwen3_5VL (contract §10.1).
+		// AXERA's Qwen3.5 packages say Qwen3_5VL (hardware-facts: F27).
 		return "qwen3_5"
 	default:
 		return t

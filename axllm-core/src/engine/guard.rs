@@ -1,0 +1,85 @@
+//! The memory guard: before any model file reaches the card, the CMM the load
+//! will need is compared with the free CMM the card reports, so a model that
+//! cannot fit fails at once with [`Error::OutOfMemory`] (which Ollama's
+//! scheduler treats as "does not fit") instead of halfway through a load
+//! (hardware-facts: F10, F11, F12).
+//!
+//! Needed: the sum of `axclrtEngineGetUsage` of every layer file and the post
+//! model, plus the buffers the load allocates when known in advance
+//! ([`Extra`]), plus a floor kept free for the runtime itself.
+//!
+//! `Resident::load` asks twice: before the first file reaches the card (the
+//! model files), and once the files are loaded and the geometry is known,
+//! before any of our buffers is allocated (the K/V of the full layers, the
+//! logits and the prefill hidden states).
+//!
+//! A runtime without `axclrtGetDeviceProperties` or `axclrtEngineGetUsage`
+//! (older stacks) skips the guard: the load then fails, if it must, at the
+//! call that runs out, with the same error kind.
+
+use crate::error::{Error, Result};
+
+/// CMM kept free by default (MiB): the vendor runner's `mem_guard_floor_mb` default.
+pub const DEFAULT_FLOOR_MB: u64 = 128;
+
+/// Device bytes the load allocates besides the models, known before loading.
+/// A later issue adds the per-slot K/V of several sequences here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// Our own buffers (step buffers, logits, K/V when known).
+    pub buffers: u64,
+    /// Per-slot K/V (0 until slots are a load parameter).
+    pub kv_slots: u64,
+}
+
+/// The guard's verdict on numbers already gathered: `usages` are the CMM bytes
+/// of each model file (by name), `free` the free CMM in bytes.
+pub fn check(free: u64, usages: &[(String, u64)], extra: Extra, floor_mb: u64) -> Result<()> {
+    let models: u64 = usages.iter().map(|(_, b)| b).sum();
+    let floor = floor_mb << 20;
+    let need = models.saturating_add(extra.buffers).saturating_add(extra.kv_slots).saturating_add(floor);
+    if need <= free {
+        return Ok(());
+    }
+    let largest = usages.iter().max_by_key(|(_, b)| *b).map(|(n, b)| format!("; largest file {n}: {} MiB", mib(*b)));
+    Err(Error::OutOfMemory {
+        call: "axclrtGetDeviceProperties",
+        status: 0,
+        bytes: Some(need),
+        detail: format!(
+            "the model does not fit in the card's free CMM: it needs {} MiB ({} model files: {} MiB, buffers: {} MiB, \
+             per-slot K/V: {} MiB, reserve: {floor_mb} MiB) but {} MiB are free{}",
+            mib(need),
+            usages.len(),
+            mib(models),
+            mib(extra.buffers),
+            mib(extra.kv_slots),
+            mib(free),
+            largest.unwrap_or_default()
+        ),
+    })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1u64 << 20) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn fits_or_fails_with_out_of_memory_naming_the_numbers() {
+        let files = vec![("l0.axmodel".to_string(), 30 << 20), ("post.axmodel".to_string(), 50 << 20)];
+        check(300 << 20, &files, Extra { buffers: 10 << 20, kv_slots: 0 }, 128).unwrap();
+        let e = check(200 << 20, &files, Extra { buffers: 10 << 20, kv_slots: 0 }, 128).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfMemory);
+        let text = e.to_string();
+        for needle in ["needs 218.0 MiB", "2 model files: 80.0 MiB", "reserve: 128 MiB", "200.0 MiB are free", "post.axmodel"] {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+        assert!(check(218 << 20, &files, Extra { buffers: 10 << 20, kv_slots: 0 }, 128).is_ok(), "exactly full fits");
+        assert!(check(218 << 20, &files, Extra { buffers: 10 << 20, kv_slots: 1 }, 128).is_err(), "the K/V hook counts");
+    }
+}

@@ -1,0 +1,64 @@
+//! Hardware fidelity on the simulator: the optional runtime surface as the
+//! core sees it (version, SoC, free CMM, pinned host memory with its
+//! fallback), and the memory guard refusing a model that cannot fit before
+//! any file reaches the card. One sequential test: the runtime is per process.
+
+use axllm_core::npu::{HostBuffer, Runtime};
+use axllm_core::{ErrorKind, LoadOptions, Model};
+use axllm_testkit::*;
+
+#[test]
+fn optional_surface_and_memory_guard() {
+    let rt = Runtime::open(Some(&sim_library())).unwrap();
+    let sim = rt.simulator().expect("the simulator");
+    assert_eq!(rt.soc_name().as_deref(), Some("AX650N"));
+    assert_eq!(rt.version(), Some((3, 10, 2)));
+    for f in ["axclrtGetDeviceProperties", "axclrtMallocHost", "axclrtEngineGetUsage", "axclrtGetDefaultContext"] {
+        assert!(rt.has(f), "{f}");
+    }
+    let dev = rt.device(0).unwrap();
+    assert_eq!(dev.id(), 129, "a bus-derived id, not 0");
+    let (total, free) = dev.cmm().unwrap().expect("the simulator reports CMM");
+    assert_eq!(total, 7040 << 20);
+    assert!(free <= total);
+
+    // Pinned host memory: zeroed, writable, recognised by the runtime.
+    {
+        let cx = dev.enter().unwrap();
+        let mut h = HostBuffer::new(&cx, 4096).unwrap();
+        assert!(h.is_pinned());
+        assert!(h.as_slice().iter().all(|b| *b == 0));
+        h.as_mut_slice()[4095] = 7;
+        assert_eq!(sim.counters().unwrap().live_host_blocks, 1);
+        drop(h);
+        assert_eq!(sim.counters().unwrap().live_host_blocks, 0, "freed on drop");
+        assert!(HostBuffer::new(&cx, 0).is_err());
+    }
+
+    // The guard: 1 MiB of CMM cannot hold the model plus a 1 MiB reserve.
+    let dir = tempdir();
+    let m = packed(dir.path(), axsim_pack::Family::Qwen3, axsim_pack::Layout::Axllm, 2);
+    sim.configure("mem_mb=1").unwrap();
+    sim.reset_counters().unwrap();
+    let opts = LoadOptions { mem_guard_floor_mb: Some(1), ..load_options() };
+    let e = Model::load(&m, &opts).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfMemory, "{e}");
+    assert!(e.is_out_of_memory());
+    let text = e.to_string();
+    assert!(text.contains("does not fit in the card's free CMM") && text.contains("reserve: 1 MiB"), "{text}");
+    let c = sim.counters().unwrap();
+    assert_eq!((c.load_calls, c.malloc_calls, c.live_models), (0, 0, 0), "refused before anything reached the card");
+
+    // With the whole card it loads, and the loaded weights show in the free CMM.
+    sim.configure("mem_mb=7040").unwrap();
+    let model = Model::load(&m, &load_options()).unwrap();
+    let (_, free_after) = dev.cmm().unwrap().unwrap();
+    let weights: u64 = std::fs::read_dir(&m)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "axmodel"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(free_after + weights <= free, "free CMM {free_after} after loading {weights} bytes of weights (was {free})");
+    assert!(!model.generate("hello", &greedy(2), |_| true).unwrap().tokens.is_empty());
+}
