@@ -133,3 +133,32 @@ fn files_outside_the_package_are_refused_unless_under_a_link_root() {
     let r = check_package(&m, &roots).unwrap_or_else(|e| panic!("the link root was not admitted: {e}"));
     assert_eq!(r.layers, 2);
 }
+
+#[test]
+fn a_qwen35_package_is_checked_as_the_loader_loads_it() {
+    // Linear-attention layers carry a gate mask and a whole state, not a
+    // mask over history rows: the check classifies layers as the loader does.
+    let dir = TempDir::new().unwrap();
+    let m = packed_qwen35(dir.path(), "q35", axsim_pack::HybridOptions::default(), 7);
+    let r = check_package(&m, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let model = Model::load(&m, &load_options()).unwrap();
+    let info = model.info();
+    assert!(info.linear_layers > 0);
+    assert_eq!(r.layers, info.layers);
+    assert_eq!(r.context_length, Some(info.context_length));
+    assert_eq!(r.max_prefill, Some(info.max_prefill));
+    assert_eq!(r.hidden_size, Some(info.hidden_size));
+    assert_eq!(r.vocab, Some(info.vocab));
+
+    // A truncated linear layer (layer 1 of 3 linear + 1 full) is refused naming it.
+    let layer1 = std::fs::read_dir(&m)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("_l1_together.axmodel"))
+        .expect("layer 1");
+    let len = std::fs::metadata(&layer1).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&layer1).unwrap().set_len(len / 2).unwrap();
+    let e = check_package(&m, &[]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadPackage, "{e}");
+    assert!(e.to_string().contains("_l1_together.axmodel"), "{e}");
+}

@@ -12,6 +12,7 @@
 mod container;
 
 use crate::engine::geometry::Geometry;
+use crate::engine::hybrid::{LayerKind, LinearGeometry, kind_from_io};
 use crate::error::{Error, Result};
 use crate::package::config::{PostConfig, read_json};
 use crate::package::{Embeddings, ModelFiles, Tokenizer};
@@ -62,21 +63,40 @@ pub fn check_package(dir: &Path, link_roots: &[PathBuf]) -> Result<PackageReport
     let tokenizer = Tokenizer::load(pkg, &files.tokenizer, &files.hf_dirs)?;
     let post_config: Option<PostConfig> = files.post_config.as_deref().map(|p| read_json(pkg, p)).transpose()?;
 
-    let mut geometry: Option<Geometry> = None;
-    for (i, path) in files.layers.iter().enumerate() {
-        let Container::Groups(groups) = container::read(pkg, path)? else { continue };
-        let g = Geometry::derive(path, &groups).map_err(|e| e.in_package(dir))?;
-        match &geometry {
-            Some(first) if !first.same_shape(&g) => {
-                return Err(Error::bad_file(
-                    path,
-                    format!("layer {i} has different shapes than layer 0 ({g:?} vs {first:?})"),
-                )
-                .in_package(dir));
-            }
-            Some(_) => {}
-            None => geometry = Some(g),
+    // As the loader does: each layer's kind from its IO, the first
+    // full-attention layer as the reference for the context geometry, every
+    // other full layer shaped like it, linear layers checked against it.
+    let mut layers = Vec::with_capacity(files.layers.len());
+    for path in &files.layers {
+        if let Container::Groups(groups) = container::read(pkg, path)? {
+            layers.push((path, groups));
         }
+    }
+    let kinds: Vec<LayerKind> = layers.iter().map(|(_, groups)| kind_from_io(groups)).collect();
+    let mut geometry: Option<Geometry> = None;
+    if let Some(reference) = kinds.iter().position(|k| *k == LayerKind::Full) {
+        let (ref_path, ref_groups) = &layers[reference];
+        let first = Geometry::derive(ref_path, ref_groups).map_err(|e| e.in_package(dir))?;
+        for (i, ((path, groups), kind)) in layers.iter().zip(&kinds).enumerate() {
+            match kind {
+                LayerKind::Full => {
+                    let g = Geometry::derive(path, groups).map_err(|e| e.in_package(dir))?;
+                    if !first.same_shape(&g) {
+                        return Err(Error::bad_file(
+                            *path,
+                            format!("layer {i} has different shapes than layer {reference} ({g:?} vs {first:?})"),
+                        )
+                        .in_package(dir));
+                    }
+                }
+                LayerKind::Linear => {
+                    LinearGeometry::derive(path, groups, first.hidden, first.chunk).map_err(|e| e.in_package(dir))?;
+                }
+            }
+        }
+        geometry = Some(first);
+    } else if let Some((path, _)) = layers.first() {
+        return Err(Error::bad_file(*path, "no full-attention layer: the context geometry comes from one").in_package(dir));
     }
     let vocab = match (container::read(pkg, &files.post)?, &geometry) {
         (Container::Groups(groups), Some(g)) => Some(
