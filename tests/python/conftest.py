@@ -103,6 +103,19 @@ def ollama_bin():
     return exe
 
 
+_SERVERS = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_server_outlives_the_session():
+    """Stops every server a fixture left running (one whose setup failed
+    after starting it never reaches its own `stop`)."""
+    yield
+    for s in _SERVERS:
+        if s.proc.poll() is None:
+            s.stop()
+
+
 class Server:
     """`ollama serve` on the simulator, on a free loopback port, with its own
     model store under `workdir` and its log in `workdir/serve.log`."""
@@ -122,6 +135,7 @@ class Server:
         self.log_path = workdir / "serve.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(exe), "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        _SERVERS.append(self)
         self.url = f"http://{self.host}"
         deadline = time.time() + 30
         while time.time() < deadline:
