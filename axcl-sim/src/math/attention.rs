@@ -1,6 +1,8 @@
 //! Softmax and grouped-query attention.
 
+use super::error::MathError;
 use super::gemm::{MatMut, MatRef, dot, matmul};
+use crate::format::Geometry;
 
 /// Numerically stable softmax of one row, in place. A NaN anywhere in the row
 /// turns the whole row into NaN (the maximum ignores it, the exponentials do not).
@@ -23,6 +25,27 @@ pub struct AttentionShape {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+}
+
+impl AttentionShape {
+    /// The attention shape of a layer file's geometry, refusing sizes no
+    /// decoder layer can have (no heads, no hidden or intermediate size, query
+    /// heads not a multiple of the key/value heads).
+    pub fn of_layer(g: &Geometry) -> Result<Self, MathError> {
+        let shape = AttentionShape { heads: g.num_attention_heads, kv_heads: g.num_key_value_heads, head_dim: g.head_dim };
+        if g.hidden_size == 0
+            || g.intermediate_size == 0
+            || shape.heads == 0
+            || shape.kv_heads == 0
+            || !shape.heads.is_multiple_of(shape.kv_heads)
+        {
+            return Err(MathError::Geometry(format!(
+                "hidden {}, intermediate {}, {} heads over {} kv heads",
+                g.hidden_size, g.intermediate_size, shape.heads, shape.kv_heads
+            )));
+        }
+        Ok(shape)
+    }
 }
 
 /// Grouped-query attention of `n` query rows over `cols` key/value rows.

@@ -48,18 +48,7 @@ impl GatedAttentionLayer {
         expect_kind(file, ModelKind::Layer)?;
         let g = &file.header.geometry;
         let (h, hd, inter) = (g.hidden_size, g.head_dim, g.intermediate_size);
-        let shape = AttentionShape { heads: g.num_attention_heads, kv_heads: g.num_key_value_heads, head_dim: hd };
-        if h == 0
-            || inter == 0
-            || shape.kv_heads == 0
-            || shape.heads == 0
-            || !shape.heads.is_multiple_of(shape.kv_heads)
-        {
-            return Err(MathError::Geometry(format!(
-                "hidden {h}, intermediate {inter}, {} heads over {} kv heads",
-                shape.heads, shape.kv_heads
-            )));
-        }
+        let shape = AttentionShape::of_layer(g)?;
         let rd = spec.rotary_dim;
         if hd == 0 || rd == 0 || rd > hd || !rd.is_multiple_of(2) || file.header.rope_inv_freq.len() != rd / 2 {
             return Err(MathError::Geometry(format!(
