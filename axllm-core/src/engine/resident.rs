@@ -268,14 +268,103 @@ fn load_model(cx: &Entered<'_>, pkg: &PackageDir, path: &Path, method: LoadMetho
     }
 }
 
-/// The memory guard (`guard`) on this package: the usage of every model file
-/// against the card's free CMM; skipped when the runtime lacks either query.
+/// The shapes a load gives its buffers, derived from the model files' shape
+/// groups: as the runtime reports them once loaded, or as the files state
+/// them before (the simulator's headers).
+struct Plan {
+    geo: Geometry,
+    /// Per layer: a linear layer's geometry, `None` for a full layer.
+    linear: Vec<Option<LinearGeometry>>,
+    vocab: usize,
+}
+
+impl Plan {
+    /// Checks that the layers agree with each other and with the post model.
+    /// In a hybrid model the first full-attention layer is the reference for
+    /// the context and prefill geometry (hardware-facts: F28); every other full
+    /// layer must match it and every linear layer must fit it.
+    fn derive(
+        pkg: &PackageDir,
+        layer_files: &[std::path::PathBuf],
+        layer_groups: &[&[GroupInfo]],
+        post_file: &Path,
+        post_groups: &[GroupInfo],
+        config_kinds: Option<&[LayerKind]>,
+    ) -> Result<Plan> {
+        let kinds = layer_kinds(layer_files, layer_groups, config_kinds)?;
+        let reference = kinds
+            .iter()
+            .position(|k| *k == LayerKind::Full)
+            .ok_or_else(|| Error::bad_file(pkg.root(), "no full-attention layer: the context geometry comes from one"))?;
+        let geo = Geometry::derive(&layer_files[reference], layer_groups[reference])?;
+        let mut linear = Vec::with_capacity(layer_groups.len());
+        for (i, (path, groups)) in layer_files.iter().zip(layer_groups).enumerate() {
+            linear.push(match kinds[i] {
+                LayerKind::Full => {
+                    let g = Geometry::derive(path, groups)?;
+                    if !geo.same_shape(&g) {
+                        return Err(Error::bad_file(
+                            path.clone(),
+                            format!("layer {i} has different shapes than layer {reference} ({g:?} vs {geo:?})"),
+                        ));
+                    }
+                    None
+                }
+                LayerKind::Linear => Some(LinearGeometry::derive(path, groups, geo.hidden, geo.chunk)?),
+            });
+        }
+        let vocab = post_vocab(post_file, post_groups, geo.hidden)?;
+        Ok(Plan { geo, linear, vocab })
+    }
+
+    /// The step buffers' sizes: (decode, prefill).
+    fn step_sizes(&self) -> (StepSizes, StepSizes) {
+        let geo = &self.geo;
+        let (h, d, t) = (geo.hidden, geo.kv_dim, geo.chunk);
+        let max = |groups: &mut dyn Iterator<Item = u32>| groups.map(|g| geo.tensor_size(g, names::MASK)).max().unwrap_or(0);
+        let dec_mask = max(&mut geo.decode.iter().map(|g| g.index));
+        let pre_mask = max(&mut geo.prefill.iter().map(|g| g.index));
+        (
+            StepSizes { hidden: h * 2, indices: 4, mask: dec_mask, kv_out: d * 2 },
+            StepSizes { hidden: t * h * 2, indices: t * 4, mask: pre_mask, kv_out: t * d * 2 },
+        )
+    }
+
+    /// The widest gate mask of the linear layers: (decode, prefill) elements;
+    /// `None` without linear layers.
+    fn gate_widths(&self) -> Option<(usize, usize)> {
+        let geos: Vec<&LinearGeometry> = self.linear.iter().flatten().collect();
+        let widest = |prefill: bool| {
+            geos.iter().flat_map(|g| if prefill { &g.prefill } else { &g.decode }).map(|x| x.mask).max().unwrap_or(1)
+        };
+        (!geos.is_empty()).then(|| (widest(false), widest(true)))
+    }
+
+    /// Every device byte the load allocates besides the models, before
+    /// allocating any: the K/V caches or states of every layer, the step
+    /// buffers, the logits, the gates and the snapshot slots.
+    fn buffer_bytes(&self, schedule: Schedule, snapshot_slots: usize) -> u64 {
+        let kv = (self.geo.kv_rows * self.geo.kv_dim * 2) as u64;
+        let layers: u64 = self.linear.iter().map(|l| l.as_ref().map_or(2 * kv, |g| 2 * (g.k_state + g.v_state) as u64)).sum();
+        let state: u64 = self.linear.iter().flatten().map(|g| (g.k_state + g.v_state) as u64).sum();
+        let snapshots = if snapshot_slots == 0 { 0 } else { snapshot_slots as u64 * state };
+        let gates = self.gate_widths().map_or(0, |(d, p)| (d * 2 + p * 2) as u64);
+        let (dec, pre) = self.step_sizes();
+        layers + snapshots + gates + dec.device_bytes(schedule.inputs) + pre.device_bytes(schedule.inputs) + (self.vocab * 2) as u64
+    }
+}
+
+/// The memory guard (`guard`) before the first model file reaches the card:
+/// the usage of every model file plus our buffers, sized from the shape
+/// groups the files state (`plan`, when they state them), against the
+/// card's free CMM. Skipped when the runtime lacks either query.
 fn guard_before_load(
     cx: &Entered<'_>,
     device: &Arc<Device>,
     pkg: &PackageDir,
     layer_files: &[std::path::PathBuf],
     post_file: &Path,
+    buffers: Option<u64>,
     floor_mb: u64,
 ) -> Result<()> {
     let Some((_, free)) = device.cmm()? else { return Ok(()) };
@@ -284,7 +373,24 @@ fn guard_before_load(
         let Some(bytes) = EngineModel::cmm_usage(cx, &pkg.confine(path)?, path)? else { return Ok(()) };
         usages.push((path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()), bytes));
     }
-    super::guard::check(free, &usages, super::guard::Extra::default(), floor_mb)
+    super::guard::check(free, &usages, super::guard::Extra { buffers: buffers.unwrap_or(0), kv_slots: 0 }, floor_mb)
+}
+
+/// The plan from the shape groups the files state in their headers, before
+/// any is loaded; `None` when a file does not state them (a real `.axmodel`:
+/// only the card reports its groups) or they do not agree (the load then
+/// fails on the runtime's report, with the reason).
+fn stated_plan(
+    pkg: &PackageDir,
+    layer_files: &[std::path::PathBuf],
+    post_file: &Path,
+    config_kinds: Option<&[LayerKind]>,
+) -> Option<Plan> {
+    let stated = |p: &Path| crate::check::container::stated_groups(pkg, p);
+    let layers: Vec<Vec<GroupInfo>> = layer_files.iter().map(|p| stated(p)).collect::<Option<_>>()?;
+    let post = stated(post_file)?;
+    let refs: Vec<&[GroupInfo]> = layers.iter().map(Vec::as_slice).collect();
+    Plan::derive(pkg, layer_files, &refs, post_file, &post, config_kinds).ok()
 }
 
 /// What a hybrid model's load needs beyond the files.
@@ -332,55 +438,35 @@ impl Resident {
         floor_mb: u64,
     ) -> Result<Resident> {
         let cx = device.enter()?;
-        guard_before_load(&cx, device, pkg, layer_files, post_file, floor_mb)?;
+        // Our buffers from the shapes the files state, so the guard counts
+        // them before the first file is loaded (hardware-facts: F11, F12).
+        let stated = stated_plan(pkg, layer_files, post_file, hybrid.kinds.as_deref());
+        let stated_bytes = stated.as_ref().map(|p| p.buffer_bytes(schedule, hybrid.snapshot_slots));
+        guard_before_load(&cx, device, pkg, layer_files, post_file, stated_bytes, floor_mb)?;
         let total = layer_files.len() + 1;
         let mut models = Vec::with_capacity(layer_files.len());
         for (i, path) in layer_files.iter().enumerate() {
             models.push(load_model(&cx, pkg, path, method)?);
             progress(LoadProgress { loaded: i + 1, total });
         }
-        let kinds = layer_kinds(layer_files, &models, hybrid.kinds.as_deref())?;
-        let reference = kinds
-            .iter()
-            .position(|k| *k == LayerKind::Full)
-            .ok_or_else(|| Error::bad_file(pkg.root(), "no full-attention layer: the context geometry comes from one"))?;
-        let geo = Geometry::derive(&layer_files[reference], models[reference].groups())?;
-        let mut linear_geos = Vec::with_capacity(models.len());
-        for (i, (path, model)) in layer_files.iter().zip(&models).enumerate() {
-            linear_geos.push(match kinds[i] {
-                LayerKind::Full => {
-                    let g = Geometry::derive(path, model.groups())?;
-                    if !geo.same_shape(&g) {
-                        return Err(Error::bad_file(
-                            path.clone(),
-                            format!("layer {i} has different shapes than layer {reference} ({g:?} vs {geo:?})"),
-                        ));
-                    }
-                    None
-                }
-                LayerKind::Linear => Some(LinearGeometry::derive(path, model.groups(), geo.hidden, geo.chunk)?),
-            });
-        }
         let post_model = load_model(&cx, pkg, post_file, method)?;
-        let vocab = post_vocab(post_file, post_model.groups(), geo.hidden)?;
         progress(LoadProgress { loaded: total, total });
-
-        let (h, d, t) = (geo.hidden, geo.kv_dim, geo.chunk);
-        // The guard again, now that the geometry is known: the K/V of the full
-        // layers and the logits, before any of our buffers is allocated.
+        // The runtime's report is the truth the buffers follow.
+        let groups: Vec<&[GroupInfo]> = models.iter().map(EngineModel::groups).collect();
+        let plan = Plan::derive(pkg, layer_files, &groups, post_file, post_model.groups(), hybrid.kinds.as_deref())?;
+        // The guard again before any of our buffers is allocated: the only
+        // check of them when the files do not state their shapes (a real
+        // `.axmodel`), else a check that the card took what it announced.
+        let buffers = plan.buffer_bytes(schedule, hybrid.snapshot_slots);
         if let Some((_, free)) = device.cmm()? {
-            let full = kinds.iter().filter(|k| **k == LayerKind::Full).count() as u64;
-            let buffers = full * 2 * (geo.kv_rows * d * 2) as u64 + (vocab * 2) as u64 + (t * h * 2 * 2) as u64;
             super::guard::check(free, &[], super::guard::Extra { buffers, kv_slots: 0 }, floor_mb)?;
         }
-        let max = |name: &str, groups: &mut dyn Iterator<Item = u32>| groups.map(|g| geo.tensor_size(g, name)).max().unwrap_or(0);
-        let dec_mask = max(names::MASK, &mut geo.decode.iter().map(|g| g.index));
-        let pre_mask = max(names::MASK, &mut geo.prefill.iter().map(|g| g.index));
-        let decode = StepBuffers::new(&cx, StepSizes { hidden: h * 2, indices: 4, mask: dec_mask, kv_out: d * 2 }, schedule.inputs)?;
-        let prefill =
-            StepBuffers::new(&cx, StepSizes { hidden: t * h * 2, indices: t * 4, mask: pre_mask, kv_out: t * d * 2 }, schedule.inputs)?;
+        let (dec_sizes, pre_sizes) = plan.step_sizes();
+        let Plan { geo, linear: linear_geos, vocab, .. } = plan;
+        let decode = StepBuffers::new(&cx, dec_sizes, schedule.inputs)?;
+        let prefill = StepBuffers::new(&cx, pre_sizes, schedule.inputs)?;
         let gates = Gates::new(&cx, &linear_geos)?;
-        let kv_bytes = geo.kv_rows * d * 2;
+        let kv_bytes = geo.kv_rows * geo.kv_dim * 2;
         let mut layers = Vec::with_capacity(models.len());
         let mut device_bytes = 0u64;
         for (m, (model, lin_geo)) in models.into_iter().zip(linear_geos).enumerate() {
@@ -402,8 +488,9 @@ impl Resident {
             + prefill.device_bytes()
             + logits.size() as u64
             + gates.as_ref().map_or(0, |g| (g.decode.size() + g.prefill.size()) as u64)
-            + snapshots.as_ref().map_or(0, |s| (s.bytes * s.slots.len()) as u64)
-            + layer_files.iter().chain(std::iter::once(&post_file.to_path_buf())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>();
+            + snapshots.as_ref().map_or(0, |s| (s.bytes * s.slots.len()) as u64);
+        debug_assert_eq!(device_bytes, buffers, "the guard counts every buffer the load allocates");
+        device_bytes += layer_files.iter().chain(std::iter::once(&post_file.to_path_buf())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>();
         let queue = match schedule.execution {
             Execution::Async => Some(Stream::new(&cx)?),
             Execution::Sync => None,
@@ -588,13 +675,13 @@ impl Resident {
 
 /// Each layer's kind: the config's when it names them (each checked against
 /// the layer's IO), else the IO's (hardware-facts: F28).
-fn layer_kinds(files: &[std::path::PathBuf], models: &[EngineModel], config: Option<&[LayerKind]>) -> Result<Vec<LayerKind>> {
+fn layer_kinds(files: &[std::path::PathBuf], groups: &[&[GroupInfo]], config: Option<&[LayerKind]>) -> Result<Vec<LayerKind>> {
     files
         .iter()
-        .zip(models)
+        .zip(groups)
         .enumerate()
-        .map(|(i, (path, model))| {
-            let io = kind_from_io(model.groups());
+        .map(|(i, (path, groups))| {
+            let io = kind_from_io(groups);
             match config.map(|c| c[i]) {
                 Some(named) if named != io => Err(Error::bad_file(
                     path.clone(),

@@ -35,6 +35,18 @@ pub(super) struct StepSizes {
     pub kv_out: usize,
 }
 
+impl StepSizes {
+    /// Device bytes [`StepBuffers::new`] allocates for these sizes (the
+    /// memory guard counts them before anything is loaded).
+    pub fn device_bytes(&self, upload: InputUpload) -> u64 {
+        let inputs = match upload {
+            InputUpload::Packed => align(self.hidden) + align(self.indices) + self.mask,
+            InputUpload::Separate => self.hidden + self.indices + self.mask,
+        };
+        (inputs + self.hidden + 2 * self.kv_out) as u64
+    }
+}
+
 /// One step kind's shared device buffers and staging.
 #[derive(Debug)]
 pub(super) struct StepBuffers {
