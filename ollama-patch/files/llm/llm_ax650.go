@@ -170,7 +170,7 @@ func (s *AX650Server) start() error {
 		"--port", strconv.Itoa(port),
 		"--workdir", workdir,
 		"--exit-on-stdin-eof"}
-	cmd := exec.Command(exe, append(args, ax650LoadFlags(os.Getenv)...)...)
+	cmd := ax650RunnerCommand(exe, append(args, ax650LoadFlags(os.Getenv)...), os.Getenv)
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.SysProcAttr = LlamaServerSysProcAttr
 	s.output = NewStatusWriter(os.Stderr)
@@ -652,6 +652,22 @@ func (s *AX650Server) ApplyChatTemplate(ctx context.Context, req ChatRequest) (s
 		return "", fmt.Errorf("AX650 runner chat template: %w", err)
 	}
 	return out.Prompt, nil
+}
+
+// ax650RunnerCommand is the command that starts the runner: exe with args,
+// or, when AXLLM_RUNNER_WRAPPER names a command (words split at spaces, no
+// quoting), that command with exe and args after its own words. An emulator
+// is what it is for: `ollama serve` of another architecture starts under
+// qemu-user, whose execve runs the runner natively and fails without the
+// kernel's binfmt_misc registration, so the runner needs the emulator named
+// (AXLLM_RUNNER_WRAPPER="qemu-aarch64 -L /usr/aarch64-linux-gnu"). A tool
+// such as valgrind fits too.
+func ax650RunnerCommand(exe string, args []string, getenv func(string) string) *exec.Cmd {
+	wrapper := strings.Fields(getenv("AXLLM_RUNNER_WRAPPER"))
+	if len(wrapper) == 0 {
+		return exec.Command(exe, args...)
+	}
+	return exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], exe), args...)...)
 }
 
 // ax650LoadFlags are the runner's load-parameter flags from serve's

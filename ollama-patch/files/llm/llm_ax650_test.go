@@ -40,6 +40,10 @@ func fakeRunner(mode string, args []string) int {
 			port = args[i+1]
 		}
 	}
+	if mode == "wrapped" && os.Getenv("AX650_WRAPPED") != "1" {
+		fmt.Fprintln(os.Stderr, "fake runner: started without AXLLM_RUNNER_WRAPPER's command")
+		return 1
+	}
 	if mode == "exit" {
 		// What cobra prints when the runner command returns an error.
 		fmt.Fprintln(os.Stderr, "Error: ax650 runner: listen tcp 127.0.0.1:1: bind: permission denied")
@@ -344,6 +348,40 @@ func TestAX650LoadFlagsFromServeEnvironment(t *testing.T) {
 	}
 	if got := ax650LoadFlags(func(string) string { return "" }); len(got) != 0 {
 		t.Errorf("no environment: %q", got)
+	}
+}
+
+// AXLLM_RUNNER_WRAPPER: the runner starts under the named command (here
+// env(1), which sets a variable the fake runner insists on), words split at
+// spaces, the executable and its arguments after them.
+func TestAX650RunnerWrapper(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "AXLLM_RUNNER_WRAPPER" {
+				return v
+			}
+			return ""
+		}
+	}
+	plain := ax650RunnerCommand("/bin/ollama", []string{"runner", "--port", "1"}, env("  "))
+	if want := []string{"/bin/ollama", "runner", "--port", "1"}; !slices.Equal(plain.Args, want) {
+		t.Errorf("without a wrapper: %q, want %q", plain.Args, want)
+	}
+	wrapped := ax650RunnerCommand("/bin/ollama", []string{"runner"}, env(" qemu-aarch64  -L /usr/aarch64-linux-gnu "))
+	if want := []string{"qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", "/bin/ollama", "runner"}; !slices.Equal(wrapped.Args, want) {
+		t.Errorf("wrapped: %q, want %q", wrapped.Args, want)
+	}
+
+	t.Setenv("OLLAMA_LOAD_TIMEOUT", "20s")
+	t.Setenv("AXLLM_RUNNER_WRAPPER", "env AX650_WRAPPED=1")
+	s := newFakeAX650Server(t, "wrapped")
+	if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false); err != nil {
+		t.Fatalf("Load through the wrapper: %v", err)
+	}
+	t.Setenv("AXLLM_RUNNER_WRAPPER", "")
+	unwrapped := newFakeAX650Server(t, "wrapped")
+	if _, err := unwrapped.Load(t.Context(), ml.SystemInfo{}, nil, false); err == nil {
+		t.Fatal("Load without the wrapper succeeded: the fake runner's check is not effective")
 	}
 }
 
