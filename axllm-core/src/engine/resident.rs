@@ -32,6 +32,7 @@ use super::hybrid::{LayerKind, LinearGeometry, kind_from_io};
 use super::inferred::gate_mask;
 use super::masks;
 use super::schedule::{Execution, KvWrite, Schedule};
+use super::slots::KvSlots;
 use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
 use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, Stream};
@@ -165,6 +166,18 @@ impl Layer {
         Ok(())
     }
 
+    /// Binds every shape group's `K_cache`/`V_cache` inputs to the layer's
+    /// K and V buffers (after a slot switch moved other buffers in).
+    fn rebind_cache(&mut self, cx: &Entered<'_>) -> Result<()> {
+        for (g, grp) in self.model.groups().iter().enumerate() {
+            let (ki, kt) = grp.input(names::K_CACHE).expect("geometry checked every name");
+            let (vi, vt) = grp.input(names::V_CACHE).expect("geometry checked every name");
+            self.ios[g].bind_input(cx, ki, &self.k, 0, kt.size as usize)?;
+            self.ios[g].bind_input(cx, vi, &self.v, 0, vt.size as usize)?;
+        }
+        Ok(())
+    }
+
     /// The buffers holding a linear layer's state now: (K, V, K bytes, V bytes).
     fn state(&self) -> Option<(&DeviceBuffer, &DeviceBuffer, usize, usize)> {
         let lin = self.linear.as_ref()?;
@@ -225,6 +238,9 @@ impl Post {
 /// A model resident on the NPU.
 pub struct Resident {
     layers: Vec<Layer>,
+    /// The K/V buffers of the KV slots not in use (after `layers`: dropped
+    /// after the IO objects that may have bound them).
+    kv_slots: KvSlots,
     /// Linear layers only: their gate masks and state snapshot slots.
     gates: Option<Gates>,
     snapshots: Option<SnapshotSlots>,
@@ -330,6 +346,7 @@ impl Resident {
         hybrid: &HybridLoad,
         progress: &mut dyn FnMut(LoadProgress),
         floor_mb: u64,
+        kv_slots: usize,
     ) -> Result<Resident> {
         let cx = device.enter()?;
         guard_before_load(&cx, device, pkg, layer_files, post_file, floor_mb)?;
@@ -366,12 +383,15 @@ impl Resident {
         progress(LoadProgress { loaded: total, total });
 
         let (h, d, t) = (geo.hidden, geo.kv_dim, geo.chunk);
+        // Hybrid models keep one slot (their recurrent state is not per slot).
+        let kv_slots = if kinds.contains(&LayerKind::Linear) { 1 } else { kv_slots.max(1) };
         // The guard again, now that the geometry is known: the K/V of the full
         // layers and the logits, before any of our buffers is allocated.
         if let Some((_, free)) = device.cmm()? {
             let full = kinds.iter().filter(|k| **k == LayerKind::Full).count() as u64;
             let buffers = full * 2 * (geo.kv_rows * d * 2) as u64 + (vocab * 2) as u64 + (t * h * 2 * 2) as u64;
-            super::guard::check(free, &[], super::guard::Extra { buffers, kv_slots: 0 }, floor_mb)?;
+            let more_slots = (kv_slots as u64 - 1) * full * 2 * (geo.kv_rows * d * 2) as u64;
+            super::guard::check(free, &[], super::guard::Extra { buffers, kv_slots: more_slots }, floor_mb)?;
         }
         let max = |name: &str, groups: &mut dyn Iterator<Item = u32>| groups.map(|g| geo.tensor_size(g, name)).max().unwrap_or(0);
         let dec_mask = max(names::MASK, &mut geo.decode.iter().map(|g| g.index));
@@ -397,6 +417,16 @@ impl Resident {
         let last = decode.at(decode.hidden[layers.len() % 2]);
         bind_all(&cx, &mut post_io, &post_model.groups()[0], &[(names::INPUT, last)], &[(names::OUTPUT, (&logits, 0))])?;
         let snapshots = SnapshotSlots::new(&cx, &layers, hybrid.snapshot_slots)?;
+        let full = layers.iter().filter(|l| l.linear.is_none()).count();
+        let mut parked = Vec::with_capacity(kv_slots);
+        parked.push(None);
+        for _ in 1..kv_slots {
+            let bufs = (0..full)
+                .map(|_| Ok((DeviceBuffer::zeroed(&cx, kv_bytes)?, DeviceBuffer::zeroed(&cx, kv_bytes)?)))
+                .collect::<Result<Vec<_>>>()?;
+            parked.push(Some(bufs));
+        }
+        device_bytes += (kv_slots as u64 - 1) * (full * 2 * kv_bytes) as u64;
 
         device_bytes += decode.device_bytes()
             + prefill.device_bytes()
@@ -410,6 +440,7 @@ impl Resident {
         };
         Ok(Resident {
             layers,
+            kv_slots: KvSlots { parked, active: 0, stale: false },
             gates,
             snapshots,
             post: Post { io: post_io, model: post_model, logits, host: vec![0; vocab] },
@@ -426,6 +457,44 @@ impl Resident {
     /// Decoder layers with linear attention (0 for a model without).
     pub fn linear_layers(&self) -> usize {
         self.layers.iter().filter(|l| l.linear.is_some()).count()
+    }
+
+    /// KV slots: sequences whose K/V caches the card holds (1 for a hybrid model).
+    pub fn kv_slots(&self) -> usize {
+        self.kv_slots.parked.len()
+    }
+
+    /// Device bytes of one KV slot: a K and a V cache per full-attention layer.
+    pub fn kv_slot_bytes(&self) -> u64 {
+        self.layers.iter().filter(|l| l.linear.is_none()).map(|l| (l.k.size() + l.v.size()) as u64).sum()
+    }
+
+    /// Makes KV slot `slot` the one the layers read and write: its buffers
+    /// move into the layers and are bound (host-local; nothing is copied).
+    pub fn select_kv(&mut self, slot: usize) -> Result<()> {
+        let s = &mut self.kv_slots;
+        if slot >= s.parked.len() {
+            return Err(Error::invalid(format!("KV slot {slot} of {}", s.parked.len())));
+        }
+        if slot == s.active && !s.stale {
+            return Ok(());
+        }
+        if slot != s.active {
+            let mut bufs = s.parked[slot].take().expect("only the active slot is not parked");
+            for (l, (k, v)) in self.layers.iter_mut().filter(|l| l.linear.is_none()).zip(bufs.iter_mut()) {
+                std::mem::swap(&mut l.k, k);
+                std::mem::swap(&mut l.v, v);
+            }
+            s.parked[s.active] = Some(bufs);
+            s.active = slot;
+        }
+        s.stale = true;
+        let cx = self.device.enter()?;
+        for l in self.layers.iter_mut().filter(|l| l.linear.is_none()) {
+            l.rebind_cache(&cx)?;
+        }
+        self.kv_slots.stale = false;
+        Ok(())
     }
 
     /// Snapshot slots allocated (0 without linear layers).
