@@ -47,10 +47,8 @@ fn info(model: *const axllm_model) -> axllm_model_info {
 fn begin(model: *mut axllm_model, prompt: &str, seed: i64) -> *mut axllm_generation {
     let mut params = std::mem::MaybeUninit::<axllm_generate_params>::uninit();
     // SAFETY: valid for writes of its size.
-    assert_eq!(
-        unsafe { axllm_generate_default_params(params.as_mut_ptr(), size_of::<axllm_generate_params>()) },
-        axllm_status::AXLLM_OK
-    );
+    let st = unsafe { axllm_generate_default_params(params.as_mut_ptr(), size_of::<axllm_generate_params>()) };
+    assert_eq!(st, axllm_status::AXLLM_OK);
     // SAFETY: filled by the call above.
     let mut params = unsafe { params.assume_init() };
     params.num_predict = 14;
