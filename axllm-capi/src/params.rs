@@ -54,6 +54,12 @@ pub struct axllm_load_params {
     pub progress: Option<extern "C" fn(user_data: *mut c_void, loaded: u32, total: u32)>,
     /// Passed to `progress`.
     pub progress_user_data: *mut c_void,
+    /// KV slots: sequences whose K/V caches the card holds at once, hence
+    /// generations that may run at once (each holds one; a further
+    /// `axllm_generation_begin` waits for one to end). 0 = the default, 1.
+    /// A hybrid model (Qwen3.5) keeps 1; `axllm_model_info.kv_slots` says
+    /// what was allocated. (Added in version 2 of this struct.)
+    pub kv_slots: u32,
 }
 
 /// Sampling and stop options of one generation. Fill it with
@@ -166,13 +172,14 @@ pub(crate) unsafe fn write<T: SizedStruct>(p: *mut T, size: usize, value: T) -> 
     Ok(())
 }
 
-// SAFETY: repr(C), `struct_size` first; one version so far.
+// SAFETY: repr(C), `struct_size` first; version 1 (up to
+// `progress_user_data`, pointer-aligned, so no tail padding) is a prefix.
 unsafe impl SizedStruct for axllm_load_params {
     const NAME: &'static str = "axllm_load_params";
-    const VERSIONS: &'static [(usize, usize)] = &[(
-        size_of::<axllm_load_params>(),
-        offset_of!(axllm_load_params, progress_user_data) + size_of::<*mut c_void>(),
-    )];
+    const VERSIONS: &'static [(usize, usize)] = &[
+        (offset_of!(axllm_load_params, kv_slots), offset_of!(axllm_load_params, kv_slots)),
+        (size_of::<axllm_load_params>(), offset_of!(axllm_load_params, kv_slots) + size_of::<u32>()),
+    ];
     fn defaults() -> Self {
         axllm_load_params {
             struct_size: size_of::<Self>(),
@@ -184,6 +191,7 @@ unsafe impl SizedStruct for axllm_load_params {
             n_link_roots: 0,
             progress: None,
             progress_user_data: std::ptr::null_mut(),
+            kv_slots: 0,
         }
     }
 }
@@ -276,6 +284,7 @@ pub(crate) unsafe fn load_options(p: &axllm_load_params) -> CResult<LoadOptions>
         load_method,
         schedule,
         link_roots: link_roots.into_iter().map(PathBuf::from).collect(),
+        kv_slots: (p.kv_slots != 0).then_some(p.kv_slots as usize),
         ..LoadOptions::default()
     })
 }

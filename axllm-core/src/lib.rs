@@ -93,7 +93,7 @@ pub use error::{Cause, Error, ErrorKind, Result};
 pub use generation::{CancelHandle, Completion, Generation, Step};
 pub use info::ModelInfo;
 pub use model::Model;
-pub use options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions};
+pub use options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions, MAX_KV_SLOTS};
 pub use package::{StreamDecoder, Tokenizer};
 pub use sampling::SamplingOptions;
 pub use session::Session;

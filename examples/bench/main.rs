@@ -18,6 +18,7 @@ mod env;
 mod hybrid;
 mod measure;
 mod runner;
+mod slots;
 mod sys;
 mod vendor;
 
@@ -75,6 +76,13 @@ struct Args {
     /// published Pi 5 numbers.
     #[arg(long)]
     qwen35: bool,
+    /// Measure KV slots instead (1 against 2): a chat's TTFT while a long
+    /// generation runs, and a second turn after an unrelated prompt.
+    #[arg(long)]
+    slots: bool,
+    /// Tokens of the long generation for --slots.
+    #[arg(long, default_value_t = 1000)]
+    long_tokens: usize,
 }
 
 /// Who runs the workloads.
@@ -332,6 +340,11 @@ fn main() -> Result<()> {
     println!("  with repeat_penalty 1.1 over the last 64 tokens: mean {mean:.0} µs, p99 {p99:.0} µs, max {max:.0} µs");
 
     let rt = Runtime::open(Some(&lib))?;
+    if args.slots {
+        slots::run(&lib, &cal, args.long_tokens)?;
+        println!("\ntotal {:.0} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     if args.qwen35 {
         let ours = if args.schedules.is_empty() { SCHEDULES.to_vec() } else { args.schedules.clone() };
         hybrid::run(&lib, &rt, &cal, &ours, args.decode_tokens, &args.models)?;

@@ -32,6 +32,7 @@ use super::hybrid::{LayerKind, LinearGeometry, kind_from_io};
 use super::inferred::gate_mask;
 use super::masks;
 use super::schedule::{Execution, KvWrite, Schedule};
+use super::slots::KvSlots;
 use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
 use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, Stream};
@@ -165,6 +166,18 @@ impl Layer {
         Ok(())
     }
 
+    /// Binds every shape group's `K_cache`/`V_cache` inputs to the layer's
+    /// K and V buffers (after a slot switch moved other buffers in).
+    fn rebind_cache(&mut self, cx: &Entered<'_>) -> Result<()> {
+        for (g, grp) in self.model.groups().iter().enumerate() {
+            let (ki, kt) = grp.input(names::K_CACHE).expect("geometry checked every name");
+            let (vi, vt) = grp.input(names::V_CACHE).expect("geometry checked every name");
+            self.ios[g].bind_input(cx, ki, &self.k, 0, kt.size as usize)?;
+            self.ios[g].bind_input(cx, vi, &self.v, 0, vt.size as usize)?;
+        }
+        Ok(())
+    }
+
     /// The buffers holding a linear layer's state now: (K, V, K bytes, V bytes).
     fn state(&self) -> Option<(&DeviceBuffer, &DeviceBuffer, usize, usize)> {
         let lin = self.linear.as_ref()?;
@@ -225,6 +238,9 @@ impl Post {
 /// A model resident on the NPU.
 pub struct Resident {
     layers: Vec<Layer>,
+    /// The K/V buffers of the KV slots not in use (after `layers`: dropped
+    /// after the IO objects that may have bound them).
+    kv_slots: KvSlots,
     /// Linear layers only: their gate masks and state snapshot slots.
     gates: Option<Gates>,
     snapshots: Option<SnapshotSlots>,
@@ -352,6 +368,19 @@ impl Plan {
         let (dec, pre) = self.step_sizes();
         layers + snapshots + gates + dec.device_bytes(schedule.inputs) + pre.device_bytes(schedule.inputs) + (self.vocab * 2) as u64
     }
+
+    /// The KV slots a load asking for `wanted` gets: a hybrid model keeps one
+    /// (its recurrent state is not per slot).
+    fn slots(&self, wanted: usize) -> usize {
+        if self.linear.iter().any(Option::is_some) { 1 } else { wanted.max(1) }
+    }
+
+    /// The K/V buffers of the slots beyond the first (`slots` as `slots` returns).
+    fn extra_slot_bytes(&self, slots: usize) -> u64 {
+        let kv = (self.geo.kv_rows * self.geo.kv_dim * 2) as u64;
+        let full = self.linear.iter().filter(|l| l.is_none()).count() as u64;
+        (slots as u64).saturating_sub(1) * full * 2 * kv
+    }
 }
 
 /// The memory guard (`guard`) before the first model file reaches the card:
@@ -436,12 +465,15 @@ impl Resident {
         hybrid: &HybridLoad,
         progress: &mut dyn FnMut(LoadProgress),
         floor_mb: u64,
+        kv_slots: usize,
     ) -> Result<Resident> {
         let cx = device.enter()?;
         // Our buffers from the shapes the files state, so the guard counts
         // them before the first file is loaded (hardware-facts: F11, F12).
         let stated = stated_plan(pkg, layer_files, post_file, hybrid.kinds.as_deref());
-        let stated_bytes = stated.as_ref().map(|p| p.buffer_bytes(schedule, hybrid.snapshot_slots));
+        let stated_bytes = stated
+            .as_ref()
+            .map(|p| p.buffer_bytes(schedule, hybrid.snapshot_slots) + p.extra_slot_bytes(p.slots(kv_slots)));
         guard_before_load(&cx, device, pkg, layer_files, post_file, stated_bytes, floor_mb)?;
         let total = layer_files.len() + 1;
         let mut models = Vec::with_capacity(layer_files.len());
@@ -454,12 +486,16 @@ impl Resident {
         // The runtime's report is the truth the buffers follow.
         let groups: Vec<&[GroupInfo]> = models.iter().map(EngineModel::groups).collect();
         let plan = Plan::derive(pkg, layer_files, &groups, post_file, post_model.groups(), hybrid.kinds.as_deref())?;
+        // Hybrid models keep one slot (their recurrent state is not per slot).
+        let kv_slots = plan.slots(kv_slots);
         // The guard again before any of our buffers is allocated: the only
         // check of them when the files do not state their shapes (a real
         // `.axmodel`), else a check that the card took what it announced.
         let buffers = plan.buffer_bytes(schedule, hybrid.snapshot_slots);
+        let slot_bytes = plan.extra_slot_bytes(kv_slots);
         if let Some((_, free)) = device.cmm()? {
-            super::guard::check(free, &[], super::guard::Extra { buffers, kv_slots: 0 }, floor_mb)?;
+            let extra = super::guard::Extra { buffers, kv_slots: slot_bytes };
+            super::guard::check(free, &[], extra, floor_mb)?;
         }
         let (dec_sizes, pre_sizes) = plan.step_sizes();
         let Plan { geo, linear: linear_geos, vocab, .. } = plan;
@@ -483,13 +519,23 @@ impl Resident {
         let last = decode.at(decode.hidden[layers.len() % 2]);
         bind_all(&cx, &mut post_io, &post_model.groups()[0], &[(names::INPUT, last)], &[(names::OUTPUT, (&logits, 0))])?;
         let snapshots = SnapshotSlots::new(&cx, &layers, hybrid.snapshot_slots)?;
+        let full = layers.iter().filter(|l| l.linear.is_none()).count();
+        let mut parked = Vec::with_capacity(kv_slots);
+        parked.push(None);
+        for _ in 1..kv_slots {
+            let bufs = (0..full)
+                .map(|_| Ok((DeviceBuffer::zeroed(&cx, kv_bytes)?, DeviceBuffer::zeroed(&cx, kv_bytes)?)))
+                .collect::<Result<Vec<_>>>()?;
+            parked.push(Some(bufs));
+        }
+        device_bytes += (kv_slots as u64 - 1) * (full * 2 * kv_bytes) as u64;
 
         device_bytes += decode.device_bytes()
             + prefill.device_bytes()
             + logits.size() as u64
             + gates.as_ref().map_or(0, |g| (g.decode.size() + g.prefill.size()) as u64)
             + snapshots.as_ref().map_or(0, |s| (s.bytes * s.slots.len()) as u64);
-        debug_assert_eq!(device_bytes, buffers, "the guard counts every buffer the load allocates");
+        debug_assert_eq!(device_bytes, buffers + slot_bytes, "the guard counts every buffer the load allocates");
         device_bytes += layer_files.iter().chain(std::iter::once(&post_file.to_path_buf())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>();
         let queue = match schedule.execution {
             Execution::Async => Some(Stream::new(&cx)?),
@@ -497,6 +543,7 @@ impl Resident {
         };
         Ok(Resident {
             layers,
+            kv_slots: KvSlots { parked, active: 0, stale: false },
             gates,
             snapshots,
             post: Post { io: post_io, model: post_model, logits, host: vec![0; vocab] },
@@ -513,6 +560,44 @@ impl Resident {
     /// Decoder layers with linear attention (0 for a model without).
     pub fn linear_layers(&self) -> usize {
         self.layers.iter().filter(|l| l.linear.is_some()).count()
+    }
+
+    /// KV slots: sequences whose K/V caches the card holds (1 for a hybrid model).
+    pub fn kv_slots(&self) -> usize {
+        self.kv_slots.parked.len()
+    }
+
+    /// Device bytes of one KV slot: a K and a V cache per full-attention layer.
+    pub fn kv_slot_bytes(&self) -> u64 {
+        self.layers.iter().filter(|l| l.linear.is_none()).map(|l| (l.k.size() + l.v.size()) as u64).sum()
+    }
+
+    /// Makes KV slot `slot` the one the layers read and write: its buffers
+    /// move into the layers and are bound (host-local; nothing is copied).
+    pub fn select_kv(&mut self, slot: usize) -> Result<()> {
+        let s = &mut self.kv_slots;
+        if slot >= s.parked.len() {
+            return Err(Error::invalid(format!("KV slot {slot} of {}", s.parked.len())));
+        }
+        if slot == s.active && !s.stale {
+            return Ok(());
+        }
+        if slot != s.active {
+            let mut bufs = s.parked[slot].take().expect("only the active slot is not parked");
+            for (l, (k, v)) in self.layers.iter_mut().filter(|l| l.linear.is_none()).zip(bufs.iter_mut()) {
+                std::mem::swap(&mut l.k, k);
+                std::mem::swap(&mut l.v, v);
+            }
+            s.parked[s.active] = Some(bufs);
+            s.active = slot;
+        }
+        s.stale = true;
+        let cx = self.device.enter()?;
+        for l in self.layers.iter_mut().filter(|l| l.linear.is_none()) {
+            l.rebind_cache(&cx)?;
+        }
+        self.kv_slots.stale = false;
+        Ok(())
     }
 
     /// Snapshot slots allocated (0 without linear layers).

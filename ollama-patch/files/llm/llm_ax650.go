@@ -44,6 +44,7 @@ func AX650Supported() bool { return ax650Built }
 type AX650Server struct {
 	name     string // the model's short name; also what ModelPath returns
 	estimate uint64 // summed file sizes, used until the runner reports its memory
+	parallel int    // requests at once: the runner's KV slots (0: its default, 1)
 
 	exe string   // the executable to start; tests substitute a fake runner
 	env []string // extra environment for the subprocess
@@ -79,6 +80,15 @@ func NewAX650Server(name string, estimate uint64) (*AX650Server, error) {
 		return nil, ErrAX650NotBuilt
 	}
 	return newAX650Server(name, estimate), nil
+}
+
+// SetParallel sets how many requests the runner serves at once: the KV
+// slots it allocates on the card (each adds its K/V caches to the memory
+// the runner reports). Call it before Load.
+func (s *AX650Server) SetParallel(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.parallel = max(n, 0)
 }
 
 func newAX650Server(name string, estimate uint64) *AX650Server {
@@ -170,6 +180,9 @@ func (s *AX650Server) start() error {
 		"--port", strconv.Itoa(port),
 		"--workdir", workdir,
 		"--exit-on-stdin-eof"}
+	if s.parallel > 1 {
+		args = append(args, "--parallel", strconv.Itoa(s.parallel))
+	}
 	cmd := ax650RunnerCommand(exe, append(args, ax650LoadFlags(os.Getenv)...), os.Getenv)
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.SysProcAttr = LlamaServerSysProcAttr
