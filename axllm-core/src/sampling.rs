@@ -377,6 +377,7 @@ fn top_k_scan_bf16(logits: &[u16], k: usize, out: &mut Vec<(f32, u32)>) {
         let start = head + n * BLOCK;
         let threshold = out[k - 1].0;
         // `!(x <= t)`, not `x > t`: a NaN enters as it does in `top_k_scan`.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         let above = block.iter().fold(0u32, |acc, &b| acc + u32::from(!(bf16_to_f32(b) <= threshold)));
         if above == 0 {
             continue;
