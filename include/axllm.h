@@ -155,9 +155,10 @@ typedef struct {
   // Path of the AXCL runtime library, or NULL: `libaxcl_rt.so` through the
   // dynamic loader, then `/usr/lib/axcl/libaxcl_rt.so`. Borrowed for the call.
   const char *runtime_library;
-  // The call schedule: NULL or "safe" (default), "fewest-calls", or a
-  // comma-separated list of "kv-bind", "packed-inputs", "async"
-  // (see BENCHMARKS.md). Borrowed for the call.
+  // The call schedule: NULL or "default" (`decode-kv-bind,async`), "safe",
+  // "fewest-calls", or a comma-separated list of "kv-bind",
+  // "decode-kv-bind", "packed-inputs", "async" (see BENCHMARKS.md).
+  // Borrowed for the call.
   const char *schedule;
   // Directories outside the package that its symlinks may point into
   // (a package made of links into a content store); `n_link_roots` of
@@ -423,7 +424,7 @@ axllm_status axllm_model_reset_cache(axllm_model *model);
 axllm_status axllm_package_check(const char *dir, const axllm_load_params *params, axllm_package_info *info, size_t info_size, axllm_generate_params *defaults, size_t defaults_size, char *chat_template, size_t capacity, size_t *chat_template_len);
 
 // Fills `*params` with the default load parameters: device 0, the default
-// runtime search, load by path, the safe schedule, no link roots, no
+// runtime search, load by path, the default schedule, no link roots, no
 // progress callback. Pass `sizeof(axllm_load_params)` as `struct_size`; it is
 // stored in `params->struct_size`.
 //

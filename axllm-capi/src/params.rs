@@ -39,9 +39,10 @@ pub struct axllm_load_params {
     /// Path of the AXCL runtime library, or NULL: `libaxcl_rt.so` through the
     /// dynamic loader, then `/usr/lib/axcl/libaxcl_rt.so`. Borrowed for the call.
     pub runtime_library: *const c_char,
-    /// The call schedule: NULL or "safe" (default), "fewest-calls", or a
-    /// comma-separated list of "kv-bind", "packed-inputs", "async"
-    /// (see BENCHMARKS.md). Borrowed for the call.
+    /// The call schedule: NULL or "default" (`decode-kv-bind,async`), "safe",
+    /// "fewest-calls", or a comma-separated list of "kv-bind",
+    /// "decode-kv-bind", "packed-inputs", "async" (see BENCHMARKS.md).
+    /// Borrowed for the call.
     pub schedule: *const c_char,
     /// Directories outside the package that its symlinks may point into
     /// (a package made of links into a content store); `n_link_roots` of
@@ -321,7 +322,7 @@ pub(crate) unsafe fn generate_options(p: &axllm_generate_params) -> CResult<Gene
 }
 
 /// Fills `*params` with the default load parameters: device 0, the default
-/// runtime search, load by path, the safe schedule, no link roots, no
+/// runtime search, load by path, the default schedule, no link roots, no
 /// progress callback. Pass `sizeof(axllm_load_params)` as `struct_size`; it is
 /// stored in `params->struct_size`.
 ///

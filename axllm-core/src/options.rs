@@ -17,7 +17,7 @@ pub struct LoadOptions {
     pub runtime_library: Option<PathBuf>,
     /// How model files reach the card.
     pub load_method: LoadMethod,
-    /// Which runtime calls each step makes ([`Schedule::SAFE`] by default).
+    /// Which runtime calls each step makes ([`Schedule::OBSERVED`] by default).
     pub schedule: Schedule,
     /// Directories outside the package that its symlinks may point into, for
     /// a package made of links into a content store (Ollama's runner passes

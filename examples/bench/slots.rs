@@ -12,7 +12,6 @@
 //! The long generation and the chat run on two threads, as two clients of
 //! the runner do; the library interleaves their steps per token.
 
-use crate::calibration::Calibration;
 use anyhow::{Context, Result};
 use axllm_core::{GenerateOptions, LoadOptions, Model, SamplingOptions, Step};
 use std::path::{Path, PathBuf};
@@ -112,12 +111,11 @@ fn measure(dir: &Path, lib: &Path, spec: &str, slots: usize, long_tokens: usize)
 }
 
 /// Runs the workload with 1 and with 2 slots and prints the figures and their ratios.
-pub fn run(lib: &Path, cal: &Calibration, long_tokens: usize) -> Result<()> {
-    let m = &crate::calibration::MODELS[0];
+pub fn run(lib: &Path, long_tokens: usize) -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let dir = axsim_pack::write_timing_model(tmp.path(), &m.preset.options())?.model_dir;
-    let spec = cal.pi5_spec(0);
-    println!("\n== KV slots: {} timing model, Pi 5 latency model, default schedule", m.name);
+    let dir = axsim_pack::write_timing_model(tmp.path(), &axsim_pack::TimingPreset::Qwen3_0_6B.options())?.model_dir;
+    let spec = axsim_pack::calibration::pi5_spec();
+    println!("\n== KV slots: Qwen3-0.6B w8a16 timing model, Pi 5 latency model, default schedule");
     println!("long generation {long_tokens} tokens (60-token prompt); chat 30-token prompt, 20 tokens, arriving after the long one's 20th token");
     let one = measure(&dir, lib, &spec, 1, long_tokens)?;
     let two = measure(&dir, lib, &spec, 2, long_tokens)?;

@@ -35,7 +35,7 @@ use super::schedule::{Execution, KvWrite, Schedule};
 use super::slots::KvSlots;
 use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
-use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, Stream};
+use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, HostBuffer, Stream};
 use crate::package::{Embeddings, PackageDir};
 use std::path::Path;
 use std::sync::Arc;
@@ -90,8 +90,8 @@ struct Gates {
     decode: DeviceBuffer,
     /// The first `n` rows 1.0: written per prefill chunk.
     prefill: DeviceBuffer,
-    /// Host staging of the prefill gate (sized once).
-    host: Vec<u16>,
+    /// Host staging of the prefill gate (sized once, pinned where the runtime can).
+    host: HostBuffer,
     /// The `n` the prefill gate on the card holds, to skip rewriting it.
     prefill_n: Option<usize>,
 }
@@ -213,8 +213,9 @@ struct Post {
     io: EngineIo,
     model: EngineModel,
     logits: DeviceBuffer,
-    /// Host copy of the last logits, sized once so the token loop allocates nothing.
-    host: Vec<u16>,
+    /// Host copy of the last logits, sized once so the token loop allocates
+    /// nothing; pinned where the runtime can (hardware-facts: F14, F15).
+    host: HostBuffer,
 }
 
 impl Post {
@@ -230,8 +231,8 @@ impl Post {
         if !want_logits {
             return Ok(None);
         }
-        self.logits.read(cx, 0, bytemuck::cast_slice_mut(&mut self.host))?;
-        Ok(Some(&self.host))
+        self.logits.read(cx, 0, self.host.as_mut_slice())?;
+        Ok(Some(bytemuck::cast_slice(self.host.as_slice())))
     }
 }
 
@@ -546,7 +547,7 @@ impl Resident {
             kv_slots: KvSlots { parked, active: 0, stale: false },
             gates,
             snapshots,
-            post: Post { io: post_io, model: post_model, logits, host: vec![0; vocab] },
+            post: Post { io: post_io, model: post_model, logits, host: HostBuffer::new(&cx, vocab * 2)? },
             decode,
             prefill,
             schedule,
@@ -652,7 +653,13 @@ impl Resident {
     }
     /// The vocabulary (the post model's logits).
     pub fn vocab(&self) -> usize {
-        self.post.host.len()
+        self.post.host.as_slice().len() / 2
+    }
+
+    /// Whether every host buffer of the token loop is pinned memory
+    /// (`axclrtMallocHost`); false when the runtime lacks it (the fallback).
+    pub fn pinned_staging(&self) -> bool {
+        self.decode.pinned() && self.prefill.pinned() && self.post.host.is_pinned()
     }
     /// Device memory used: buffers plus the model files' sizes (an estimate of the weights' share).
     pub fn device_bytes(&self) -> u64 {
@@ -660,7 +667,7 @@ impl Resident {
     }
     /// The logits (bf16 bits) of the last step that ran the post model.
     pub fn last_logits(&self) -> &[u16] {
-        &self.post.host
+        bytemuck::cast_slice(self.post.host.as_slice())
     }
 
     /// Zeroes every K/V buffer and every linear layer's state (a full cache reset).
@@ -686,7 +693,8 @@ impl Resident {
         let how = match self.schedule.kv_write {
             KvWrite::Copy => RowWrite::Copy,
             // A decode row always fits: the group covers `slot` and `slot < kv_rows`.
-            KvWrite::BindOutputAtRow => RowWrite::Bind { size: geo.tensor_size(group.index, names::K_OUT) },
+            // Seen working on a card for m = 1 (hardware-facts: F23).
+            KvWrite::BindOutputAtRow | KvWrite::BindDecodeRow => RowWrite::Bind { size: geo.tensor_size(group.index, names::K_OUT) },
         };
         let cx = self.device.enter()?;
         let st = &mut self.decode;
@@ -717,7 +725,9 @@ impl Resident {
         let group = geo.prefill_group(history, n).ok_or(Error::PromptTooLong { tokens: history + n, max: geo.max_prefill() })?;
         let size = geo.tensor_size(group.index, names::K_OUT);
         let how = match self.schedule.kv_write {
-            KvWrite::Copy => RowWrite::Copy,
+            // AXERA's binding, the only one chunk groups were seen correct
+            // with (hardware-facts: F23): outputs in their own buffers, D2D scatter.
+            KvWrite::Copy | KvWrite::BindDecodeRow => RowWrite::Copy,
             // Only full chunks are written in place: padding rows hold whatever
             // the NPU computes for fully masked rows, never cache data, and their
             // `T` rows could run past the buffer. A full chunk always fits
@@ -879,15 +889,15 @@ impl Gates {
         let mut ones = vec![0u16; dec];
         gate_mask(&mut ones, dec);
         decode.write(cx, 0, bytemuck::cast_slice(&ones))?;
-        Ok(Some(Gates { decode, prefill: DeviceBuffer::zeroed(cx, pre * 2)?, host: vec![0; pre], prefill_n: None }))
+        Ok(Some(Gates { decode, prefill: DeviceBuffer::zeroed(cx, pre * 2)?, host: HostBuffer::new(cx, pre * 2)?, prefill_n: None }))
     }
 
     /// Makes the prefill gate say `n` real rows (written only when it changes).
     fn prefill_for(&mut self, cx: &Entered<'_>, n: usize) -> Result<()> {
         if self.prefill_n != Some(n) {
             self.prefill_n = None;
-            gate_mask(&mut self.host, n);
-            self.prefill.write(cx, 0, bytemuck::cast_slice(&self.host))?;
+            gate_mask(bytemuck::cast_slice_mut(self.host.as_mut_slice()), n);
+            self.prefill.write(cx, 0, self.host.as_slice())?;
             self.prefill_n = Some(n);
         }
         Ok(())

@@ -42,7 +42,7 @@ type DoneReason = llm.AxllmDoneReason
 type LoadOptions struct {
 	// Runtime is the AXCL runtime library; "" means axllm's default search.
 	Runtime string
-	// Schedule is the call schedule ("safe", "fewest-calls", ...); "" means the default.
+	// Schedule is the call schedule ("default", "safe", "fewest-calls", ...); "" means the default.
 	Schedule string
 	// Device is the index into the runtime's device list.
 	Device int
