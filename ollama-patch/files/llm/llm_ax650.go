@@ -332,7 +332,9 @@ func (s *AX650Server) status(ctx context.Context) (AX650Status, error) {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return st, err
+		// A runner killed between its load and this poll refuses the
+		// connection before its exit is reaped: report the exit, not the dial.
+		return st, s.transportError(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -439,3 +439,27 @@ func TestAX650ServerChatRendersInTheRunner(t *testing.T) {
 		t.Error("a refused chat generated")
 	}
 }
+
+func TestAX650ServerPingAfterKillReportsTheExit(t *testing.T) {
+	// A runner killed right after its load (as the soak's chaos does) must
+	// read as an exited runner, never as a bare "connection refused" that the
+	// routes would answer with a 500 the scheduler cannot act on.
+	t.Setenv("OLLAMA_LOAD_TIMEOUT", "20s")
+	for i := range 3 {
+		s := newFakeAX650Server(t, "ok")
+		if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		p, err := os.FindProcess(s.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ping(t.Context()); !errors.Is(err, errAX650RunnerExited) {
+			t.Fatalf("run %d: Ping after SIGKILL = %v, want the runner's exit", i, err)
+		}
+		s.Close()
+	}
+}
