@@ -80,7 +80,7 @@ struct Args {
     #[arg(long)]
     vendor_once: bool,
     /// Simulated-time factor of the long workloads (TTFT 2000, second turn).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.1)]
     time_scale: f64,
     /// Also write the results as JSON rows to FILE.
     #[arg(long, value_name = "FILE")]
@@ -149,7 +149,7 @@ impl Kind {
     fn load(self, dir: &Path, lib: &Path, rt: &std::sync::Arc<Runtime>) -> Result<Box<dyn Runner>> {
         Ok(match self {
             Kind::Vendor => Box::new(Vendor::load(&rt.device(0)?, dir)?),
-            Kind::Ours(s) => Box::new(Ours::load(dir, lib, s)?),
+            Kind::Ours(s) => Box::new(Ours::load(dir, lib, s)?.with_generation()),
         })
     }
 }
