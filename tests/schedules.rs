@@ -13,7 +13,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `safe` first (the reference: every call waited for, rows copied), the
 /// default (`decode-kv-bind,async`) among the rest.
-const SCHEDULES: [&str; 10] = [
+const SCHEDULES: [&str; 11] = [
     "safe",
     "packed-inputs",
     "kv-bind",
@@ -24,6 +24,7 @@ const SCHEDULES: [&str; 10] = [
     "decode-kv-bind,async",
     "safe,async-copies",
     "decode-kv-bind,async-copies",
+    "decode-kv-bind,inputs-ahead,async",
 ];
 
 fn load(dir: &std::path::Path, schedule: &str) -> Model {
@@ -95,8 +96,10 @@ fn each_schedule_makes_its_documented_calls_per_token() {
         let sim = model.simulator().expect("runs on the simulator");
         let mut s = model.session();
         s.feed_prompt(&[1, 2, 3]).unwrap();
-        sim.reset_counters().unwrap();
+        // A token after a token: `inputs-ahead` queued this one's indices and mask.
         s.feed_token(4).unwrap();
+        sim.reset_counters().unwrap();
+        s.feed_token(5).unwrap();
         let c = sim.counters().unwrap();
         let schedule: Schedule = name.parse().unwrap();
         let layers = model.info().layers;

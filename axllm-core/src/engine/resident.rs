@@ -31,7 +31,7 @@ use super::geometry::{Geometry, names};
 use super::hybrid::{LayerKind, LinearGeometry, kind_from_io};
 use super::inferred::gate_mask;
 use super::masks;
-use super::schedule::{Execution, KvWrite, Schedule};
+use super::schedule::{Execution, InputUpload, KvWrite, Schedule};
 use super::slots::KvSlots;
 use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
@@ -255,6 +255,9 @@ pub struct Resident {
     /// A decode step was queued by [`Resident::decode_submit`] and not yet
     /// waited for: nothing may touch the step buffers or the bindings.
     in_flight: bool,
+    /// [`InputUpload::Ahead`]: the decode position (and group) whose indices
+    /// and mask are on the card (queued behind the last decode step).
+    prepared: Option<(usize, u32)>,
     geometry: Geometry,
     device_bytes: u64,
     device: Arc<Device>,
@@ -564,6 +567,7 @@ impl Resident {
             schedule,
             queue,
             in_flight: false,
+            prepared: None,
             geometry: geo,
             device_bytes,
             device: Arc::clone(device),
@@ -780,11 +784,17 @@ impl Resident {
             KvWrite::BindOutputAtRow | KvWrite::BindDecodeRow => RowWrite::Bind { size: geo.tensor_size(group.index, names::K_OUT) },
         };
         let queued = self.decode_queued();
+        let ahead = queued && self.schedule.inputs == InputUpload::Ahead;
+        let prepared = std::mem::take(&mut self.prepared) == Some((slot, group.index));
         let st = &mut self.decode;
         st.hidden_in(h2).copy_from_slice(emb.row(token)?);
-        st.indices_in(1)[0] = slot as u32;
-        masks::decode_mask(st.mask_in(group.capacity + 1), slot);
-        st.upload(cx, h2, 4, (group.capacity + 1) * 2)?;
+        if prepared {
+            st.upload_hidden(cx, h2)?;
+        } else {
+            st.indices_in(1)[0] = slot as u32;
+            masks::decode_mask(st.mask_in(group.capacity + 1), slot);
+            st.upload(cx, h2, 4, (group.capacity + 1) * 2)?;
+        }
         let rows = KvRows { offset: slot * d2, bytes: d2, how };
         let queue = if queued { self.queue.as_ref() } else { None };
         let ordinal = geo.decode.iter().position(|x| x.index == group.index).unwrap_or(0);
@@ -797,6 +807,13 @@ impl Resident {
         }
         if want_logits {
             self.post.run(cx, queue)?;
+        }
+        // The next position's indices and mask, queued behind this step.
+        if let (true, Some(q), Some(next)) = (ahead, queue, geo.decode_group(slot + 1)) {
+            st.indices_in(1)[0] = (slot + 1) as u32;
+            masks::decode_mask(st.mask_in(next.capacity + 1), slot + 1);
+            st.upload_inputs_async(cx, 4, (next.capacity + 1) * 2, q)?;
+            self.prepared = Some((slot + 1, next.index));
         }
         Ok(queued)
     }

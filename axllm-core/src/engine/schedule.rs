@@ -31,6 +31,9 @@
 //! | `kv-bind`, `decode-kv-bind` | `L + 5` | 3 | `L + 1` | 0 | 1 |
 //! | `fewest-calls` (both) | `L + 3` | 1 | `L + 1` | 0 | 1 |
 //!
+//! `inputs-ahead` (opt-in) keeps the counts of `Separate` inputs; two of the
+//! three uploads are queued behind the previous step instead of waited for.
+//!
 //! `async` (combinable with any of them, e.g. `fewest-calls,async`) queues the
 //! executions of a step on a stream and adds one synchronisation per step:
 //! one more call, but the caller no longer waits for each round trip. The
@@ -94,6 +97,14 @@ pub enum InputUpload {
     /// those offsets: one H2D copy per step. Open on hardware: offset bindings
     /// of `mask`/`indices` (undocumented).
     Packed,
+    /// As [`InputUpload::Separate`], and once a decode step is queued the
+    /// `indices` and `mask` of the next position are queued behind it
+    /// (`axclrtMemcpyAsync` host-to-device on the step's stream): the next
+    /// step uploads only its hidden row before its first execute, unless
+    /// another position ran in between. Needs a queued decode step (the
+    /// `async` schedules). Open on hardware (queued host-to-device copies
+    /// were not seen on a card): opt-in.
+    Ahead,
 }
 
 /// Whether a step waits for each execution and copy.
@@ -171,8 +182,8 @@ impl FromStr for Schedule {
     type Err = Error;
 
     /// `default`, `safe`, `fewest-calls`, or a comma-separated list of those
-    /// and `kv-bind`, `decode-kv-bind`, `packed-inputs`, `async`, `async-copies`
-    /// (each added to `safe`).
+    /// and `kv-bind`, `decode-kv-bind`, `packed-inputs`, `inputs-ahead`,
+    /// `async`, `async-copies` (each added to `safe`).
     fn from_str(s: &str) -> Result<Schedule> {
         if s.trim() == "default" {
             return Ok(Schedule::default());
@@ -188,11 +199,12 @@ impl FromStr for Schedule {
                 }
                 "kv-bind" => out.kv_write = KvWrite::BindOutputAtRow,
                 "packed-inputs" => out.inputs = InputUpload::Packed,
+                "inputs-ahead" => out.inputs = InputUpload::Ahead,
                 "async" => out.execution = Execution::Async,
                 "async-copies" => out.execution = Execution::AsyncCopies,
                 other => {
                     return Err(Error::invalid(format!(
-                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, async, async-copies)"
+                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, inputs-ahead, async, async-copies)"
                     )));
                 }
             }
@@ -203,14 +215,18 @@ impl FromStr for Schedule {
 
 impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match (self.kv_write, self.inputs) {
-            (KvWrite::Copy, InputUpload::Separate) => "safe",
+        let separate = self.inputs == InputUpload::Ahead;
+        f.write_str(match (self.kv_write, if separate { InputUpload::Separate } else { self.inputs }) {
             (KvWrite::Copy, InputUpload::Packed) => "packed-inputs",
-            (KvWrite::BindOutputAtRow, InputUpload::Separate) => "kv-bind",
+            (KvWrite::Copy, _) => "safe",
             (KvWrite::BindOutputAtRow, InputUpload::Packed) => "fewest-calls",
-            (KvWrite::BindDecodeRow, InputUpload::Separate) => "decode-kv-bind",
+            (KvWrite::BindOutputAtRow, _) => "kv-bind",
             (KvWrite::BindDecodeRow, InputUpload::Packed) => "decode-kv-bind,packed-inputs",
+            (KvWrite::BindDecodeRow, _) => "decode-kv-bind",
         })?;
+        if separate {
+            f.write_str(",inputs-ahead")?;
+        }
         match self.execution {
             Execution::Sync => {}
             Execution::Async => f.write_str(",async")?,
@@ -226,7 +242,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_count_calls() {
-        for s in ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async", "decode-kv-bind,async", "safe,async-copies"] {
+        for s in ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async", "decode-kv-bind,async", "safe,async-copies", "decode-kv-bind,inputs-ahead,async"] {
             assert_eq!(s.parse::<Schedule>().unwrap().to_string(), s);
         }
         assert_eq!("kv-bind, packed-inputs".parse::<Schedule>().unwrap(), Schedule::FEWEST_CALLS);
