@@ -133,18 +133,18 @@ impl Generation {
     /// The next piece of text, or the end. (Not an `Iterator`: the end carries
     /// a reason, errors are distinct from the end, and it mirrors `axllm_generation_next`.)
     ///
-    /// On a pipelined engine ([`crate::engine::Engine::pipelined`], the
-    /// default schedule) a token that continues the generation (not the end
-    /// token, within `num_predict` and the context) is fed to the card before
-    /// its text is decoded and checked for stop strings, and the call returns
-    /// with that step queued: the rest of this token's host work and whatever
-    /// the caller does with the text overlap the card's compute. The next call
-    /// waits for the step, reads its logits and samples. A stop string found
-    /// after the submit takes the token back ([`crate::engine::Engine::discard_step`]),
-    /// so the cache ends exactly where it does without pipelining; a cancel
-    /// keeps it (the token was emitted), as without pipelining. Generations on
-    /// other KV slots complete a queued step before they touch the card
-    /// ([`crate::engine::Engine::select`]), saving its logits for this one.
+    /// With the default schedule (whose decode step is queued on the card)
+    /// and a model without recurrent layers, generation is pipelined: a token
+    /// that continues the generation (not the end token, within `num_predict`
+    /// and the context) is fed to the card before its text is decoded and
+    /// checked for stop strings, and the call returns with that step queued,
+    /// so the rest of this token's host work and whatever the caller does with
+    /// the text overlap the card's compute. The next call waits for the step,
+    /// reads its logits and samples. A stop string found after the submit
+    /// takes the token back, so the cache ends exactly where it does without
+    /// pipelining; a cancel keeps it (the token was emitted), as without
+    /// pipelining. A generation on another KV slot completes a queued step
+    /// before it touches the card, saving its logits for this one.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Step> {
         loop {
