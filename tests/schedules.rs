@@ -13,8 +13,19 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `safe` first (the reference: every call waited for, rows copied), the
 /// default (`decode-kv-bind,async`) among the rest.
-const SCHEDULES: [&str; 8] =
-    ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async", "decode-kv-bind", "decode-kv-bind,async"];
+const SCHEDULES: [&str; 11] = [
+    "safe",
+    "packed-inputs",
+    "kv-bind",
+    "fewest-calls",
+    "safe,async",
+    "fewest-calls,async",
+    "decode-kv-bind",
+    "decode-kv-bind,async",
+    "safe,async-copies",
+    "decode-kv-bind,async-copies",
+    "decode-kv-bind,inputs-ahead,async",
+];
 
 fn load(dir: &std::path::Path, schedule: &str) -> Model {
     let opts = LoadOptions { schedule: schedule.parse().unwrap(), ..load_options() };
@@ -85,13 +96,42 @@ fn each_schedule_makes_its_documented_calls_per_token() {
         let sim = model.simulator().expect("runs on the simulator");
         let mut s = model.session();
         s.feed_prompt(&[1, 2, 3]).unwrap();
-        sim.reset_counters().unwrap();
+        // A token after a token: `inputs-ahead` queued this one's indices and mask.
         s.feed_token(4).unwrap();
+        sim.reset_counters().unwrap();
+        s.feed_token(5).unwrap();
         let c = sim.counters().unwrap();
         let schedule: Schedule = name.parse().unwrap();
         let layers = model.info().layers;
         assert_eq!(c.calls as usize, schedule.calls_per_token(layers), "{name}: {c:?}");
         assert_eq!((c.execute_calls, c.d2h_calls), (layers as u64 + 1, 1), "{name}");
+    }
+}
+
+#[test]
+fn the_default_pipelines_a_generation_and_safe_does_not() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir();
+    let m = packed(dir.path(), Family::Qwen3, Layout::Axllm, 24);
+    for (name, pipelined) in [("default", true), ("safe", false), ("decode-kv-bind", false), ("safe,async", false)] {
+        let opts = LoadOptions { schedule: name.parse().unwrap(), ..load_options() };
+        let model = Model::load(&m, &opts).unwrap();
+        let sim = model.simulator().unwrap();
+        let layers = model.info().layers as u64;
+        let mut g = model.begin_tokens(&[1, 2, 3], &axllm_testkit::greedy(6)).unwrap();
+        for _ in 0..3 {
+            let before = g.tokens().len() as u64;
+            sim.reset_counters().unwrap();
+            assert!(matches!(g.next().unwrap(), axllm_core::Step::Text(_)));
+            let c = sim.counters().unwrap();
+            // Every emitted token's step is on the card (a call emits more than
+            // one token when text is held back); pipelined, a step's logits are
+            // read by the next call, so the first call reads none of its own.
+            let k = g.tokens().len() as u64 - before;
+            assert_eq!(c.execute_calls, k * (layers + 1), "{name}: {c:?}");
+            let d2h = if pipelined && before == 0 { k - 1 } else { k };
+            assert_eq!(c.d2h_calls, d2h, "{name}, {k} tokens after {before}: {c:?}");
+        }
     }
 }
 

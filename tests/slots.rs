@@ -1,7 +1,10 @@
 //! KV slots end to end on the simulator: which slot a prompt takes, several
 //! generations stepped alternately producing exactly what each produces
 //! alone (greedy and seeded, every call schedule), cancellation of one
-//! leaving the others intact, and device memory per slot.
+//! leaving the others intact, a pipelined generation (the default schedule
+//! queues a token's step before returning its text) ending on a stop string
+//! or a cancel while another slot's generation interleaves with it, and
+//! device memory per slot.
 
 use axllm_core::{GenerateOptions, Generation, LoadOptions, Model, SamplingOptions, Step, StopReason};
 use axllm_testkit::*;
@@ -63,7 +66,7 @@ fn interleaved(model: &Model, prompts: &[Vec<u32>], opts: &[GenerateOptions]) ->
 fn interleaved_generations_equal_each_alone_greedy_and_seeded_on_every_schedule() {
     let dir = tempdir();
     let pkg = package(dir.path());
-    for schedule in ["safe", "kv-bind", "fewest-calls,async"] {
+    for schedule in ["safe", "kv-bind", "fewest-calls,async", "default"] {
         let model = load(&pkg, 3, schedule);
         let ps = prompts(&model);
         for opts in [vec![greedy(20), greedy(9), greedy(14)], vec![seeded(20, 7), seeded(9, 8), seeded(14, 9)]] {
@@ -218,6 +221,82 @@ fn model_cancel_cancels_every_running_generation() {
     model.cancel();
     assert_eq!(run_rest(&mut a), StopReason::Cancelled);
     assert_eq!(run_rest(&mut b), StopReason::Cancelled);
+}
+
+/// Pulls one generation to its end: (tokens, text, reason).
+fn run_text(g: &mut Generation) -> (Vec<u32>, String, StopReason) {
+    let mut text = String::new();
+    loop {
+        match g.next().unwrap() {
+            Step::Text(t) => text.push_str(&t),
+            Step::Done(r) => return (g.tokens().to_vec(), text, r),
+        }
+    }
+}
+
+#[test]
+fn a_pipelined_stop_string_or_cancel_leaves_the_cache_as_without_pipelining() {
+    let dir = tempdir();
+    let pkg = package(dir.path());
+    let piped = load(&pkg, 3, "default");
+    assert!(piped.info().schedule == axllm_core::Schedule::OBSERVED);
+    let reference = load(&pkg, 1, "safe");
+    let ps = prompts(&piped);
+    // A stop string from the middle of the first prompt's greedy answer.
+    let (_, text, _) = run_text(&mut reference.begin_tokens(&ps[0], &greedy(24)).unwrap());
+    let chars: Vec<char> = text.chars().collect();
+    assert!(chars.len() >= 8, "a long enough answer: {text:?}");
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
+    let stopping = GenerateOptions { stop: vec![stop.clone()], ..greedy(24) };
+    reference.reset_cache().unwrap();
+    let mut g = reference.begin_tokens(&ps[0], &stopping).unwrap();
+    let want_stop = run_text(&mut g);
+    assert_eq!(want_stop.2, StopReason::StopString, "{stop:?} in {text:?}");
+    let want_stop_cache = reference.slot_tokens(g.slot());
+    drop(g);
+    let want_other = run(load(&pkg, 1, "safe").begin_tokens(&ps[1], &seeded(20, 5)).unwrap());
+    let want_cancelled = run(load(&pkg, 1, "safe").begin_tokens(&ps[2], &greedy(20)).unwrap());
+
+    // All three round-robin on the pipelined model; the third is cancelled mid-way.
+    let opts = [stopping, seeded(20, 5), greedy(20)];
+    let mut gens: Vec<Generation> = ps.iter().zip(&opts).map(|(p, o)| piped.begin_tokens(p, o).unwrap()).collect();
+    let mut texts = vec![String::new(); 3];
+    let mut done: Vec<Option<StopReason>> = vec![None; 3];
+    let mut step = 0;
+    while done.iter().any(Option::is_none) {
+        step += 1;
+        if step == 5 {
+            gens[2].cancel_handle().cancel();
+        }
+        for ((g, d), text) in gens.iter_mut().zip(&mut done).zip(&mut texts) {
+            if d.is_none() {
+                match g.next().unwrap() {
+                    Step::Text(t) => text.push_str(&t),
+                    Step::Done(r) => *d = Some(r),
+                }
+            }
+        }
+    }
+    assert_eq!((gens[0].tokens().to_vec(), texts[0].clone(), done[0].unwrap()), want_stop);
+    assert_eq!(piped.slot_tokens(gens[0].slot()), want_stop_cache, "the token that completed the stop string is not cached");
+    assert_eq!((gens[1].tokens().to_vec(), done[1].unwrap()), want_other);
+    assert_eq!(done[2], Some(StopReason::Cancelled));
+    let cancelled = gens[2].tokens().to_vec();
+    assert!(!cancelled.is_empty() && cancelled.len() < want_cancelled.0.len());
+    assert_eq!(cancelled, want_cancelled.0[..cancelled.len()]);
+    let held: Vec<u32> = ps[2].iter().chain(&cancelled).copied().collect();
+    assert_eq!(piped.slot_tokens(gens[2].slot()), held, "a cancel keeps every emitted token, as without pipelining");
+    drop(gens);
+    // The rows on the card match the token lists: each conversation's next
+    // turn, on its warm slot, equals a cold run of the same prompt.
+    for (prompt, answer) in [(&ps[0], &want_stop.0), (&ps[2], &cancelled)] {
+        let turn2: Vec<u32> = prompt.iter().chain(answer).chain(&ps[1]).copied().collect();
+        let g = piped.begin_tokens(&turn2, &greedy(8)).unwrap();
+        assert!(g.stats().prompt_reused >= prompt.len(), "{:?}", g.stats());
+        let warm = run(g);
+        let cold = run(load(&pkg, 1, "safe").begin_tokens(&turn2, &greedy(8)).unwrap());
+        assert_eq!(warm, cold);
+    }
 }
 
 fn run_rest(g: &mut Generation) -> StopReason {

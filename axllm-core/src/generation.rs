@@ -72,6 +72,9 @@ pub struct Generation {
     stop: StopMatcher,
     /// Sampled, not yet emitted (nor fed through the layers).
     next_token: Option<u32>,
+    /// The last emitted token's step is queued on the card (pipelined
+    /// engines): the next call takes its logits and samples `next_token`.
+    pending: bool,
     num_predict: Option<usize>,
     finished: Option<StopReason>,
     /// Text released at the end (held-back stop-string prefixes, detokenizer tail).
@@ -97,6 +100,7 @@ impl Generation {
             decoder: StreamDecoder::new(),
             stop: StopMatcher::new(&opts.stop),
             next_token: fed.first,
+            pending: false,
             num_predict: opts.num_predict,
             finished: fed.done,
             final_text: String::new(),
@@ -128,6 +132,19 @@ impl Generation {
 
     /// The next piece of text, or the end. (Not an `Iterator`: the end carries
     /// a reason, errors are distinct from the end, and it mirrors `axllm_generation_next`.)
+    ///
+    /// With the default schedule (whose decode step is queued on the card)
+    /// and a model without recurrent layers, generation is pipelined: a token
+    /// that continues the generation (not the end token, within `num_predict`
+    /// and the context) is fed to the card before its text is decoded and
+    /// checked for stop strings, and the call returns with that step queued,
+    /// so the rest of this token's host work and whatever the caller does with
+    /// the text overlap the card's compute. The next call waits for the step,
+    /// reads its logits and samples. A stop string found after the submit
+    /// takes the token back, so the cache ends exactly where it does without
+    /// pipelining; a cancel keeps it (the token was emitted), as without
+    /// pipelining. A generation on another KV slot completes a queued step
+    /// before it touches the card, saving its logits for this one.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Step> {
         loop {
@@ -141,6 +158,16 @@ impl Generation {
                 self.finish(StopReason::Cancelled, true)?;
                 continue;
             }
+            if self.pending {
+                let started = Instant::now();
+                let mut engine = self.inner.engine.lock();
+                engine.select(self.lease.slot)?;
+                self.pending = false;
+                let logits = engine.take_logits()?;
+                self.next_token = Some(self.sampler.sample(logits));
+                drop(engine);
+                self.stats.generate_duration += started.elapsed();
+            }
             let Some(token) = self.next_token.take() else {
                 self.finish(StopReason::Cancelled, true)?;
                 continue;
@@ -152,6 +179,19 @@ impl Generation {
             let started = Instant::now();
             self.tokens.push(token);
             self.stats.generated += 1;
+            let budget_left = self.num_predict.is_none_or(|n| self.stats.generated < n);
+            let mut room = true;
+            if budget_left {
+                let mut engine = self.inner.engine.lock();
+                engine.select(self.lease.slot)?;
+                room = engine.has_room();
+                if room && engine.pipelined() {
+                    // The token continues: its step goes to the card now.
+                    self.sampler.accept(token);
+                    engine.submit_token(&self.inner.embeddings, token)?;
+                    self.pending = true;
+                }
+            }
             let piece = self.decoder.push(&self.inner.tokenizer, token)?;
             let out = self.stop.push(&piece);
             if out.stopped {
@@ -161,21 +201,18 @@ impl Generation {
                 }
                 continue;
             }
-            if self.num_predict.is_some_and(|n| self.stats.generated >= n) {
+            if !budget_left {
                 self.finish(StopReason::MaxTokens, true)?;
-            } else {
-                // The NPU for one step, on this generation's slot.
+            } else if !room {
+                self.finish(StopReason::ContextFull, true)?;
+            } else if !self.pending {
+                // Not pipelined: the NPU for one step, on this generation's slot.
                 let mut engine = self.inner.engine.lock();
                 engine.select(self.lease.slot)?;
-                if !engine.has_room() {
-                    drop(engine);
-                    self.finish(StopReason::ContextFull, true)?;
-                } else {
-                    // Feed the emitted token to get the logits of the next one.
-                    self.sampler.accept(token);
-                    let logits = engine.feed_token(&self.inner.embeddings, token)?;
-                    self.next_token = Some(self.sampler.sample(logits));
-                }
+                // Feed the emitted token to get the logits of the next one.
+                self.sampler.accept(token);
+                let logits = engine.feed_token(&self.inner.embeddings, token)?;
+                self.next_token = Some(self.sampler.sample(logits));
             }
             self.stats.generate_duration += started.elapsed();
             if !out.emit.is_empty() {
@@ -186,11 +223,18 @@ impl Generation {
 
     /// Ends the stream; `release` flushes held-back text into the final piece.
     /// A hybrid model keeps a snapshot of the state at the end of the turn.
+    ///
+    /// A step still queued for the last emitted token is waited for and its
+    /// logits dropped; after a stop string its token is taken back too (the
+    /// token that completed a stop string is never fed, pipelined or not).
     fn finish(&mut self, reason: StopReason, release: bool) -> Result<()> {
         self.finished = Some(reason);
         {
             let mut engine = self.inner.engine.lock();
             engine.select(self.lease.slot)?;
+            if std::mem::take(&mut self.pending) {
+                engine.discard_step(reason != StopReason::StopString)?;
+            }
             engine.end_turn()?;
         }
         if release {

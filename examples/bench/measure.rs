@@ -136,8 +136,16 @@ fn loop_tokens(r: &mut dyn Runner, s: &mut Sampler, logits: &[u16], mut t: u32, 
 
 /// Decode tok/s over `n` tokens with whatever latency is configured, from the
 /// median time per token (robust to the odd preemption on a shared machine).
+/// Our library generates through its generation API (sampling on the logits
+/// the card returns, text decoding, stop strings: a real caller's loop); the
+/// vendor baseline feeds tokens and samples the synthetic logits.
 pub fn decode(r: &mut dyn Runner, sim: &SimHooks, logits: &[u16], n: usize) -> Result<Decode> {
     anyhow::ensure!(n > 0, "no decode tokens");
+    if let Some((mut times, tokens)) = r.generate_times(sim, &ids(16, 1), 3, n)? {
+        let per_token = PerToken::of(&sim.counters()?, tokens);
+        times.sort_by(f64::total_cmp);
+        return Ok(Decode { tok_s: 1.0 / times[times.len() / 2], per_token });
+    }
     let mut s = sampler(logits.len());
     let mut t = prime(r, &mut s, logits, 2)?;
     let mut times = Vec::with_capacity(n);

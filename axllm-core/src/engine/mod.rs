@@ -64,6 +64,14 @@ pub struct Engine {
     /// Which snapshot slot holds the state after how many tokens (hybrid models).
     snapshots: SnapshotPool,
     inferred: Inferred,
+    /// The KV slot (always the one in use) whose decode step
+    /// [`Engine::submit_token`] queued and nobody has waited for yet.
+    in_flight: Option<usize>,
+    /// Per KV slot: the logits of its queued step, fetched when another slot
+    /// needed the card first (see [`Engine::select`]); empty until first used.
+    saved: Vec<Vec<u16>>,
+    /// Per KV slot: `saved` holds logits its owner has not taken.
+    saved_ready: Vec<bool>,
 }
 
 impl Engine {
@@ -74,7 +82,18 @@ impl Engine {
         let cached = Vec::with_capacity(resident.geometry().max_positions());
         let snapshots = SnapshotPool::new(resident.snapshot_slots());
         let slots = SlotTable::new(resident.kv_slots(), resident.geometry().max_positions());
-        Engine { resident, cached, needs_reset: false, slots, snapshots, inferred }
+        let n = slots.len();
+        Engine {
+            resident,
+            cached,
+            needs_reset: false,
+            slots,
+            snapshots,
+            inferred,
+            in_flight: None,
+            saved: vec![Vec::new(); n],
+            saved_ready: vec![false; n],
+        }
     }
 
     /// KV slots in all.
@@ -95,9 +114,17 @@ impl Engine {
 
     /// Makes KV slot `slot` the one every other method works on (host-local:
     /// buffer handles move and are rebound), and marks it used now.
+    ///
+    /// A step another slot queued ([`Engine::submit_token`]) is completed
+    /// first: waited for, its logits fetched into that slot's own host
+    /// buffer for [`Engine::take_logits`], so that the shared step buffers,
+    /// the bindings and the logits are free for `slot`.
     pub fn select(&mut self, slot: usize) -> Result<()> {
         if slot >= self.slots.len() {
             return Err(Error::invalid(format!("KV slot {slot} of {}", self.slots.len())));
+        }
+        if self.in_flight.is_some_and(|s| s != slot) {
+            self.settle()?;
         }
         self.slots.switch(slot, &mut self.cached, &mut self.needs_reset);
         self.slots.touch(slot);
@@ -131,6 +158,7 @@ impl Engine {
     /// Marks the end of a turn: the state after every token fed so far is
     /// worth keeping for the next request (a no-op without linear layers).
     pub fn end_turn(&mut self) -> Result<()> {
+        self.drain()?;
         self.ensure_clean()?;
         self.guarded(|e| e.capture(SnapshotKind::Turn))
     }
@@ -165,6 +193,7 @@ impl Engine {
 
     /// Zeroes the device cache and forgets its tokens.
     pub fn reset(&mut self) -> Result<()> {
+        self.drain()?;
         self.cached.clear();
         self.snapshots.clear();
         self.needs_reset = true;
@@ -206,6 +235,7 @@ impl Engine {
         if prompt.len() > max {
             return Err(Error::PromptTooLong { tokens: prompt.len(), max });
         }
+        self.drain()?;
         self.ensure_clean()?;
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         let restored = self.guarded(|e| e.rewind(common.min(prompt.len() - 1)))?;
@@ -253,6 +283,7 @@ impl Engine {
         if slot >= self.resident.geometry().max_positions() {
             return Err(Error::PromptTooLong { tokens: slot + 1, max: self.resident.geometry().max_positions() });
         }
+        self.drain()?;
         self.ensure_clean()?;
         self.guarded(|e| {
             e.resident.decode(emb, token, slot, true)?;
@@ -260,6 +291,91 @@ impl Engine {
             Ok(())
         })?;
         Ok(self.resident_logits())
+    }
+
+    /// Whether [`Engine::submit_token`] overlaps the card with the caller:
+    /// the schedule queues a decode step and no layer keeps a recurrent state
+    /// (a token fed to one cannot be taken back, see [`Engine::discard_step`]).
+    pub fn pipelined(&self) -> bool {
+        self.resident.decode_queued() && !self.hybrid()
+    }
+
+    /// Feeds one generated token at the next slot without waiting for it: the
+    /// step is queued on the card and the token counted as cached (its row is
+    /// being written). [`Engine::take_logits`] waits and returns its logits;
+    /// [`Engine::discard_step`] waits and drops them. Meant for
+    /// [`Engine::pipelined`] engines (elsewhere the step runs to its end here).
+    pub fn submit_token(&mut self, emb: &Embeddings, token: u32) -> Result<()> {
+        let slot = self.cached.len();
+        if slot >= self.resident.geometry().max_positions() {
+            return Err(Error::PromptTooLong { tokens: slot + 1, max: self.resident.geometry().max_positions() });
+        }
+        self.drain()?;
+        self.ensure_clean()?;
+        let active = self.slots.active();
+        self.guarded(|e| {
+            e.resident.decode_submit(emb, token, slot)?;
+            e.cached.push(token);
+            e.in_flight = Some(active);
+            Ok(())
+        })
+    }
+
+    /// The logits of the step [`Engine::submit_token`] queued on the slot in
+    /// use: waits for it, or returns what [`Engine::select`] fetched when
+    /// another slot needed the card.
+    pub fn take_logits(&mut self) -> Result<&[u16]> {
+        let active = self.slots.active();
+        if self.in_flight == Some(active) {
+            self.in_flight = None;
+            self.guarded(|e| e.resident.decode_complete().map(|_| ()))?;
+            return Ok(self.resident_logits());
+        }
+        if std::mem::take(&mut self.saved_ready[active]) {
+            return Ok(&self.saved[active]);
+        }
+        Err(Error::invalid("no decode step was submitted on this KV slot"))
+    }
+
+    /// Ends a step [`Engine::submit_token`] queued on the slot in use without
+    /// its logits: waits for it, and unless `keep` forgets its token (the
+    /// token list then ends where it did before the step; its row on the card
+    /// lies past the cached length, hidden by the masks like any stale row,
+    /// until overwritten). A no-op when no step is pending.
+    pub fn discard_step(&mut self, keep: bool) -> Result<()> {
+        let active = self.slots.active();
+        let pending = self.in_flight == Some(active) || self.saved_ready[active];
+        self.saved_ready[active] = false;
+        self.drain()?;
+        if pending && !keep {
+            self.cached.pop();
+        }
+        Ok(())
+    }
+
+    /// Completes the queued step into its slot's own logits buffer (the
+    /// queued slot is the one in use: [`Engine::select`] settles before it switches).
+    fn settle(&mut self) -> Result<()> {
+        let Some(slot) = self.in_flight.take() else { return Ok(()) };
+        debug_assert_eq!(slot, self.slots.active());
+        self.guarded(|e| e.resident.decode_complete().map(|_| ()))?;
+        let logits = self.resident.last_logits();
+        let saved = &mut self.saved[slot];
+        saved.clear();
+        saved.extend_from_slice(logits);
+        self.saved_ready[slot] = true;
+        Ok(())
+    }
+
+    /// Waits for a queued step of the slot in use and drops its logits (the
+    /// token stays cached: its row is on the card).
+    fn drain(&mut self) -> Result<()> {
+        let active = self.slots.active();
+        self.saved_ready[active] = false;
+        if self.in_flight.take().is_some() {
+            self.guarded(|e| e.resident.drain())?;
+        }
+        Ok(())
     }
 
     /// True when one more token can be fed.

@@ -31,7 +31,7 @@ use super::geometry::{Geometry, names};
 use super::hybrid::{LayerKind, LinearGeometry, kind_from_io};
 use super::inferred::gate_mask;
 use super::masks;
-use super::schedule::{Execution, KvWrite, Schedule};
+use super::schedule::{Execution, InputUpload, KvWrite, Schedule};
 use super::slots::KvSlots;
 use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
@@ -219,12 +219,13 @@ struct Post {
 }
 
 impl Post {
-    /// Ends a step: with `want_logits`, runs the post model on the decode hidden
-    /// buffer the last layer wrote; waits for the queue; fetches the logits.
+    /// Runs the post model on the decode hidden buffer the last layer wrote.
+    fn run(&self, cx: &Entered<'_>, queue: Option<&Stream>) -> Result<()> {
+        execute(cx, &self.model, 0, &self.io, queue)
+    }
+
+    /// Ends a step: waits for the queue; with `want_logits`, fetches the logits.
     fn finish(&mut self, cx: &Entered<'_>, want_logits: bool, queue: Option<&Stream>) -> Result<Option<&[u16]>> {
-        if want_logits {
-            execute(cx, &self.model, 0, &self.io, queue)?;
-        }
         if let Some(q) = queue {
             q.synchronize(cx)?;
         }
@@ -249,8 +250,14 @@ pub struct Resident {
     decode: StepBuffers,
     prefill: StepBuffers,
     schedule: Schedule,
-    /// The queue of [`Execution::Async`].
+    /// The queue of [`Execution::Async`] and [`Execution::AsyncCopies`].
     queue: Option<Stream>,
+    /// A decode step was queued by [`Resident::decode_submit`] and not yet
+    /// waited for: nothing may touch the step buffers or the bindings.
+    in_flight: bool,
+    /// [`InputUpload::Ahead`]: the decode position (and group) whose indices
+    /// and mask are on the card (queued behind the last decode step).
+    prepared: Option<(usize, u32)>,
     geometry: Geometry,
     device_bytes: u64,
     device: Arc<Device>,
@@ -264,6 +271,13 @@ impl std::fmt::Debug for Resident {
             .field("schedule", &self.schedule)
             .field("geometry", &self.geometry)
             .finish()
+    }
+}
+
+impl Drop for Resident {
+    /// Waits for a queued step before its buffers and IO objects are freed.
+    fn drop(&mut self) {
+        let _ = self.drain();
     }
 }
 
@@ -539,7 +553,7 @@ impl Resident {
         debug_assert_eq!(device_bytes, buffers + slot_bytes, "the guard counts every buffer the load allocates");
         device_bytes += layer_files.iter().chain(std::iter::once(&post_file.to_path_buf())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>();
         let queue = match schedule.execution {
-            Execution::Async => Some(Stream::new(&cx)?),
+            Execution::Async | Execution::AsyncCopies => Some(Stream::new(&cx)?),
             Execution::Sync => None,
         };
         Ok(Resident {
@@ -552,6 +566,8 @@ impl Resident {
             prefill,
             schedule,
             queue,
+            in_flight: false,
+            prepared: None,
             geometry: geo,
             device_bytes,
             device: Arc::clone(device),
@@ -583,6 +599,9 @@ impl Resident {
         if slot == s.active && !s.stale {
             return Ok(());
         }
+        // Never rebind under a queued step (the caller waits for it first).
+        self.drain()?;
+        let s = &mut self.kv_slots;
         if slot != s.active {
             let mut bufs = s.parked[slot].take().expect("only the active slot is not parked");
             for (l, (k, v)) in self.layers.iter_mut().filter(|l| l.linear.is_none()).zip(bufs.iter_mut()) {
@@ -684,9 +703,77 @@ impl Resident {
         Ok(())
     }
 
+    /// The stream a step queues on: `None` when it runs synchronously (no
+    /// queue, or a step with device-to-device `copies` under [`Execution::Async`]).
+    fn step_queue(&self, copies: bool) -> Option<&Stream> {
+        self.queue.as_ref().filter(|_| self.schedule.execution.queues(copies))
+    }
+
+    /// Whether linear-attention layers copy their state after each execute.
+    fn linear_copies(&self) -> bool {
+        self.linear_layers() > 0 && self.schedule.kv_write != KvWrite::BindOutputAtRow
+    }
+
+    /// Whether a decode step is queued (and so can overlap the host's work):
+    /// the schedule chains the step's executes and the step makes no copy.
+    pub fn decode_queued(&self) -> bool {
+        self.step_queue(self.schedule.kv_write == KvWrite::Copy || self.linear_copies()).is_some()
+    }
+
     /// Feeds one token at slot `slot` through every layer (decode group).
     /// With `want_logits`, runs the post model and returns the logits' bf16 bits.
     pub fn decode(&mut self, emb: &Embeddings, token: u32, slot: usize, want_logits: bool) -> Result<Option<&[u16]>> {
+        self.drain()?;
+        let device = Arc::clone(&self.device);
+        let cx = device.enter()?;
+        let queued = self.decode_start(&cx, emb, token, slot, want_logits)?;
+        let queue = if queued { self.queue.as_ref() } else { None };
+        self.post.finish(&cx, want_logits, queue)
+    }
+
+    /// Queues one token's decode step at slot `slot` with the post model and
+    /// returns without waiting for it; [`Resident::decode_complete`] waits
+    /// and fetches the logits. Until then nothing else may run: every other
+    /// method waits for the step first ([`Resident::drain`]). Under a schedule
+    /// whose decode step is not queued this runs the step to its end.
+    pub fn decode_submit(&mut self, emb: &Embeddings, token: u32, slot: usize) -> Result<()> {
+        self.drain()?;
+        let device = Arc::clone(&self.device);
+        let cx = device.enter()?;
+        // Set before the first call: a failure halfway still waits for what was queued.
+        self.in_flight = true;
+        self.decode_start(&cx, emb, token, slot, true)?;
+        Ok(())
+    }
+
+    /// Waits for the step [`Resident::decode_submit`] queued and returns its
+    /// logits (bf16 bits).
+    pub fn decode_complete(&mut self) -> Result<&[u16]> {
+        if !self.in_flight {
+            return Err(Error::invalid("no decode step is in flight"));
+        }
+        self.in_flight = false;
+        let cx = self.device.enter()?;
+        let queue = self.queue.as_ref().filter(|_| self.decode_queued());
+        self.post.finish(&cx, true, queue)?;
+        Ok(self.last_logits())
+    }
+
+    /// Waits for a step queued by [`Resident::decode_submit`], if any, and
+    /// drops its logits (the host copy keeps the previous ones).
+    pub fn drain(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.in_flight) {
+            return Ok(());
+        }
+        match &self.queue {
+            Some(q) => q.synchronize(&self.device.enter()?),
+            None => Ok(()),
+        }
+    }
+
+    /// Uploads one decode step's inputs and runs (or queues) its layers and,
+    /// with `want_logits`, the post model. Returns whether the work was queued.
+    fn decode_start(&mut self, cx: &Entered<'_>, emb: &Embeddings, token: u32, slot: usize, want_logits: bool) -> Result<bool> {
         let geo = &self.geometry;
         let group = geo.decode_group(slot).ok_or(Error::PromptTooLong { tokens: slot + 1, max: geo.max_positions() })?;
         let (h2, d2, g) = (geo.hidden * 2, geo.kv_dim * 2, group.index as usize);
@@ -696,29 +783,46 @@ impl Resident {
             // Seen working on a card for m = 1 (hardware-facts: F23).
             KvWrite::BindOutputAtRow | KvWrite::BindDecodeRow => RowWrite::Bind { size: geo.tensor_size(group.index, names::K_OUT) },
         };
-        let cx = self.device.enter()?;
+        let queued = self.decode_queued();
+        let ahead = queued && self.schedule.inputs == InputUpload::Ahead;
+        let prepared = std::mem::take(&mut self.prepared) == Some((slot, group.index));
         let st = &mut self.decode;
         st.hidden_in(h2).copy_from_slice(emb.row(token)?);
-        st.indices_in(1)[0] = slot as u32;
-        masks::decode_mask(st.mask_in(group.capacity + 1), slot);
-        st.upload(&cx, h2, 4, (group.capacity + 1) * 2)?;
+        if prepared {
+            st.upload_hidden(cx, h2)?;
+        } else {
+            st.indices_in(1)[0] = slot as u32;
+            masks::decode_mask(st.mask_in(group.capacity + 1), slot);
+            st.upload(cx, h2, 4, (group.capacity + 1) * 2)?;
+        }
         let rows = KvRows { offset: slot * d2, bytes: d2, how };
-        let queue = self.queue.as_ref();
+        let queue = if queued { self.queue.as_ref() } else { None };
         let ordinal = geo.decode.iter().position(|x| x.index == group.index).unwrap_or(0);
         let ping_pong = self.schedule.kv_write == KvWrite::BindOutputAtRow;
         for l in &mut self.layers {
             match l.linear.as_ref().map(|lin| lin.geo.group_for(false, ordinal).index) {
-                Some(lg) => l.linear_step(&cx, lg as usize, ping_pong, queue)?,
-                None => l.step(&cx, st, g, rows, queue)?,
+                Some(lg) => l.linear_step(cx, lg as usize, ping_pong, queue)?,
+                None => l.step(cx, st, g, rows, queue)?,
             }
         }
-        self.post.finish(&cx, want_logits, queue)
+        if want_logits {
+            self.post.run(cx, queue)?;
+        }
+        // The next position's indices and mask, queued behind this step.
+        if let (true, Some(q), Some(next)) = (ahead, queue, geo.decode_group(slot + 1)) {
+            st.indices_in(1)[0] = (slot + 1) as u32;
+            masks::decode_mask(st.mask_in(next.capacity + 1), slot + 1);
+            st.upload_inputs_async(cx, 4, (next.capacity + 1) * 2, q)?;
+            self.prepared = Some((slot + 1, next.index));
+        }
+        Ok(queued)
     }
 
     /// Feeds `tokens` (at most one chunk) after `history` cached positions
     /// through every layer with the prefill group that fits. With
     /// `want_logits`, runs the post model on the last token.
     pub fn prefill_chunk(&mut self, emb: &Embeddings, tokens: &[u32], history: usize, want_logits: bool) -> Result<Option<&[u16]>> {
+        self.drain()?;
         let geo = &self.geometry;
         let (t, h2, d2, n) = (geo.chunk, geo.hidden * 2, geo.kv_dim * 2, tokens.len());
         debug_assert!(n >= 1 && n <= t);
@@ -736,7 +840,12 @@ impl Resident {
             KvWrite::BindOutputAtRow => RowWrite::RebindThenCopy { size },
         };
         let mask_len = t * (group.history_cap + t);
-        let cx = self.device.enter()?;
+        // The scatter copies, the hidden row to the post model and linear
+        // layers' state copies decide whether the chunk may be queued.
+        let copies = !matches!(how, RowWrite::Bind { .. }) || want_logits || self.linear_copies();
+        let queued = self.step_queue(copies).is_some();
+        let device = Arc::clone(&self.device);
+        let cx = device.enter()?;
         let st = &mut self.prefill;
         let hidden = st.hidden_in(t * h2);
         hidden[n * h2..].fill(0);
@@ -750,7 +859,7 @@ impl Resident {
             gates.prefill_for(&cx, n)?;
         }
         let rows = KvRows { offset: history * d2, bytes: n * d2, how };
-        let queue = self.queue.as_ref();
+        let queue = if queued { self.queue.as_ref() } else { None };
         let ordinal = geo.prefill.iter().position(|x| x.index == group.index).unwrap_or(0);
         let ping_pong = self.schedule.kv_write == KvWrite::BindOutputAtRow;
         for l in &mut self.layers {
@@ -763,6 +872,7 @@ impl Resident {
             let last = self.layers.len() % 2;
             let ((dst, dst_off), (src, src_off)) = (self.decode.at(self.decode.hidden[last]), st.at(st.hidden[last]));
             copy(&cx, (dst, dst_off), (src, src_off + (n - 1) * h2), h2, queue)?;
+            self.post.run(&cx, queue)?;
         }
         self.post.finish(&cx, want_logits, queue)
     }

@@ -16,7 +16,9 @@
 //! * prefill binds as AXERA's runner does: one IO per shape group, each
 //!   tensor in its own buffer at the group's sizes, no offset binds, K/V rows
 //!   through staging buffers and a device-to-device scatter (ggml-axcl found
-//!   chunk groups correct only this way, F23).
+//!   chunk groups correct only this way, F23), every call waited for as in
+//!   AXERA's runner (queued copies were not seen on a card: `async-copies`
+//!   is opt-in).
 //!
 //! Calls per decode token, `L` layers (each line: H2D + executes + D2D + D2H):
 //!
@@ -29,12 +31,26 @@
 //! | `kv-bind`, `decode-kv-bind` | `L + 5` | 3 | `L + 1` | 0 | 1 |
 //! | `fewest-calls` (both) | `L + 3` | 1 | `L + 1` | 0 | 1 |
 //!
+//! `inputs-ahead` (opt-in) keeps the counts of `Separate` inputs; two of the
+//! three uploads are queued behind the previous step instead of waited for.
+//!
 //! `async` (combinable with any of them, e.g. `fewest-calls,async`) queues the
-//! executions and D2D copies on a stream and adds one synchronisation per step:
+//! executions of a step on a stream and adds one synchronisation per step:
 //! one more call, but the caller no longer waits for each round trip. The
-//! default also queues prefill's D2D scatter copies (`axclrtMemcpyAsync` on
-//! the same stream, ordered after the execute that wrote the rows); the
-//! observed chain (F22) is of executes.
+//! chain that was seen on a card is one of executes (F22), so under `async`
+//! a step that makes device-to-device copies (prefill's K/V scatter, every
+//! step of `safe,async`) runs synchronously as the vendor runner does (a
+//! synchronous copy must not read an output that a queued execute has not
+//! written yet): no synchronisation call, each execute waited for.
+//! `async-copies` (opt-in, never seen on a card) queues those copies on the
+//! stream too (`axclrtMemcpyAsync`, ordered after the execute that wrote the
+//! rows).
+//!
+//! With a queued decode step the library pipelines generation (see
+//! [`crate::Generation::next`]): once a token is sampled and continues, its
+//! step is uploaded and queued before the host does the rest of the token's
+//! work, and the next call synchronises and reads the logits. The calls per
+//! token are the same; what changes is that the host work overlaps the card.
 //!
 //! A linear-attention layer of a hybrid model (Qwen3.5) makes the same number
 //! of calls as a full layer under `Copy` (its two state outputs are copied
@@ -81,6 +97,14 @@ pub enum InputUpload {
     /// those offsets: one H2D copy per step. Open on hardware: offset bindings
     /// of `mask`/`indices` (undocumented).
     Packed,
+    /// As [`InputUpload::Separate`], and once a decode step is queued the
+    /// `indices` and `mask` of the next position are queued behind it
+    /// (`axclrtMemcpyAsync` host-to-device on the step's stream): the next
+    /// step uploads only its hidden row before its first execute, unless
+    /// another position ran in between. Needs a queued decode step (the
+    /// `async` schedules). Open on hardware (queued host-to-device copies
+    /// were not seen on a card): opt-in.
+    Ahead,
 }
 
 /// Whether a step waits for each execution and copy.
@@ -89,14 +113,31 @@ pub enum Execution {
     /// Every call returns when the card is done (the vendor runners).
     #[default]
     Sync,
-    /// Executions and D2D copies are queued on one stream
-    /// (`axclrtEngineExecuteAsync`, `axclrtMemcpyAsync`), which is synchronised
-    /// once per step before the logits are read or new inputs are written; the
-    /// host-to-device and device-to-host copies stay synchronous, so no host
-    /// buffer is used after its call returns. Open on hardware: how much of a
-    /// round trip the runtime saves by queuing (the simulator assumes the caller
-    /// waits only for the request to reach the card).
+    /// The executions of a step that makes no device-to-device copy are
+    /// queued on one stream (`axclrtEngineExecuteAsync`), which is
+    /// synchronised once per step before the logits are read or new inputs
+    /// are written (seen on a card, hardware-facts: F22). A step that copies
+    /// runs as under [`Execution::Sync`]. Host-to-device and device-to-host
+    /// copies stay synchronous, so no host buffer is used after its call
+    /// returns. Open on hardware: how much of a round trip the runtime saves
+    /// by queuing (the simulator assumes the caller waits only for the
+    /// request to reach the card).
     Async,
+    /// As [`Execution::Async`], and the device-to-device copies are queued on
+    /// the same stream too (`axclrtMemcpyAsync`): every step is one chain.
+    /// Open on hardware (not seen on a card): opt-in.
+    AsyncCopies,
+}
+
+impl Execution {
+    /// Whether a step that makes device-to-device copies (`copies`) queues its work.
+    pub fn queues(self, copies: bool) -> bool {
+        match self {
+            Execution::Sync => false,
+            Execution::Async => !copies,
+            Execution::AsyncCopies => true,
+        }
+    }
 }
 
 /// The call schedule of a loaded model.
@@ -132,7 +173,7 @@ impl Schedule {
     pub fn calls_per_token(&self, layers: usize) -> usize {
         let h2d = if self.inputs == InputUpload::Packed { 1 } else { 3 };
         let d2d = if self.kv_write == KvWrite::Copy { 2 * layers } else { 0 };
-        let sync = usize::from(self.execution == Execution::Async);
+        let sync = usize::from(self.execution.queues(d2d > 0));
         h2d + (layers + 1) + d2d + sync + 1
     }
 }
@@ -141,7 +182,8 @@ impl FromStr for Schedule {
     type Err = Error;
 
     /// `default`, `safe`, `fewest-calls`, or a comma-separated list of those
-    /// and `kv-bind`, `decode-kv-bind`, `packed-inputs`, `async` (each added to `safe`).
+    /// and `kv-bind`, `decode-kv-bind`, `packed-inputs`, `inputs-ahead`,
+    /// `async`, `async-copies` (each added to `safe`).
     fn from_str(s: &str) -> Result<Schedule> {
         if s.trim() == "default" {
             return Ok(Schedule::default());
@@ -157,10 +199,12 @@ impl FromStr for Schedule {
                 }
                 "kv-bind" => out.kv_write = KvWrite::BindOutputAtRow,
                 "packed-inputs" => out.inputs = InputUpload::Packed,
+                "inputs-ahead" => out.inputs = InputUpload::Ahead,
                 "async" => out.execution = Execution::Async,
+                "async-copies" => out.execution = Execution::AsyncCopies,
                 other => {
                     return Err(Error::invalid(format!(
-                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, async)"
+                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, inputs-ahead, async, async-copies)"
                     )));
                 }
             }
@@ -171,16 +215,22 @@ impl FromStr for Schedule {
 
 impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match (self.kv_write, self.inputs) {
-            (KvWrite::Copy, InputUpload::Separate) => "safe",
+        let separate = self.inputs == InputUpload::Ahead;
+        f.write_str(match (self.kv_write, if separate { InputUpload::Separate } else { self.inputs }) {
             (KvWrite::Copy, InputUpload::Packed) => "packed-inputs",
-            (KvWrite::BindOutputAtRow, InputUpload::Separate) => "kv-bind",
+            (KvWrite::Copy, _) => "safe",
             (KvWrite::BindOutputAtRow, InputUpload::Packed) => "fewest-calls",
-            (KvWrite::BindDecodeRow, InputUpload::Separate) => "decode-kv-bind",
+            (KvWrite::BindOutputAtRow, _) => "kv-bind",
             (KvWrite::BindDecodeRow, InputUpload::Packed) => "decode-kv-bind,packed-inputs",
+            (KvWrite::BindDecodeRow, _) => "decode-kv-bind",
         })?;
-        if self.execution == Execution::Async {
-            f.write_str(",async")?;
+        if separate {
+            f.write_str(",inputs-ahead")?;
+        }
+        match self.execution {
+            Execution::Sync => {}
+            Execution::Async => f.write_str(",async")?,
+            Execution::AsyncCopies => f.write_str(",async-copies")?,
         }
         Ok(())
     }
@@ -192,7 +242,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_count_calls() {
-        for s in ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async", "decode-kv-bind,async"] {
+        for s in ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async", "decode-kv-bind,async", "safe,async-copies", "decode-kv-bind,inputs-ahead,async"] {
             assert_eq!(s.parse::<Schedule>().unwrap().to_string(), s);
         }
         assert_eq!("kv-bind, packed-inputs".parse::<Schedule>().unwrap(), Schedule::FEWEST_CALLS);
@@ -205,5 +255,8 @@ mod tests {
         assert_eq!(Schedule::FEWEST_CALLS.calls_per_token(28), 31);
         assert_eq!("kv-bind".parse::<Schedule>().unwrap().calls_per_token(36), 41);
         assert_eq!("async,fewest-calls".parse::<Schedule>().unwrap().calls_per_token(28), 32);
+        // `async` runs a step that copies synchronously; `async-copies` queues it.
+        assert_eq!("safe,async".parse::<Schedule>().unwrap().calls_per_token(28), 89);
+        assert_eq!("safe,async-copies".parse::<Schedule>().unwrap().calls_per_token(28), 90);
     }
 }

@@ -70,6 +70,11 @@ impl SlotTable {
         if slot == self.active { active } else { &self.parked[slot].tokens }
     }
 
+    /// The slot in use.
+    pub(super) fn active(&self) -> usize {
+        self.active
+    }
+
     /// Marks `slot` as used now.
     pub(super) fn touch(&mut self, slot: usize) {
         self.clock += 1;

@@ -11,7 +11,7 @@
 
 use super::schedule::InputUpload;
 use crate::error::Result;
-use crate::npu::{DeviceBuffer, Entered, HostBuffer};
+use crate::npu::{DeviceBuffer, Entered, HostBuffer, Stream};
 
 /// Alignment of every packed offset: the runtime's own allocation alignment
 /// (the card-side worker's), so a bound address is never less aligned than an allocation.
@@ -43,7 +43,7 @@ impl StepSizes {
     pub fn device_bytes(&self, upload: InputUpload) -> u64 {
         let inputs = match upload {
             InputUpload::Packed => align(self.hidden) + align(self.indices) + self.mask,
-            InputUpload::Separate => self.hidden + self.indices + self.mask,
+            InputUpload::Separate | InputUpload::Ahead => self.hidden + self.indices + self.mask,
         };
         (inputs + self.hidden + 2 * self.kv_out) as u64
     }
@@ -83,7 +83,7 @@ impl StepBuffers {
                 let p = add(packed_len)?;
                 (p, Place { offset: indices_off, ..p }, Place { offset: mask_off, ..p })
             }
-            InputUpload::Separate => (add(s.hidden)?, add(s.indices)?, add(s.mask)?),
+            InputUpload::Separate | InputUpload::Ahead => (add(s.hidden)?, add(s.indices)?, add(s.mask)?),
         };
         let hidden1 = add(s.hidden)?;
         let (k_out, v_out) = (add(s.kv_out)?, add(s.kv_out)?);
@@ -143,12 +143,31 @@ impl StepBuffers {
         let bytes: &[u8] = self.staging.as_slice();
         match self.upload {
             InputUpload::Packed => self.allocs[self.hidden[0].alloc].write(cx, 0, &bytes[..mask_off + mask]),
-            InputUpload::Separate => {
+            InputUpload::Separate | InputUpload::Ahead => {
                 let (h, i, m) = (self.hidden[0].alloc, self.indices.alloc, self.mask.alloc);
                 self.allocs[h].write(cx, 0, &bytes[..hidden])?;
                 self.allocs[i].write(cx, 0, &bytes[indices_off..indices_off + indices])?;
                 self.allocs[m].write(cx, 0, &bytes[mask_off..mask_off + mask])
             }
         }
+    }
+
+    /// Copies only the staged hidden rows (`hidden` bytes) to the card
+    /// ([`InputUpload::Ahead`]: the indices and mask are already there).
+    pub fn upload_hidden(&self, cx: &Entered<'_>, hidden: usize) -> Result<()> {
+        debug_assert!(self.upload == InputUpload::Ahead);
+        self.allocs[self.hidden[0].alloc].write(cx, 0, &self.staging.as_slice()[..hidden])
+    }
+
+    /// Queues the staged indices and mask (`indices` and `mask` bytes long)
+    /// on `queue` ([`InputUpload::Ahead`]). The staging must not be written
+    /// before the queue's next synchronisation.
+    pub fn upload_inputs_async(&self, cx: &Entered<'_>, indices: usize, mask: usize, queue: &Stream) -> Result<()> {
+        debug_assert!(self.upload == InputUpload::Ahead);
+        let (indices_off, mask_off) = (self.indices_off, self.mask_off);
+        // The staging lives as long as the model, and every decode step starts
+        // after a synchronisation: nothing rewrites it while the copies wait.
+        self.allocs[self.indices.alloc].write_async(cx, 0, &self.staging, indices_off..indices_off + indices, queue)?;
+        self.allocs[self.mask.alloc].write_async(cx, 0, &self.staging, mask_off..mask_off + mask, queue)
     }
 }

@@ -80,6 +80,25 @@ impl DeviceBuffer {
         cx.dev.check("axclrtMemcpy(host to device)", status)
     }
 
+    /// Like [`DeviceBuffer::write`] from `src[range]`, queued on `stream`. The
+    /// runtime reads the host bytes when the copy runs: both buffers must
+    /// outlive the stream's next synchronisation, and `src[range]` must not
+    /// be written before it (else the card gets the new bytes).
+    pub fn write_async(&self, cx: &Entered<'_>, offset: usize, src: &HostBuffer, range: std::ops::Range<usize>, stream: &Stream) -> Result<()> {
+        let data = &src.as_slice()[range];
+        if data.is_empty() {
+            return Ok(());
+        }
+        let dst = self.range(offset, data.len(), "host-to-device copy")?;
+        // SAFETY: `dst..+len` lies inside our allocation (checked); `data` is
+        // valid host memory for `len` bytes, owned by a `HostBuffer` that the
+        // caller keeps alive until the stream is synchronised (documented above).
+        let status = unsafe {
+            (cx.dev.rt.api.axclrtMemcpyAsync)(dst, data.as_ptr().cast(), data.len(), rt::AXCL_MEMCPY_HOST_TO_DEVICE as i32, stream.raw())
+        };
+        cx.dev.check("axclrtMemcpyAsync(host to device)", status)
+    }
+
     /// Device to host: fills `out` from `offset`.
     pub fn read(&self, cx: &Entered<'_>, offset: usize, out: &mut [u8]) -> Result<()> {
         if out.is_empty() {
