@@ -1,7 +1,9 @@
 """Several requests at once through `ollama serve` (OLLAMA_NUM_PARALLEL=2,
 two KV slots on the card): a short request sent while a long one streams
 finishes first, and both outputs (greedy and seeded) equal what each
-produces alone; cancelling one stream leaves the other's output intact."""
+produces alone, also when one request's prompt takes several prefill chunks
+(fed a chunk per turn); cancelling one stream leaves the other's output
+intact; /api/ps and `ollama ps` show the two slots."""
 
 import json
 import threading
