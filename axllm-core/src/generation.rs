@@ -133,8 +133,9 @@ impl Generation {
             self.finish(StopReason::Cancelled, true)?;
             return Ok(0);
         }
-        let started = Instant::now();
         let mut engine = self.inner.engine.lock();
+        // From the lock on: the time other generations' steps took is not this prompt's.
+        let started = Instant::now();
         engine.select(self.lease.slot)?;
         let cursor = match &mut pending.cursor {
             Some(c) => c,
