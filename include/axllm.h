@@ -305,6 +305,29 @@ axllm_status axllm_generation_begin(axllm_model *model, const char *prompt, cons
 // `tokens` is valid for `n_tokens` reads; otherwise as `axllm_generation_begin`.
 axllm_status axllm_generation_begin_tokens(axllm_model *model, const int32_t *tokens, size_t n_tokens, const axllm_generate_params *params, axllm_generation **out_generation);
 
+// Like `axllm_generation_begin_tokens` but feeds nothing yet: takes the KV
+// slot (waiting for one as begin does) and checks the prompt. The prompt is
+// then fed one chunk per `axllm_generation_prefill_step`, or whatever is
+// left at the first `axllm_generation_next`. A caller serving several
+// requests alternates their prefill chunks and tokens, so a short request
+// is not kept waiting by a long prompt's whole prefill.
+//
+// # Safety
+// As `axllm_generation_begin_tokens`.
+axllm_status axllm_generation_start_tokens(axllm_model *model, const int32_t *tokens, size_t n_tokens, const axllm_generate_params *params, axllm_generation **out_generation);
+
+// Feeds the next chunk of a started generation's prompt (one pass through
+// the layers) and sets `*left` to the prompt tokens still to feed: 0 once
+// the prompt is in the KV slot and the first token is sampled (later calls
+// do nothing and set 0). A cancelled generation feeds nothing more: `*left`
+// is 0, its KV slot holds exactly the chunks fed so far, and the next
+// `axllm_generation_next` reports `AXLLM_DONE_CANCELLED`. An error ends the
+// generation (`axllm_generation_next` then reports `AXLLM_DONE_CANCELLED`).
+//
+// # Safety
+// `left` is a valid pointer.
+axllm_status axllm_generation_prefill_step(axllm_generation *generation, size_t *left);
+
 // Pulls the next piece of text into `buf` (NUL-terminated, complete UTF-8
 // characters, never empty) with `*done = AXLLM_DONE_NONE`; or, at the end,
 // writes "" and sets `*done` to the reason (every later call repeats it).

@@ -1,10 +1,11 @@
 //! KV slots end to end on the simulator: which slot a prompt takes, several
 //! generations stepped alternately producing exactly what each produces
 //! alone (greedy and seeded, every call schedule), cancellation of one
-//! leaving the others intact, a pipelined generation (the default schedule
-//! queues a token's step before returning its text) ending on a stop string
-//! or a cancel while another slot's generation interleaves with it, and
-//! device memory per slot.
+//! leaving the others intact, prefills interleaved chunk by chunk (and
+//! cancelled at a chunk boundary), a pipelined generation (the default
+//! schedule queues a token's step before returning its text) ending on a
+//! stop string or a cancel while another slot's generation interleaves with
+//! it, and device memory per slot.
 
 use axllm_core::{GenerateOptions, Generation, LoadOptions, Model, SamplingOptions, Step, StopReason};
 use axllm_testkit::*;
@@ -351,4 +352,148 @@ fn a_hybrid_model_keeps_one_slot() {
     assert!(model.info().linear_layers > 0);
     assert_eq!(model.info().kv_slots, 1);
     assert!(!model.generate("hello", &greedy(3), |_| true).unwrap().tokens.is_empty());
+}
+
+/// A prompt of `chunks` prefill chunks of the small test geometry (16 tokens each).
+fn long_prompt(model: &Model, chunks: usize) -> Vec<u32> {
+    let text = "the sea is wide and the night is long, and a story goes on ".repeat(8);
+    let ids = model.tokenizer().encode(&text, false).unwrap();
+    assert!(ids.len() >= chunks * 16, "{} tokens", ids.len());
+    ids[..chunks * 16 - 3].to_vec()
+}
+
+/// Which generation took each turn, and what it did ('p' a chunk, 't' a token).
+type TurnLog = Vec<(usize, char)>;
+
+/// Starts every prompt without feeding it, then gives the generations turns
+/// round-robin: a prefill chunk while one is prefilling, else one `next`.
+/// Returns each one's (tokens, reason) and the turn log ('p' a chunk, 't'
+/// a token, per generation index).
+fn interleaved_prefill(model: &Model, prompts: &[Vec<u32>], opts: &[GenerateOptions]) -> (Vec<(Vec<u32>, StopReason)>, TurnLog) {
+    let mut gens: Vec<Generation> = prompts.iter().zip(opts).map(|(p, o)| model.start_tokens(p, o).unwrap()).collect();
+    let mut done: Vec<Option<StopReason>> = vec![None; gens.len()];
+    let mut log = Vec::new();
+    while done.iter().any(Option::is_none) {
+        for (i, (g, d)) in gens.iter_mut().zip(&mut done).enumerate() {
+            if d.is_some() {
+                continue;
+            }
+            if g.prefilling() {
+                g.prefill_step().unwrap();
+                log.push((i, 'p'));
+            } else if let Step::Done(r) = g.next().unwrap() {
+                *d = Some(r);
+            } else {
+                log.push((i, 't'));
+            }
+        }
+    }
+    (gens.iter().zip(done).map(|(g, d)| (g.tokens().to_vec(), d.unwrap())).collect(), log)
+}
+
+#[test]
+fn prefill_chunks_interleave_with_other_generations_and_outputs_equal_each_alone() {
+    let dir = tempdir();
+    let pkg = package(dir.path());
+    for schedule in ["safe", "kv-bind", "fewest-calls,async"] {
+        let model = load(&pkg, 2, schedule);
+        let ps = vec![long_prompt(&model, 4), prompts(&model)[1].clone()];
+        for opts in [vec![greedy(12), greedy(12)], vec![seeded(12, 5), seeded(12, 6)]] {
+            let alone: Vec<_> = ps
+                .iter()
+                .zip(&opts)
+                .map(|(p, o)| run(load(&pkg, 1, "safe").begin_tokens(p, o).unwrap()))
+                .collect();
+            model.reset_cache().unwrap();
+            let (out, log) = interleaved_prefill(&model, &ps, &opts);
+            assert_eq!(out, alone, "{schedule}");
+            // The long prompt's four chunks alternate with the short request's
+            // prefill and first tokens: it does not wait for the whole prefill.
+            let long_chunks: Vec<usize> = log.iter().enumerate().filter(|(_, e)| **e == (0, 'p')).map(|(i, _)| i).collect();
+            assert_eq!(long_chunks.len(), 4, "{log:?}");
+            let short_tokens_before_long_done = log[..*long_chunks.last().unwrap()].iter().filter(|e| **e == (1, 't')).count();
+            assert!(short_tokens_before_long_done >= 2, "{log:?}");
+        }
+    }
+}
+
+#[test]
+fn a_prompt_arriving_during_a_generation_prefills_between_its_tokens() {
+    let dir = tempdir();
+    let pkg = package(dir.path());
+    let model = load(&pkg, 2, "kv-bind");
+    let short = prompts(&model)[0].clone();
+    let long = long_prompt(&model, 5);
+    let alone_short = run(load(&pkg, 1, "safe").begin_tokens(&short, &greedy(20)).unwrap());
+    let alone_long = run(load(&pkg, 1, "safe").begin_tokens(&long, &seeded(10, 3)).unwrap());
+    let mut a = model.begin_tokens(&short, &greedy(20)).unwrap();
+    let mut a_done = None;
+    for _ in 0..3 {
+        assert!(matches!(a.next().unwrap(), Step::Text(_)));
+    }
+    let mut b = model.start_tokens(&long, &seeded(10, 3)).unwrap();
+    let mut left = Vec::new();
+    while b.prefilling() {
+        left.push(b.prefill_step().unwrap());
+        if a_done.is_none()
+            && let Step::Done(r) = a.next().unwrap()
+        {
+            a_done = Some(r);
+        }
+    }
+    assert_eq!(left, [long.len() - 16, long.len() - 32, long.len() - 48, long.len() - 64, 0]);
+    assert_eq!(b.stats().prompt_tokens, long.len());
+    assert_eq!(run(b), alone_long);
+    a_done.get_or_insert_with(|| run_rest(&mut a));
+    assert_eq!((a.tokens().to_vec(), a_done.unwrap()), alone_short);
+}
+
+#[test]
+fn cancelling_during_prefill_stops_at_a_chunk_boundary_and_frees_the_slot() {
+    let dir = tempdir();
+    let pkg = package(dir.path());
+    let model = load(&pkg, 2, "kv-bind");
+    let short = prompts(&model)[1].clone();
+    let long = long_prompt(&model, 4);
+    let alone_short = run(load(&pkg, 1, "safe").begin_tokens(&short, &greedy(16)).unwrap());
+    let mut a = model.begin_tokens(&short, &greedy(16)).unwrap();
+    let mut b = model.start_tokens(&long, &greedy(8)).unwrap();
+    let slot = b.slot();
+    assert_ne!(slot, a.slot());
+    assert_eq!(b.prefill_step().unwrap(), long.len() - 16);
+    a.next().unwrap();
+    assert_eq!(b.prefill_step().unwrap(), long.len() - 32);
+    b.cancel_handle().cancel();
+    a.next().unwrap();
+    assert_eq!(b.prefill_step().unwrap(), 0, "cancelled: nothing more is fed");
+    assert!(!b.prefilling());
+    assert_eq!(b.next().unwrap(), Step::Done(StopReason::Cancelled));
+    assert!(b.tokens().is_empty());
+    assert_eq!(b.stats().prompt_tokens, long.len());
+    // The slot holds exactly the two chunks fed.
+    assert_eq!(model.slot_tokens(slot), long[..32]);
+    drop(b);
+    // The slot is free again, and its rows are the ones its token list
+    // names: the same prompt goes back to it, reuses the 32 tokens and
+    // generates what it generates from a cold cache.
+    let again = model.begin_tokens(&long, &greedy(8)).unwrap();
+    assert_eq!(again.slot(), slot);
+    assert_eq!(again.stats().prompt_reused, 32);
+    let cold = run(load(&pkg, 1, "safe").begin_tokens(&long, &greedy(8)).unwrap());
+    assert_eq!(run(again), cold);
+    assert_eq!((a.tokens().len() < 16, run_rest(&mut a)), (true, StopReason::MaxTokens));
+    assert_eq!(a.tokens(), alone_short.0, "the other generation is untouched");
+}
+
+#[test]
+fn a_generation_cancelled_before_its_first_chunk_feeds_nothing() {
+    let dir = tempdir();
+    let model = load(&package(dir.path()), 2, "safe");
+    let long = long_prompt(&model, 3);
+    let mut g = model.start_tokens(&long, &greedy(4)).unwrap();
+    let slot = g.slot();
+    model.cancel();
+    assert_eq!(run_rest(&mut g), StopReason::Cancelled);
+    assert!(model.slot_tokens(slot).is_empty());
+    assert_eq!(g.stats().prompt_reused, 0);
 }

@@ -124,6 +124,21 @@ pub unsafe fn input<'a, T>(p: *const T, what: &str) -> CResult<&'a T> {
     unsafe { p.as_ref() }.ok_or_else(|| CError::invalid(format!("{what} is NULL")))
 }
 
+/// Token ids from a caller's array: present, non-empty, non-negative.
+///
+/// # Safety
+/// `tokens` is NULL or valid for `n_tokens` reads.
+pub unsafe fn token_ids(tokens: *const i32, n_tokens: usize) -> CResult<Vec<u32>> {
+    if tokens.is_null() || n_tokens == 0 {
+        return Err(CError::invalid("tokens is NULL or empty"));
+    }
+    // SAFETY: caller's contract.
+    unsafe { std::slice::from_raw_parts(tokens, n_tokens) }
+        .iter()
+        .map(|&t| u32::try_from(t).map_err(|_| CError::invalid(format!("negative token id {t}"))))
+        .collect()
+}
+
 /// Copies `bytes` plus a NUL into a caller buffer, or reports the size needed.
 /// `*len` receives the length without the NUL either way.
 ///

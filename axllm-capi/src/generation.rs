@@ -1,7 +1,7 @@
 //! `axllm_generation`: a running generation, pulled piece by piece.
 
 use crate::axllm_status;
-use crate::boundary::{CError, CResult, c_str, ffi, ffi_void, out, write_text};
+use crate::boundary::{CResult, c_str, ffi, ffi_void, out, token_ids, write_text};
 use crate::handles::Registry;
 use crate::model::{MODELS, ModelHandle, axllm_model, key};
 use crate::params::{self, axllm_generate_params};
@@ -118,15 +118,59 @@ pub unsafe extern "C" fn axllm_generation_begin_tokens(
     out_generation: *mut *mut axllm_generation,
 ) -> axllm_status {
     ffi(|| {
-        if tokens.is_null() || n_tokens == 0 {
-            return Err(CError::invalid("tokens is NULL or empty"));
-        }
         // SAFETY: caller's contract.
-        let ids: Vec<u32> = unsafe { std::slice::from_raw_parts(tokens, n_tokens) }
-            .iter()
-            .map(|&t| u32::try_from(t).map_err(|_| CError::invalid(format!("negative token id {t}"))))
-            .collect::<CResult<_>>()?;
+        let ids = unsafe { token_ids(tokens, n_tokens) }?;
         start(model, params, out_generation, |m, o| m.begin_tokens(&ids, o))
+    })
+}
+
+/// Like `axllm_generation_begin_tokens` but feeds nothing yet: takes the KV
+/// slot (waiting for one as begin does) and checks the prompt. The prompt is
+/// then fed one chunk per `axllm_generation_prefill_step`, or whatever is
+/// left at the first `axllm_generation_next`. A caller serving several
+/// requests alternates their prefill chunks and tokens, so a short request
+/// is not kept waiting by a long prompt's whole prefill.
+///
+/// # Safety
+/// As `axllm_generation_begin_tokens`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axllm_generation_start_tokens(
+    model: *mut axllm_model,
+    tokens: *const i32,
+    n_tokens: usize,
+    params: *const axllm_generate_params,
+    out_generation: *mut *mut axllm_generation,
+) -> axllm_status {
+    ffi(|| {
+        // SAFETY: caller's contract.
+        let ids = unsafe { token_ids(tokens, n_tokens) }?;
+        start(model, params, out_generation, |m, o| m.start_tokens(&ids, o))
+    })
+}
+
+/// Feeds the next chunk of a started generation's prompt (one pass through
+/// the layers) and sets `*left` to the prompt tokens still to feed: 0 once
+/// the prompt is in the KV slot and the first token is sampled (later calls
+/// do nothing and set 0). A cancelled generation feeds nothing more: `*left`
+/// is 0, its KV slot holds exactly the chunks fed so far, and the next
+/// `axllm_generation_next` reports `AXLLM_DONE_CANCELLED`. An error ends the
+/// generation (`axllm_generation_next` then reports `AXLLM_DONE_CANCELLED`).
+///
+/// # Safety
+/// `left` is a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn axllm_generation_prefill_step(generation: *mut axllm_generation, left: *mut usize) -> axllm_status {
+    ffi(|| {
+        // SAFETY: caller's contract.
+        let left = unsafe { out(left, "left") }?;
+        *left = 0;
+        let h = GENERATIONS.get(key(generation))?;
+        let mut st = h.state.lock();
+        if st.finished.is_some() {
+            return Ok(());
+        }
+        *left = st.generation.prefill_step()?;
+        Ok(())
     })
 }
 

@@ -37,7 +37,8 @@ pub use chat::axllm_model_render_chat;
 pub use errors::axllm_status;
 pub use generation::{
     axllm_done_reason, axllm_generation, axllm_generation_begin, axllm_generation_begin_tokens,
-    axllm_generation_cancel, axllm_generation_end, axllm_generation_next, axllm_generation_stats,
+    axllm_generation_cancel, axllm_generation_end, axllm_generation_next, axllm_generation_prefill_step,
+    axllm_generation_start_tokens, axllm_generation_stats,
 };
 pub use model::{
     axllm_detokenize, axllm_model, axllm_model_cancel, axllm_model_free, axllm_model_generate_params,

@@ -2,7 +2,9 @@
 //! version-1 struct without it), the info's slot count and bytes, several
 //! generations alive at once on one thread, stepped alternately, each
 //! producing what it produces alone, and one ended early leaving the others
-//! intact.
+//! intact; prompts fed chunk by chunk (`axllm_generation_start_tokens`,
+//! `axllm_generation_prefill_step`) between other generations' tokens, and
+//! cancelled between chunks.
 #![allow(unsafe_code)] // calling the exported C functions is the point
 
 use axllm::*;
@@ -154,5 +156,115 @@ fn version_1_load_params_and_info_still_work() {
     assert_eq!(v1.struct_size, size);
     assert_eq!(v1.kv_slots, 99, "a version-1 info is not written past its end");
     assert_eq!(info(model).kv_slots, 1, "kv_slots of a version-1 struct is not read");
+    axllm_model_free(model);
+}
+
+fn tokenize(model: *mut axllm_model, text: &str) -> Vec<i32> {
+    let text = CString::new(text).unwrap();
+    let mut ids = vec![0i32; 512];
+    let mut n = 0usize;
+    // SAFETY: valid string, buffer and out-pointer.
+    let st = unsafe { axllm_tokenize(model, text.as_ptr(), false, ids.as_mut_ptr(), ids.len(), &mut n) };
+    assert_eq!(st, axllm_status::AXLLM_OK, "{}", last_error());
+    ids.truncate(n);
+    ids
+}
+
+/// Starts a greedy generation of `n` tokens from `ids` without feeding it.
+fn start(model: *mut axllm_model, ids: &[i32], n: i32) -> *mut axllm_generation {
+    let mut params = std::mem::MaybeUninit::<axllm_generate_params>::uninit();
+    // SAFETY: valid for writes of its size.
+    let st = unsafe { axllm_generate_default_params(params.as_mut_ptr(), size_of::<axllm_generate_params>()) };
+    assert_eq!(st, axllm_status::AXLLM_OK);
+    // SAFETY: filled by the call above.
+    let mut params = unsafe { params.assume_init() };
+    params.num_predict = n;
+    params.temperature = 0.0;
+    let mut g = null_mut();
+    // SAFETY: valid arguments.
+    let st = unsafe { axllm_generation_start_tokens(model, ids.as_ptr(), ids.len(), &params, &mut g) };
+    assert_eq!(st, axllm_status::AXLLM_OK, "{}", last_error());
+    g
+}
+
+fn prefill_step(g: *mut axllm_generation) -> usize {
+    let mut left = usize::MAX;
+    // SAFETY: a valid out-pointer.
+    let st = unsafe { axllm_generation_prefill_step(g, &mut left) };
+    assert_eq!(st, axllm_status::AXLLM_OK, "{}", last_error());
+    left
+}
+
+fn rest(g: *mut axllm_generation) -> String {
+    let mut text = String::new();
+    while let Some(p) = next(g) {
+        text.push_str(&p);
+    }
+    text
+}
+
+#[test]
+fn a_prompt_fed_chunk_by_chunk_between_another_generations_tokens_equals_it_alone() {
+    let dir = tempdir();
+    let pkg = packed(dir.path(), Family::Qwen3, Layout::Axllm, 9);
+    let model = load(&pkg, 2, size_of::<axllm_load_params>());
+    let long: Vec<i32> = tokenize(model, &"a story about the sea and the night, ".repeat(10))[..60].to_vec();
+    let short = tokenize(model, PROMPTS[1].0);
+    let (long_alone, short_alone) = {
+        let g = start(model, &long, 10);
+        let a = rest(g);
+        axllm_generation_end(g);
+        let g = start(model, &short, 12);
+        let b = rest(g);
+        axllm_generation_end(g);
+        axllm_model_reset_cache(model);
+        (a, b)
+    };
+    assert!(!long_alone.is_empty() && !short_alone.is_empty());
+
+    let a = start(model, &short, 12);
+    let mut short_text = next(a).unwrap();
+    let b = start(model, &long, 10);
+    // 60 tokens: chunks of 16, 16, 16 and 12, a token of the other between each.
+    let mut left = Vec::new();
+    loop {
+        left.push(prefill_step(b));
+        if let Some(p) = next(a) {
+            short_text.push_str(&p);
+        }
+        if *left.last().unwrap() == 0 {
+            break;
+        }
+    }
+    assert_eq!(left, [44, 28, 12, 0]);
+    assert_eq!(prefill_step(b), 0, "a fed prompt is not fed again");
+    assert_eq!(rest(b), long_alone);
+    short_text.push_str(&rest(a));
+    assert_eq!(short_text, short_alone);
+    axllm_generation_end(a);
+    axllm_generation_end(b);
+
+    // Cancelled between chunks: nothing more is fed, the next call reports it.
+    axllm_model_reset_cache(model);
+    let b = start(model, &long[..40], 10);
+    assert_eq!(prefill_step(b), 24);
+    axllm_generation_cancel(b);
+    assert_eq!(prefill_step(b), 0);
+    let mut buf = [0 as c_char; 16];
+    let (mut len, mut done) = (0usize, axllm_done_reason::AXLLM_DONE_NONE);
+    // SAFETY: buf is valid for its length.
+    let st = unsafe { axllm_generation_next(b, buf.as_mut_ptr(), buf.len(), &mut len, &mut done) };
+    assert_eq!((st, done, len), (axllm_status::AXLLM_OK, axllm_done_reason::AXLLM_DONE_CANCELLED, 0));
+    axllm_generation_end(b);
+    // Bad input to the new calls gets a status.
+    let mut g = null_mut();
+    // SAFETY: NULL tokens are the case under test.
+    let st = unsafe { axllm_generation_start_tokens(model, std::ptr::null(), 3, std::ptr::null(), &mut g) };
+    assert_eq!((st, g), (axllm_status::AXLLM_ERR_INVALID_ARGUMENT, null_mut()));
+    // SAFETY: a NULL out-pointer is the case under test.
+    assert_eq!(unsafe { axllm_generation_prefill_step(a, std::ptr::null_mut()) }, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+    let mut left = 0usize;
+    // SAFETY: valid out-pointer; the handle was ended.
+    assert_ne!(unsafe { axllm_generation_prefill_step(a, &mut left) }, axllm_status::AXLLM_OK);
     axllm_model_free(model);
 }

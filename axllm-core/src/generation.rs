@@ -5,6 +5,7 @@
 //! A generation holds a KV slot for its life and the NPU only within a call:
 //! each step selects its slot, so generations on other slots interleave.
 
+use crate::engine::PromptCursor;
 use crate::error::Result;
 use crate::shared::{Inner, SlotLease};
 use crate::options::GenerateOptions;
@@ -43,29 +44,25 @@ pub enum Step {
 pub struct CancelHandle(Arc<AtomicBool>);
 
 impl CancelHandle {
-    /// Asks the generation to stop; it reports [`StopReason::Cancelled`] within one token.
+    /// Asks the generation to stop; it reports [`StopReason::Cancelled`]
+    /// within one token or, while its prompt is fed, one prefill chunk.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 }
 
-/// Where a generation starts once its prompt is fed.
-pub(crate) struct Prefilled {
-    /// The sampler, having seen the prompt.
-    pub sampler: Sampler,
-    /// The token sampled after the prompt (`None` when `done` says why it ended).
-    pub first: Option<u32>,
-    /// Set when the prompt feed was cancelled.
-    pub done: Option<StopReason>,
-    /// The generation's cancel flag.
-    pub cancel: Arc<AtomicBool>,
-    /// The prompt's counts.
-    pub stats: Stats,
+/// A prompt not yet wholly fed: the tokens and how far they are.
+struct PendingPrompt {
+    tokens: Vec<u32>,
+    /// `None` until the first chunk (the cache's reusable prefix is settled then).
+    cursor: Option<PromptCursor>,
 }
 
 /// A running generation; holds a KV slot until dropped.
 pub struct Generation {
     lease: SlotLease,
+    /// The prompt while it is being fed.
+    prompt: Option<PendingPrompt>,
     inner: Arc<Inner>,
     sampler: Sampler,
     decoder: StreamDecoder,
@@ -91,23 +88,81 @@ impl std::fmt::Debug for Generation {
 }
 
 impl Generation {
-    /// A generation whose prompt is fed.
-    pub(crate) fn new(lease: SlotLease, opts: &GenerateOptions, fed: Prefilled) -> Generation {
+    /// A generation on `lease` whose `prompt` (checked) is still to feed;
+    /// `stats` holds its length.
+    pub(crate) fn new(lease: SlotLease, opts: &GenerateOptions, prompt: Vec<u32>, cancel: Arc<AtomicBool>, stats: Stats) -> Generation {
+        let mut sampler = Sampler::new(opts.sampling, lease.inner.info.vocab);
+        prompt.iter().for_each(|&t| sampler.accept(t));
         Generation {
             inner: Arc::clone(&lease.inner),
             lease,
-            sampler: fed.sampler,
+            prompt: Some(PendingPrompt { tokens: prompt, cursor: None }),
+            sampler,
             decoder: StreamDecoder::new(),
             stop: StopMatcher::new(&opts.stop),
-            next_token: fed.first,
+            next_token: None,
             pending: false,
             num_predict: opts.num_predict,
-            finished: fed.done,
+            finished: None,
             final_text: String::new(),
-            cancel: fed.cancel,
-            stats: fed.stats,
+            cancel,
+            stats,
             tokens: Vec::new(),
         }
+    }
+
+    /// Feeds the next chunk of the prompt (one layer pass on the NPU, which
+    /// is locked for that pass only) and returns how many prompt tokens are
+    /// still to feed. At 0 the prompt is in the KV slot and the first token
+    /// sampled; later calls do nothing and return 0. Calling this in turns
+    /// with other generations' steps interleaves their prefills and decodes
+    /// chunk by chunk; the output is the same as without. A cancelled
+    /// generation stops here, at a chunk boundary: its slot holds exactly the
+    /// tokens fed so far, and [`Generation::next`] reports the cancel. An
+    /// error ends the generation (then it reports [`StopReason::Cancelled`]).
+    /// [`Generation::next`] feeds whatever is left first.
+    pub fn prefill_step(&mut self) -> Result<usize> {
+        let r = self.feed_prompt_chunk();
+        if r.is_err() {
+            self.prompt = None;
+            self.finished = Some(StopReason::Cancelled);
+        }
+        r
+    }
+
+    fn feed_prompt_chunk(&mut self) -> Result<usize> {
+        let Some(pending) = self.prompt.as_mut() else { return Ok(0) };
+        if self.cancel.load(Ordering::SeqCst) {
+            self.prompt = None;
+            self.finish(StopReason::Cancelled, true)?;
+            return Ok(0);
+        }
+        let mut engine = self.inner.engine.lock();
+        // From the lock on: the time other generations' steps took is not this prompt's.
+        let started = Instant::now();
+        engine.select(self.lease.slot)?;
+        let cursor = match &mut pending.cursor {
+            Some(c) => c,
+            None => pending.cursor.insert(engine.start_prompt(&pending.tokens)?),
+        };
+        let done = engine.feed_chunk(&self.inner.embeddings, &pending.tokens, cursor)?;
+        let (feed, left) = (cursor.feed, pending.tokens.len() - cursor.position());
+        self.stats.prompt_reused = feed.reused;
+        self.stats.prompt_fed_by_decode = feed.fed_by_decode;
+        self.stats.prompt_restored = feed.restored;
+        if done {
+            self.next_token = Some(self.sampler.sample(engine.logits()));
+            self.stats.snapshots_held = engine.snapshots().held();
+            self.prompt = None;
+        }
+        drop(engine);
+        self.stats.prompt_duration += started.elapsed();
+        Ok(left)
+    }
+
+    /// True while prompt tokens are still to feed ([`Generation::prefill_step`]).
+    pub fn prefilling(&self) -> bool {
+        self.prompt.is_some()
     }
 
     /// A handle that cancels this generation from another thread.
@@ -147,6 +202,9 @@ impl Generation {
     /// before it touches the card, saving its logits for this one.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Step> {
+        while self.prompt.is_some() {
+            self.prefill_step()?;
+        }
         loop {
             if let Some(reason) = self.finished {
                 if !self.final_text.is_empty() {

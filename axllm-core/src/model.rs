@@ -9,22 +9,22 @@
 
 use crate::diagnostics::Simulator;
 use crate::engine::hybrid::kinds_from_config;
-use crate::engine::{Engine, Fed, HybridLoad, LoadProgress, Resident};
+use crate::engine::{Engine, HybridLoad, LoadProgress, Resident};
 use crate::error::{Error, Result};
-use crate::generation::{Completion, Generation, Prefilled, Step};
+use crate::generation::{Completion, Generation, Step};
 use crate::info::ModelInfo;
 use crate::npu::Runtime;
 use crate::options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions, MAX_KV_SLOTS};
 use crate::package::config::{PostConfig, read_json};
 use crate::package::{Embeddings, ModelFiles, Tokenizer};
-use crate::sampling::{Sampler, SamplingOptions};
+use crate::sampling::SamplingOptions;
 use crate::session::Session;
 use crate::shared::{Inner, SlotLease};
-use crate::stats::{Stats, StopReason};
+use crate::stats::Stats;
 use parking_lot::{Condvar, Mutex};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// A model loaded on the NPU. Cheap to clone; share it across threads.
@@ -228,36 +228,39 @@ impl Model {
     /// one; waits while every slot is held), prefills the part of the prompt
     /// that cache does not already hold, samples the first token.
     pub fn begin_tokens(&self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generation> {
+        let mut g = self.start_tokens(prompt, opts)?;
+        while g.prefill_step()? > 0 {}
+        Ok(g)
+    }
+
+    /// Like [`Model::begin_tokens`] but feeds nothing yet: the prompt is fed
+    /// chunk by chunk by [`Generation::prefill_step`] (or at the first
+    /// [`Generation::next`]), so a caller can interleave one generation's
+    /// prefill with other generations' steps.
+    pub fn start_tokens(&self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generation> {
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.inner.info.vocab) {
             return Err(Error::invalid(format!(
                 "token id {bad} is outside the vocabulary of {}",
                 self.inner.info.vocab
             )));
         }
+        if prompt.is_empty() {
+            return Err(Error::invalid("empty prompt"));
+        }
+        let max = self.inner.info.context_length;
+        if prompt.len() > max {
+            return Err(Error::PromptTooLong { tokens: prompt.len(), max });
+        }
         let cancel = Arc::new(AtomicBool::new(false));
         let lease = self.lease(prompt, Some(Arc::clone(&cancel)));
-        // Declared after the lease: dropped (on an error too) before it releases the slot.
-        let mut engine = self.inner.engine.lock();
-        engine.select(lease.slot)?;
-        let mut sampler = Sampler::new(opts.sampling, self.inner.info.vocab);
-        prompt.iter().for_each(|&t| sampler.accept(t));
-        let started = Instant::now();
-        let fed = engine.feed_prompt(&self.inner.embeddings, prompt, &|| cancel.load(Ordering::SeqCst))?;
-        let (feed, first, done) = match fed {
-            Fed::Logits(feed, logits) => (feed, Some(sampler.sample(logits)), None),
-            Fed::Cancelled(feed) => (feed, None, Some(StopReason::Cancelled)),
-        };
-        let stats = Stats {
-            prompt_tokens: prompt.len(),
-            prompt_reused: feed.reused,
-            prompt_fed_by_decode: feed.fed_by_decode,
-            prompt_restored: feed.restored,
-            snapshots_held: engine.snapshots().held(),
-            prompt_duration: started.elapsed(),
-            ..Default::default()
-        };
-        drop(engine);
-        Ok(Generation::new(lease, opts, Prefilled { sampler, first, done, cancel, stats }))
+        let stats = Stats { prompt_tokens: prompt.len(), ..Default::default() };
+        Ok(Generation::new(lease, opts, prompt.to_vec(), cancel, stats))
+    }
+
+    /// [`Model::start_tokens`] from a text prompt.
+    pub fn start(&self, prompt: &str, opts: &GenerateOptions) -> Result<Generation> {
+        let tokens = self.inner.tokenizer.encode(prompt, opts.add_special_tokens)?;
+        self.start_tokens(&tokens, opts)
     }
 
     /// Low-level access to the layer loop: feed tokens, read logits. Holds the

@@ -1,6 +1,6 @@
 //! Direct use of the layer loop: feed tokens, read logits.
 
-use crate::engine::{Engine, Fed, PromptFeed};
+use crate::engine::{Engine, PromptFeed};
 use crate::error::{Error, Result};
 use crate::shared::SlotLease;
 use parking_lot::{ArcMutexGuard, RawMutex};
@@ -38,10 +38,7 @@ impl Session {
             return Err(Error::invalid(format!("token id {bad} is outside the vocabulary of {vocab}")));
         }
         let inner = std::sync::Arc::clone(&self.lease.inner);
-        match self.engine()?.feed_prompt(&inner.embeddings, prompt, &|| false)? {
-            Fed::Logits(feed, logits) => Ok((feed, logits)),
-            Fed::Cancelled(_) => unreachable!("this session never cancels"),
-        }
+        self.engine()?.feed_prompt(&inner.embeddings, prompt)
     }
 
     /// Feeds one token at the next slot; returns the logits (bf16 bits) after it.

@@ -9,8 +9,15 @@
 //!   new tokens) after an unrelated 300-token prompt ran in between: the
 //!   second turn's TTFT and the prompt tokens it reused.
 //!
-//! The long generation and the chat run on two threads, as two clients of
-//! the runner do; the library interleaves their steps per token.
+//! * a short chat request arriving while a long PROMPT (1000 tokens, eight
+//!   prefill chunks) is being fed: the chat's TTFT with 1 slot, with 2 slots
+//!   when the prompt is fed whole in one turn (as before prefill was
+//!   interleaved: a session holds the NPU for it), and with 2 slots fed
+//!   chunk by chunk; and what the interleaving costs the long prompt.
+//!
+//! The long request and the chat run on two threads, as two clients of the
+//! runner do; the library interleaves their steps per token and per prefill
+//! chunk.
 
 use anyhow::{Context, Result};
 use axllm_core::{GenerateOptions, LoadOptions, Model, SamplingOptions, Step};
@@ -110,6 +117,59 @@ fn measure(dir: &Path, lib: &Path, spec: &str, slots: usize, long_tokens: usize)
     })
 }
 
+/// Chat TTFT and the long prompt's own TTFT while a `LONG_PROMPT`-token prompt is fed.
+struct PrefillFigures {
+    chat_ttft: Duration,
+    long_ttft: Duration,
+}
+
+/// Tokens of the long prompt in the prefill workload.
+const LONG_PROMPT: usize = 1000;
+
+/// The chat (30-token prompt, 20 tokens) arrives once the long prompt's first
+/// chunk is in; `whole` feeds the rest of the prompt in one turn.
+fn measure_prefill(dir: &Path, lib: &Path, spec: &str, slots: usize, whole: bool) -> Result<PrefillFigures> {
+    let load = LoadOptions { runtime_library: Some(PathBuf::from(lib)), kv_slots: Some(slots), ..Default::default() };
+    let model = Model::load(dir, &load)?;
+    model.simulator().context("the runtime is not axcl-sim")?.configure(spec)?;
+    let (vocab, chunk) = (model.info().vocab, model.info().chunk);
+    let (arrive, chat_now) = mpsc::channel::<()>();
+    let long = {
+        let (model, prompt) = (model.clone(), ids(LONG_PROMPT, 6, vocab));
+        std::thread::spawn(move || -> Result<Duration> {
+            let started = Instant::now();
+            if whole {
+                // The NPU held for the whole prompt, as one turn.
+                let mut s = model.session();
+                s.feed_prompt(&prompt[..chunk])?;
+                arrive.send(()).ok();
+                s.feed_prompt(&prompt)?;
+                return Ok(started.elapsed());
+            }
+            let mut g = model.start_tokens(&prompt, &opts(20))?;
+            let mut first = true;
+            while g.prefill_step()? > 0 {
+                if std::mem::take(&mut first) {
+                    arrive.send(()).ok();
+                }
+            }
+            let _ = g.next()?;
+            let ttft = started.elapsed();
+            while let Step::Text(_) = g.next()? {}
+            Ok(ttft)
+        })
+    };
+    chat_now.recv().context("the long prompt was fed in one chunk")?;
+    let asked = Instant::now();
+    let mut chat = model.begin_tokens(&ids(30, 2, vocab), &opts(20))?;
+    let _ = chat.next()?;
+    let chat_ttft = asked.elapsed();
+    while let Step::Text(_) = chat.next()? {}
+    drop(chat);
+    let long_ttft = long.join().expect("the long prompt's thread")?;
+    Ok(PrefillFigures { chat_ttft, long_ttft })
+}
+
 /// Runs the workload with 1 and with 2 slots and prints the figures and their ratios.
 pub fn run(lib: &Path, long_tokens: usize) -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -132,6 +192,33 @@ pub fn run(lib: &Path, long_tokens: usize) -> Result<()> {
         "  prompt tokens reused",
         format!("{}/{}", one.second_reused, one.second_prompt),
         format!("{}/{}", two.second_reused, two.second_prompt)
+    );
+
+    println!("\na chat (30-token prompt, 20 tokens) arriving while a {LONG_PROMPT}-token prompt is fed, after its first chunk:");
+    let one = measure_prefill(&dir, lib, &spec, 1, false)?;
+    let whole = measure_prefill(&dir, lib, &spec, 2, true)?;
+    let chunked = measure_prefill(&dir, lib, &spec, 2, false)?;
+    println!("{:<52} {:>12} {:>12} {:>12}", "", "1 slot", "2, whole", "2, chunked");
+    println!(
+        "{:<52} {:>12.1} {:>12.1} {:>12.1}",
+        "chat TTFT, ms",
+        ms(one.chat_ttft),
+        ms(whole.chat_ttft),
+        ms(chunked.chat_ttft)
+    );
+    println!(
+        "{:<52} {:>12.1} {:>12.1} {:>12.1}",
+        "long prompt's prefill (whole) / TTFT (chunked), ms",
+        ms(one.long_ttft),
+        ms(whole.long_ttft),
+        ms(chunked.long_ttft)
+    );
+    println!(
+        "{:<52} {:>12} {:>11.1}x {:>11.1}x",
+        "chat TTFT: 1 slot / this",
+        "",
+        ms(one.chat_ttft) / ms(whole.chat_ttft),
+        ms(one.chat_ttft) / ms(chunked.chat_ttft)
     );
     Ok(())
 }

@@ -1,7 +1,9 @@
 """Several requests at once through `ollama serve` (OLLAMA_NUM_PARALLEL=2,
 two KV slots on the card): a short request sent while a long one streams
 finishes first, and both outputs (greedy and seeded) equal what each
-produces alone; cancelling one stream leaves the other's output intact."""
+produces alone, also when one request's prompt takes several prefill chunks
+(fed a chunk per turn); cancelling one stream leaves the other's output
+intact; /api/ps and `ollama ps` show the two slots."""
 
 import json
 import threading
@@ -99,3 +101,33 @@ def test_the_runner_loads_with_two_slots(server):
     alone(server, SHORT, {"temperature": 0, "num_predict": 2})
     log = server.log_path.read_text()
     assert "AX650 model loaded" in log and "parallel=2" in log, log[-3000:]
+
+
+def test_ps_shows_the_slots(server):
+    alone(server, SHORT, {"temperature": 0, "num_predict": 2})
+    r = httpx.get(server.url + "/api/ps", timeout=30)
+    r.raise_for_status()
+    (m,) = r.json()["models"]
+    assert m["num_parallel"] == 2, m
+    ctx = m["context_length"]
+    out = server.cli("ps").stdout
+    row = next(line for line in out.splitlines() if line.startswith("tiny"))
+    assert f"{ctx} (2 parallel)" in row, out
+
+
+# A prompt of several prefill chunks (16 tokens each in the test packing):
+# fed a chunk per turn between the other request's steps.
+LONG_PROMPT = "<|im_start|>user\n" + "Tell me about the sea, the waves and the wind. " * 6 + "<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 0.9, "seed": 5}], ids=["greedy", "seeded"])
+def test_a_long_prompt_and_a_short_request_at_once_each_equal_alone(server, sampling):
+    long_opts, short_opts = {**sampling, "num_predict": 12}, {**sampling, "num_predict": 12}
+    want_long, want_short = alone(server, LONG_PROMPT, long_opts), alone(server, SHORT, short_opts)
+    assert want_long and want_short
+    got = {}
+    t = threading.Thread(target=lambda: got.update(long=alone(server, LONG_PROMPT, long_opts)))
+    t.start()
+    got["short"] = alone(server, SHORT, short_opts)
+    t.join()
+    assert got == {"long": want_long, "short": want_short}

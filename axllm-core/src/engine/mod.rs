@@ -42,13 +42,20 @@ pub struct PromptFeed {
     pub restored: Option<usize>,
 }
 
-/// Outcome of feeding a prompt.
-#[derive(Debug)]
-pub enum Fed<'a> {
-    /// The logits after the prompt's last token.
-    Logits(PromptFeed, &'a [u16]),
-    /// The caller cancelled between chunks; the cache holds what was fed.
-    Cancelled(PromptFeed),
+/// A prompt being fed chunk by chunk: how far, and how it was fed so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptCursor {
+    /// The counts so far.
+    pub feed: PromptFeed,
+    /// Prompt tokens in the cache (reused or fed).
+    pos: usize,
+}
+
+impl PromptCursor {
+    /// Prompt tokens in the cache so far (reused or fed).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
 }
 
 /// A resident model plus the tokens its K/V caches hold, KV slot by KV slot
@@ -227,7 +234,17 @@ impl Engine {
     /// they are overwritten. In a hybrid model the reusable prefix is the whole
     /// cache, or the longest snapshot within the common prefix; a snapshot is
     /// taken at the end of every prefill chunk and of the prompt.
-    pub fn feed_prompt(&mut self, emb: &Embeddings, prompt: &[u32], cancelled: &dyn Fn() -> bool) -> Result<Fed<'_>> {
+    /// Returns how it was fed and the logits after its last token.
+    pub fn feed_prompt(&mut self, emb: &Embeddings, prompt: &[u32]) -> Result<(PromptFeed, &[u16])> {
+        let mut cursor = self.start_prompt(prompt)?;
+        while !self.feed_chunk(emb, prompt, &mut cursor)? {}
+        Ok((cursor.feed, self.resident_logits()))
+    }
+
+    /// Starts feeding `prompt` chunk by chunk ([`Engine::feed_chunk`]): checks
+    /// it and keeps the longest usable prefix of the cache (see
+    /// [`Engine::feed_prompt`]). Nothing is fed yet.
+    pub fn start_prompt(&mut self, prompt: &[u32]) -> Result<PromptCursor> {
         let max = self.resident.geometry().max_positions();
         if prompt.is_empty() {
             return Err(Error::invalid("empty prompt"));
@@ -240,41 +257,58 @@ impl Engine {
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         let restored = self.guarded(|e| e.rewind(common.min(prompt.len() - 1)))?;
         let reused = self.cached.len();
-        let mut feed = PromptFeed { reused, restored, ..Default::default() };
+        Ok(PromptCursor { feed: PromptFeed { reused, restored, ..Default::default() }, pos: reused })
+    }
+
+    /// Feeds the next chunk of `prompt` (the prompt `cursor` was started on,
+    /// with this KV slot selected): one layer pass. Returns true once the
+    /// whole prompt is in the cache, the logits after its last token ready
+    /// ([`Engine::logits`]). Between calls other KV slots may be used.
+    pub fn feed_chunk(&mut self, emb: &Embeddings, prompt: &[u32], cursor: &mut PromptCursor) -> Result<bool> {
         let last = prompt.len();
-        let (hybrid, t) = (self.hybrid(), self.resident.geometry().chunk);
-        let mut pos = reused;
-        while pos < last {
-            if pos > reused && cancelled() {
-                return Ok(Fed::Cancelled(feed));
-            }
-            let plan = self
-                .resident
-                .geometry()
-                .prefill_plan(pos, (last - pos).min(t))
-                .filter(|&(_, n)| self.inferred.chunk_ok(n, t, hybrid));
-            let n = plan.map_or(1, |(_, n)| n);
-            let want_logits = pos + n == last;
-            let chunk = &prompt[pos..pos + n];
-            self.guarded(|e| {
-                if plan.is_some() {
-                    e.resident.prefill_chunk(emb, chunk, pos, want_logits)?;
-                } else {
-                    e.resident.decode(emb, chunk[0], pos, want_logits)?;
-                }
-                e.cached.extend_from_slice(chunk);
-                if plan.is_some() || want_logits {
-                    e.capture(if want_logits { SnapshotKind::Turn } else { SnapshotKind::Chunk })?;
-                }
-                Ok(())
-            })?;
-            feed.fed += n;
-            if plan.is_none() {
-                feed.fed_by_decode += 1;
-            }
-            pos += n;
+        let pos = cursor.pos;
+        if pos >= last {
+            return Ok(true);
         }
-        Ok(Fed::Logits(feed, self.resident_logits()))
+        if self.cached.len() != pos || self.cached[..] != prompt[..pos] {
+            // A device failure zeroed the cache since the last chunk.
+            return Err(Error::invalid(format!(
+                "the KV slot no longer holds the prompt's first {pos} tokens (it was reset); begin again"
+            )));
+        }
+        self.ensure_clean()?;
+        let (hybrid, t) = (self.hybrid(), self.resident.geometry().chunk);
+        let plan = self
+            .resident
+            .geometry()
+            .prefill_plan(pos, (last - pos).min(t))
+            .filter(|&(_, n)| self.inferred.chunk_ok(n, t, hybrid));
+        let n = plan.map_or(1, |(_, n)| n);
+        let want_logits = pos + n == last;
+        let chunk = &prompt[pos..pos + n];
+        self.guarded(|e| {
+            if plan.is_some() {
+                e.resident.prefill_chunk(emb, chunk, pos, want_logits)?;
+            } else {
+                e.resident.decode(emb, chunk[0], pos, want_logits)?;
+            }
+            e.cached.extend_from_slice(chunk);
+            if plan.is_some() || want_logits {
+                e.capture(if want_logits { SnapshotKind::Turn } else { SnapshotKind::Chunk })?;
+            }
+            Ok(())
+        })?;
+        cursor.feed.fed += n;
+        if plan.is_none() {
+            cursor.feed.fed_by_decode += 1;
+        }
+        cursor.pos += n;
+        Ok(want_logits)
+    }
+
+    /// The logits after the last token fed.
+    pub fn logits(&self) -> &[u16] {
+        self.resident_logits()
     }
 
     /// Feeds one generated token at the next slot; returns the logits after it.

@@ -68,6 +68,8 @@ type AX650Server struct {
 
 	contextLength atomic.Int64
 	memory        atomic.Uint64
+	kvSlots       atomic.Int64
+	asked         atomic.Int64 // parallel, readable while Load holds mu
 }
 
 var _ LlamaServer = (*AX650Server)(nil)
@@ -89,6 +91,7 @@ func (s *AX650Server) SetParallel(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.parallel = max(n, 0)
+	s.asked.Store(int64(s.parallel))
 }
 
 func newAX650Server(name string, estimate uint64) *AX650Server {
@@ -207,6 +210,7 @@ func (s *AX650Server) start() error {
 	s.cmd, s.stdin, s.workdir, s.port, s.pid, s.done = cmd, stdin, workdir, port, cmd.Process.Pid, done
 	s.contextLength.Store(0)
 	s.memory.Store(0)
+	s.kvSlots.Store(0)
 	go func() {
 		err := cmd.Wait()
 		// Logged before done closes: `ollama serve` may exit as soon as it has.
@@ -348,6 +352,9 @@ func (s *AX650Server) status(ctx context.Context) (AX650Status, error) {
 	}
 	if st.Memory > 0 {
 		s.memory.Store(st.Memory)
+	}
+	if st.KVSlots > 0 {
+		s.kvSlots.Store(int64(st.KVSlots))
 	}
 	return st, nil
 }
@@ -600,6 +607,15 @@ func (s *AX650Server) GetPort() int {
 // ContextLength is the number of positions the loaded model holds (0 before
 // the runner has reported it).
 func (s *AX650Server) ContextLength() int { return int(s.contextLength.Load()) }
+
+// Parallel is how many requests the model serves at once: the KV slots the
+// runner reports once loaded, until then the number asked for (at least 1).
+func (s *AX650Server) Parallel() int {
+	if n := s.kvSlots.Load(); n > 0 {
+		return int(n)
+	}
+	return int(max(s.asked.Load(), 1))
+}
 
 // MemorySize reports the NPU memory of the model as fully "on the GPU".
 func (s *AX650Server) MemorySize() (total, vram uint64) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,10 +35,13 @@ func fakeRunner(mode string, args []string) int {
 		fmt.Fprintf(os.Stderr, "fake runner: unexpected arguments %q\n", args)
 		return 2
 	}
-	port := ""
+	port, slots := "", 1
 	for i, a := range args {
 		if a == "--port" && i+1 < len(args) {
 			port = args[i+1]
+		}
+		if a == "--parallel" && i+1 < len(args) {
+			slots, _ = strconv.Atoi(args[i+1])
 		}
 	}
 	if mode == "wrapped" && os.Getenv("AX650_WRAPPED") != "1" {
@@ -54,8 +58,10 @@ func fakeRunner(mode string, args []string) int {
 		os.Exit(0)
 	}()
 
-	status := AX650Status{State: AX650StateReady, ContextLength: 255, MaxPrefill: 144, Memory: 4096}
+	status := AX650Status{State: AX650StateReady, ContextLength: 255, MaxPrefill: 144, Memory: 4096, KVSlots: slots}
 	switch mode {
+	case "oneslot": // a model that keeps one KV slot whatever is asked (Qwen3.5)
+		status.KVSlots = 1
 	case "oom":
 		status = AX650Status{State: AX650StateFailed, Axllm: AxllmErrOutOfMemory, Error: "axllm_model_load: not enough CMM memory"}
 	case "badmodel":
@@ -459,6 +465,35 @@ func TestAX650ServerPingAfterKillReportsTheExit(t *testing.T) {
 		}
 		if err := s.Ping(t.Context()); !errors.Is(err, errAX650RunnerExited) {
 			t.Fatalf("run %d: Ping after SIGKILL = %v, want the runner's exit", i, err)
+		}
+		s.Close()
+	}
+}
+
+// Parallel is the KV slots asked for until the runner reports the ones it
+// has, which `ollama ps` shows.
+func TestAX650ServerParallel(t *testing.T) {
+	t.Setenv("OLLAMA_LOAD_TIMEOUT", "20s")
+	for _, tc := range []struct {
+		mode      string
+		asked     int
+		want      int
+		beforeAny int
+	}{
+		{mode: "ok", asked: 0, want: 1, beforeAny: 1},
+		{mode: "ok", asked: 3, want: 3, beforeAny: 3},
+		{mode: "oneslot", asked: 4, want: 1, beforeAny: 4},
+	} {
+		s := newFakeAX650Server(t, tc.mode)
+		s.SetParallel(tc.asked)
+		if got := s.Parallel(); got != tc.beforeAny {
+			t.Errorf("%s %d: before Load Parallel = %d, want %d", tc.mode, tc.asked, got, tc.beforeAny)
+		}
+		if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Parallel(); got != tc.want {
+			t.Errorf("%s %d: Parallel = %d, want %d", tc.mode, tc.asked, got, tc.want)
 		}
 		s.Close()
 	}

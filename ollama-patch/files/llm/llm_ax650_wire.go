@@ -78,6 +78,9 @@ type AX650Status struct {
 	MaxPrefill int `json:"max_prefill,omitempty"`
 	// Memory is the device memory the model uses, in bytes.
 	Memory uint64 `json:"memory,omitempty"`
+	// KVSlots is how many requests the loaded model serves at once (its KV
+	// slots on the card; fewer than asked for a model that keeps one).
+	KVSlots int `json:"kv_slots,omitempty"`
 }
 
 // Err is the failure the status describes, with its axllm status as a

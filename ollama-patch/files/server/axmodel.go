@@ -5,6 +5,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -41,20 +42,72 @@ func axmodelOwnTemplate(m *Model) bool {
 // numParallel (OLLAMA_NUM_PARALLEL, 1 by default) KV slots on the card, so
 // that many requests run at once.
 func newAX650Server(m *Model, _ api.Options, numParallel int) (llm.LlamaServer, error) {
-	var size uint64
-	if mf, err := manifest.ParseNamedManifest(model.ParseName(m.Name)); err == nil {
-		for _, l := range mf.Layers {
-			if l.MediaType == manifest.MediaTypeImageAXModel {
-				size += uint64(l.Size)
-			}
-		}
-	}
-	s, err := llm.NewAX650Server(m.ShortName, size)
+	s, err := llm.NewAX650Server(m.ShortName, axmodelEstimate(m, numParallel))
 	if err != nil {
 		return nil, err
 	}
 	s.SetParallel(numParallel)
 	return s, nil
+}
+
+// axmodelEstimate is the NPU memory m will take with numParallel KV slots,
+// before the runner has measured it: the model files' sizes plus each slot's
+// K/V caches (axmodelKVSlotBytes).
+func axmodelEstimate(m *Model, numParallel int) uint64 {
+	mf, err := manifest.ParseNamedManifest(model.ParseName(m.Name))
+	if err != nil {
+		return 0
+	}
+	var size uint64
+	files := make(map[string]string)
+	for _, l := range mf.Layers {
+		switch l.MediaType {
+		case manifest.MediaTypeImageAXModel:
+			size += uint64(l.Size)
+		case mediaTypeAXModelJSON:
+			files[l.Name] = l.Digest
+		}
+	}
+	perSlot := axmodelKVSlotBytes(readAXModelPackage(files).hf, m.Config.ContextLen)
+	if perSlot == 0 {
+		slog.Debug("AX650 memory estimate without the KV slots: the context length or the attention geometry is not known", "model", m.ShortName)
+	}
+	return size + uint64(max(numParallel, 1))*perSlot
+}
+
+// axmodelKVSlotBytes is the device memory of one KV slot: a bf16 K and V
+// row of the compiled context's every position in each full-attention
+// layer, as axllm allocates them. 0 when the context length (a real package
+// before a card has loaded it) or the Hugging Face config is not known.
+func axmodelKVSlotBytes(c hfConfig, contextLen int) uint64 {
+	heads := cmp.Or(c.NumKeyValueHeads, c.NumAttentionHeads)
+	if contextLen <= 0 || heads == 0 || c.NumHiddenLayers == 0 {
+		return 0
+	}
+	headDim := c.HeadDim
+	if headDim == 0 {
+		headDim = c.HiddenSize / c.NumAttentionHeads
+	}
+	layers := c.NumHiddenLayers
+	if len(c.LayerTypes) > 0 {
+		layers = 0
+		for _, t := range c.LayerTypes {
+			if t == "full_attention" {
+				layers++
+			}
+		}
+	}
+	const kAndV, bf16 = 2, 2
+	return layers * kAndV * uint64(contextLen) * heads * headDim * bf16
+}
+
+// axmodelParallel is how many requests a loaded AX650 model serves at once
+// (its KV slots); 0 for any other runner, whose `ollama ps` row stays as it is.
+func axmodelParallel(llama llm.LlamaServer) int {
+	if p, ok := llama.(interface{ Parallel() int }); ok {
+		return p.Parallel()
+	}
+	return 0
 }
 
 // axmodelFormatSet reports whether a request asks for structured output.

@@ -275,6 +275,8 @@ type axmodelPackage struct {
 	family       string
 	hfConfigName string
 	parameters   uint64
+	// hf is the Hugging Face config (zero when there is none).
+	hf hfConfig
 }
 
 // hfConfig holds the Hugging Face config.json fields used here.
@@ -289,6 +291,9 @@ type hfConfig struct {
 	HeadDim           uint64   `json:"head_dim"`
 	VocabSize         uint64   `json:"vocab_size"`
 	TieWordEmbeddings bool     `json:"tie_word_embeddings"`
+	// LayerTypes names each layer's attention in hybrid models
+	// ("full_attention", "linear_attention").
+	LayerTypes []string `json:"layer_types"`
 }
 
 // parameterCount estimates the parameters of a dense decoder (embeddings,
@@ -362,6 +367,7 @@ func readAXModelPackage(files map[string]string) *axmodelPackage {
 		read("config.json", &rt)
 	}
 
+	p.hf = hf
 	p.family = axmodelFamily(hf, rt, p.axmodels)
 	p.parameters = hf.parameterCount()
 

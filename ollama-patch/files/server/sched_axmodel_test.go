@@ -1,10 +1,15 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/fs/gguf"
@@ -162,5 +167,91 @@ func TestNewAX650ServerStub(t *testing.T) {
 	}
 	if s != nil || !errors.Is(err, llm.ErrAX650NotBuilt) {
 		t.Fatalf("newAX650Server = %v, %v; want ErrAX650NotBuilt", s, err)
+	}
+}
+
+// parallelLlm is a mockLlm that reports its KV slots, as llm.AX650Server does.
+type parallelLlm struct {
+	*mockLlm
+	parallel int
+}
+
+func (p parallelLlm) Parallel() int { return p.parallel }
+
+// /api/ps carries an AX650 model's KV slots (num_parallel) and `ollama ps`
+// shows them next to its context (tests/python/test_parallel.py); a stock
+// model's row is as before.
+func TestPsShowsAX650Parallel(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	s := &Server{sched: InitScheduler(t.Context())}
+	ax := axTestModel()
+	stock := &Model{Name: "registry.ollama.ai/library/stock:latest", ShortName: "stock:latest",
+		Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000002"}
+	until := time.Now().Add(time.Hour)
+	s.sched.loaded["ax"] = &runnerRef{model: ax, expiresAt: until,
+		llama: parallelLlm{&mockLlm{contextLength: 255, totalSize: 100, vramSize: 100}, 2}}
+	s.sched.loaded["stock"] = &runnerRef{model: stock, expiresAt: until.Add(-time.Minute),
+		llama: &mockLlm{contextLength: 4096, totalSize: 200, vramSize: 200}}
+
+	w := httptest.NewRecorder()
+	c, _ := gin.CreateTestContext(w)
+	c.Request = httptest.NewRequest(http.MethodGet, "/api/ps", nil)
+	s.PsHandler(c)
+	var raw struct {
+		Models []map[string]any `json:"models"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if len(raw.Models) != 2 {
+		t.Fatalf("models: %v", raw.Models)
+	}
+	if got := raw.Models[0]["num_parallel"]; got != float64(2) {
+		t.Errorf("AX650 model: num_parallel %v, want 2", got)
+	}
+	if _, ok := raw.Models[1]["num_parallel"]; ok {
+		t.Errorf("stock model: num_parallel present: %v", raw.Models[1])
+	}
+
+}
+
+// The memory estimate before the runner has measured the model: its files
+// plus the K/V caches of every KV slot (bf16 rows of the compiled context in
+// every layer of the Hugging Face config).
+func TestAX650EstimateCountsTheKVSlots(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	t.Setenv("OLLAMA_MODELS", t.TempDir())
+	useAXCheck(t, axChecked(), nil)
+	var s Server
+	files := axLayouts()["axllm"]
+	if code, body := createAX(t, &s, api.CreateRequest{Model: "tiny", Files: axPackage(t, files)}); code != http.StatusOK {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	m, err := GetModel("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fileBytes uint64
+	for name, content := range files {
+		if !strings.HasSuffix(name, ".json") {
+			fileBytes += uint64(len(content))
+		}
+	}
+	// axHFConfig: 28 layers, 8 KV heads of 128; the check's context: 255.
+	const perSlot = 28 * 2 * 255 * 8 * 128 * 2
+	for _, n := range []int{1, 3} {
+		if got, want := axmodelEstimate(m, n), fileBytes+uint64(n)*perSlot; got != want {
+			t.Errorf("%d slots: estimate %d, want %d", n, got, want)
+		}
+	}
+	// Only the full-attention layers of a hybrid hold K/V; without a
+	// context length (a real package before a card) nothing is counted.
+	hybrid := hfConfig{NumHiddenLayers: 4, NumAttentionHeads: 8, NumKeyValueHeads: 2, HeadDim: 64,
+		LayerTypes: []string{"linear_attention", "linear_attention", "linear_attention", "full_attention"}}
+	if got := axmodelKVSlotBytes(hybrid, 100); got != 1*2*100*2*64*2 {
+		t.Errorf("hybrid: %d", got)
+	}
+	if got := axmodelKVSlotBytes(hybrid, 0); got != 0 {
+		t.Errorf("no context: %d", got)
 	}
 }

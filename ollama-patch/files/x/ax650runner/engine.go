@@ -97,8 +97,8 @@ type Stats struct {
 
 // Engine is a model loaded on the NPU. Tokenize and Detokenize may run
 // concurrently with a generation. Up to Info().KVSlots generations may be
-// alive at once; Begin and Next calls (of any generation) are made by one
-// goroutine at a time, taking turns.
+// alive at once; Begin, Start, PrefillStep and Next calls (of any
+// generation) are made by one goroutine at a time, taking turns.
 type Engine interface {
 	Info() Info
 	// Tokenize encodes text; special tokens written in it map to their ids,
@@ -109,6 +109,22 @@ type Engine interface {
 	Begin(tokens []int32, p Params) (Generation, error)
 	// Close frees the model and everything it holds on the NPU.
 	Close()
+}
+
+// Starter is an engine that can start a generation without feeding its
+// prompt (axllm_generation_start_tokens): the generation it returns is a
+// Prefiller, and the runner feeds the prompt one chunk per turn, so other
+// requests' tokens are not kept waiting by a long prompt's whole prefill.
+type Starter interface {
+	Start(tokens []int32, p Params) (Generation, error)
+}
+
+// Prefiller is a generation whose prompt is fed a chunk at a time.
+type Prefiller interface {
+	// PrefillStep feeds the next chunk of the prompt and returns how many
+	// prompt tokens are still to feed: 0 once the prompt is fed (later
+	// calls do nothing) or the generation was cancelled (Next reports it).
+	PrefillStep() (int, error)
 }
 
 // Canceller is implemented by an engine that can cancel the generation

@@ -221,6 +221,22 @@ func (e *axllmEngine) Detokenize(tokens []int32) (string, error) {
 }
 
 func (e *axllmEngine) Begin(tokens []int32, p Params) (Generation, error) {
+	return e.generation(tokens, p, "axllm_generation_begin_tokens", func(ptr *C.int32_t, n C.size_t, cp *C.axllm_generate_params, g **C.axllm_generation) C.axllm_status {
+		return C.axllm_generation_begin_tokens(e.model, ptr, n, cp, g)
+	})
+}
+
+// Start implements Starter: the prompt is fed by PrefillStep, a chunk at a time.
+func (e *axllmEngine) Start(tokens []int32, p Params) (Generation, error) {
+	return e.generation(tokens, p, "axllm_generation_start_tokens", func(ptr *C.int32_t, n C.size_t, cp *C.axllm_generate_params, g **C.axllm_generation) C.axllm_status {
+		return C.axllm_generation_start_tokens(e.model, ptr, n, cp, g)
+	})
+}
+
+// generation makes a generation with begin (axllm_generation_begin_tokens
+// or axllm_generation_start_tokens, named name) from tokens and p.
+func (e *axllmEngine) generation(tokens []int32, p Params, name string,
+	begin func(*C.int32_t, C.size_t, *C.axllm_generate_params, **C.axllm_generation) C.axllm_status) (Generation, error) {
 	var cp C.axllm_generate_params
 	if err := call("axllm_generate_default_params", func() C.axllm_status {
 		return C.axllm_generate_default_params(&cp, C.size_t(unsafe.Sizeof(cp)))
@@ -241,7 +257,7 @@ func (e *axllmEngine) Begin(tokens []int32, p Params) (Generation, error) {
 	// Tokenize already applied the post-processor.
 	cp.add_special_tokens = false
 
-	// Stop strings are borrowed for the begin call only.
+	// Stop strings are borrowed for the begin (or start) call only.
 	stops, freeStops := cStrings(p.Stop)
 	defer freeStops()
 	cp.stop = stops
@@ -252,8 +268,8 @@ func (e *axllmEngine) Begin(tokens []int32, p Params) (Generation, error) {
 		ptr = (*C.int32_t)(unsafe.Pointer(&tokens[0]))
 	}
 	var g *C.axllm_generation
-	if err := call("axllm_generation_begin_tokens", func() C.axllm_status {
-		return C.axllm_generation_begin_tokens(e.model, ptr, C.size_t(len(tokens)), &cp, &g)
+	if err := call(name, func() C.axllm_status {
+		return begin(ptr, C.size_t(len(tokens)), &cp, &g)
 	}); err != nil {
 		return nil, err
 	}
@@ -297,6 +313,18 @@ func (g *axllmGeneration) Next() (string, DoneReason, error) {
 		}
 		return string(g.buf[:n]), llm.AxllmDoneReason(done), nil
 	}
+}
+
+// PrefillStep implements Prefiller (axllm_generation_prefill_step).
+func (g *axllmGeneration) PrefillStep() (int, error) {
+	h := g.get()
+	var left C.size_t
+	if err := call("axllm_generation_prefill_step", func() C.axllm_status {
+		return C.axllm_generation_prefill_step(h, &left)
+	}); err != nil {
+		return 0, err
+	}
+	return int(left), nil
 }
 
 // Cancel is safe at any time: axllm ignores freed handles.

@@ -323,6 +323,17 @@ func TestAXLLMEngineSlotsThroughTheRunner(t *testing.T) {
 		if gotLong != wantLong || gotShort != wantShort {
 			t.Errorf("at once:\n%q\n%q\nalone:\n%q\n%q", gotLong, gotShort, wantLong, wantShort)
 		}
+		// A prompt of several prefill chunks, fed a chunk per turn between
+		// the short request's steps.
+		longPrompt := req(strings.Repeat("tell me a long story about the sea. ", 8), 20)
+		wantPrompt := run(longPrompt)
+		done = make(chan struct{})
+		go func() { defer close(done); gotLong = run(longPrompt) }()
+		gotShort = run(short)
+		<-done
+		if gotLong != wantPrompt || gotShort != wantShort {
+			t.Errorf("long prompt at once:\n%q\n%q\nalone:\n%q\n%q", gotLong, gotShort, wantPrompt, wantShort)
+		}
 	}
 }
 

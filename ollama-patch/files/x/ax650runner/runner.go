@@ -27,7 +27,7 @@ type Runner struct {
 	// wait for a slot inside begin could not be cancelled).
 	sem *semaphore.Weighted
 	// turns orders the admitted requests' engine calls: round-robin, one
-	// prefill or one token at a time.
+	// prefill chunk or one token at a time.
 	turns turns
 
 	mu     sync.Mutex
@@ -244,31 +244,35 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 	}
 	defer r.sem.Release(1)
 
-	// Begin prefills the prompt, which can take a while: a cancel (the
-	// client gone, the runner stopping) must reach it too. axllm's cancel
-	// reaches every generation of the model, so it is used only when this
-	// request is the only one (one slot); with several, a prefill runs to
-	// its end and the request stops right after.
-	stopBegin := func() bool { return false }
-	if c, ok := r.engine.(Canceller); ok && r.info.KVSlots == 1 {
-		stopBegin = context.AfterFunc(ctx, c.CancelCurrent)
-	}
 	me := newTurn()
-	r.turns.acquire(me)
-	gen, err := r.engine.Begin(tokens, paramsFor(opts))
-	r.turns.release()
-	stopBegin()
+	gen, err := r.begin(ctx, me, tokens, paramsFor(opts))
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return r.engineError(err)
+		return err
 	}
 	defer gen.End()
 	// Next blocks for a token at a time; cancel it from outside when the
 	// client goes away.
 	stopCancel := context.AfterFunc(ctx, gen.Cancel)
 	defer stopCancel()
+
+	// A started generation's prompt is fed one chunk per turn; a cancel
+	// stops it at the next chunk.
+	if pf, ok := gen.(Prefiller); ok {
+		for {
+			r.turns.acquire(me)
+			left, err := pf.PrefillStep()
+			r.turns.release()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				return r.engineError(err)
+			}
+			if left == 0 {
+				break
+			}
+		}
+	}
 
 	// The pieces are whole UTF-8 characters with the stop strings already
 	// applied by axllm: they go to the client as they are.
@@ -303,6 +307,39 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 		EvalDuration:       st.GenerateDuration,
 	})
 	return nil
+}
+
+// begin starts the request's generation in its turn: an engine that can
+// start one without feeding the prompt does so (Completion then feeds it a
+// chunk per turn); otherwise Begin prefills the whole prompt, which can take
+// a while, so a cancel (the client gone, the runner stopping) must reach it
+// too. axllm's model-wide cancel reaches every generation of the model, so
+// it is used only when this request is the only one (one slot); with
+// several, such a prefill runs to its end and the request stops right after.
+func (r *Runner) begin(ctx context.Context, me turn, tokens []int32, p Params) (Generation, error) {
+	var gen Generation
+	var err error
+	if s, ok := r.engine.(Starter); ok {
+		r.turns.acquire(me)
+		gen, err = s.Start(tokens, p)
+		r.turns.release()
+	} else {
+		stopBegin := func() bool { return false }
+		if c, ok := r.engine.(Canceller); ok && r.info.KVSlots == 1 {
+			stopBegin = context.AfterFunc(ctx, c.CancelCurrent)
+		}
+		r.turns.acquire(me)
+		gen, err = r.engine.Begin(tokens, p)
+		r.turns.release()
+		stopBegin()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, r.engineError(err)
+	}
+	return gen, nil
 }
 
 // doneReason maps why axllm ended a generation onto Ollama's done reason.

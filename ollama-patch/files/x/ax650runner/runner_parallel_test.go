@@ -229,3 +229,166 @@ func TestParallelCancelOneLeavesTheOthers(t *testing.T) {
 		t.Errorf("%d generations not ended", e.active.Load())
 	}
 }
+
+// chunkEngine is a slotEngine that starts generations without their prompt
+// (Starter): each one's prompt is fed 4 tokens per PrefillStep, logged as
+// "a:p0", "a:p1", ...; its pieces are as a slotEngine's.
+type chunkEngine struct{ *slotEngine }
+
+func (e chunkEngine) Start(tokens []int32, p Params) (Generation, error) {
+	g, err := e.Begin(tokens, p)
+	if err != nil {
+		return nil, err
+	}
+	return &chunkGeneration{slotGeneration: g.(*slotGeneration), left: len(tokens)}, nil
+}
+
+type chunkGeneration struct {
+	*slotGeneration
+	left, chunks int
+}
+
+func (g *chunkGeneration) PrefillStep() (int, error) {
+	if g.left == 0 {
+		return 0, nil
+	}
+	if g.cancelled.Load() {
+		g.left = 0
+		return 0, nil
+	}
+	g.e.call(fmt.Sprintf("%s:p%d", g.name, g.chunks))
+	g.chunks++
+	g.left = max(g.left-4, 0)
+	return g.left, nil
+}
+
+func (g *chunkGeneration) Next() (string, DoneReason, error) {
+	if g.left > 0 && !g.cancelled.Load() {
+		g.e.t.Errorf("%s: Next before its prompt was fed", g.name)
+	}
+	return g.slotGeneration.Next()
+}
+
+func TestParallelShortRequestStreamsDuringALongPromptsPrefill(t *testing.T) {
+	e := chunkEngine{&slotEngine{t: t, slots: 2}}
+	r := NewRunner(e)
+	long := strings.Repeat("L", 80) // 20 prefill chunks, then 240 pieces
+	var wg sync.WaitGroup
+	var longOut string
+	wg.Go(func() {
+		var err error
+		if longOut, err = complete(t.Context(), r, long, nil); err != nil {
+			t.Error(err)
+		}
+	})
+	// The short request arrives once the long prompt's prefill is under way.
+	for {
+		e.mu.Lock()
+		n := len(e.log)
+		e.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	shortOut, err := complete(t.Context(), r, "sss", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if shortOut != want("sss") || longOut != want(long) {
+		t.Errorf("outputs differ from each alone:\n%q\n%q", shortOut, longOut)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	idx := func(entry string) int {
+		for i, c := range e.log {
+			if c == entry {
+				return i
+			}
+		}
+		t.Fatalf("log lacks %s: %v", entry, e.log)
+		return -1
+	}
+	// The short request's prompt and all its 9 pieces come while the long
+	// prompt is still being fed, its chunks alternating with them.
+	shortEnd, longPrefillEnd := idx("s8"), idx("L:p19")
+	if shortEnd > longPrefillEnd {
+		t.Errorf("the short request finished after the long prompt's prefill: %v", e.log[:shortEnd+1])
+	}
+	chunks := 0
+	for _, c := range e.log[idx("begin s"):shortEnd] {
+		if strings.HasPrefix(c, "L:p") {
+			chunks++
+		}
+	}
+	if chunks == 0 || chunks > 10+3 {
+		t.Errorf("%d long prefill chunks while the short request took 10 steps: %v", chunks, e.log)
+	}
+}
+
+func TestParallelCancelDuringPrefillStopsAtAChunkAndFreesTheSlot(t *testing.T) {
+	e := chunkEngine{&slotEngine{t: t, slots: 2}}
+	r := NewRunner(e)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var wg sync.WaitGroup
+	var otherOut string
+	var otherErr error
+	wg.Go(func() { otherOut, otherErr = complete(t.Context(), r, "oooooo", nil) })
+	var n atomic.Int32
+	// Cancel the long request after its third chunk, from the log.
+	go func() {
+		for {
+			e.mu.Lock()
+			seen := 0
+			for _, c := range e.log {
+				if strings.HasPrefix(c, "C:p") {
+					seen++
+				}
+			}
+			e.mu.Unlock()
+			if seen >= 3 {
+				cancel()
+				return
+			}
+			if n.Load() == 1 {
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	out, err := complete(ctx, r, strings.Repeat("C", 200), nil)
+	n.Store(1)
+	if err == nil || out != "" {
+		t.Errorf("cancelled request: %q, %v", out, err)
+	}
+	wg.Wait()
+	if otherErr != nil || otherOut != want("oooooo") {
+		t.Errorf("the other request: %q, %v", otherOut, otherErr)
+	}
+	e.mu.Lock()
+	chunks := 0
+	for _, c := range e.log {
+		if strings.HasPrefix(c, "C:p") {
+			chunks++
+		}
+	}
+	e.mu.Unlock()
+	if chunks < 3 || chunks >= 50 {
+		t.Errorf("%d of 50 chunks fed before the cancel took effect", chunks)
+	}
+	if e.active.Load() != 0 {
+		t.Errorf("%d generations not ended", e.active.Load())
+	}
+	// Both slots serve again.
+	var again sync.WaitGroup
+	for _, p := range []string{"xxxx", "yyyy"} {
+		again.Go(func() {
+			if got, err := complete(t.Context(), r, p, nil); err != nil || got != want(p) {
+				t.Errorf("%s: %q, %v", p, got, err)
+			}
+		})
+	}
+	again.Wait()
+}

@@ -263,6 +263,7 @@ func (s *server) ready(e Engine) {
 	s.state.ContextLength = info.ContextLength
 	s.state.MaxPrefill = info.MaxPrefill
 	s.state.Memory = info.MemoryBytes
+	s.state.KVSlots = max(info.KVSlots, 1)
 	s.mu.Unlock()
 }
 

@@ -3,10 +3,11 @@ package ax650runner
 import "sync"
 
 // turns lets one request at a time step the engine, first come first
-// served. A request that has taken a step (a prefill or one token) queues
+// served. A request that has taken a step (a prefill chunk or one token) queues
 // again behind every request already waiting, so the active requests
 // alternate step by step, round-robin: a short chat streams while a long
-// generation runs, each on its own KV slot.
+// generation runs, each on its own KV slot, and a long prompt is fed a
+// chunk per turn between them.
 type turns struct {
 	mu    sync.Mutex
 	busy  bool
