@@ -11,13 +11,18 @@
 #      simulator, core, the C ABI static library, examples and tests; and the
 #      patched Ollama for linux/arm64 linking that libaxllm.a;
 #   3. runs under qemu-aarch64 the Rust test suite (a subset by default, see
-#      QEMU_TESTS below; AXLLM_ARM64_FULL=1 runs all of it), the C example
-#      against the arm64 static library, and `ollama serve` of arm64 on the
-#      arm64 simulator (tests/python/test_arm64.py): a model created from a
-#      package answers a greedy chat exactly as the x86_64 build does.
+#      QEMU_TESTS below; AXLLM_ARM64_FULL=1 builds and runs all of it), part
+#      of it again with the 16K pages of the Pi 5's kernel, the C example
+#      against the arm64 static library (4K and 16K pages), and `ollama serve`
+#      of arm64 on the arm64 simulator (tests/python/test_arm64.py): a model
+#      created from a package answers a greedy chat exactly as the x86_64
+#      build does.
 #
 # Environment: AXLLM_ARM64=0 skips the lane (test.sh runs it only with
-# AXLLM_ARM64=1 for now); AXLLM_ARM64_FULL=1 runs the whole Rust suite under qemu.
+# AXLLM_ARM64=1 for now: bookworm's qemu-user 7.2 hangs in pthread_create of
+# a dynamically linked aarch64 program here, see README "Building on the Pi");
+# AXLLM_ARM64_FULL=1 builds the whole workspace (examples too) and runs the
+# whole Rust suite under qemu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +35,9 @@ stage() { printf -- '-- arm64: %s (%ds into the lane)\n' "$*" $((SECONDS - lane_
 
 TRIPLE=aarch64-unknown-linux-gnu
 SYSROOT=/usr/aarch64-linux-gnu
-PACKAGES=(rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+# libstdc++-12-dev-arm64-cross: Ollama's mlx package links -lstdc++ (no C++ is compiled).
+PACKAGES=(rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+    libstdc++-12-dev-arm64-cross qemu-user)
 
 stage "packages"
 missing=()
@@ -60,43 +67,72 @@ export CARGO_BUILD_TARGET=$TRIPLE
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT"
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+# One profile for every artifact: dev gets the test profile's opt-level
+# (Cargo.toml's [profile.test]), so the test binaries, libaxllm.a and the
+# simulator share each compiled crate instead of building the workspace twice.
+# Line tables only (a panic still names its line) and no incremental state:
+# less to compile, link and store for a build that CI does from scratch.
+export CARGO_PROFILE_DEV_OPT_LEVEL=1 CARGO_PROFILE_DEV_DEBUG=line-tables-only CARGO_INCREMENTAL=0
 OUT=$CARGO_TARGET_DIR/$TRIPLE/debug
 QEMU=(qemu-aarch64 -L "$SYSROOT")
+# The Pi 5's kernel (bcm2712) uses 16K pages; qemu-user reports and maps with
+# the page size QEMU_PAGESIZE names (its -p), which is what a program sees of it.
+PI5_PAGES=16384
 echo "arm64: $("$RUSTC" --version) ($RUSTC), $("$CARGO" --version), $(qemu-aarch64 --version | head -n1)"
 
-# One build profile for everything (dev: dependencies and the simulator at
-# opt-level 2, see Cargo.toml), so that nothing is compiled twice. xtask is
-# the host's code generator (bindgen needs the host's libclang): not built.
-stage "cross-build (simulator, core, C ABI, examples, tests)"
-"$CARGO" build -q -p axcl-sim        # the simulator library the tests load
-"$CARGO" test -q --workspace --exclude xtask --no-run
-"$CARGO" build -q -p axllm-capi -p axsim-pack --examples
-# machine FILE: the ELF machine FILE is built for (of its first member, for an archive).
-machine() { printf '%s: %s\n' "${1#"$PWD"/}" "$(aarch64-linux-gnu-readelf -h "$1" | sed -n 's/^ *Machine: *//p' | head -n1)"; }
-machine "$OUT/libaxcl_sim.so"; machine "$OUT/libaxllm.a"; machine "$OUT/axsim-pack"
+# The Rust suite under qemu (the RUNNER above: every test binary runs as
+# `qemu-aarch64 -L /usr/aarch64-linux-gnu <binary>`). By default a subset
+# that fits CI's budget and covers what differs on aarch64: every unit test of
+# every crate (the simulator's math, the core's parsing, packing, sampling and
+# memory accounting, the C ABI's boundary with its unsigned c_char); the C
+# ABI end to end (capi); the simulator as a runtime library loaded with
+# dlopen, every vendor call and struct through the vendor ABI (runtime,
+# optional, runtime_library); generation on the simulator across the vendor
+# package layouts, checked against the reference (core); pinned host memory
+# and its alignment, the memory guard (fidelity). Only those test binaries are
+# built. AXLLM_ARM64_FULL=1 builds the whole workspace and runs every test.
+QEMU_TESTS=(--lib --test capi --test runtime --test optional --test runtime_library --test core --test fidelity)
+# Run again with the Pi 5's 16K pages: what maps files and memory.
+PAGE_TESTS=(--test runtime --test runtime_library --test core --test fidelity)
+if [ "${AXLLM_ARM64_FULL:-0}" = 1 ]; then
+    QEMU_TESTS=()
+fi
+
+# xtask is the host's code generator (bindgen needs the host's libclang): not built.
+stage "cross-build (C ABI static library, simulator, test binaries)"
+# Each cargo invocation unifies the features of what it builds: libaxllm.a
+# alone, exactly as ollama-patch/build.sh builds it below (which then finds it
+# fresh); the simulator alone; then the tests (their dev-dependencies' features).
+"$CARGO" build -q -p axllm-capi      # libaxllm.a
+"$CARGO" build -q -p axcl-sim        # libaxcl_sim.so, which the tests load
+"$CARGO" test -q --workspace --exclude xtask --no-run "${QEMU_TESTS[@]}"
+# machine FILE: checks that FILE (an archive's first member) is built for aarch64.
+machine() {
+    local m
+    # All of readelf's output is read (an early exit would SIGPIPE it under pipefail).
+    m=$(aarch64-linux-gnu-readelf -h "$1" 2>/dev/null | sed -n 's/^ *Machine: *//p')
+    m=${m%%$'\n'*}
+    printf '%s: %s\n' "${1#"$PWD"/}" "${m:-not an ELF file}"
+    [ "$m" = AArch64 ] || { echo "arm64: ${1#"$PWD"/} is not an aarch64 build" >&2; exit 1; }
+}
+machine "$OUT/libaxcl_sim.so"; machine "$OUT/libaxllm.a"
 
 stage "cross-build (Ollama for linux/arm64)"
 GOARCH=arm64 GOOS=linux CC=aarch64-linux-gnu-gcc CARGO=$CARGO AX650_CARGO_PROFILE=dev OLLAMA_LLAMA_SERVER=0 \
     bash ollama-patch/build.sh ollama
 machine "$CARGO_TARGET_DIR/ollama"
 
-# The Rust suite under qemu (the RUNNER above: every test binary runs as
-# `qemu-aarch64 -L /usr/aarch64-linux-gnu <binary>`). By default a subset
-# that fits CI's budget: every unit test of every crate (the simulator's
-# math, the core's parsing, packing, sampling and memory accounting, the C
-# ABI's boundary) and the end-to-end suites that load models through the
-# whole stack. AXLLM_ARM64_FULL=1 adds the rest of the integration tests.
-QEMU_TESTS=(--lib --bins --test capi --test core --test runtime_library --test bad_models --test package_check)
-if [ "${AXLLM_ARM64_FULL:-0}" = 1 ]; then
-    QEMU_TESTS=()
-fi
+# cargo -v prints each binary's command line: `Running `qemu-aarch64 -L ... <binary>``.
+qemu_tests() {
+    local log=$1 rc=0; shift
+    "$CARGO" test -v --workspace --exclude xtask "$@" >"$log" 2>&1 || rc=$?
+    grep -E '^\s*Running|^test result|FAILED|panicked' "$log" | sed "s|$PWD/||g" || true
+    [ "$rc" -eq 0 ] || { tail -n 60 "$log" >&2; echo "arm64: Rust tests failed under qemu (log: $log)" >&2; exit 1; }
+}
 stage "Rust tests under ${QEMU[*]} (${QEMU_TESTS[*]:-the full suite})"
-log=$CARGO_TARGET_DIR/rust-tests.log
-rc=0
-"$CARGO" test --workspace --exclude xtask "${QEMU_TESTS[@]}" >"$log" 2>&1 || rc=$?
-# Each binary's line names its runner: `Running ... (qemu-aarch64 -L ... target/aarch64/...)`.
-grep -E '^\s*Running|^test result|FAILED|panicked' "$log" | sed "s|$PWD/||g" || true
-[ "$rc" -eq 0 ] || { tail -n 60 "$log" >&2; echo "arm64: Rust tests failed under qemu (log: $log)" >&2; exit 1; }
+qemu_tests "$CARGO_TARGET_DIR/rust-tests.log" "${QEMU_TESTS[@]}"
+stage "Rust tests under ${QEMU[*]} with ${PI5_PAGES}-byte pages (${PAGE_TESTS[*]})"
+QEMU_PAGESIZE=$PI5_PAGES qemu_tests "$CARGO_TARGET_DIR/rust-tests-16k.log" "${PAGE_TESTS[@]}"
 
 # The host's release tools: the x86_64 side of the comparisons below, and the
 # packer of the model both architectures load (packages are portable).
@@ -104,7 +140,7 @@ stage "host build (x86_64 side of the comparisons)"
 cargo build -q --release -p axcl-sim -p axsim-pack -p axllm-capi
 [ -x target/ollama ] || OLLAMA_LLAMA_SERVER=0 bash ollama-patch/build.sh ollama
 
-stage "C example under qemu (arm64 libaxllm.a) vs x86_64"
+stage "C example under qemu (arm64 libaxllm.a; 4K and ${PI5_PAGES}-byte pages) vs x86_64"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 target/release/axsim-pack random "$work/ckpt" --arch qwen3 --seed 21 --hidden 64 --layers 2 --heads 4 \
@@ -114,18 +150,23 @@ LINK=(-ldl -lgcc_s -lutil -lrt -lpthread -lm -lc)
 aarch64-linux-gnu-gcc -std=c11 -Wall -Wextra -Werror -I include examples/c/main.c "$OUT/libaxllm.a" "${LINK[@]}" -o "$work/complete-arm64"
 cc -std=c11 -Wall -Wextra -Werror -I include examples/c/main.c target/release/libaxllm.a "${LINK[@]}" -o "$work/complete-x86_64"
 prompt=$'<|im_start|>user\nhello, how are you?<|im_end|>\n<|im_start|>assistant\n'
-AXLLM_AXCL_LIB="$OUT/libaxcl_sim.so" "${QEMU[@]}" "$work/complete-arm64" "$work/model" "$prompt" 24 >"$work/c-arm64.txt" 2>"$work/c-arm64.err" ||
-    { cat "$work/c-arm64.err" >&2; exit 1; }
 AXLLM_AXCL_LIB="$PWD/target/release/libaxcl_sim.so" "$work/complete-x86_64" "$work/model" "$prompt" 24 >"$work/c-x86_64.txt" 2>/dev/null
-if [ ! -s "$work/c-arm64.txt" ] || ! cmp -s "$work/c-arm64.txt" "$work/c-x86_64.txt"; then
-    echo "arm64: the C example's output differs from x86_64's:" >&2
-    diff <(cat -A "$work/c-x86_64.txt") <(cat -A "$work/c-arm64.txt") >&2 || true
-    exit 1
-fi
-echo "C example (qemu-aarch64): $(wc -c <"$work/c-arm64.txt") bytes, equal to x86_64's: $(head -c 60 "$work/c-arm64.txt" | tr '\n' ' ')..."
+for pages in 4096 "$PI5_PAGES"; do
+    got=$work/c-arm64-$pages.txt
+    QEMU_PAGESIZE=$pages AXLLM_AXCL_LIB="$OUT/libaxcl_sim.so" "${QEMU[@]}" "$work/complete-arm64" "$work/model" "$prompt" 24 \
+        >"$got" 2>"$work/c-arm64.err" || { cat "$work/c-arm64.err" >&2; exit 1; }
+    if [ ! -s "$got" ] || ! cmp -s "$got" "$work/c-x86_64.txt"; then
+        echo "arm64: the C example's output ($pages-byte pages) differs from x86_64's:" >&2
+        diff <(cat -A "$work/c-x86_64.txt") <(cat -A "$got") >&2 || true
+        exit 1
+    fi
+    echo "C example (QEMU_PAGESIZE=$pages ${QEMU[*]}): $(wc -c <"$got") bytes, equal to x86_64's: $(head -c 60 "$got" | tr '\n' ' ')..."
+done
 
 stage "ollama serve (arm64, under qemu) vs x86_64"
 AXLLM_ARM64_TARGET=$CARGO_TARGET_DIR AXLLM_ARM64_SYSROOT=$SYSROOT \
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/python/test_arm64.py
 
 stage "done"
+echo "arm64 lane CPU time (user, system; of the script, then of its children):"
+times

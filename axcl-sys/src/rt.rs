@@ -76,6 +76,15 @@ pub struct axclrtDeviceList {
     pub num: u32,
     pub devices: [i32; 256usize],
 }
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of axclrtDeviceList"][::std::mem::size_of::<axclrtDeviceList>() - 1028usize];
+    ["Alignment of axclrtDeviceList"][::std::mem::align_of::<axclrtDeviceList>() - 4usize];
+    ["Offset of field: axclrtDeviceList::num"]
+        [::std::mem::offset_of!(axclrtDeviceList, num) - 0usize];
+    ["Offset of field: axclrtDeviceList::devices"]
+        [::std::mem::offset_of!(axclrtDeviceList, devices) - 4usize];
+};
 impl Default for axclrtDeviceList {
     fn default() -> Self {
         let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
@@ -91,6 +100,15 @@ pub struct axclrtEngineIODims {
     pub dimCount: i32,
     pub dims: [i32; 32usize],
 }
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of axclrtEngineIODims"][::std::mem::size_of::<axclrtEngineIODims>() - 132usize];
+    ["Alignment of axclrtEngineIODims"][::std::mem::align_of::<axclrtEngineIODims>() - 4usize];
+    ["Offset of field: axclrtEngineIODims::dimCount"]
+        [::std::mem::offset_of!(axclrtEngineIODims, dimCount) - 0usize];
+    ["Offset of field: axclrtEngineIODims::dims"]
+        [::std::mem::offset_of!(axclrtEngineIODims, dims) - 4usize];
+};
 pub type axclrtMemMallocPolicy = i32;
 pub type axclrtMemcpyKind = i32;
 pub type axclrtEngineVNpuKind = i32;
@@ -113,6 +131,38 @@ pub struct axclrtDeviceProperties {
     pub npuLoading: u32,
     pub reserved: [u32; 32usize],
 }
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of axclrtDeviceProperties"][::std::mem::size_of::<axclrtDeviceProperties>() - 240usize];
+    ["Alignment of axclrtDeviceProperties"]
+        [::std::mem::align_of::<axclrtDeviceProperties>() - 8usize];
+    ["Offset of field: axclrtDeviceProperties::swVersion"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, swVersion) - 0usize];
+    ["Offset of field: axclrtDeviceProperties::uid"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, uid) - 64usize];
+    ["Offset of field: axclrtDeviceProperties::pciDomain"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, pciDomain) - 72usize];
+    ["Offset of field: axclrtDeviceProperties::pciBusID"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, pciBusID) - 76usize];
+    ["Offset of field: axclrtDeviceProperties::pciDeviceID"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, pciDeviceID) - 80usize];
+    ["Offset of field: axclrtDeviceProperties::temperature"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, temperature) - 84usize];
+    ["Offset of field: axclrtDeviceProperties::totalMemSize"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, totalMemSize) - 88usize];
+    ["Offset of field: axclrtDeviceProperties::freeMemSize"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, freeMemSize) - 92usize];
+    ["Offset of field: axclrtDeviceProperties::totalCmmSize"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, totalCmmSize) - 96usize];
+    ["Offset of field: axclrtDeviceProperties::freeCmmSize"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, freeCmmSize) - 100usize];
+    ["Offset of field: axclrtDeviceProperties::cpuLoading"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, cpuLoading) - 104usize];
+    ["Offset of field: axclrtDeviceProperties::npuLoading"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, npuLoading) - 108usize];
+    ["Offset of field: axclrtDeviceProperties::reserved"]
+        [::std::mem::offset_of!(axclrtDeviceProperties, reserved) - 112usize];
+};
 impl Default for axclrtDeviceProperties {
     fn default() -> Self {
         let mut s = ::std::mem::MaybeUninit::<Self>::uninit();

@@ -28,6 +28,53 @@ pub struct axclSimCounters {
     pub pinned_copies: u64,
     pub live_host_blocks: u64,
 }
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of axclSimCounters"][::std::mem::size_of::<axclSimCounters>() - 168usize];
+    ["Alignment of axclSimCounters"][::std::mem::align_of::<axclSimCounters>() - 8usize];
+    ["Offset of field: axclSimCounters::calls"]
+        [::std::mem::offset_of!(axclSimCounters, calls) - 0usize];
+    ["Offset of field: axclSimCounters::malloc_calls"]
+        [::std::mem::offset_of!(axclSimCounters, malloc_calls) - 8usize];
+    ["Offset of field: axclSimCounters::free_calls"]
+        [::std::mem::offset_of!(axclSimCounters, free_calls) - 16usize];
+    ["Offset of field: axclSimCounters::memset_calls"]
+        [::std::mem::offset_of!(axclSimCounters, memset_calls) - 24usize];
+    ["Offset of field: axclSimCounters::h2d_calls"]
+        [::std::mem::offset_of!(axclSimCounters, h2d_calls) - 32usize];
+    ["Offset of field: axclSimCounters::d2h_calls"]
+        [::std::mem::offset_of!(axclSimCounters, d2h_calls) - 40usize];
+    ["Offset of field: axclSimCounters::d2d_calls"]
+        [::std::mem::offset_of!(axclSimCounters, d2d_calls) - 48usize];
+    ["Offset of field: axclSimCounters::h2d_bytes"]
+        [::std::mem::offset_of!(axclSimCounters, h2d_bytes) - 56usize];
+    ["Offset of field: axclSimCounters::d2h_bytes"]
+        [::std::mem::offset_of!(axclSimCounters, d2h_bytes) - 64usize];
+    ["Offset of field: axclSimCounters::d2d_bytes"]
+        [::std::mem::offset_of!(axclSimCounters, d2d_bytes) - 72usize];
+    ["Offset of field: axclSimCounters::bind_calls"]
+        [::std::mem::offset_of!(axclSimCounters, bind_calls) - 80usize];
+    ["Offset of field: axclSimCounters::execute_calls"]
+        [::std::mem::offset_of!(axclSimCounters, execute_calls) - 88usize];
+    ["Offset of field: axclSimCounters::post_execute_calls"]
+        [::std::mem::offset_of!(axclSimCounters, post_execute_calls) - 96usize];
+    ["Offset of field: axclSimCounters::load_calls"]
+        [::std::mem::offset_of!(axclSimCounters, load_calls) - 104usize];
+    ["Offset of field: axclSimCounters::latency_ns"]
+        [::std::mem::offset_of!(axclSimCounters, latency_ns) - 112usize];
+    ["Offset of field: axclSimCounters::live_allocations"]
+        [::std::mem::offset_of!(axclSimCounters, live_allocations) - 120usize];
+    ["Offset of field: axclSimCounters::live_bytes"]
+        [::std::mem::offset_of!(axclSimCounters, live_bytes) - 128usize];
+    ["Offset of field: axclSimCounters::peak_bytes"]
+        [::std::mem::offset_of!(axclSimCounters, peak_bytes) - 136usize];
+    ["Offset of field: axclSimCounters::live_models"]
+        [::std::mem::offset_of!(axclSimCounters, live_models) - 144usize];
+    ["Offset of field: axclSimCounters::pinned_copies"]
+        [::std::mem::offset_of!(axclSimCounters, pinned_copies) - 152usize];
+    ["Offset of field: axclSimCounters::live_host_blocks"]
+        [::std::mem::offset_of!(axclSimCounters, live_host_blocks) - 160usize];
+};
 pub struct AxclSim {
     __library: ::libloading::Library,
     pub axclSimVersion: unsafe extern "C" fn() -> *const ::std::os::raw::c_char,

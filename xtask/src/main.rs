@@ -65,6 +65,10 @@ fn bindings(check: bool, target: Option<&str>) -> Result<()> {
     let optional_re = format!("({})", optional.join("|"));
     // The vendor runtime subset: types, constants, and a loader struct that resolves
     // every required symbol up front (missing symbol = error from `AxclRt::new`).
+    // Layout tests: each struct's size, alignment and field offsets as clang lays
+    // them out for the target become compile-time assertions, so the committed
+    // bindings fail to compile for a target whose C layout differs from Rust's,
+    // and `--check --target` fails when clang's layout for that target differs.
     let rt = bindgen::Builder::default()
         .header(inc.join("axcl_rt.h").to_string_lossy())
         .allowlist_function("axcl.*")
@@ -74,7 +78,7 @@ fn bindings(check: bool, target: Option<&str>) -> Result<()> {
         .clang_args(&clang_args)
         .dynamic_library_name("AxclRt")
         .dynamic_link_require_all(true)
-        .layout_tests(false)
+        .layout_tests(true)
         .derive_default(true)
         .derive_debug(true)
         .derive_copy(true)
@@ -110,7 +114,7 @@ fn bindings(check: bool, target: Option<&str>) -> Result<()> {
         .clang_args(&clang_args)
         .dynamic_library_name("AxclSim")
         .dynamic_link_require_all(true)
-        .layout_tests(false)
+        .layout_tests(true)
         .derive_default(true)
         .derive_debug(true)
         .derive_copy(true)
