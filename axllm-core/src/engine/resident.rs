@@ -675,11 +675,6 @@ impl Resident {
         self.post.host.as_slice().len() / 2
     }
 
-    /// Whether every host buffer of the token loop is pinned memory
-    /// (`axclrtMallocHost`); false when the runtime lacks it (the fallback).
-    pub fn pinned_staging(&self) -> bool {
-        self.decode.pinned() && self.prefill.pinned() && self.post.host.is_pinned()
-    }
     /// Device memory used: buffers plus the model files' sizes (an estimate of the weights' share).
     pub fn device_bytes(&self) -> u64 {
         self.device_bytes

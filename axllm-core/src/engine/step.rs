@@ -115,11 +115,6 @@ impl StepBuffers {
         self.staging.as_mut_slice()
     }
 
-    /// Whether the staging is pinned memory.
-    pub fn pinned(&self) -> bool {
-        self.staging.is_pinned()
-    }
-
     /// Staging for the first layer's hidden rows.
     pub fn hidden_in(&mut self, len: usize) -> &mut [u8] {
         &mut self.bytes()[..len]
