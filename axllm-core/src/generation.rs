@@ -4,6 +4,7 @@
 
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::guide::{Guide, TokenLogprob};
 use crate::shared::Inner;
 use crate::options::GenerateOptions;
 use crate::package::StreamDecoder;
@@ -26,6 +27,8 @@ pub struct Completion {
     pub stats: Stats,
     /// The generated token ids (the end token excluded).
     pub tokens: Vec<u32>,
+    /// Each generated token's log probability, when asked for.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// One result of [`Generation::next`].
@@ -52,6 +55,8 @@ impl CancelHandle {
 pub(crate) struct Prefilled {
     /// The sampler, having seen the prompt.
     pub sampler: Sampler,
+    /// The format constraint and logprobs, having chosen `first`.
+    pub guide: Guide,
     /// The token sampled after the prompt (`None` when `done` says why it ended).
     pub first: Option<u32>,
     /// Set when the prompt feed was cancelled.
@@ -67,6 +72,7 @@ pub struct Generation {
     engine: ArcMutexGuard<RawMutex, Engine>,
     inner: Arc<Inner>,
     sampler: Sampler,
+    guide: Guide,
     decoder: StreamDecoder,
     stop: StopMatcher,
     /// Sampled, not yet emitted (nor fed through the layers).
@@ -98,6 +104,7 @@ impl Generation {
             engine,
             inner,
             sampler: fed.sampler,
+            guide: fed.guide,
             decoder: StreamDecoder::new(),
             stop: StopMatcher::new(&opts.stop),
             next_token: fed.first,
@@ -123,6 +130,13 @@ impl Generation {
     /// Generated token ids so far.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
+    }
+
+    /// The log probabilities of the tokens emitted since the last call (empty
+    /// unless [`GenerateOptions::logprobs`] is set). A token's entry comes with
+    /// or before the piece that holds its text.
+    pub fn take_logprobs(&mut self) -> Vec<TokenLogprob> {
+        self.guide.take_logprobs()
     }
 
     /// The next piece of text, or the end. (Not an `Iterator`: the end carries
@@ -152,6 +166,7 @@ impl Generation {
             self.tokens.push(token);
             self.stats.generated += 1;
             let piece = self.decoder.push(&self.inner.tokenizer, token)?;
+            self.guide.emitted(token, &piece)?;
             let out = self.stop.push(&piece);
             if out.stopped {
                 self.finish(StopReason::StopString, false)?;
@@ -160,7 +175,10 @@ impl Generation {
                 }
                 continue;
             }
-            if self.num_predict.is_some_and(|n| self.stats.generated >= n) {
+            if self.guide.format_complete() {
+                // Only an end token could follow: save the step that samples it.
+                self.finish(StopReason::EndOfSequence, true)?;
+            } else if self.num_predict.is_some_and(|n| self.stats.generated >= n) {
                 self.finish(StopReason::MaxTokens, true)?;
             } else if !self.engine.has_room() {
                 self.finish(StopReason::ContextFull, true)?;
@@ -168,7 +186,7 @@ impl Generation {
                 // Feed the emitted token to get the logits of the next one.
                 self.sampler.accept(token);
                 let logits = self.engine.feed_token(&self.inner.embeddings, token)?;
-                self.next_token = Some(self.sampler.sample(logits));
+                self.next_token = Some(self.guide.choose(&mut self.sampler, logits, &self.inner.tokenizer)?);
             }
             self.stats.generate_duration += started.elapsed();
             if !out.emit.is_empty() {

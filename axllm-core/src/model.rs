@@ -9,6 +9,8 @@ use crate::engine::hybrid::kinds_from_config;
 use crate::engine::{Engine, Fed, HybridLoad, LoadProgress, Resident};
 use crate::error::{Error, Result};
 use crate::generation::{Completion, Generation, Prefilled, Step};
+use crate::embedding::{EmbedOptions, Embedding};
+use crate::guide::Guide;
 use crate::info::ModelInfo;
 use crate::npu::Runtime;
 use crate::options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions};
@@ -120,6 +122,7 @@ impl Model {
                 info,
                 defaults,
                 current_cancel: Mutex::new(None),
+                vocabulary: Default::default(),
             }),
         })
     }
@@ -192,6 +195,7 @@ impl Model {
                 self.inner.info.vocab
             )));
         }
+        let mut guide = Guide::new(opts, &self.inner.vocabulary, &self.inner.tokenizer, self.inner.info.vocab)?;
         let mut engine = self.inner.engine.lock_arc();
         let cancel = Arc::new(AtomicBool::new(false));
         *self.inner.current_cancel.lock() = Some(Arc::clone(&cancel));
@@ -200,7 +204,7 @@ impl Model {
         let started = Instant::now();
         let fed = engine.feed_prompt(&self.inner.embeddings, prompt, &|| cancel.load(Ordering::SeqCst))?;
         let (feed, first, done) = match fed {
-            Fed::Logits(feed, logits) => (feed, Some(sampler.sample(logits)), None),
+            Fed::Logits(feed, logits) => (feed, Some(guide.choose(&mut sampler, logits, &self.inner.tokenizer)?), None),
             Fed::Cancelled(feed) => (feed, None, Some(StopReason::Cancelled)),
         };
         let stats = Stats {
@@ -212,7 +216,15 @@ impl Model {
             prompt_duration: started.elapsed(),
             ..Default::default()
         };
-        Ok(Generation::new(engine, Arc::clone(&self.inner), opts, Prefilled { sampler, first, done, cancel, stats }))
+        Ok(Generation::new(engine, Arc::clone(&self.inner), opts, Prefilled { sampler, guide, first, done, cancel, stats }))
+    }
+
+    /// The embedding of `text`: the last token's final hidden state,
+    /// L2-normalised (see [`EmbedOptions`] and the module notes in
+    /// `embedding.rs`). Waits for a running generation; the device cache then
+    /// holds the text's tokens.
+    pub fn embed(&self, text: &str, opts: &EmbedOptions) -> Result<Embedding> {
+        crate::embedding::embed(&self.inner, text, opts)
     }
 
     /// Low-level access to the layer loop: feed tokens, read logits. Holds the
@@ -240,7 +252,8 @@ impl Model {
                     }
                 }
                 Step::Done(reason) => {
-                    return Ok(Completion { text, reason, stats: g.stats(), tokens: g.tokens().to_vec() });
+                    let logprobs = g.take_logprobs();
+                    return Ok(Completion { text, reason, stats: g.stats(), tokens: g.tokens().to_vec(), logprobs });
                 }
             }
         }

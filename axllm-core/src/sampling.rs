@@ -101,6 +101,8 @@ pub struct Sampler {
     recent: VecDeque<u32>,
     counts: HashMap<u32, u32>,
     logits: Vec<f32>,
+    /// How many of `logits` the last [`Sampler::load`] filled.
+    loaded: usize,
     cands: Vec<(f32, u32)>,
     probs: Vec<f32>,
 }
@@ -115,6 +117,7 @@ impl Sampler {
             recent: VecDeque::new(),
             counts: HashMap::new(),
             logits: vec![0.0; vocab],
+            loaded: 0,
             cands: Vec::with_capacity(vocab),
             probs: Vec::with_capacity(vocab),
         }
@@ -133,15 +136,35 @@ impl Sampler {
     }
 
     /// Picks the next token from bf16 logits.
+    #[allow(dead_code)] // the generation goes through `Guide::choose`; tests and the benchmark call this
     pub fn sample(&mut self, logits_bf16: &[u16]) -> u32 {
+        self.load(logits_bf16);
+        self.pick()
+    }
+
+    /// First half of [`Sampler::sample`]: converts the logits and applies the
+    /// penalties; [`Sampler::logits_mut`] then sees what the draw will use
+    /// (a grammar masks it there, logprobs read it), and [`Sampler::pick`] draws.
+    pub fn load(&mut self, logits_bf16: &[u16]) {
         let v = logits_bf16.len().min(self.logits.len());
+        self.loaded = v;
         for (dst, &b) in self.logits[..v].iter_mut().zip(logits_bf16) {
             *dst = half::bf16::from_bits(b).to_f32();
         }
-        let opts = self.opts;
-        if opts.penalties_active() {
+        if self.opts.penalties_active() {
             self.apply_penalties(v);
         }
+    }
+
+    /// The logits [`Sampler::load`] prepared (after the penalties).
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        &mut self.logits[..self.loaded]
+    }
+
+    /// Second half of [`Sampler::sample`]: truncation and the draw.
+    pub fn pick(&mut self) -> u32 {
+        let v = self.loaded;
+        let opts = self.opts;
         let logits = &self.logits[..v];
         if opts.temperature <= 0.0 {
             return argmax(logits);
@@ -185,7 +208,9 @@ impl Sampler {
             top_k_scan(&self.logits[..v], k as usize, &mut self.cands);
             return;
         }
-        self.cands.extend(self.logits[..v].iter().enumerate().map(|(i, &l)| (l, i as u32)));
+        // Tokens a grammar forbade (-inf) can never be drawn: leave them out.
+        self.cands.extend(self.logits[..v].iter().enumerate().filter(|c| *c.1 > f32::NEG_INFINITY).map(|(i, &l)| (l, i as u32)));
+        let v = self.cands.len();
         if self.opts.top_p >= 1.0 && self.opts.typical_p >= 1.0 && self.opts.min_p <= 0.0 {
             return; // drawing needs no order
         }
@@ -261,7 +286,8 @@ impl Sampler {
                 return c.1;
             }
         }
-        self.cands.last().map_or(0, |c| c.1)
+        // Rounding left `acc` just below `r`: the last candidate that has any probability.
+        self.cands.iter().zip(&self.probs).rev().find(|(_, q)| **q > 0.0).map_or(0, |(c, _)| c.1)
     }
 }
 
@@ -279,7 +305,7 @@ pub fn argmax(xs: &[f32]) -> u32 {
 /// The `k` largest logits, sorted descending, in one pass: a value enters the
 /// kept set only if it beats the current k-th best (rare after the first few
 /// hundred elements), so the cost is about one comparison per logit.
-fn top_k_scan(logits: &[f32], k: usize, out: &mut Vec<(f32, u32)>) {
+pub(crate) fn top_k_scan(logits: &[f32], k: usize, out: &mut Vec<(f32, u32)>) {
     out.clear();
     for (i, &l) in logits.iter().enumerate() {
         if out.len() == k {

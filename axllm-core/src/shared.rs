@@ -19,4 +19,6 @@ pub(crate) struct Inner {
     pub(crate) defaults: SamplingOptions,
     /// The cancel flag of the generation that holds the NPU now.
     pub(crate) current_cancel: Mutex<Option<Arc<AtomicBool>>>,
+    /// The vocabulary as the grammar engine sees it (built on first use).
+    pub(crate) vocabulary: crate::guide::VocabularyCell,
 }

@@ -6,6 +6,7 @@
 //! snapshot of the state taken at a chunk or turn end ([`snapshots`]), or
 //! from the empty state.
 
+mod embed;
 pub mod geometry;
 pub mod guard;
 pub mod hybrid;
@@ -165,6 +166,15 @@ impl Engine {
     /// cache, or the longest snapshot within the common prefix; a snapshot is
     /// taken at the end of every prefill chunk and of the prompt.
     pub fn feed_prompt(&mut self, emb: &Embeddings, prompt: &[u32], cancelled: &dyn Fn() -> bool) -> Result<Fed<'_>> {
+        match self.feed(emb, prompt, cancelled, true)? {
+            (feed, false) => Ok(Fed::Logits(feed, self.resident_logits())),
+            (feed, true) => Ok(Fed::Cancelled(feed)),
+        }
+    }
+
+    /// [`Engine::feed_prompt`]'s loop; `post`: run the post model after the
+    /// last token. Returns how the prompt was fed and whether it was cancelled.
+    fn feed(&mut self, emb: &Embeddings, prompt: &[u32], cancelled: &dyn Fn() -> bool, post: bool) -> Result<(PromptFeed, bool)> {
         let max = self.resident.geometry().max_positions();
         if prompt.is_empty() {
             return Err(Error::invalid("empty prompt"));
@@ -182,7 +192,7 @@ impl Engine {
         let mut pos = reused;
         while pos < last {
             if pos > reused && cancelled() {
-                return Ok(Fed::Cancelled(feed));
+                return Ok((feed, true));
             }
             let plan = self
                 .resident
@@ -190,7 +200,8 @@ impl Engine {
                 .prefill_plan(pos, (last - pos).min(t))
                 .filter(|&(_, n)| self.inferred.chunk_ok(n, t, hybrid));
             let n = plan.map_or(1, |(_, n)| n);
-            let want_logits = pos + n == last;
+            let is_last = pos + n == last;
+            let want_logits = post && is_last;
             let chunk = &prompt[pos..pos + n];
             self.guarded(|e| {
                 if plan.is_some() {
@@ -199,8 +210,8 @@ impl Engine {
                     e.resident.decode(emb, chunk[0], pos, want_logits)?;
                 }
                 e.cached.extend_from_slice(chunk);
-                if plan.is_some() || want_logits {
-                    e.capture(if want_logits { SnapshotKind::Turn } else { SnapshotKind::Chunk })?;
+                if plan.is_some() || is_last {
+                    e.capture(if is_last { SnapshotKind::Turn } else { SnapshotKind::Chunk })?;
                 }
                 Ok(())
             })?;
@@ -210,7 +221,7 @@ impl Engine {
             }
             pos += n;
         }
-        Ok(Fed::Logits(feed, self.resident_logits()))
+        Ok((feed, false))
     }
 
     /// Feeds one generated token at the next slot; returns the logits after it.
