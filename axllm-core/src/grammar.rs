@@ -58,10 +58,10 @@ impl Format {
         let Some(obj) = schema.as_object_mut() else {
             return Err(Error::invalid("the format's JSON schema must be an object"));
         };
-        // Whitespace between JSON tokens is free but bounded (as llama.cpp's
-        // JSON grammar bounds it): a model that prefers whitespace cannot
-        // spend the whole budget on it.
-        obj.entry("x-guidance").or_insert_with(|| serde_json::json!({"whitespace_pattern": "[\\x20\\x0A\\x0D\\x09]{1,16}"}));
+        // Whitespace between JSON tokens is llama.cpp's JSON grammar's: one
+        // space, or a newline and at most 20 spaces or tabs of indentation. A
+        // model that prefers whitespace cannot spend the budget on it.
+        obj.entry("x-guidance").or_insert_with(|| serde_json::json!({"whitespace_pattern": "(\\x20|\\x0A[\\x20\\x09]{0,20})"}));
         Ok(schema)
     }
 }
