@@ -170,9 +170,10 @@ typedef struct {
   // Path of the AXCL runtime library, or NULL: `libaxcl_rt.so` through the
   // dynamic loader, then `/usr/lib/axcl/libaxcl_rt.so`. Borrowed for the call.
   const char *runtime_library;
-  // The call schedule: NULL or "safe" (default), "fewest-calls", or a
-  // comma-separated list of "kv-bind", "packed-inputs", "async"
-  // (see BENCHMARKS.md). Borrowed for the call.
+  // The call schedule: NULL or "default" (`decode-kv-bind,async`), "safe",
+  // "fewest-calls", or a comma-separated list of "kv-bind",
+  // "decode-kv-bind", "packed-inputs", "async" (see BENCHMARKS.md).
+  // Borrowed for the call.
   const char *schedule;
   // Directories outside the package that its symlinks may point into
   // (a package made of links into a content store); `n_link_roots` of
@@ -185,6 +186,12 @@ typedef struct {
   void (*progress)(void *user_data, uint32_t loaded, uint32_t total);
   // Passed to `progress`.
   void *progress_user_data;
+  // KV slots: sequences whose K/V caches the card holds at once, hence
+  // generations that may run at once (each holds one; a further
+  // `axllm_generation_begin` waits for one to end). 0 = the default, 1.
+  // A hybrid model (Qwen3.5) keeps 1; `axllm_model_info.kv_slots` says
+  // what was allocated. (Added in version 2 of this struct.)
+  uint32_t kv_slots;
 } axllm_load_params;
 
 // What a loaded model is. Filled by `axllm_model_get_info()`.
@@ -215,6 +222,11 @@ typedef struct {
   uint32_t snapshot_slots;
   // Hybrid models: the bytes of one snapshot slot.
   uint64_t snapshot_bytes;
+  // KV slots allocated: generations that run at once (version 2).
+  uint32_t kv_slots;
+  // Device bytes of one KV slot, part of `device_memory_bytes` once per
+  // slot (version 2).
+  uint64_t kv_slot_bytes;
 } axllm_model_info;
 
 // What a package's files say about the model. Filled by
@@ -297,14 +309,18 @@ axllm_status axllm_model_diagnostics(const axllm_model *model, char *buf, size_t
 // `AXLLM_ERR_PANIC` with the panic's message in `axllm_last_error()`.
 axllm_status axllm_debug_panic(void);
 
-// Starts a generation from a text prompt: waits while another generation of
-// this model runs, prefills the prompt (reusing the cached prefix) and samples
-// the first token. `params` may be NULL (Ollama's defaults); otherwise it is
-// read by its `struct_size`. On success the
+// Starts a generation from a text prompt: takes the free KV slot whose cache
+// shares the longest prefix with the prompt (else the least recently used
+// one), prefills what that cache lacks and samples the first token. While
+// every slot (`axllm_load_params.kv_slots`) is held by a generation it
+// waits for one to end. Generations on different slots may be pulled from
+// one thread or several; their steps take turns on the NPU and each one's
+// output is what it would be alone. `params` may be NULL (Ollama's
+// defaults); otherwise it is read by its `struct_size`. On success the
 // caller owns `*out_generation`: pull text with `axllm_generation_next` and
-// release it (and the NPU) with `axllm_generation_end`. A thread that
-// still holds a generation of this model must end it before beginning
-// another on the same model: the call would wait for itself.
+// release it (and its slot) with `axllm_generation_end`. A thread that
+// holds as many generations of this model as it has slots must end one
+// before beginning another: the call would wait for itself.
 //
 // # Safety
 // `prompt` is a NUL-terminated string; `params` is NULL or valid (with its
@@ -339,7 +355,7 @@ void axllm_generation_cancel(axllm_generation *generation);
 // `out_stats` is a valid pointer.
 axllm_status axllm_generation_stats(const axllm_generation *generation, axllm_stats *out_stats);
 
-// Ends a generation and releases the NPU for the next one. NULL and already
+// Ends a generation and releases its KV slot for the next one. NULL and already
 // ended handles are ignored.
 void axllm_generation_end(axllm_generation *generation);
 
@@ -394,7 +410,8 @@ axllm_status axllm_detokenize(const axllm_model *model, const int32_t *tokens, s
 // `params` is valid for writes of `struct_size` bytes.
 axllm_status axllm_model_generate_params(const axllm_model *model, axllm_generate_params *params, size_t struct_size);
 
-// Cancels whichever generation of `model` holds the NPU now (thread-safe).
+// Cancels every running generation of `model` (thread-safe); to cancel one,
+// use `axllm_generation_cancel`.
 void axllm_model_cancel(axllm_model *model);
 
 // Counts and durations of the model's last ended generation.
@@ -435,7 +452,7 @@ axllm_status axllm_model_reset_cache(axllm_model *model);
 axllm_status axllm_package_check(const char *dir, const axllm_load_params *params, axllm_package_info *info, size_t info_size, axllm_generate_params *defaults, size_t defaults_size, char *chat_template, size_t capacity, size_t *chat_template_len);
 
 // Fills `*params` with the default load parameters: device 0, the default
-// runtime search, load by path, the safe schedule, no link roots, no
+// runtime search, load by path, the default schedule, no link roots, no
 // progress callback. Pass `sizeof(axllm_load_params)` as `struct_size`; it is
 // stored in `params->struct_size`.
 //

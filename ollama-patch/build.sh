@@ -20,6 +20,13 @@
 #   AX650_TAG=0       build without the ax650 tag: a plain Ollama whose axmodel
 #                     models fail with "built without AX650 support"
 #   CARGO_TARGET_DIR  where cargo puts libaxllm.a (default: <repo>/target)
+#   CARGO_BUILD_TARGET  cross-compile libaxllm.a for this Rust target (it is
+#                     then in <target>/<triple>/release); set Go's GOARCH and
+#                     CC to match (scripts/arm64.sh: aarch64-unknown-linux-gnu,
+#                     GOARCH=arm64 CC=aarch64-linux-gnu-gcc)
+#   AX650_CARGO_PROFILE=dev  link the dev-profile libaxllm.a (<target>/debug)
+#                     instead of release: a build that already compiled the
+#                     workspace in that profile compiles nothing twice
 #   AXLLM_NATIVE_LIBS extra linker flags for the Rust static library
 #   GO, CARGO         the toolchains to use (default: go, cargo)
 #   LLAMA_CPP_SRC     build llama-server from this llama.cpp tree instead of
@@ -54,6 +61,13 @@ BUILD_DIR=${AX650_BUILD_DIR:-$HERE/build/ollama}
 GO=${GO:-go}
 CARGO=${CARGO:-cargo}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# Where cargo puts libaxllm.a (a cross build has its triple's directory).
+case "${AX650_CARGO_PROFILE:-release}" in
+release) CARGO_PROFILE_ARGS=(--release) PROFILE_DIR=release ;;
+dev) CARGO_PROFILE_ARGS=() PROFILE_DIR=debug ;;
+*) printf 'build.sh: AX650_CARGO_PROFILE is release or dev, not %s\n' "$AX650_CARGO_PROFILE" >&2; exit 1 ;;
+esac
+LIB_DIR=$TARGET_DIR/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}$PROFILE_DIR
 CACHE_DIR=${AX650_CACHE_DIR:-$HERE/build/cache}
 LLAMA_BUILD_DIR=${AX650_LLAMA_BUILD_DIR:-$HERE/build/llama-server-cpu}
 # -buildvcs=false: the build tree may sit inside this repository's checkout.
@@ -140,13 +154,15 @@ prepare() {
 
 build_rust() {
 	command -v "$CARGO" >/dev/null || die "cargo not found (https://rustup.rs)"
-	log "building libaxllm.a (cargo build --release -p axllm-capi)"
-	(cd "$ROOT" && "$CARGO" build --release -p axllm-capi)
-	[[ -f "$TARGET_DIR/release/libaxllm.a" ]] || die "$TARGET_DIR/release/libaxllm.a was not built"
+	log "building libaxllm.a (cargo build ${CARGO_PROFILE_ARGS[*]} -p axllm-capi${CARGO_BUILD_TARGET:+ for $CARGO_BUILD_TARGET})"
+	(cd "$ROOT" && "$CARGO" build "${CARGO_PROFILE_ARGS[@]}" -p axllm-capi)
+	[[ -f "$LIB_DIR/libaxllm.a" ]] || die "$LIB_DIR/libaxllm.a was not built"
 }
 
 build_go() {
-	local tags=() out="$BUILD_DIR/ollama"
+	# One output per platform: a cross build does not replace the host's.
+	local tags=() out
+	out="$BUILD_DIR/ollama-$("$GO" env GOOS)-$("$GO" env GOARCH)"
 	if [[ "${AX650_TAG:-1}" != 0 ]]; then
 		tags=(-tags ax650)
 	fi
@@ -157,7 +173,7 @@ build_go() {
 		cd "$BUILD_DIR"
 		export CGO_ENABLED=1
 		export CGO_CFLAGS="-I$ROOT/include ${CGO_CFLAGS:--O2 -g}"
-		export CGO_LDFLAGS="-L$TARGET_DIR/release ${AXLLM_NATIVE_LIBS:-} ${CGO_LDFLAGS:--O2 -g}"
+		export CGO_LDFLAGS="-L$LIB_DIR ${AXLLM_NATIVE_LIBS:-} ${CGO_LDFLAGS:--O2 -g}"
 		"$GO" build "${tags[@]}" -trimpath \
 			-ldflags "-X=github.com/ollama/ollama/version.Version=$VERSION_STRING -X=github.com/ollama/ollama/server.mode=release" \
 			-o "$out" .

@@ -1,7 +1,8 @@
 //! Hardware fidelity on the simulator: the optional runtime surface as the
 //! core sees it (version, SoC, free CMM, pinned host memory with its
-//! fallback), and the memory guard refusing a model that cannot fit before
-//! any file reaches the card. One sequential test: the runtime is per process.
+//! fallback), and the memory guard refusing a model that cannot fit (its
+//! files, or its files and our buffers) before any file reaches the card.
+//! One sequential test: the runtime is per process.
 
 use axllm_core::npu::{HostBuffer, Runtime};
 use axllm_core::{ErrorKind, LoadOptions, Model};
@@ -60,5 +61,45 @@ fn optional_surface_and_memory_guard() {
         .map(|e| e.metadata().unwrap().len())
         .sum();
     assert!(free_after + weights <= free, "free CMM {free_after} after loading {weights} bytes of weights (was {free})");
+    assert!(!model.generate("hello", &greedy(2), |_| true).unwrap().tokens.is_empty());
+    drop(model);
+
+    // Our buffers count before the first file too: a model whose files fit
+    // but whose K/V caches (8191 positions) do not is refused before any file
+    // reaches the card, naming the buffers; the same model fits with more CMM.
+    let big = pack_random(
+        &dir.path().join("long"),
+        &axsim_pack::RandomOptions { heads: 8, kv_heads: 8, ..Default::default() },
+        &axsim_pack::PackOptions {
+            io: axsim_pack::IoOptions { chunk: 16, context: 8191, prefill_history: vec![16] },
+            ..Default::default()
+        },
+    );
+    let model = Model::load(&big, &load_options()).unwrap();
+    let files: Vec<u64> = std::fs::read_dir(&big)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "axmodel"))
+        .map(|e| e.metadata().unwrap().len())
+        .collect();
+    let usage: u64 = files.iter().map(|l| l.div_ceil(128) * 128).sum();
+    let buffers = model.info().device_bytes - files.iter().sum::<u64>();
+    assert!(buffers > 4 << 20, "K/V of 8191 positions: {buffers} bytes");
+    drop(model);
+    // Room for the files and the 1 MiB reserve, not for the buffers as well.
+    let mem_mb = (usage + buffers / 2).div_ceil(1 << 20) + 1;
+    assert!(usage + (1 << 20) <= mem_mb << 20 && usage + buffers + (1 << 20) > mem_mb << 20);
+    sim.configure(&format!("mem_mb={mem_mb}")).unwrap();
+    sim.reset_counters().unwrap();
+    let e = Model::load(&big, &opts).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfMemory, "{e}");
+    let text = e.to_string();
+    let needle = format!("buffers: {:.1} MiB", buffers as f64 / (1u64 << 20) as f64);
+    assert!(text.contains(&needle) && text.contains("does not fit"), "{needle:?} in {text}");
+    let c = sim.counters().unwrap();
+    assert_eq!((c.load_calls, c.malloc_calls, c.live_models), (0, 0, 0), "refused before any file or buffer reached the card");
+    // With room for the buffers too it loads and generates.
+    sim.configure(&format!("mem_mb={}", (usage + buffers).div_ceil(1 << 20) + 2)).unwrap();
+    let model = Model::load(&big, &opts).unwrap();
     assert!(!model.generate("hello", &greedy(2), |_| true).unwrap().tokens.is_empty());
 }

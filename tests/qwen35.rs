@@ -97,7 +97,7 @@ fn every_schedule_gives_bit_identical_logits() {
         let hybrid = HybridOptions { state_dtype: state, linear_prefill_groups: Some(2), ..Default::default() };
         let m = packed_qwen35(dir.path(), name, hybrid, 6);
         let want = conversation(&load(&m, "safe"));
-        for schedule in ["kv-bind", "fewest-calls", "safe,async", "fewest-calls,async"] {
+        for schedule in ["kv-bind", "fewest-calls", "safe,async", "fewest-calls,async", "decode-kv-bind,async"] {
             let got = conversation(&load(&m, schedule));
             for (turn, (w, g)) in want.iter().zip(&got).enumerate() {
                 assert_eq!(w.0, g.0, "{name} {schedule}: tokens of turn {turn}");

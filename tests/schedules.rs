@@ -11,7 +11,10 @@ use axsim_pack::{Family, Layout};
 /// turns so that one test's calls never land in another's count.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-const SCHEDULES: [&str; 6] = ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async"];
+/// `safe` first (the reference: every call waited for, rows copied), the
+/// default (`decode-kv-bind,async`) among the rest.
+const SCHEDULES: [&str; 8] =
+    ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async", "decode-kv-bind", "decode-kv-bind,async"];
 
 fn load(dir: &std::path::Path, schedule: &str) -> Model {
     let opts = LoadOptions { schedule: schedule.parse().unwrap(), ..load_options() };
@@ -89,5 +92,35 @@ fn each_schedule_makes_its_documented_calls_per_token() {
         let layers = model.info().layers;
         assert_eq!(c.calls as usize, schedule.calls_per_token(layers), "{name}: {c:?}");
         assert_eq!((c.execute_calls, c.d2h_calls), (layers as u64 + 1, 1), "{name}");
+    }
+}
+
+#[test]
+fn the_default_is_the_observed_schedule_with_pinned_staging() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir();
+    let m = packed(dir.path(), Family::Qwen3, Layout::Axllm, 23);
+    let model = Model::load(&m, &load_options()).unwrap();
+    assert_eq!(model.info().schedule, Schedule::OBSERVED);
+    assert_eq!(model.info().schedule.to_string(), "decode-kv-bind,async");
+    let sim = model.simulator().unwrap();
+    let mut s = model.session();
+    // A prompt of two full chunks and a partial one, then decode tokens.
+    let prompt: Vec<u32> = (0..40).map(|i| (i * 31 + 7) % 500).collect();
+    sim.reset_counters().unwrap();
+    s.feed_prompt(&prompt).unwrap();
+    let c = sim.counters().unwrap();
+    let layers = model.info().layers as u64;
+    // Prefill: every host copy from pinned staging; K/V rows scattered from
+    // the staging outputs (2 copies per layer per chunk), never bound in place.
+    assert_eq!(c.pinned_copies, c.h2d_calls + c.d2h_calls, "{c:?}");
+    assert_eq!(c.d2d_calls, 3 * 2 * layers + 1, "K/V scatter per chunk and layer, one hidden row to the post model: {c:?}");
+    for token in [5, 6, 7] {
+        sim.reset_counters().unwrap();
+        s.feed_token(token).unwrap();
+        let c = sim.counters().unwrap();
+        assert_eq!(c.pinned_copies, c.h2d_calls + c.d2h_calls, "{c:?}");
+        assert_eq!((c.h2d_calls, c.d2d_calls, c.d2h_calls), (3, 0, 1), "decode writes K/V rows in place: {c:?}");
+        assert_eq!(c.calls as usize, Schedule::OBSERVED.calls_per_token(layers as usize));
     }
 }

@@ -57,7 +57,10 @@ axclError axclSimResetCounters(void);
  *   prefill_us=F     latency of one execute of a prefill shape group of a decoder-layer
  *                    model (its indices hold more than one position); default: exec_us
  *   post_us=F        latency of one execute of a post model
- *   call_us=F        fixed latency of every call that crosses PCIe
+ *   call_us=F        fixed latency of every call that crosses PCIe (the request; an
+ *                    asynchronous call costs its caller only this)
+ *   sync_us=F        what a synchronous call waits beyond its work (the completion
+ *                    round trip an asynchronous chain saves)
  *   h2d_mbps=F       host-to-device bandwidth (MB/s; 0 = infinite)
  *   d2h_mbps=F       device-to-host bandwidth
  *   d2d_mbps=F       on-card copy bandwidth
@@ -77,8 +80,9 @@ axclError axclSimResetCounters(void);
  *                    positions and padding rows 0
  *   min_output_rows=N    a prefill execute with fewer than N valid rows leaves `output`
  *                    unwritten (0, the default: always written)
- *   costs=config|header  executes of models whose file carries a cost take that cost
- *                    (round trip included) instead of call_us plus exec_us/prefill_us/post_us
+ *   costs=config|header  executes of models whose file carries a cost take that device
+ *                    time instead of exec_us/prefill_us/post_us (the call's costs are added)
+ *   time_scale=F     multiplies every simulated duration (default 1; host CPU is not scaled)
  *   reset                clears latencies (prefill_us back to exec_us), faults and the four
  *                        behaviours above
  * KIND: malloc, free, memset, memcpy, h2d, d2h, d2d, load, bind, execute, any.

@@ -77,14 +77,18 @@ fn start(
     Ok(())
 }
 
-/// Starts a generation from a text prompt: waits while another generation of
-/// this model runs, prefills the prompt (reusing the cached prefix) and samples
-/// the first token. `params` may be NULL (Ollama's defaults); otherwise it is
-/// read by its `struct_size`. On success the
+/// Starts a generation from a text prompt: takes the free KV slot whose cache
+/// shares the longest prefix with the prompt (else the least recently used
+/// one), prefills what that cache lacks and samples the first token. While
+/// every slot (`axllm_load_params.kv_slots`) is held by a generation it
+/// waits for one to end. Generations on different slots may be pulled from
+/// one thread or several; their steps take turns on the NPU and each one's
+/// output is what it would be alone. `params` may be NULL (Ollama's
+/// defaults); otherwise it is read by its `struct_size`. On success the
 /// caller owns `*out_generation`: pull text with `axllm_generation_next` and
-/// release it (and the NPU) with `axllm_generation_end`. A thread that
-/// still holds a generation of this model must end it before beginning
-/// another on the same model: the call would wait for itself.
+/// release it (and its slot) with `axllm_generation_end`. A thread that
+/// holds as many generations of this model as it has slots must end one
+/// before beginning another: the call would wait for itself.
 ///
 /// # Safety
 /// `prompt` is a NUL-terminated string; `params` is NULL or valid (with its
@@ -219,7 +223,7 @@ pub unsafe extern "C" fn axllm_generation_stats(
     })
 }
 
-/// Ends a generation and releases the NPU for the next one. NULL and already
+/// Ends a generation and releases its KV slot for the next one. NULL and already
 /// ended handles are ignored.
 #[unsafe(no_mangle)]
 pub extern "C" fn axllm_generation_end(generation: *mut axllm_generation) {

@@ -47,13 +47,21 @@ pub struct axllm_model_info {
     pub snapshot_slots: u32,
     /// Hybrid models: the bytes of one snapshot slot.
     pub snapshot_bytes: u64,
+    /// KV slots allocated: generations that run at once (version 2).
+    pub kv_slots: u32,
+    /// Device bytes of one KV slot, part of `device_memory_bytes` once per
+    /// slot (version 2).
+    pub kv_slot_bytes: u64,
 }
 
-// SAFETY: repr(C), `struct_size` first; one version so far.
+// SAFETY: repr(C), `struct_size` first; version 1 (up to `snapshot_bytes`,
+// a u64, so no tail padding) is a prefix.
 unsafe impl SizedStruct for axllm_model_info {
     const NAME: &'static str = "axllm_model_info";
-    const VERSIONS: &'static [(usize, usize)] =
-        &[(size_of::<axllm_model_info>(), offset_of!(axllm_model_info, snapshot_bytes) + size_of::<u64>())];
+    const VERSIONS: &'static [(usize, usize)] = &[
+        (offset_of!(axllm_model_info, kv_slots), offset_of!(axllm_model_info, kv_slots)),
+        (size_of::<axllm_model_info>(), offset_of!(axllm_model_info, kv_slot_bytes) + size_of::<u64>()),
+    ];
     fn defaults() -> Self {
         axllm_model_info { struct_size: size_of::<Self>(), ..Default::default() }
     }
@@ -143,6 +151,8 @@ pub unsafe extern "C" fn axllm_model_get_info(
             linear_layers: i.linear_layers as u32,
             snapshot_slots: i.snapshot_slots as u32,
             snapshot_bytes: i.snapshot_bytes,
+            kv_slots: i.kv_slots as u32,
+            kv_slot_bytes: i.kv_slot_bytes,
         };
         // SAFETY: caller's contract.
         unsafe { params::write(info, struct_size, value) }
@@ -247,7 +257,8 @@ pub unsafe extern "C" fn axllm_model_generate_params(
     })
 }
 
-/// Cancels whichever generation of `model` holds the NPU now (thread-safe).
+/// Cancels every running generation of `model` (thread-safe); to cancel one,
+/// use `axllm_generation_cancel`.
 #[unsafe(no_mangle)]
 pub extern "C" fn axllm_model_cancel(model: *mut axllm_model) {
     ffi_void(|| {

@@ -39,9 +39,10 @@ pub struct axllm_load_params {
     /// Path of the AXCL runtime library, or NULL: `libaxcl_rt.so` through the
     /// dynamic loader, then `/usr/lib/axcl/libaxcl_rt.so`. Borrowed for the call.
     pub runtime_library: *const c_char,
-    /// The call schedule: NULL or "safe" (default), "fewest-calls", or a
-    /// comma-separated list of "kv-bind", "packed-inputs", "async"
-    /// (see BENCHMARKS.md). Borrowed for the call.
+    /// The call schedule: NULL or "default" (`decode-kv-bind,async`), "safe",
+    /// "fewest-calls", or a comma-separated list of "kv-bind",
+    /// "decode-kv-bind", "packed-inputs", "async" (see BENCHMARKS.md).
+    /// Borrowed for the call.
     pub schedule: *const c_char,
     /// Directories outside the package that its symlinks may point into
     /// (a package made of links into a content store); `n_link_roots` of
@@ -54,6 +55,12 @@ pub struct axllm_load_params {
     pub progress: Option<extern "C" fn(user_data: *mut c_void, loaded: u32, total: u32)>,
     /// Passed to `progress`.
     pub progress_user_data: *mut c_void,
+    /// KV slots: sequences whose K/V caches the card holds at once, hence
+    /// generations that may run at once (each holds one; a further
+    /// `axllm_generation_begin` waits for one to end). 0 = the default, 1.
+    /// A hybrid model (Qwen3.5) keeps 1; `axllm_model_info.kv_slots` says
+    /// what was allocated. (Added in version 2 of this struct.)
+    pub kv_slots: u32,
 }
 
 /// Sampling and stop options of one generation. Fill it with
@@ -205,13 +212,14 @@ pub(crate) unsafe fn write<T: SizedStruct>(p: *mut T, size: usize, value: T) -> 
     Ok(())
 }
 
-// SAFETY: repr(C), `struct_size` first; one version so far.
+// SAFETY: repr(C), `struct_size` first; version 1 (up to
+// `progress_user_data`, pointer-aligned, so no tail padding) is a prefix.
 unsafe impl SizedStruct for axllm_load_params {
     const NAME: &'static str = "axllm_load_params";
-    const VERSIONS: &'static [(usize, usize)] = &[(
-        size_of::<axllm_load_params>(),
-        offset_of!(axllm_load_params, progress_user_data) + size_of::<*mut c_void>(),
-    )];
+    const VERSIONS: &'static [(usize, usize)] = &[
+        (offset_of!(axllm_load_params, kv_slots), offset_of!(axllm_load_params, kv_slots)),
+        (size_of::<axllm_load_params>(), offset_of!(axllm_load_params, kv_slots) + size_of::<u32>()),
+    ];
     fn defaults() -> Self {
         axllm_load_params {
             struct_size: size_of::<Self>(),
@@ -223,6 +231,7 @@ unsafe impl SizedStruct for axllm_load_params {
             n_link_roots: 0,
             progress: None,
             progress_user_data: std::ptr::null_mut(),
+            kv_slots: 0,
         }
     }
 }
@@ -323,6 +332,7 @@ pub(crate) unsafe fn load_options(p: &axllm_load_params) -> CResult<LoadOptions>
         load_method,
         schedule,
         link_roots: link_roots.into_iter().map(PathBuf::from).collect(),
+        kv_slots: (p.kv_slots != 0).then_some(p.kv_slots as usize),
         ..LoadOptions::default()
     })
 }
@@ -372,7 +382,7 @@ pub(crate) unsafe fn generate_options(p: &axllm_generate_params) -> CResult<Gene
 }
 
 /// Fills `*params` with the default load parameters: device 0, the default
-/// runtime search, load by path, the safe schedule, no link roots, no
+/// runtime search, load by path, the default schedule, no link roots, no
 /// progress callback. Pass `sizeof(axllm_load_params)` as `struct_size`; it is
 /// stored in `params->struct_size`.
 ///

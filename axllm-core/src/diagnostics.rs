@@ -55,6 +55,8 @@ pub struct SimulatorCounters {
     pub peak_bytes: u64,
     /// Engine models loaded now.
     pub live_models: u64,
+    /// H2D and D2H copies whose host side was `axclrtMallocHost` memory.
+    pub pinned_copies: u64,
 }
 
 impl Simulator {
@@ -98,6 +100,7 @@ impl Simulator {
             execute_calls: c.execute_calls,
             post_execute_calls: c.post_execute_calls,
             load_calls: c.load_calls,
+            pinned_copies: c.pinned_copies,
             latency_ns: c.latency_ns,
             live_allocations: c.live_allocations,
             live_bytes: c.live_bytes,

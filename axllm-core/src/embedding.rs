@@ -14,6 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::shared::Inner;
+use std::sync::Arc;
 
 /// Options of one embedding.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +40,7 @@ pub struct Embedding {
     pub truncated: bool,
 }
 
-pub(crate) fn embed(inner: &Inner, text: &str, opts: &EmbedOptions) -> Result<Embedding> {
+pub(crate) fn embed(inner: &Arc<Inner>, text: &str, opts: &EmbedOptions) -> Result<Embedding> {
     let mut tokens = inner.tokenizer.encode(text, opts.add_special_tokens)?;
     if tokens.is_empty() {
         return Err(Error::invalid("cannot embed an empty text"));
@@ -53,7 +54,14 @@ pub(crate) fn embed(inner: &Inner, text: &str, opts: &EmbedOptions) -> Result<Em
         tokens.truncate(max);
     }
     let mut hidden = vec![0u16; inner.info.hidden_size];
-    inner.engine.lock().embed(&inner.embeddings, &tokens, &mut hidden)?;
+    let lease = Inner::lease(inner, &tokens, None);
+    {
+        // Declared after the lease: released before it releases the slot.
+        let mut engine = inner.engine.lock();
+        engine.select(lease.slot)?;
+        engine.embed(&inner.embeddings, &tokens, &mut hidden)?;
+    }
+    drop(lease);
     let mut vector: Vec<f32> = hidden.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect();
     if let Some(d) = opts.dimensions.filter(|&d| d > 0 && d < vector.len()) {
         vector.truncate(d);

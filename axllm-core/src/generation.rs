@@ -1,17 +1,18 @@
 //! A running generation and the pull API over it: text comes out piece by
 //! piece from [`Generation::next`], which is what the C ABI and Ollama's
 //! runner loop over; [`crate::Model::generate`] is the callback convenience.
+//!
+//! A generation holds a KV slot for its life and the NPU only within a call:
+//! each step selects its slot, so generations on other slots interleave.
 
-use crate::engine::Engine;
 use crate::error::Result;
 use crate::guide::{Guide, TokenLogprob};
-use crate::shared::Inner;
+use crate::shared::{Inner, SlotLease};
 use crate::options::GenerateOptions;
 use crate::package::StreamDecoder;
 use crate::sampling::Sampler;
 use crate::stats::{Stats, StopReason};
 use crate::stop::StopMatcher;
-use parking_lot::{ArcMutexGuard, RawMutex};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -67,9 +68,9 @@ pub(crate) struct Prefilled {
     pub stats: Stats,
 }
 
-/// A running generation; holds the NPU until dropped.
+/// A running generation; holds a KV slot until dropped.
 pub struct Generation {
-    engine: ArcMutexGuard<RawMutex, Engine>,
+    lease: SlotLease,
     inner: Arc<Inner>,
     sampler: Sampler,
     guide: Guide,
@@ -94,15 +95,10 @@ impl std::fmt::Debug for Generation {
 
 impl Generation {
     /// A generation whose prompt is fed.
-    pub(crate) fn new(
-        engine: ArcMutexGuard<RawMutex, Engine>,
-        inner: Arc<Inner>,
-        opts: &GenerateOptions,
-        fed: Prefilled,
-    ) -> Generation {
+    pub(crate) fn new(lease: SlotLease, opts: &GenerateOptions, fed: Prefilled) -> Generation {
         Generation {
-            engine,
-            inner,
+            inner: Arc::clone(&lease.inner),
+            lease,
             sampler: fed.sampler,
             guide: fed.guide,
             decoder: StreamDecoder::new(),
@@ -125,6 +121,11 @@ impl Generation {
     /// Counts and durations so far.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The KV slot this generation holds.
+    pub fn slot(&self) -> usize {
+        self.lease.slot
     }
 
     /// Generated token ids so far.
@@ -180,13 +181,19 @@ impl Generation {
                 self.finish(StopReason::EndOfSequence, true)?;
             } else if self.num_predict.is_some_and(|n| self.stats.generated >= n) {
                 self.finish(StopReason::MaxTokens, true)?;
-            } else if !self.engine.has_room() {
-                self.finish(StopReason::ContextFull, true)?;
             } else {
-                // Feed the emitted token to get the logits of the next one.
-                self.sampler.accept(token);
-                let logits = self.engine.feed_token(&self.inner.embeddings, token)?;
-                self.next_token = Some(self.guide.choose(&mut self.sampler, logits, &self.inner.tokenizer)?);
+                // The NPU for one step, on this generation's slot.
+                let mut engine = self.inner.engine.lock();
+                engine.select(self.lease.slot)?;
+                if !engine.has_room() {
+                    drop(engine);
+                    self.finish(StopReason::ContextFull, true)?;
+                } else {
+                    // Feed the emitted token to get the logits of the next one.
+                    self.sampler.accept(token);
+                    let logits = engine.feed_token(&self.inner.embeddings, token)?;
+                    self.next_token = Some(self.guide.choose(&mut self.sampler, logits, &self.inner.tokenizer)?);
+                }
             }
             self.stats.generate_duration += started.elapsed();
             if !out.emit.is_empty() {
@@ -199,7 +206,11 @@ impl Generation {
     /// A hybrid model keeps a snapshot of the state at the end of the turn.
     fn finish(&mut self, reason: StopReason, release: bool) -> Result<()> {
         self.finished = Some(reason);
-        self.engine.end_turn()?;
+        {
+            let mut engine = self.inner.engine.lock();
+            engine.select(self.lease.slot)?;
+            engine.end_turn()?;
+        }
         if release {
             let tail = self.decoder.finish(&self.inner.tokenizer)?;
             let mut text = self.stop.push(&tail);
@@ -209,14 +220,5 @@ impl Generation {
             self.final_text = text.emit;
         }
         Ok(())
-    }
-}
-
-impl Drop for Generation {
-    fn drop(&mut self) {
-        let mut current = self.inner.current_cancel.lock();
-        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.cancel)) {
-            *current = None;
-        }
     }
 }

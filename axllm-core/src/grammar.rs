@@ -80,26 +80,38 @@ impl std::fmt::Debug for Vocabulary {
     }
 }
 
-impl Vocabulary {
-    /// The token bytes of `tokenizer`, padded to the model's `vocab` (ids the
-    /// tokenizer lacks are never allowed).
-    pub(crate) fn new(tokenizer: &Tokenizer, vocab: usize) -> Result<Vocabulary> {
-        let json = serde_json::to_value(tokenizer.hf())
-            .map_err(|e| Error::invalid(format!("cannot read the tokenizer for a format: {e}")))?;
-        Self::from_json(&json, tokenizer.eos_ids().to_vec(), vocab)
-    }
+/// Every token's bytes as the model's decoder writes them out (byte-level
+/// BPE characters mapped back to bytes, byte-fallback `<0xNN>` tokens as
+/// their byte, SentencePiece's `▁` as a space), padded to the model's
+/// vocabulary with empty entries. A special token is its text after
+/// [`TokTrie::SPECIAL_TOKEN_MARKER`]. Built once per model.
+pub(crate) fn token_bytes(tokenizer: &Tokenizer, vocab: usize) -> Result<Vec<Vec<u8>>> {
+    let json = serde_json::to_value(tokenizer.hf()).map_err(|e| Error::invalid(format!("cannot read the tokenizer: {e}")))?;
+    token_bytes_of_json(&json, vocab)
+}
 
-    /// The vocabulary of a `tokenizer.json` (as a JSON value) with end tokens `eos`.
-    fn from_json(json: &serde_json::Value, eos: Vec<u32>, vocab: usize) -> Result<Vocabulary> {
-        // llguidance asserts on byte-fallback names it does not expect.
-        let bytes = std::panic::catch_unwind(|| llguidance::token_bytes_from_tokenizer_json(json))
-            .map_err(|_| Error::invalid("cannot use a format with this tokenizer: its vocabulary is not byte-level"))?
-            .map_err(|e| Error::invalid(format!("cannot use a format with this tokenizer: {e}")))?;
-        let mut words = bytes;
-        words.resize(vocab.max(words.len()), Vec::new());
+fn token_bytes_of_json(json: &serde_json::Value, vocab: usize) -> Result<Vec<Vec<u8>>> {
+    // llguidance asserts on byte-fallback names it does not expect.
+    let mut words = std::panic::catch_unwind(|| llguidance::token_bytes_from_tokenizer_json(json))
+        .map_err(|_| Error::invalid("the tokenizer's vocabulary is not byte-level"))?
+        .map_err(|e| Error::invalid(format!("cannot read the tokenizer's token bytes: {e}")))?;
+    words.resize(vocab.max(words.len()), Vec::new());
+    Ok(words)
+}
+
+/// A token's bytes for display (logprobs): a special token's text without the marker.
+pub(crate) fn display_bytes(word: &[u8]) -> &[u8] {
+    word.strip_prefix(&[TokTrie::SPECIAL_TOKEN_MARKER]).unwrap_or(word)
+}
+
+impl Vocabulary {
+    /// The grammar engine's view of a vocabulary of token bytes `words`
+    /// ([`token_bytes`]; ids the tokenizer lacks are never allowed) with end tokens `eos`.
+    pub(crate) fn new(words: &[Vec<u8>], eos: Vec<u32>) -> Result<Vocabulary> {
+        let vocab = words.len();
         let first_eos = *eos.first().ok_or_else(|| Error::invalid("cannot use a format: the model has no end token"))?;
         let info = TokRxInfo::new(words.len() as u32, first_eos);
-        let trie = TokTrie::from(&info, &words);
+        let trie = TokTrie::from(&info, words);
         let env: TokEnv = Arc::new(toktrie::ApproximateTokEnv::new(trie));
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::invalid(format!("grammar engine: {e}")))?;
         factory.quiet();
@@ -198,6 +210,11 @@ impl Constraint {
         self.matcher.consume_token(token).map_err(|e| grammar_failed(&e.to_string()))
     }
 
+    /// False while a thinking block is open (nothing is masked then).
+    pub(crate) fn active(&self) -> bool {
+        self.active
+    }
+
     /// True when the grammar is complete and only an end token may follow.
     pub(crate) fn finished(&self) -> bool {
         self.active && self.matcher.is_stopped()
@@ -239,7 +256,7 @@ pub fn mask_cost(
 ) -> Result<Vec<std::time::Duration>> {
     let json: serde_json::Value =
         serde_json::from_str(tokenizer_json).map_err(|e| Error::invalid(format!("tokenizer.json: {e}")))?;
-    let vocabulary = Vocabulary::from_json(&json, vec![eos], vocab)?;
+    let vocabulary = Vocabulary::new(&token_bytes_of_json(&json, vocab)?, vec![eos])?;
     let mut c = vocabulary.constraint(format, &[])?;
     let mut work = vec![0f32; vocab];
     let mut times = Vec::with_capacity(steps);

@@ -4,7 +4,7 @@
 //! before any truncation (top-k, top-p, min-p) and before temperature.
 
 use crate::error::{Error, Result};
-use crate::grammar::{Constraint, Vocabulary};
+use crate::grammar::{self, Constraint, Vocabulary};
 use crate::options::GenerateOptions;
 use crate::package::Tokenizer;
 use crate::sampling::{Sampler, top_k_scan};
@@ -18,8 +18,13 @@ pub const MAX_TOP_LOGPROBS: usize = 20;
 pub struct TopLogprob {
     /// The token id.
     pub token: u32,
-    /// The token's text (alone; a partial UTF-8 character shows as U+FFFD).
+    /// The token's text: [`TopLogprob::bytes`] as UTF-8, a partial
+    /// character as U+FFFD (Ollama's per-token text).
     pub text: String,
+    /// The bytes the token adds to the output (a byte-fallback token: its
+    /// byte; a special token: its text). The generated tokens' bytes, joined,
+    /// are the output's bytes.
+    pub bytes: Vec<u8>,
     /// Its natural-log probability.
     pub logprob: f32,
 }
@@ -33,8 +38,31 @@ pub struct TokenLogprob {
     pub top: Vec<TopLogprob>,
 }
 
-/// The grammar vocabulary of a model, built by the first constrained generation.
-pub(crate) type VocabularyCell = OnceLock<std::result::Result<Arc<Vocabulary>, String>>;
+/// What a model's guides share, each part built by the first generation that needs it.
+#[derive(Debug, Default)]
+pub(crate) struct GuideCells {
+    /// Every token's bytes ([`grammar::token_bytes`]).
+    bytes: OnceLock<std::result::Result<Arc<Vec<Vec<u8>>>, String>>,
+    /// The grammar engine's vocabulary.
+    vocabulary: OnceLock<std::result::Result<Arc<Vocabulary>, String>>,
+}
+
+impl GuideCells {
+    fn bytes(&self, tokenizer: &Tokenizer, vocab: usize) -> Result<Arc<Vec<Vec<u8>>>> {
+        self.bytes
+            .get_or_init(|| grammar::token_bytes(tokenizer, vocab).map(Arc::new).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(Error::invalid)
+    }
+
+    fn vocabulary(&self, tokenizer: &Tokenizer, vocab: usize) -> Result<Arc<Vocabulary>> {
+        let bytes = self.bytes(tokenizer, vocab).map_err(|e| Error::invalid(format!("cannot use a format with this tokenizer: {e}")))?;
+        self.vocabulary
+            .get_or_init(|| Vocabulary::new(&bytes, tokenizer.eos_ids().to_vec()).map(Arc::new).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(Error::invalid)
+    }
+}
 
 /// The per-generation guide.
 #[derive(Debug, Default)]
@@ -47,26 +75,27 @@ pub(crate) struct Guide {
     /// Emitted tokens' logprobs not yet taken by the caller.
     emitted: Vec<TokenLogprob>,
     top_buf: Vec<(f32, u32)>,
+    /// Every token's bytes, with logprobs (None: the tokenizer has no byte
+    /// view; a token's text is then its decoding alone).
+    bytes: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl Guide {
     /// The guide `opts` ask for; compiles the format (a bad schema fails here).
-    pub(crate) fn new(opts: &GenerateOptions, cell: &VocabularyCell, tokenizer: &Tokenizer, vocab: usize) -> Result<Guide> {
+    pub(crate) fn new(opts: &GenerateOptions, cells: &GuideCells, tokenizer: &Tokenizer, vocab: usize) -> Result<Guide> {
         if opts.top_logprobs > MAX_TOP_LOGPROBS {
             return Err(Error::invalid(format!("top_logprobs must be at most {MAX_TOP_LOGPROBS}, not {}", opts.top_logprobs)));
         }
         let constraint = match &opts.format {
             None => None,
             Some(format) => {
-                let vocabulary = cell
-                    .get_or_init(|| Vocabulary::new(tokenizer, vocab).map(Arc::new).map_err(|e| e.to_string()))
-                    .clone()
-                    .map_err(Error::invalid)?;
-                Some(vocabulary.constraint(format, &opts.thinking_close)?)
+                Some(cells.vocabulary(tokenizer, vocab)?.constraint(format, &opts.thinking_close)?)
             }
         };
+        let bytes = if opts.logprobs { cells.bytes(tokenizer, vocab).ok() } else { None };
         Ok(Guide {
             constraint,
+            bytes,
             logprobs: opts.logprobs,
             top: if opts.logprobs { opts.top_logprobs } else { 0 },
             top_buf: Vec::with_capacity(opts.top_logprobs),
@@ -75,7 +104,15 @@ impl Guide {
     }
 
     /// Chooses the next token from the model's logits.
+    /// Without a mask to apply or logprobs to report, the sampler's fused
+    /// path draws straight from the bf16 logits; otherwise the logits are
+    /// converted and penalised ([`Sampler::load`]), masked, read for the
+    /// logprobs, and drawn from ([`Sampler::pick`]): the same draw.
     pub(crate) fn choose(&mut self, sampler: &mut Sampler, logits: &[u16], tokenizer: &Tokenizer) -> Result<u32> {
+        let masking = self.constraint.as_ref().is_some_and(Constraint::active);
+        if !masking && !self.logprobs {
+            return Ok(sampler.sample(logits));
+        }
         sampler.load(logits);
         if let Some(c) = self.constraint.as_mut() {
             c.mask(sampler.logits_mut())?;
@@ -113,8 +150,13 @@ impl Guide {
         let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
         let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
         let lse = max + sum.ln();
+        let table = self.bytes.as_deref();
         let entry = |t: u32, l: f32| -> Result<TopLogprob> {
-            Ok(TopLogprob { token: t, text: tokenizer.decode(&[t])?, logprob: l - lse })
+            let bytes = match table {
+                Some(words) => grammar::display_bytes(words.get(t as usize).map_or(&[][..], Vec::as_slice)).to_vec(),
+                None => tokenizer.decode(&[t])?.into_bytes(),
+            };
+            Ok(TopLogprob { token: t, text: String::from_utf8_lossy(&bytes).into_owned(), bytes, logprob: l - lse })
         };
         let chosen = entry(token, logits.get(token as usize).copied().unwrap_or(f32::NEG_INFINITY))?;
         let mut top = Vec::with_capacity(self.top);

@@ -35,6 +35,11 @@ pub struct ModelInfo {
     pub snapshot_slots: usize,
     /// Hybrid models: the bytes of one snapshot (every linear layer's state).
     pub snapshot_bytes: u64,
+    /// KV slots: sequences whose K/V caches the card holds, hence generations
+    /// that run at once (1 for a hybrid model whatever the load asked).
+    pub kv_slots: usize,
+    /// Device bytes of one KV slot (included in `device_bytes` once per slot).
+    pub kv_slot_bytes: u64,
     /// The id the runtime reports for the card in use.
     pub device_id: i32,
     /// The runtime library loaded.

@@ -1,8 +1,11 @@
 //! The public model handle: loading a package onto the NPU, what it is, and
 //! starting generations and sessions on it.
 //!
-//! A [`Model`] can be shared across threads; a [`Generation`] or a [`Session`]
-//! holds the NPU while it lives, so requests are serialised.
+//! A [`Model`] can be shared across threads. It holds the K/V caches of
+//! [`ModelInfo::kv_slots`] sequences on the card; a [`Generation`] or a
+//! [`Session`] holds one of these KV slots while it lives. Generations lock
+//! the NPU per step, so as many as there are slots run at once, taking turns
+//! token by token; a further one waits for a slot.
 
 use crate::diagnostics::Simulator;
 use crate::engine::hybrid::kinds_from_config;
@@ -13,14 +16,14 @@ use crate::embedding::{EmbedOptions, Embedding};
 use crate::guide::Guide;
 use crate::info::ModelInfo;
 use crate::npu::Runtime;
-use crate::options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions};
+use crate::options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions, MAX_KV_SLOTS};
 use crate::package::config::{PostConfig, read_json};
 use crate::package::{Embeddings, ModelFiles, Tokenizer};
 use crate::sampling::{Sampler, SamplingOptions};
 use crate::session::Session;
-use crate::shared::Inner;
+use crate::shared::{Inner, SlotLease};
 use crate::stats::{Stats, StopReason};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +72,13 @@ impl Model {
                 &hybrid,
                 progress,
                 opts.mem_guard_floor_mb.unwrap_or(crate::engine::guard::DEFAULT_FLOOR_MB),
+                match opts.kv_slots {
+                    Some(0) => return Err(Error::invalid("kv_slots is 0: a model needs at least one KV slot")),
+                    Some(n) if n > MAX_KV_SLOTS => {
+                        return Err(Error::invalid(format!("kv_slots is {n}: at most {MAX_KV_SLOTS}")));
+                    }
+                    n => n.unwrap_or(1),
+                },
             )
                 .map_err(|e| e.in_package(dir))?;
         let geometry = resident.geometry().clone();
@@ -108,21 +118,26 @@ impl Model {
             linear_layers: resident.linear_layers(),
             snapshot_slots: resident.snapshot_slots(),
             snapshot_bytes: resident.snapshot_bytes() as u64,
+            kv_slots: resident.kv_slots(),
+            kv_slot_bytes: resident.kv_slot_bytes(),
             device_id: device.id(),
             runtime_path: runtime.path().to_path_buf(),
             load_duration: started.elapsed(),
         };
         let defaults = post_config.as_ref().map(SamplingOptions::from_post_config).unwrap_or_default();
+        let slots = resident.kv_slots();
         Ok(Model {
             inner: Arc::new(Inner {
+                busy: Mutex::new(vec![false; slots]),
+                freed: Condvar::new(),
+                cancels: Mutex::new(Vec::with_capacity(slots)),
                 engine: Arc::new(Mutex::new(Engine::new(resident, opts.inferred))),
                 runtime: Arc::clone(&runtime),
                 tokenizer,
                 embeddings,
                 info,
                 defaults,
-                current_cancel: Mutex::new(None),
-                vocabulary: Default::default(),
+                guide: Default::default(),
             }),
         })
     }
@@ -163,21 +178,40 @@ impl Model {
         Simulator::of(&self.inner.runtime)
     }
 
-    /// The tokens whose K/V the device cache holds (waits for a running generation).
+    /// The tokens whose K/V the device cache of the KV slot used last holds
+    /// (waits for a running step).
     pub fn cached_tokens(&self) -> Vec<u32> {
         self.inner.engine.lock().cached_tokens().to_vec()
     }
 
-    /// Zeroes the device cache (waits for a running generation).
-    pub fn reset_cache(&self) -> Result<()> {
-        self.inner.engine.lock().reset()
+    /// The tokens whose K/V the device cache of KV slot `slot` holds (empty
+    /// for a slot that does not exist).
+    pub fn slot_tokens(&self, slot: usize) -> Vec<u32> {
+        let engine = self.inner.engine.lock();
+        if slot < engine.kv_slots() { engine.slot_tokens(slot).to_vec() } else { Vec::new() }
     }
 
-    /// Cancels the generation that holds the NPU now, if any; it ends within one token.
-    pub fn cancel(&self) {
-        if let Some(flag) = self.inner.current_cancel.lock().as_ref() {
-            flag.store(true, Ordering::SeqCst);
+    /// Zeroes the device cache of every KV slot no generation or session
+    /// holds (waits for a running step).
+    pub fn reset_cache(&self) -> Result<()> {
+        let busy = self.inner.busy.lock();
+        let mut engine = self.inner.engine.lock();
+        for slot in (0..busy.len()).filter(|&s| !busy[s]) {
+            engine.select(slot)?;
+            engine.reset()?;
         }
+        Ok(())
+    }
+
+    /// Cancels every running generation; each ends within one token.
+    pub fn cancel(&self) {
+        self.inner.cancel_all();
+    }
+
+    /// Reserves a KV slot (waiting while every slot is held): the one
+    /// `choose` picks among the free ones.
+    fn lease(&self, prompt: &[u32], cancel: Option<Arc<AtomicBool>>) -> SlotLease {
+        Inner::lease(&self.inner, prompt, cancel)
     }
 
     /// Starts generating from a text prompt (special tokens in the text are recognised).
@@ -186,8 +220,10 @@ impl Model {
         self.begin_tokens(&tokens, opts)
     }
 
-    /// Starts generating from token ids: waits for the NPU, prefills the part
-    /// of the prompt the device cache does not already hold, samples the first token.
+    /// Starts generating from token ids: takes the free KV slot whose cache
+    /// shares the longest prefix with `prompt` (else the least recently used
+    /// one; waits while every slot is held), prefills the part of the prompt
+    /// that cache does not already hold, samples the first token.
     pub fn begin_tokens(&self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generation> {
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.inner.info.vocab) {
             return Err(Error::invalid(format!(
@@ -195,10 +231,12 @@ impl Model {
                 self.inner.info.vocab
             )));
         }
-        let mut guide = Guide::new(opts, &self.inner.vocabulary, &self.inner.tokenizer, self.inner.info.vocab)?;
-        let mut engine = self.inner.engine.lock_arc();
+        let mut guide = Guide::new(opts, &self.inner.guide, &self.inner.tokenizer, self.inner.info.vocab)?;
         let cancel = Arc::new(AtomicBool::new(false));
-        *self.inner.current_cancel.lock() = Some(Arc::clone(&cancel));
+        let lease = self.lease(prompt, Some(Arc::clone(&cancel)));
+        // Declared after the lease: dropped (on an error too) before it releases the slot.
+        let mut engine = self.inner.engine.lock();
+        engine.select(lease.slot)?;
         let mut sampler = Sampler::new(opts.sampling, self.inner.info.vocab);
         prompt.iter().for_each(|&t| sampler.accept(t));
         let started = Instant::now();
@@ -216,21 +254,24 @@ impl Model {
             prompt_duration: started.elapsed(),
             ..Default::default()
         };
-        Ok(Generation::new(engine, Arc::clone(&self.inner), opts, Prefilled { sampler, guide, first, done, cancel, stats }))
+        drop(engine);
+        Ok(Generation::new(lease, opts, Prefilled { sampler, guide, first, done, cancel, stats }))
     }
 
     /// The embedding of `text`: the last token's final hidden state,
     /// L2-normalised (see [`EmbedOptions`] and the module notes in
-    /// `embedding.rs`). Waits for a running generation; the device cache then
-    /// holds the text's tokens.
+    /// `embedding.rs`). Takes a KV slot as a generation does (waits while
+    /// every slot is held); that slot's cache then holds the text's tokens.
     pub fn embed(&self, text: &str, opts: &EmbedOptions) -> Result<Embedding> {
         crate::embedding::embed(&self.inner, text, opts)
     }
 
     /// Low-level access to the layer loop: feed tokens, read logits. Holds the
-    /// NPU (like a generation) until dropped.
+    /// least recently used free KV slot and the NPU until dropped (waits
+    /// while every slot is held).
     pub fn session(&self) -> Session {
-        Session::new(self.inner.engine.lock_arc(), Arc::clone(&self.inner))
+        let lease = self.lease(&[], None);
+        Session::new(self.inner.engine.lock_arc(), lease)
     }
 
     /// Generates to the end, calling `on_text` with each piece; returning

@@ -18,7 +18,7 @@ pub struct LoadOptions {
     pub runtime_library: Option<PathBuf>,
     /// How model files reach the card.
     pub load_method: LoadMethod,
-    /// Which runtime calls each step makes ([`Schedule::SAFE`] by default).
+    /// Which runtime calls each step makes ([`Schedule::OBSERVED`] by default).
     pub schedule: Schedule,
     /// Directories outside the package that its symlinks may point into, for
     /// a package made of links into a content store (Ollama's runner passes
@@ -37,7 +37,16 @@ pub struct LoadOptions {
     /// before loading, that the model fits; `None`: 128 MiB, the vendor
     /// runner's `mem_guard_floor_mb` default.
     pub mem_guard_floor_mb: Option<u64>,
+    /// KV slots: sequences whose K/V caches the card holds at once (each
+    /// [`crate::ModelInfo::kv_slot_bytes`]); as many generations run at once,
+    /// taking turns token by token, and a conversation's next turn reuses its
+    /// slot's cache even after other prompts ran. `None`: 1. At most
+    /// [`MAX_KV_SLOTS`]. A hybrid model (Qwen3.5) keeps 1 whatever this says.
+    pub kv_slots: Option<usize>,
 }
+
+/// The most KV slots a load may ask for.
+pub const MAX_KV_SLOTS: usize = 64;
 
 /// Snapshot slots of a hybrid model when [`LoadOptions::snapshot_slots`] is
 /// unset: the ends of a few turns and chunks (about 10 MiB each for

@@ -136,20 +136,35 @@ impl Sampler {
     }
 
     /// Picks the next token from bf16 logits.
-    #[allow(dead_code)] // the generation goes through `Guide::choose`; tests and the benchmark call this
     pub fn sample(&mut self, logits_bf16: &[u16]) -> u32 {
+        self.sample_with(logits_bf16, true)
+    }
+
+    /// `fused`: with top-k and a temperature (Ollama's defaults), select the
+    /// candidates straight from the bf16 logits without converting the whole
+    /// vocabulary (same candidates, so the same tokens, as the unfused path:
+    /// [`Sampler::load`] then [`Sampler::pick`]).
+    fn sample_with(&mut self, logits_bf16: &[u16], fused: bool) -> u32 {
+        let v = logits_bf16.len().min(self.logits.len());
+        let opts = self.opts;
+        let k = opts.top_k;
+        if fused && opts.temperature > 0.0 && k > 0 && (k as usize) < v {
+            self.top_k_fused(&logits_bf16[..v], k as usize);
+            return self.truncate_and_draw();
+        }
         self.load(logits_bf16);
         self.pick()
     }
 
-    /// First half of [`Sampler::sample`]: converts the logits and applies the
-    /// penalties; [`Sampler::logits_mut`] then sees what the draw will use
-    /// (a grammar masks it there, logprobs read it), and [`Sampler::pick`] draws.
+    /// First half of the unfused [`Sampler::sample`]: converts the logits and
+    /// applies the penalties; [`Sampler::logits_mut`] then sees what the draw
+    /// will use (a grammar masks it there, logprobs read it), and
+    /// [`Sampler::pick`] draws.
     pub fn load(&mut self, logits_bf16: &[u16]) {
         let v = logits_bf16.len().min(self.logits.len());
         self.loaded = v;
         for (dst, &b) in self.logits[..v].iter_mut().zip(logits_bf16) {
-            *dst = half::bf16::from_bits(b).to_f32();
+            *dst = bf16_to_f32(b);
         }
         if self.opts.penalties_active() {
             self.apply_penalties(v);
@@ -161,15 +176,20 @@ impl Sampler {
         &mut self.logits[..self.loaded]
     }
 
-    /// Second half of [`Sampler::sample`]: truncation and the draw.
+    /// Second half of the unfused [`Sampler::sample`]: truncation and the
+    /// draw. Tokens at -inf (a grammar forbade them) are never drawn.
     pub fn pick(&mut self) -> u32 {
         let v = self.loaded;
-        let opts = self.opts;
-        let logits = &self.logits[..v];
-        if opts.temperature <= 0.0 {
-            return argmax(logits);
+        if self.opts.temperature <= 0.0 {
+            return argmax(&self.logits[..v]);
         }
         self.collect_candidates(v);
+        self.truncate_and_draw()
+    }
+
+    /// typical_p, top_p and min_p over the sorted candidates, then the draw.
+    fn truncate_and_draw(&mut self) -> u32 {
+        let opts = self.opts;
         if opts.typical_p < 1.0 {
             self.typical(opts.typical_p);
         }
@@ -184,19 +204,52 @@ impl Sampler {
         self.draw(opts.temperature)
     }
 
-    fn apply_penalties(&mut self, v: usize) {
+    fn count_recent(&mut self) {
         self.counts.clear();
         for &t in &self.recent {
             *self.counts.entry(t).or_insert(0) += 1;
         }
+    }
+
+    fn apply_penalties(&mut self, v: usize) {
+        self.count_recent();
         let o = self.opts;
         for (&t, &c) in &self.counts {
             let Some(l) = self.logits[..v].get_mut(t as usize) else { continue };
-            if o.repeat_penalty != 1.0 {
-                *l = if *l > 0.0 { *l / o.repeat_penalty } else { *l * o.repeat_penalty };
-            }
-            *l -= c as f32 * o.frequency_penalty + o.presence_penalty;
+            *l = penalised(*l, c, &o);
         }
+    }
+
+    /// The top `k` after penalties, sorted as `top_k_scan` sorts, read from
+    /// the bf16 logits. The scan keeps `k + p` raw candidates (p = distinct
+    /// penalised ids): a token outside them has at least `k` unpenalised
+    /// tokens ahead of it, so it cannot be in the top k whichever way the
+    /// penalties move the p others. Then the penalised ids get their
+    /// penalised values (and are added if absent), and the best k stay.
+    fn top_k_fused(&mut self, logits: &[u16], k: usize) {
+        let active = self.opts.penalties_active();
+        let p = if active {
+            self.count_recent();
+            self.counts.len()
+        } else {
+            0
+        };
+        top_k_scan_bf16(logits, (k + p).min(logits.len()), &mut self.cands);
+        if !active {
+            return;
+        }
+        let o = self.opts;
+        for (&t, &c) in &self.counts {
+            let Some(&b) = logits.get(t as usize) else { continue };
+            let l = penalised(bf16_to_f32(b), c, &o);
+            match self.cands.iter_mut().find(|x| x.1 == t) {
+                Some(x) => x.0 = l,
+                None => self.cands.push((l, t)),
+            }
+        }
+        // Ids are unique, so the unstable sort is deterministic (and allocates nothing).
+        self.cands.sort_unstable_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+        self.cands.truncate(k);
     }
 
     /// Fills `cands` sorted by logit (descending): the top k, or, without top-k,
@@ -206,6 +259,10 @@ impl Sampler {
         self.cands.clear();
         if k > 0 && (k as usize) < v {
             top_k_scan(&self.logits[..v], k as usize, &mut self.cands);
+            // Fewer than k allowed: the forbidden ones (-inf) filled the rest.
+            while self.cands.len() > 1 && self.cands.last().is_some_and(|c| c.0 == f32::NEG_INFINITY) {
+                self.cands.pop();
+            }
             return;
         }
         // Tokens a grammar forbade (-inf) can never be drawn: leave them out.
@@ -320,6 +377,61 @@ pub(crate) fn top_k_scan(logits: &[f32], k: usize, out: &mut Vec<(f32, u32)>) {
     }
 }
 
+/// A bf16 value as f32 (exact; a bf16 is the top half of an f32).
+#[inline]
+fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
+
+/// A logit after the repetition, frequency and presence penalties for a token
+/// seen `count` times in the window.
+#[inline]
+fn penalised(l: f32, count: u32, o: &SamplingOptions) -> f32 {
+    let mut l = l;
+    if o.repeat_penalty != 1.0 {
+        l = if l > 0.0 { l / o.repeat_penalty } else { l * o.repeat_penalty };
+    }
+    l - (count as f32 * o.frequency_penalty + o.presence_penalty)
+}
+
+/// `top_k_scan` over bf16 logits, same result: once `k` are kept, blocks of
+/// 32 values are first tested against the current k-th best with a
+/// branch-free count (vectorised), and only a block with a value above it is
+/// walked one by one. The k-th best only rises, so a value not above it at the
+/// block's start would not have entered later in the block either.
+fn top_k_scan_bf16(logits: &[u16], k: usize, out: &mut Vec<(f32, u32)>) {
+    const BLOCK: usize = 32;
+    out.clear();
+    if k == 0 {
+        return;
+    }
+    let head = k.min(logits.len());
+    for (i, &b) in logits[..head].iter().enumerate() {
+        let l = bf16_to_f32(b);
+        let pos = out.partition_point(|c| c.0 >= l);
+        out.insert(pos, (l, i as u32));
+    }
+    for (n, block) in logits[head..].chunks(BLOCK).enumerate() {
+        let start = head + n * BLOCK;
+        let threshold = out[k - 1].0;
+        // `!(x <= t)`, not `x > t`: a NaN enters as it does in `top_k_scan`.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let above = block.iter().fold(0u32, |acc, &b| acc + u32::from(!(bf16_to_f32(b) <= threshold)));
+        if above == 0 {
+            continue;
+        }
+        for (j, &b) in block.iter().enumerate() {
+            let l = bf16_to_f32(b);
+            if l <= out[k - 1].0 {
+                continue;
+            }
+            out.pop();
+            let pos = out.partition_point(|c| c.0 >= l);
+            out.insert(pos, (l, (start + j) as u32));
+        }
+    }
+}
+
 /// Puts the `m` largest entries first, sorted descending.
 fn sort_head(c: &mut [(f32, u32)], m: usize) {
     if m < c.len() {
@@ -403,6 +515,99 @@ mod tests {
         let pc2 = PostConfig { enable_temperature: true, top_k: 10, ..pc };
         let o = SamplingOptions::from_post_config(&pc2);
         assert_eq!((o.temperature, o.top_k, o.top_p), (0.9, 10, 1.0));
+    }
+
+    /// Logits like a model's: normal-ish values, bf16-rounded (so with ties).
+    fn random_logits(rng: &mut ChaCha8Rng, v: usize) -> Vec<u16> {
+        let xs: Vec<f32> = (0..v).map(|_| (0..4).map(|_| rng.random::<f32>() - 0.5).sum::<f32>() * 6.0).collect();
+        bf16(&xs)
+    }
+
+    #[test]
+    fn bf16_top_k_scan_matches_a_full_sort() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for (v, k) in [(10, 3), (100, 40), (5000, 40), (5000, 1), (5000, 104), (37, 37), (20, 40)] {
+            let logits = random_logits(&mut rng, v);
+            let f: Vec<f32> = logits.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect();
+            let mut want: Vec<(f32, u32)> = f.iter().enumerate().map(|(i, &l)| (l, i as u32)).collect();
+            want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            want.truncate(k);
+            let (mut fast, mut plain) = (Vec::new(), Vec::new());
+            top_k_scan_bf16(&logits, k, &mut fast);
+            top_k_scan(&f, k.min(v), &mut plain);
+            assert_eq!(fast, want, "v {v} k {k}");
+            assert_eq!(plain, want, "v {v} k {k}");
+        }
+    }
+
+    #[test]
+    fn fused_top_k_draws_the_same_tokens_as_the_plain_path() {
+        let v = 20_000;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let steps: Vec<Vec<u16>> = (0..40).map(|_| random_logits(&mut rng, v)).collect();
+        let variants = [
+            SamplingOptions { seed: 1, ..Default::default() },
+            SamplingOptions { seed: 2, repeat_penalty: 1.1, ..Default::default() },
+            SamplingOptions { seed: 3, repeat_penalty: 0.8, presence_penalty: -0.5, frequency_penalty: 0.3, top_k: 5, ..Default::default() },
+            SamplingOptions { seed: 4, repeat_penalty: 1.3, repeat_last_n: -1, top_p: 1.0, min_p: 0.05, temperature: 1.5, ..Default::default() },
+            SamplingOptions { seed: 5, top_k: 1, repeat_penalty: 2.0, ..Default::default() },
+        ];
+        for opts in variants {
+            let mut fast = Sampler::new(opts, v);
+            let mut plain = Sampler::new(opts, v);
+            // A prompt whose tokens are among the best of the first step, so penalties matter.
+            let mut head = Vec::new();
+            top_k_scan_bf16(&steps[0], 30, &mut head);
+            for &(_, t) in &head {
+                fast.accept(t);
+                plain.accept(t);
+            }
+            for logits in &steps {
+                let (a, b) = (fast.sample_with(logits, true), plain.sample_with(logits, false));
+                assert_eq!(a, b, "{opts:?}");
+                assert_eq!(fast.cands, plain.cands, "{opts:?}");
+                fast.accept(a);
+                plain.accept(b);
+            }
+        }
+    }
+
+    #[test]
+    fn masked_tokens_are_never_drawn() {
+        // A grammar's path: load, set the forbidden tokens to -inf, pick.
+        // The allowed tokens are the worst of the vocabulary, and fewer than
+        // top_k or more than it, so that an unmasked draw would never pick them.
+        let v = 20_000;
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let steps: Vec<Vec<u16>> = (0..30).map(|_| random_logits(&mut rng, v)).collect();
+        let variants = [
+            SamplingOptions { seed: 1, ..Default::default() },
+            SamplingOptions { seed: 2, repeat_penalty: 1.3, presence_penalty: 0.5, ..Default::default() },
+            SamplingOptions { seed: 3, top_k: 0, top_p: 0.95, ..Default::default() },
+            SamplingOptions { seed: 4, top_k: 0, top_p: 1.0, min_p: 0.05, temperature: 1.5, ..Default::default() },
+            SamplingOptions { seed: 5, top_k: 0, top_p: 1.0, typical_p: 0.5, ..Default::default() },
+            SamplingOptions { seed: 6, top_k: 0, top_p: 1.0, temperature: 2.0, ..Default::default() },
+            SamplingOptions::greedy(),
+        ];
+        for allowed_n in [1, 3, 39, 500] {
+            for opts in variants {
+                let mut s = Sampler::new(opts, v);
+                for logits in &steps {
+                    let mut order: Vec<u32> = (0..v as u32).collect();
+                    order.sort_by(|&a, &b| bf16_to_f32(logits[a as usize]).total_cmp(&bf16_to_f32(logits[b as usize])));
+                    let allowed: std::collections::HashSet<u32> = order[..allowed_n].iter().copied().collect();
+                    s.load(logits);
+                    for (i, l) in s.logits_mut().iter_mut().enumerate() {
+                        if !allowed.contains(&(i as u32)) {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                    let t = s.pick();
+                    assert!(allowed.contains(&t), "{opts:?} allowed {allowed_n}: drew {t}");
+                    s.accept(t);
+                }
+            }
+        }
     }
 
     #[test]

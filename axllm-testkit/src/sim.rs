@@ -57,7 +57,13 @@ fn ensure_built(profile_dir: &Path) -> PathBuf {
     }
     let status = cmd.status().expect("running cargo to build the simulator");
     assert!(status.success(), "building the simulator failed: {status}");
-    let built = target.join(if release { "release" } else { "debug" }).join(LIB_NAME);
+    // A cross build (scripts/arm64.sh exports CARGO_BUILD_TARGET, which the
+    // cargo above inherits) puts the library under the target's triple.
+    let cross = std::env::var_os("CARGO_BUILD_TARGET").filter(|t| !t.is_empty());
+    let built = cross
+        .map_or(target.clone(), |triple| target.join(triple))
+        .join(if release { "release" } else { "debug" })
+        .join(LIB_NAME);
     let staging = profile_dir.join(format!(".{LIB_NAME}.{}", std::process::id()));
     std::fs::create_dir_all(profile_dir).expect("the profile directory");
     std::fs::copy(&built, &staging).expect("copying the simulator library");

@@ -3,7 +3,7 @@
 use super::IoOptions;
 use super::hf::{Family, HfConfig};
 use super::rope::rope_inv_freq;
-use axcl_sim::format::{DType, Geometry, ModelKind, SimModelHeader, SimModelWriter, layer_groups, post_groups};
+use axcl_sim::format::{DType, ExecCost, Geometry, ModelKind, SimModelHeader, SimModelWriter, layer_groups, post_groups};
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -92,6 +92,17 @@ pub(crate) fn write_layer(path: &Path, spec: &ModelSpec, index: usize, weights: 
 /// Writes the post model; `weights: None` makes a timing-only file.
 pub(crate) fn write_post(path: &Path, spec: &ModelSpec, weights: Option<&[Weight]>) -> Result<()> {
     write(path, spec.header(ModelKind::Post, None, weights.is_none()), weights.unwrap_or_default())
+}
+
+/// Writes a timing-only layer `index` whose executes cost `cost`.
+pub(crate) fn write_timing_layer(path: &Path, spec: &ModelSpec, index: usize, cost: ExecCost) -> Result<()> {
+    let layer = u32::try_from(index).context("layer index does not fit in u32")?;
+    write(path, SimModelHeader { cost: Some(cost), ..spec.header(ModelKind::Layer, Some(layer), true) }, &[])
+}
+
+/// Writes a timing-only post model whose executes cost `cost`.
+pub(crate) fn write_timing_post(path: &Path, spec: &ModelSpec, cost: ExecCost) -> Result<()> {
+    write(path, SimModelHeader { cost: Some(cost), ..spec.header(ModelKind::Post, None, true) }, &[])
 }
 
 fn write(path: &Path, header: SimModelHeader, weights: &[Weight]) -> Result<()> {

@@ -14,6 +14,7 @@
 //! [`hybrid`] does all of it for Qwen3.5.
 
 mod axmodel;
+pub mod calibration;
 mod checkpoint;
 mod hf;
 pub mod hybrid;
@@ -24,7 +25,7 @@ mod timing;
 mod tokenizer;
 
 pub use hf::Family;
-pub use hybrid::{HybridOptions, HybridPreset, HybridRandomOptions, HybridTimingOptions, LayerKeys, StateDtype};
+pub use hybrid::{Quant, HybridOptions, HybridPreset, HybridRandomOptions, HybridTimingOptions, LayerKeys, StateDtype};
 pub use layout::Layout;
 pub use random::{RandomOptions, write_random_checkpoint};
 pub use rope::{RopeScaling, rope_inv_freq};

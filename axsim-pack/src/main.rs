@@ -86,13 +86,13 @@ enum Command {
         /// Prefill chunk length T; default: the preset's vendor build (128).
         #[arg(long)]
         chunk: Option<usize>,
-        /// Decode KV capacity C; default: the preset's vendor build (2559 for Qwen3, 2047 for Qwen3.5).
+        /// Decode KV capacity C; default: the preset's vendor build (2047).
         #[arg(long)]
         context: Option<usize>,
         /// History capacities of the prefill groups; default: the preset's vendor build.
         #[arg(long, value_delimiter = ',')]
         prefill_history: Option<Vec<usize>>,
-        /// Qwen3.5: weight quantisation the per-layer costs assume; default: the preset's package.
+        /// Weight quantisation the per-layer costs assume (w8a16, w4a16 = int4); default: the preset's package.
         #[arg(long, value_enum)]
         quant: Option<Quant>,
         #[command(flatten)]
@@ -275,6 +275,7 @@ fn main() -> Result<()> {
                     io(&mut opts.io);
                     opts.layout = package.layout;
                     opts.name = package.name.unwrap_or(opts.name);
+                    opts.quant = quant.unwrap_or(opts.quant);
                     print_report(&pack::write_timing_model(&out_dir, &opts)?);
                 }
                 Err(hybrid_preset) => {

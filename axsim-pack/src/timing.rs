@@ -1,12 +1,19 @@
 //! Timing-only models: real geometry and full-size IO, no weights (the
-//! simulator does no math for them), for benchmarking the host side.
+//! simulator does no math for them), for benchmarking the host side. Each
+//! layer and post file carries what one execute costs the card
+//! ([`crate::calibration`]; the simulator uses it under `costs=header`),
+//! at the weight quantisation chosen (w8a16 or w4a16: the weight bytes per
+//! layer differ, the IO contract does not).
 
 use super::hf::{Family, HfConfig, HfFile};
 use super::layout::{EMBED_FILE, Layout, Package};
 use super::rope::RopeScaling;
 use super::tokenizer::{DEFAULT_VOCAB_TARGET, train_tokenizer};
+use super::calibration::{self, LayerLoad};
+use super::hybrid::Quant;
 use super::{IoOptions, PackReport, axmodel};
 use anyhow::{Context, Result, ensure};
+use axcl_sim::format::ExecCost;
 use std::path::Path;
 
 /// The published Qwen3 geometries (their Hugging Face configs).
@@ -45,6 +52,8 @@ pub struct TimingOptions {
     pub layout: Layout,
     /// Model name (display name and base of the hf-package names).
     pub name: String,
+    /// Weight quantisation the per-execute costs assume.
+    pub quant: Quant,
 }
 
 impl TimingPreset {
@@ -68,24 +77,54 @@ impl TimingPreset {
         }
     }
 
-    /// The vendor build of this model: `T` 128, `C` 2559 and its history ladder
-    /// (the vendor's builds), the hf-package layout's name, axllm layout.
+    /// AXERA's current build of this model, `C128-P1152-CTX2047`: `T` 128,
+    /// decode capacity 2047, prefill groups with history 0, 128, …, 1024 (the
+    /// group ladder of the vendor's Qwen3-0.6B engines, hardware-facts: F36);
+    /// w8a16; the hf-package layout's name, axllm layout.
     pub fn options(self) -> TimingOptions {
-        let (name, prefill_history) = match self {
-            TimingPreset::Qwen3_0_6B => ("Qwen3-0.6B", vec![512, 1024, 1536, 2048]),
-            TimingPreset::Qwen3_1_7B => ("Qwen3-1.7B", vec![512, 1024, 1536, 2048]),
-            TimingPreset::Qwen3_4B => ("Qwen3-4B", vec![256, 512, 1024, 1536, 2048]),
+        let name = match self {
+            TimingPreset::Qwen3_0_6B => "Qwen3-0.6B",
+            TimingPreset::Qwen3_1_7B => "Qwen3-1.7B",
+            TimingPreset::Qwen3_4B => "Qwen3-4B",
         };
         TimingOptions {
             geometry: self.geometry(),
-            io: IoOptions { prefill_history, ..IoOptions::default() },
+            io: IoOptions { chunk: 128, context: 2047, prefill_history: (1..=8).map(|i| i * 128).collect() },
             layout: Layout::default(),
             name: name.to_owned(),
+            quant: Quant::W8a16,
         }
     }
 }
 
 impl TimingGeometry {
+    /// Weights of one decoder layer: q and o, k and v projections, the SwiGLU MLP.
+    pub fn layer_params(&self) -> f64 {
+        let (h, q, kv) = (self.hidden_size, self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim);
+        (2 * h * q + 2 * h * kv + 3 * h * self.intermediate_size) as f64
+    }
+
+    /// `D`: the length of a K (or V) row.
+    pub fn kv_dim(&self) -> usize {
+        self.num_key_value_heads * self.head_dim
+    }
+
+    /// What one execute of a layer costs the card with `io` and `quant`.
+    pub fn layer_cost(&self, io: &IoOptions, quant: Quant) -> ExecCost {
+        calibration::layer_cost(LayerLoad {
+            params: self.layer_params(),
+            weights: quant.weights(),
+            state_bytes: (io.context * 2 * self.kv_dim() * 2) as f64,
+            history_row_us: calibration::history_row_us(self.kv_dim()),
+            prefill_reads_state: false,
+        })
+    }
+
+    /// What one execute of the post model costs the card.
+    pub fn post_cost(&self) -> ExecCost {
+        calibration::post_cost(self.vocab_size, self.hidden_size)
+    }
+
     fn config(&self) -> HfConfig {
         HfConfig {
             family: self.family,
@@ -135,11 +174,11 @@ pub fn write_timing_model(out: &Path, opts: &TimingOptions) -> Result<PackReport
     files.push(embed_path);
     for i in 0..cfg.num_hidden_layers {
         let path = model_dir.join(pkg.layer_file(i));
-        axmodel::write_layer(&path, &spec, i, None)?;
+        axmodel::write_timing_layer(&path, &spec, i, opts.geometry.layer_cost(&opts.io, opts.quant))?;
         files.push(path);
     }
     let post_path = model_dir.join(pkg.post_file());
-    axmodel::write_post(&post_path, &spec, None)?;
+    axmodel::write_timing_post(&post_path, &spec, opts.geometry.post_cost())?;
     files.push(post_path);
 
     let config = serde_json::to_vec_pretty(&cfg.to_json(tok.endoftext_id, tok.im_end_id, 0.02))?;

@@ -921,6 +921,7 @@ fn small_timing(layout: Layout) -> TimingOptions {
         io: small_io(),
         layout,
         name: "Timing-Small".into(),
+        quant: pack::Quant::W8a16,
     }
 }
 
@@ -986,8 +987,9 @@ fn check_timing_script(path: &Path) {
 fn qwen3_0_6b_timing_preset() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = TimingPreset::Qwen3_0_6B.options();
-    assert_eq!(opts.io, IoOptions { chunk: 128, context: 2559, prefill_history: vec![512, 1024, 1536, 2048] });
-    assert_eq!(TimingPreset::Qwen3_4B.options().io.prefill_history, vec![256, 512, 1024, 1536, 2048]);
+    let ladder: Vec<usize> = (1..=8).map(|i| i * 128).collect();
+    assert_eq!(opts.io, IoOptions { chunk: 128, context: 2047, prefill_history: ladder.clone() }, "C128-P1152-CTX2047");
+    assert_eq!(opts.quant, pack::Quant::W8a16);
     let report = pack::write_timing_model(tmp.path(), &opts).unwrap();
     assert_eq!((report.layers, report.hidden_size, report.vocab_size, report.kv_size), (28, 1024, 151936, 1024));
     assert_sparse(&tmp.path().join("model.embed_tokens.weight.bfloat16.bin"), 151936 * 1024 * 2);
@@ -1000,11 +1002,25 @@ fn qwen3_0_6b_timing_preset() {
         (g.hidden_size, g.num_attention_heads, g.num_key_value_heads, g.head_dim, g.intermediate_size),
         (1024, 16, 8, 128, 3072)
     );
-    assert_eq!(h.groups.len(), 6);
-    assert_eq!(h.groups[0].inputs[0].dims, vec![1, 2559, 1024], "decode K_cache");
-    assert_eq!(h.groups[0].inputs[4].dims, vec![1, 1, 2560], "decode mask");
-    assert_eq!(h.groups[5].inputs[4].dims, vec![1, 128, 2048 + 128], "largest prefill mask");
-    assert_eq!(h.groups, layer_groups(1024, 1024, 128, 2559, &[512, 1024, 1536, 2048]));
+    assert_eq!(h.groups.len(), 10, "decode + 9 prefill groups, as the vendor's engines");
+    assert_eq!(h.groups[0].inputs[0].dims, vec![1, 2047, 1024], "decode K_cache");
+    assert_eq!(h.groups[0].inputs[4].dims, vec![1, 1, 2048], "decode mask");
+    assert_eq!(h.groups[9].inputs[4].dims, vec![1, 128, 1024 + 128], "largest prefill mask");
+    assert_eq!(h.groups, layer_groups(1024, 1024, 128, 2047, &ladder));
+    // The costs: F35 for decode (1465 µs at C 2048; measured 1500), F36 for a chunk.
+    let cost = h.cost.expect("a timing layer carries its cost");
+    assert!((cost.decode_us - 1464.0).abs() < 3.0, "{cost:?}");
+    assert!((cost.prefill_us + 1024.0 * cost.prefill_us_per_history_row - 5225.0).abs() < 10.0, "{cost:?}");
+    let post = SimModelFile::read(&tmp.path().join("qwen3_post.axmodel")).unwrap();
+    assert!((post.header.cost.unwrap().decode_us - 7934.0).abs() < 3.0);
+    // w4a16: half the weight bytes, the same IO and chunk cost.
+    let w4 = tempfile::tempdir().unwrap();
+    pack::write_timing_model(w4.path(), &pack::TimingOptions { quant: pack::Quant::Int4, ..opts.clone() }).unwrap();
+    let l4 = SimModelFile::read(&w4.path().join("qwen3_p128_l27_together.axmodel")).unwrap();
+    assert_eq!(l4.header.groups, h.groups);
+    let c4 = l4.header.cost.unwrap();
+    assert!((c4.decode_us - 1166.0).abs() < 3.0, "{c4:?} (measured 1166)");
+    assert_eq!(c4.prefill_us, cost.prefill_us);
     let c = read_json(&tmp.path().join("config.json"));
     assert_eq!(c["model_name"], "Qwen3-0.6B");
     assert_eq!(c["template_filename_axmodel"], "qwen3_p128_l%d_together.axmodel");

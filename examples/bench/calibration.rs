@@ -1,187 +1,182 @@
-//! The simulator's latency model, calibrated from published numbers (AXERA's
-//! model cards and independent Pi 5 measurements; the equations are in BENCHMARKS.md):
-//!
-//! * NPU: an ideal runner (no host-device cost) runs `L` layer executes and one
-//!   post execute per token, so `exec_us = (1e6 / native_tok_s − post_us) / L`.
-//!   `post_us` is the measured 7.9 ms of Qwen3-0.6B, scaled by `H·V` (the
-//!   lm_head is a memory-bound `H×V` matrix-vector product). A prefill execute
-//!   (`prefill_us`) is affine in the layer's weight count, through the two
-//!   published native one-chunk TTFTs (0.6B, 4B).
-//! * Link: PCIe Gen2 ×1 at an assumed 400 MB/s each way, on-card DMA at an
-//!   assumed 4 GB/s; `call_us` (the round trip every call pays) is the relative
-//!   least-squares fit that makes the vendor runner's call pattern reproduce the
-//!   Pi 5 decode speeds of all three models.
+//! The published Pi 5 + LLM-8850 data points (hardware-facts: F21, F22,
+//! F36) and what the timing model (`axsim_pack::calibration`, the one file
+//! holding every constant) predicts for each. Runs measured on the simulator
+//! are printed beside them by `main.rs`; the call patterns of the other
+//! drivers are priced here with the same constants.
 
-use axsim_pack::{TimingGeometry, TimingPreset};
+use axsim_pack::calibration::{CALL_US, D2D_MBPS, LINK_MBPS, PAGEABLE_US, SYNC_US};
+use axsim_pack::{Quant, TimingPreset};
 
-/// A published model and the decode speeds published for it (AXERA's model cards).
+/// A model at one quantisation, with its device costs (µs).
 #[derive(Debug, Clone, Copy)]
-pub struct Published {
-    pub preset: TimingPreset,
-    pub name: &'static str,
-    /// Native AX650N board, tok/s.
-    pub native_tok_s: f64,
-    /// Vendor runner on a Raspberry Pi 5 + LLM8850 card, tok/s.
-    pub pi5_tok_s: f64,
-    /// Native TTFT of a prompt of one chunk, ms, where published.
-    pub native_chunk_ttft_ms: Option<f64>,
-}
-
-pub const MODELS: [Published; 3] = [
-    Published {
-        preset: TimingPreset::Qwen3_0_6B,
-        name: "Qwen3-0.6B",
-        native_tok_s: 16.9,
-        pi5_tok_s: 12.9,
-        native_chunk_ttft_ms: Some(173.71),
-    },
-    Published { preset: TimingPreset::Qwen3_1_7B, name: "Qwen3-1.7B", native_tok_s: 8.6, pi5_tok_s: 7.4, native_chunk_ttft_ms: None },
-    Published {
-        preset: TimingPreset::Qwen3_4B,
-        name: "Qwen3-4B",
-        native_tok_s: 4.5,
-        pi5_tok_s: 3.65,
-        native_chunk_ttft_ms: Some(1169.0),
-    },
-];
-
-/// Post model of Qwen3-0.6B on the card, µs (published by AXERA).
-const POST_0_6B_US: f64 = 7900.0;
-/// Host-device bandwidth each way, MB/s: PCIe Gen2 ×1 is 500 MB/s after 8b/10b
-/// coding; 80 % of it is left after packet overhead (assumption).
-pub const LINK_MBPS: f64 = 400.0;
-/// On-card DMA bandwidth, MB/s (assumption; rows of a few KB make it immaterial).
-pub const D2D_MBPS: f64 = 4000.0;
-
-/// The sizes of a model that the latency model needs.
-#[derive(Debug, Clone, Copy)]
-pub struct Shape {
+pub struct Costs {
     pub layers: usize,
     pub hidden: usize,
     pub vocab: usize,
-    /// `D`: K (or V) row length.
+    /// `D`: a K (or V) row.
     pub kv_dim: usize,
-    /// `C`: decode KV capacity.
-    pub context: usize,
-    /// `T`: prefill chunk.
     pub chunk: usize,
-    /// Weights of one decoder layer (attention and MLP projections).
-    pub layer_weights: f64,
-}
-
-impl Shape {
-    pub fn of(preset: TimingPreset) -> Shape {
-        let g: TimingGeometry = preset.geometry();
-        let io = preset.options().io;
-        let (h, q, kv) = (g.hidden_size, g.num_attention_heads * g.head_dim, g.num_key_value_heads * g.head_dim);
-        Shape {
-            layers: g.layers,
-            hidden: h,
-            vocab: g.vocab_size,
-            kv_dim: kv,
-            context: io.context,
-            chunk: io.chunk,
-            layer_weights: (2 * h * q + 2 * h * kv + 3 * h * g.intermediate_size) as f64,
-        }
-    }
-
-    /// Runtime calls per decode token of the vendor runner: one H2D of the
-    /// embedding row; per layer H2D indices, H2D mask, execute, D2D K row, D2D
-    /// V row, D2D hidden to the next layer (or the post model); post; D2H logits.
-    pub fn vendor_calls(&self) -> usize {
-        6 * self.layers + 3
-    }
-
-    /// Bytes per decode token of the vendor runner: (H2D, D2D, D2H).
-    pub fn vendor_bytes(&self) -> (usize, usize, usize) {
-        let l = self.layers;
-        (2 * self.hidden + l * (4 + 2 * (self.context + 1)), l * (4 * self.kv_dim + 2 * self.hidden), 2 * self.vocab)
-    }
-}
-
-/// NPU latencies of one model, µs.
-#[derive(Debug, Clone, Copy)]
-pub struct Npu {
-    pub exec_us: f64,
-    pub prefill_us: f64,
+    /// History capacities of the prefill groups, ascending (0 first).
+    pub max_history: usize,
+    pub decode_us: f64,
+    pub chunk_us: f64,
+    pub history_row_us: f64,
     pub post_us: f64,
 }
 
-/// The calibrated latency model of all three models.
-#[derive(Debug, Clone)]
-pub struct Calibration {
-    pub shapes: Vec<Shape>,
-    pub npu: Vec<Npu>,
-    pub call_us: f64,
-    /// Prefill execute = `prefill_fixed_us + prefill_us_per_weight · layer_weights`.
-    pub prefill_fixed_us: f64,
-    pub prefill_us_per_weight: f64,
-}
-
-impl Calibration {
-    /// Fits the model to the published numbers.
-    pub fn fit() -> Calibration {
-        let shapes: Vec<Shape> = MODELS.iter().map(|m| Shape::of(m.preset)).collect();
-        let post = |s: &Shape| POST_0_6B_US * (s.hidden * s.vocab) as f64 / (1024.0 * 151_936.0);
-        // Prefill: per-layer time of a one-chunk prompt, affine in the layer's weights.
-        let points: Vec<(f64, f64)> = MODELS
-            .iter()
-            .zip(&shapes)
-            .filter_map(|(m, s)| m.native_chunk_ttft_ms.map(|t| (s.layer_weights, (t * 1e3 - post(s)) / s.layers as f64)))
-            .collect();
-        let ((w0, t0), (w1, t1)) = (points[0], points[1]);
-        let per_weight = (t1 - t0) / (w1 - w0);
-        let fixed = t0 - per_weight * w0;
-        let npu: Vec<Npu> = MODELS
-            .iter()
-            .zip(&shapes)
-            .map(|(m, s)| Npu {
-                exec_us: (1e6 / m.native_tok_s - post(s)) / s.layers as f64,
-                prefill_us: fixed + per_weight * s.layer_weights,
-                post_us: post(s),
-            })
-            .collect();
-        // call_us: minimise Σ ((f_i + n_i·c − o_i) / o_i)², f_i the native time plus transfers.
-        let (mut num, mut den) = (0.0, 0.0);
-        for (m, s) in MODELS.iter().zip(&shapes) {
-            let observed = 1e6 / m.pi5_tok_s;
-            let fixed = 1e6 / m.native_tok_s + transfer_us(s.vendor_bytes());
-            let n = s.vendor_calls() as f64;
-            num += n * (observed - fixed) / (observed * observed);
-            den += n * n / (observed * observed);
+impl Costs {
+    pub fn of(preset: TimingPreset, quant: Quant) -> Costs {
+        let o = preset.options();
+        let g = &o.geometry;
+        let (layer, post) = (g.layer_cost(&o.io, quant), g.post_cost());
+        Costs {
+            layers: g.layers,
+            hidden: g.hidden_size,
+            vocab: g.vocab_size,
+            kv_dim: g.kv_dim(),
+            chunk: o.io.chunk,
+            max_history: o.io.prefill_history.last().copied().unwrap_or(0),
+            decode_us: layer.decode_us,
+            chunk_us: layer.prefill_us,
+            history_row_us: layer.prefill_us_per_history_row,
+            post_us: post.decode_us,
         }
-        Calibration { shapes, npu, call_us: num / den, prefill_fixed_us: fixed, prefill_us_per_weight: per_weight }
     }
 
-    /// The simulator configuration of the Raspberry Pi 5 + card for model `i`.
-    pub fn pi5_spec(&self, i: usize) -> String {
-        let n = self.npu[i];
-        format!(
-            "reset;exec_us={:.1};prefill_us={:.1};post_us={:.1};call_us={:.1};h2d_mbps={LINK_MBPS};d2h_mbps={LINK_MBPS};d2d_mbps={D2D_MBPS}",
-            n.exec_us, n.prefill_us, n.post_us, self.call_us
-        )
+    /// The device time of one decode token: every layer and the post model, s.
+    pub fn ideal_decode_s(&self) -> f64 {
+        (self.layers as f64 * self.decode_us + self.post_us) / 1e6
     }
 
-    /// Decode time per token of an ideal runner (no host-device cost), s.
-    pub fn ideal_decode_s(&self, i: usize) -> f64 {
-        (self.shapes[i].layers as f64 * self.npu[i].exec_us + self.npu[i].post_us) / 1e6
+    /// The device time of a chunk through the group of history capacity `cap`, one layer, µs.
+    pub fn chunk_at(&self, cap: usize) -> f64 {
+        self.chunk_us + self.history_row_us * cap as f64
     }
 
-    /// TTFT of an ideal runner for a prompt of `tokens` from an empty cache, s.
-    pub fn ideal_ttft_s(&self, i: usize, tokens: usize) -> f64 {
-        let chunks = tokens.div_ceil(self.shapes[i].chunk) as f64;
-        (chunks * self.shapes[i].layers as f64 * self.npu[i].prefill_us + self.npu[i].post_us) / 1e6
+    /// The device time of a `tokens` prompt from an empty cache, s: chunks
+    /// through the smallest group that holds their history (as our runner and
+    /// the vendor's pick them) while the prefill groups reach, then one decode
+    /// execute per layer for each token beyond, then the post model once.
+    pub fn ideal_ttft_s(&self, tokens: usize) -> f64 {
+        let (t, l) = (self.chunk, self.layers as f64);
+        let mut us = self.post_us;
+        let mut pos = 0;
+        while pos < tokens {
+            if pos <= self.max_history {
+                us += l * self.chunk_at(pos.div_ceil(t) * t);
+                pos += t.min(tokens - pos);
+            } else {
+                us += l * self.decode_us;
+                pos += 1;
+            }
+        }
+        us / 1e6
     }
 
-    /// The vendor runner's decode speed the model predicts, tok/s.
-    pub fn predicted_vendor_tok_s(&self, i: usize) -> f64 {
-        let s = &self.shapes[i];
-        let calls = s.vendor_calls() as f64 * self.call_us;
-        1e6 / (self.ideal_decode_s(i) * 1e6 + calls + transfer_us(s.vendor_bytes()))
+    /// Prefill rate of the independent driver's pattern for a `tokens`
+    /// prompt: every chunk through the largest prefill group (INFERRED from
+    /// its 716.5 tok/s: the smallest-group reading predicts ≈ 1090), tok/s.
+    pub fn largest_group_prefill_tok_s(&self, tokens: usize) -> f64 {
+        let chunks = tokens.div_ceil(self.chunk) as f64;
+        let us = chunks * self.layers as f64 * self.chunk_at(self.max_history) + self.post_us;
+        tokens as f64 / (us / 1e6)
     }
 }
 
-/// Transfer time of (H2D, D2D, D2H) bytes, µs.
-fn transfer_us((h2d, d2d, d2h): (usize, usize, usize)) -> f64 {
-    (h2d + d2h) as f64 / LINK_MBPS + d2d as f64 / D2D_MBPS
+/// A synchronous call moving `bytes` over the link from pinned memory, µs.
+fn sync_copy(bytes: f64) -> f64 {
+    CALL_US + SYNC_US + bytes / LINK_MBPS
+}
+
+/// Host-side time per decode token of the independent driver's three
+/// published passes (§12.3), predicted from their call lists, µs:
+/// (naive, pinned staging, optimised).
+pub fn open_driver_host_us(c: &Costs) -> (f64, f64, f64) {
+    let (l, h2, d2) = (c.layers as f64, (c.hidden * 2) as f64, (c.kv_dim * 2) as f64);
+    let mask = ((2047 + 1) * 2) as f64;
+    let logits = (c.vocab * 2) as f64;
+    let round = CALL_US + SYNC_US;
+    // Naive: per layer a 4-byte index H2D from the stack (pageable), a mask
+    // and two K/V-row D2D copies, two K/V-row D2H copies into pageable
+    // memory, a synchronous execute; per token the hidden state in and the
+    // logits out (pageable).
+    let naive = l * (sync_copy(4.0) + PAGEABLE_US + (round + mask / D2D_MBPS) + 2.0 * (round + d2 / D2D_MBPS) + 2.0 * (sync_copy(d2) + PAGEABLE_US) + round)
+        + sync_copy(h2) + PAGEABLE_US + sync_copy(logits) + PAGEABLE_US;
+    // Pinned staging: index + mask once per token, the hidden state in, the
+    // logits out, synchronous executes, K/V rows written in place, a deferred
+    // write-back of 64-row K/V chunks every 32 positions (pinned).
+    let writeback = l * 2.0 / 32.0 * sync_copy(64.0 * d2);
+    let pinned = sync_copy(4.0) + sync_copy(mask) + sync_copy(h2) + (l + 1.0) * round + sync_copy(logits) + writeback;
+    // Optimised: as pinned, with the executes chained (one request each,
+    // overlapping the device but the first) and one synchronisation.
+    let optimised = sync_copy(4.0) + sync_copy(mask) + sync_copy(h2) + CALL_US + round + sync_copy(logits) + writeback;
+    (naive, pinned, optimised)
+}
+
+/// One published figure and the model's prediction of it.
+pub struct Point {
+    pub what: &'static str,
+    pub source: &'static str,
+    pub measured: f64,
+    pub predicted: f64,
+    pub unit: &'static str,
+    /// How the prediction relates to the data: "predicted", "fitted" (a
+    /// constant was derived from this figure), "simulated" (a bench run).
+    pub how: &'static str,
+}
+
+impl Point {
+    pub fn error_pct(&self) -> f64 {
+        100.0 * (self.predicted / self.measured - 1.0)
+    }
+}
+
+/// The data points that need no bench run (the runs add theirs).
+pub fn analytic_points() -> Vec<Point> {
+    let w8 = Costs::of(TimingPreset::Qwen3_0_6B, Quant::W8a16);
+    let w4 = Costs::of(TimingPreset::Qwen3_0_6B, Quant::Int4);
+    let (naive, pinned, optimised) = open_driver_host_us(&w8);
+    let point = |what, source, measured, predicted, unit, how| Point { what, source, measured, predicted, unit, how };
+    vec![
+        point("layer execute, 0.6B w8a16 @2048", "F35 (1500 µs)", 1500.0, w8.decode_us, "µs", "fitted"),
+        point("layer execute, 0.6B w4a16 @2047", "F35 (1166 µs)", 1166.0, w4.decode_us, "µs", "fitted"),
+        point("post model, 0.6B", "F35 (7917 µs)", 7917.0, w8.post_us, "µs", "fitted"),
+        point("128-row chunk, history 1024", "F36 (5220 µs)", 5220.0, w8.chunk_at(1024), "µs", "fitted"),
+        point("open driver naive: host per token", "F36 (≈ 35 ms)", 35.0, naive / 1e3, "ms", "fitted"),
+        point("unpinned small copy (prose)", "F15 (≈ 1 ms)", 1.0, sync_copy(4096.0).max(0.0) / 1e3 + PAGEABLE_US / 1e3, "ms", "predicted"),
+        point("open driver pinned staging: host per token", "F36 (10.5 ms)", 10.5, pinned / 1e3, "ms", "predicted"),
+        point("open driver optimised: host per token", "F36 (1–2 ms)", 1.5, optimised / 1e3, "ms", "predicted"),
+        point(
+            "open driver 0.6B w8a16 decode (engine-only + host)",
+            "F22 (19.5–19.6 tok/s)",
+            19.55,
+            1.0 / (w8.ideal_decode_s() + optimised / 1e6),
+            "tok/s",
+            "predicted",
+        ),
+        point(
+            "open driver 0.6B w4a16 decode",
+            "F36 (24.3–24.5 tok/s)",
+            24.5,
+            1.0 / (w4.ideal_decode_s() + optimised / 1e6),
+            "tok/s",
+            "predicted",
+        ),
+        point(
+            "open driver chunked prefill, 530 tokens, w8a16",
+            "F36 (716.5 tok/s)",
+            716.5,
+            w8.largest_group_prefill_tok_s(530),
+            "tok/s",
+            "predicted",
+        ),
+        point(
+            "open driver chunked prefill, 530 tokens, s4",
+            "F36 (1276 tok/s)",
+            1276.0,
+            w4.largest_group_prefill_tok_s(530),
+            "tok/s",
+            "predicted",
+        ),
+    ]
 }

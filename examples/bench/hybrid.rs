@@ -6,11 +6,10 @@
 //! per layer in the packed files (`axsim_pack::hybrid`, the simulator's
 //! `costs=header`): a linear layer's execute reads its weights and its state,
 //! a full layer's its weights and its K/V over the whole capacity, the post
-//! model its 8-bit head; the call round trip and the link are the Qwen3
-//! calibration's (`calibration.rs`). The "engine-only" rate is the sum of the
+//! model its 8-bit head; the calls and the link are the Pi 5 calibration's
+//! (`axsim_pack::calibration::pi5_spec`). The "engine-only" rate is the sum of the
 //! executes' costs per token: no copies, no host.
 
-use crate::calibration::{Calibration, D2D_MBPS, LINK_MBPS};
 use crate::measure;
 use crate::runner::Ours;
 use anyhow::{Context, Result};
@@ -54,12 +53,9 @@ fn engine_only_us(dir: &Path) -> Result<f64> {
 }
 
 /// Runs every published Qwen3.5 package with `schedules`; `only` filters by name.
-pub fn run(lib: &Path, rt: &Arc<Runtime>, cal: &Calibration, schedules: &[Schedule], decode_tokens: usize, only: &[String]) -> Result<()> {
+pub fn run(lib: &Path, rt: &Arc<Runtime>, schedules: &[Schedule], decode_tokens: usize, only: &[String]) -> Result<()> {
     let sim = rt.simulator().context("the runtime is not axcl-sim")?;
-    let spec = format!(
-        "reset;costs=header;call_us={:.1};h2d_mbps={LINK_MBPS};d2h_mbps={LINK_MBPS};d2d_mbps={D2D_MBPS}",
-        cal.call_us
-    );
+    let spec = axsim_pack::calibration::pi5_spec();
     println!("\n== Qwen3.5 (timing model of hardware-facts F35 per layer; {spec})");
     let logits = measure::synthetic_logits(248_320);
     for p in &PACKAGES {

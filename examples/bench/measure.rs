@@ -69,6 +69,8 @@ pub struct PerToken {
     pub d2h_calls: f64,
     pub executes: f64,
     pub binds: f64,
+    /// H2D and D2H copies whose host side was `axclrtMallocHost` memory.
+    pub pinned: f64,
     pub h2d_bytes: f64,
     pub d2d_bytes: f64,
     pub d2h_bytes: f64,
@@ -84,6 +86,7 @@ impl PerToken {
             d2h_calls: f(c.d2h_calls),
             executes: f(c.execute_calls),
             binds: f(c.bind_calls),
+            pinned: f(c.pinned_copies),
             h2d_bytes: f(c.h2d_bytes),
             d2d_bytes: f(c.d2d_bytes),
             d2h_bytes: f(c.d2h_bytes),

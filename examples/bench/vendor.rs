@@ -4,12 +4,15 @@
 //! sizes), bound once; a step writes indices and mask into every layer, copies
 //! K/V rows and the hidden state on the card, and (prefill) carries the hidden
 //! state through the host between layers, as the newest vendor runner does.
+//! Its host-side tensors are `axclrtMallocHost` memory (INFERRED: AXERA's
+//! runner keeps a host mirror of each tensor allocated that way; with
+//! pageable copies its measured 13.5 tok/s would not be reachable).
 
 use crate::runner::Runner;
 use anyhow::{Context, Result};
 use axllm_core::engine::geometry::{Geometry, names};
 use axllm_core::engine::masks;
-use axllm_core::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo};
+use axllm_core::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, HostBuffer};
 use axllm_core::package::{Embeddings, ModelFiles};
 use std::path::Path;
 use std::sync::Arc;
@@ -81,10 +84,10 @@ pub struct Vendor {
     geo: Geometry,
     emb: Embeddings,
     cached: Vec<u32>,
-    host_mask: Vec<u16>,
-    host_indices: Vec<u32>,
-    host_hidden: Vec<u8>,
-    host_logits: Vec<u16>,
+    host_mask: HostBuffer,
+    host_indices: HostBuffer,
+    host_hidden: HostBuffer,
+    host_logits: HostBuffer,
     device: Arc<Device>,
 }
 
@@ -121,10 +124,10 @@ impl Vendor {
         let mask = geo.groups.iter().flat_map(|g| g.input(names::MASK)).map(|(_, t)| t.elements()).max().unwrap_or(0);
         Ok(Vendor {
             emb: Embeddings::open(&files.dir.open(&files.embedding)?, &files.embedding, vocab, geo.hidden)?,
-            host_mask: vec![0; mask],
-            host_indices: vec![0; geo.chunk],
-            host_hidden: vec![0; geo.chunk * geo.hidden * 2],
-            host_logits: vec![0; vocab],
+            host_mask: HostBuffer::new(&cx, mask * 2)?,
+            host_indices: HostBuffer::new(&cx, geo.chunk * 4)?,
+            host_hidden: HostBuffer::new(&cx, geo.chunk * geo.hidden * 2)?,
+            host_logits: HostBuffer::new(&cx, vocab * 2)?,
             cached: Vec::with_capacity(geo.max_positions()),
             layers,
             post_io,
@@ -138,7 +141,7 @@ impl Vendor {
 
     fn post(&mut self, cx: &Entered<'_>) -> Result<()> {
         self.post.execute(cx, 0, &self.post_io)?;
-        Ok(self.logits.read(cx, 0, bytemuck_bytes(&mut self.host_logits))?)
+        Ok(self.logits.read(cx, 0, self.host_logits.as_mut_slice())?)
     }
 
     /// One token at `slot` through every layer, then the post model.
@@ -147,13 +150,16 @@ impl Vendor {
         let (g, h2, d2) = (group.index as usize, self.geo.hidden * 2, self.geo.kv_dim * 2);
         let device = Arc::clone(&self.device);
         let cx = device.enter()?;
-        self.layers[0].decode.input.write(&cx, 0, self.emb.row(token)?)?;
-        let mask = &mut self.host_mask[..group.capacity + 1];
+        self.host_hidden.as_mut_slice()[..h2].copy_from_slice(self.emb.row(token)?);
+        self.layers[0].decode.input.write(&cx, 0, &self.host_hidden.as_slice()[..h2])?;
+        let mask = &mut u16s(&mut self.host_mask)[..group.capacity + 1];
         masks::decode_mask(mask, slot);
+        self.host_indices.as_mut_slice()[..4].copy_from_slice(&(slot as u32).to_le_bytes());
+        let mask = &self.host_mask.as_slice()[..(group.capacity + 1) * 2];
         for m in 0..self.layers.len() {
             let l = &self.layers[m];
-            l.decode.indices.write(&cx, 0, &(slot as u32).to_le_bytes())?;
-            l.decode.mask.write(&cx, 0, u16_bytes(mask))?;
+            l.decode.indices.write(&cx, 0, &self.host_indices.as_slice()[..4])?;
+            l.decode.mask.write(&cx, 0, mask)?;
             l.model.execute(&cx, g as u32, &l.ios[g])?;
             l.k.copy_from(&cx, slot * d2, &l.decode.k_out, 0, d2)?;
             l.v.copy_from(&cx, slot * d2, &l.decode.v_out, 0, d2)?;
@@ -170,23 +176,24 @@ impl Vendor {
         let g = group.index as usize;
         let device = Arc::clone(&self.device);
         let cx = device.enter()?;
-        self.host_hidden.fill(0);
+        let hidden = self.host_hidden.as_mut_slice();
+        hidden.fill(0);
         for (i, &tok) in tokens.iter().enumerate() {
-            self.host_hidden[i * h2..(i + 1) * h2].copy_from_slice(self.emb.row(tok)?);
+            hidden[i * h2..(i + 1) * h2].copy_from_slice(self.emb.row(tok)?);
         }
-        masks::prefill_indices(&mut self.host_indices, history, n);
-        let mask = &mut self.host_mask[..t * (group.history_cap + t)];
-        masks::prefill_mask(mask, t, group.history_cap, history, n);
+        masks::prefill_indices(bytemuck::cast_slice_mut(self.host_indices.as_mut_slice()), history, n);
+        let mask_len = t * (group.history_cap + t);
+        masks::prefill_mask(&mut u16s(&mut self.host_mask)[..mask_len], t, group.history_cap, history, n);
         let last = self.layers.len() - 1;
         for (m, l) in self.layers.iter().enumerate() {
-            l.prefill.indices.write(&cx, 0, u32_bytes(&self.host_indices))?;
-            l.prefill.mask.write(&cx, 0, u16_bytes(mask))?;
-            l.prefill.input.write(&cx, 0, &self.host_hidden)?;
+            l.prefill.indices.write(&cx, 0, self.host_indices.as_slice())?;
+            l.prefill.mask.write(&cx, 0, &self.host_mask.as_slice()[..mask_len * 2])?;
+            l.prefill.input.write(&cx, 0, self.host_hidden.as_slice())?;
             l.model.execute(&cx, g as u32, &l.ios[g])?;
             l.k.copy_from(&cx, history * d2, &l.prefill.k_out, 0, n * d2)?;
             l.v.copy_from(&cx, history * d2, &l.prefill.v_out, 0, n * d2)?;
             if m < last {
-                l.prefill.output.read(&cx, 0, &mut self.host_hidden)?;
+                l.prefill.output.read(&cx, 0, self.host_hidden.as_mut_slice())?;
             }
         }
         if !want_logits {
@@ -264,23 +271,17 @@ impl Vendor {
             }
             Ok((crate::sys::thread_cpu_ns() - start) as f64 / reps as f64)
         };
-        let mask = u16_bytes(&self.host_mask[..mask_len]);
+        let mask = &self.host_mask.as_slice()[..mask_len * 2];
         Ok(CallCosts {
             h2d_mask: per(&mut || Ok(l.decode.mask.write(&cx, 0, mask)?))?,
             d2d_row: per(&mut || Ok(l.k.copy_from(&cx, 0, &l.decode.k_out, 0, d2)?))?,
-            d2h_logits: per(&mut || Ok(self.logits.read(&cx, 0, bytemuck_bytes(&mut self.host_logits))?))?,
+            d2h_logits: per(&mut || Ok(self.logits.read(&cx, 0, self.host_logits.as_mut_slice())?))?,
             execute: per(&mut || Ok(l.model.execute(&cx, g as u32, &l.ios[g])?))?,
             bind: per(&mut || Ok(l.ios[g].bind_input(&cx, idx, &l.decode.indices, 0, size)?))?,
         })
     }
 }
 
-fn u16_bytes(v: &[u16]) -> &[u8] {
-    bytemuck::cast_slice(v)
-}
-fn u32_bytes(v: &[u32]) -> &[u8] {
-    bytemuck::cast_slice(v)
-}
-fn bytemuck_bytes(v: &mut [u16]) -> &mut [u8] {
-    bytemuck::cast_slice_mut(v)
+fn u16s(b: &mut HostBuffer) -> &mut [u16] {
+    bytemuck::cast_slice_mut(b.as_mut_slice())
 }

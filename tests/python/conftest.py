@@ -118,10 +118,12 @@ def _no_server_outlives_the_session():
 
 class Server:
     """`ollama serve` on the simulator, on a free loopback port, with its own
-    model store under `workdir` and its log in `workdir/serve.log`."""
+    model store under `workdir` and its log in `workdir/serve.log`. `wrapper`
+    is a command that `ollama` (server and CLI) runs under (an emulator)."""
 
-    def __init__(self, exe, tools, workdir: Path, extra_env=None):
+    def __init__(self, exe, tools, workdir: Path, extra_env=None, wrapper=(), start_timeout=30):
         self.exe, self.port = exe, free_port()
+        self.wrapper = [str(w) for w in wrapper]
         self.host = f"127.0.0.1:{self.port}"
         home = workdir / "home"
         home.mkdir(parents=True, exist_ok=True)
@@ -134,10 +136,10 @@ class Server:
         })
         self.log_path = workdir / "serve.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([str(exe), "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([*self.wrapper, str(exe), "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         _SERVERS.append(self)
         self.url = f"http://{self.host}"
-        deadline = time.time() + 30
+        deadline = time.time() + start_timeout
         while time.time() < deadline:
             try:
                 httpx.get(self.url + "/api/version", timeout=1).raise_for_status()
@@ -148,7 +150,7 @@ class Server:
         raise AssertionError("ollama serve did not start")
 
     def cli(self, *args, check=True, timeout=120):
-        res = subprocess.run([str(self.exe), *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run([*self.wrapper, str(self.exe), *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check:
             assert res.returncode == 0, f"ollama {args}: {res.stdout}\n{res.stderr}"
         return res

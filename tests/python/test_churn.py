@@ -84,7 +84,10 @@ def test_seeds_are_integers_end_to_end(ollama_bin, tools, model_dir, tmp_path):
             opts = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "num_predict": 16, "seed": seed}
             r = s.post(path, {**PROMPT, "stream": False, "options": opts})
             assert r.status_code == 200, (seed, r.text)
-            assert r.json()["eval_count"] == 16
+            # A random seed (-1) may draw the end-of-text token early (top_k 0,
+            # temperature 1 over the whole vocabulary); fixed seeds are checked.
+            if seed != -1:
+                assert r.json()["eval_count"] == 16, (seed, r.json())
             return r.json()["response"]
 
         def chat(seed):
@@ -103,8 +106,9 @@ def test_seeds_are_integers_end_to_end(ollama_bin, tools, model_dir, tmp_path):
         assert len(set(outputs.values())) == len(edges), outputs
         # The OpenAI endpoint's integer seed too.
         assert chat(2**63 - 1) == chat(2**63 - 1)
-        # -1 is Ollama's "random seed": two runs differ.
-        assert gen(-1) != gen(-1)
+        # -1 is Ollama's "random seed": runs differ (three, as two may both
+        # end on their first token).
+        assert len({gen(-1) for _ in range(3)}) > 1
         # Other seeds are refused, not wrapped or made random.
         for seed, msg in [(-2, "invalid seed -2: use -1 for a random seed"),
                           (2**64, 'option "seed": 18446744073709551616 is out of range')]:

@@ -1,6 +1,8 @@
 //! `cargo run -p xtask -- <command>`
 //!
-//! * `bindings [--check]`: regenerate `axcl-sys/src/{rt,rt_opt,sim}.rs` from `axcl-sys/include/*.h`.
+//! * `bindings [--check] [--target TRIPLE]`: regenerate `axcl-sys/src/{rt,rt_opt,sim}.rs` from
+//!   `axcl-sys/include/*.h`; with `--target`, clang parses the headers for that target (the
+//!   arm64 lane checks that the committed bindings are aarch64's too: the ABI is the same).
 //! * `header [--check]`: regenerate `include/axllm.h` from `axllm-capi` with cbindgen.
 //! * `go [--check]`: regenerate the Go constants of `include/axllm.h`'s enums in
 //!   `ollama-patch/files/llm/llm_ax650_status.go`.
@@ -53,7 +55,9 @@ fn optional_functions(header: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn bindings(check: bool) -> Result<()> {
+fn bindings(check: bool, target: Option<&str>) -> Result<()> {
+    // clang parses for the host unless told otherwise.
+    let clang_args: Vec<String> = target.map(|t| format!("--target={t}")).into_iter().collect();
     let sys = root().join("axcl-sys");
     let inc = sys.join("include");
     let header = std::fs::read_to_string(inc.join("axcl_rt.h")).context("reading axcl_rt.h")?;
@@ -67,6 +71,7 @@ fn bindings(check: bool) -> Result<()> {
         .blocklist_function(&optional_re)
         .allowlist_type("axcl.*")
         .allowlist_var("AXCL.*")
+        .clang_args(&clang_args)
         .dynamic_library_name("AxclRt")
         .dynamic_link_require_all(true)
         .layout_tests(false)
@@ -85,6 +90,7 @@ fn bindings(check: bool) -> Result<()> {
         .header(inc.join("axcl_rt.h").to_string_lossy())
         .allowlist_function(&optional_re)
         .blocklist_type(".*")
+        .clang_args(&clang_args)
         .dynamic_library_name("AxclRtOpt")
         .dynamic_link_require_all(false)
         .layout_tests(false)
@@ -101,6 +107,7 @@ fn bindings(check: bool) -> Result<()> {
         .allowlist_function("axclSim.*")
         .allowlist_type("axclSim.*")
         .blocklist_type("axclError")
+        .clang_args(&clang_args)
         .dynamic_library_name("AxclSim")
         .dynamic_link_require_all(true)
         .layout_tests(false)
@@ -135,19 +142,23 @@ const CRATES: &[&str] = &["axllm-core", "axllm-capi", "axcl-sim", "axsim-pack"];
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let check = args.iter().any(|a| a == "--check");
+    let target = match args.iter().position(|a| a == "--target") {
+        Some(i) => Some(args.get(i + 1).context("--target needs a target triple")?.as_str()),
+        None => None,
+    };
     match args.first().map(String::as_str) {
-        Some("bindings") => bindings(check),
+        Some("bindings") => bindings(check, target),
         Some("header") => header(check),
         Some("go") => gostatus::go(&root(), check, emit),
         Some("modules") => cycles::check(&root(), CRATES),
         Some("check") => {
-            bindings(true)?;
+            bindings(true, None)?;
             if root().join("axllm-capi/cbindgen.toml").exists() {
                 header(true)?;
             }
             gostatus::go(&root(), true, emit)?;
             cycles::check(&root(), CRATES)
         }
-        _ => bail!("usage: cargo run -p xtask -- bindings|header|go [--check] | modules | check"),
+        _ => bail!("usage: cargo run -p xtask -- bindings [--target TRIPLE]|header|go [--check] | modules | check"),
     }
 }

@@ -105,8 +105,9 @@ pub struct FullSpec {
     pub output_gate: bool,
 }
 
-/// What one execute costs the NPU (µs), the call's round trip included:
-/// used instead of `exec_us`/`prefill_us`/`post_us` under `costs=header`.
+/// What one execute costs the NPU (µs of device time; the simulator adds the
+/// call's own costs): used instead of `exec_us`/`prefill_us`/`post_us` under
+/// `costs=header`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ExecCost {
     /// A decode group (or the post model's only group).

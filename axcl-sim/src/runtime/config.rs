@@ -63,6 +63,13 @@ impl Config {
             return applied;
         }
         let l = &mut self.latency;
+        if key == "time_scale" {
+            l.time_scale = match value.parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => v,
+                _ => return Err(format!("{key}={value}: expected a finite number > 0")),
+            };
+            return Ok(());
+        }
         if key == "prefill_us" {
             l.prefill_us = Some(parse_us(key, value)?);
             return Ok(());
@@ -71,6 +78,7 @@ impl Config {
             "exec_us" => &mut l.exec_us,
             "post_us" => &mut l.post_us,
             "call_us" => &mut l.call_us,
+            "sync_us" => &mut l.sync_us,
             "h2d_mbps" => &mut l.h2d_mbps,
             "d2h_mbps" => &mut l.d2h_mbps,
             "d2d_mbps" => &mut l.d2d_mbps,
@@ -134,6 +142,9 @@ mod tests {
         assert_eq!((c.latency.call_us, c.latency.h2d_mbps, c.mem_mb), (12.5, 400.0, 64));
         assert_eq!(c.latency.prefill_us, Some(7.0));
         assert!(c.apply("prefill_us=-2").is_err());
+        c.apply("sync_us=61;time_scale=0.25").unwrap();
+        assert_eq!((c.latency.sync_us, c.latency.time_scale), (61.0, 0.25));
+        assert!(c.apply("time_scale=0").is_err());
         let before = c.clone();
         assert!(c.apply("exec_us=3;bogus=1").unwrap_err().contains("bogus"));
         assert!(c.apply("exec_us=-1").is_err());

@@ -17,7 +17,6 @@ use crate::format::{GroupIo, TensorDesc};
 use crate::format::ExecCost;
 use crate::math::hybrid::Behaviour;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A checked execution request.
 struct Job {
@@ -91,17 +90,14 @@ fn plan(rt: &Runtime, model_id: u64, context: u64, group: u32, io: u64) -> SimRe
     Ok(Job { compute: model.compute.clone(), group: group_io.clone(), inputs, outputs, kind, cost })
 }
 
-/// The time of one execute under `costs=header`: the header's cost, of which
-/// the call's round trip is the part a queued execute does not wait for.
-fn header_cost(job: &Job, call: Duration) -> Option<(Duration, Duration)> {
+/// The device time of one execute under `costs=header`: the header's cost
+/// for this kind of group.
+fn header_cost(job: &Job) -> Option<f64> {
     let (cost, history) = job.cost?;
-    let us = match job.kind {
+    Some(match job.kind {
         ExecKind::Prefill => cost.prefill_us + cost.prefill_us_per_history_row * history as f64,
         ExecKind::Decode | ExecKind::Post => cost.decode_us,
-    };
-    let total = Duration::from_secs_f64(us.max(0.0) / 1e6);
-    let call = call.min(total);
-    Some((call, total - call))
+    })
 }
 
 /// `axclrtEngineExecute`, or with `stream` `axclrtEngineExecuteAsync` (see `stream`).
@@ -120,13 +116,13 @@ pub(super) fn execute(model: u64, context: u64, group: u32, io: u64, stream: Opt
     };
     let (latency, behaviour): (_, Behaviour) = latency;
     let results = job.compute.as_ref().map(|c| c.run(&job.group, &job.inputs, &behaviour)).transpose()?;
-    let (call, run) = match header_cost(&job, latency.call()).filter(|_| latency.header_costs) {
-        Some(split) => split,
-        None => (latency.call(), latency.run(job.kind)),
+    let run = match header_cost(&job).filter(|_| latency.header_costs) {
+        Some(us) => latency.device(us),
+        None => latency.run(job.kind),
     };
     match stream {
-        None => pay(call + run),
-        Some(_) => pay_async(call, run),
+        None => pay(latency.call() + run),
+        Some(_) => pay_async(latency.submit(), run),
     }
     if let Some(results) = results {
         let mut g = global();

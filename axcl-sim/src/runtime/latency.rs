@@ -5,10 +5,19 @@ use super::host::HostMemory;
 use std::time::{Duration, Instant};
 
 /// Configured latencies (all zero by default: no waiting).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+///
+/// A synchronous call that reaches the card costs the caller `call_us` (the
+/// request), then its work (an execution, a transfer), then `sync_us` (the
+/// completion round trip). An asynchronous call costs the caller `call_us`
+/// and puts its work on the device timeline (see `stream`). The benchmark's
+/// values and their sources are in `axsim_pack::calibration`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Latency {
-    /// Fixed cost of every call that crosses PCIe (µs).
+    /// Fixed cost of every call that crosses PCIe: the request (µs).
     pub call_us: f64,
+    /// What a synchronous call waits beyond its work: the completion round
+    /// trip an asynchronous call does not wait for (µs).
+    pub sync_us: f64,
     /// One execute of a decode shape group of a decoder-layer model (µs), on top of `call_us`.
     pub exec_us: f64,
     /// One execute of a prefill shape group (µs), on top of `call_us`; `None`: `exec_us`.
@@ -25,9 +34,30 @@ pub(super) struct Latency {
     /// `axclrtMallocHost` block (µs; the runtime pins the pages per transfer,
     /// hardware-facts: F15). 0 by default.
     pub pageable_us: f64,
-    /// Executes of models whose header carries a cost take that cost (round
-    /// trip included) instead of `call_us` plus `exec_us`/`prefill_us`/`post_us`.
+    /// Executes of models whose header carries a cost take that device time
+    /// instead of `exec_us`/`prefill_us`/`post_us`.
     pub header_costs: bool,
+    /// Every simulated duration is multiplied by this (1 = real time), so a
+    /// long benchmark can run faster; host CPU time is not scaled.
+    pub time_scale: f64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self {
+            call_us: 0.0,
+            sync_us: 0.0,
+            exec_us: 0.0,
+            prefill_us: None,
+            post_us: 0.0,
+            h2d_mbps: 0.0,
+            d2h_mbps: 0.0,
+            d2d_mbps: 0.0,
+            pageable_us: 0.0,
+            header_costs: false,
+            time_scale: 1.0,
+        }
+    }
 }
 
 /// What an execution runs, for its latency.
@@ -46,9 +76,25 @@ fn micros(us: f64) -> Duration {
 }
 
 impl Latency {
-    /// A call that crosses PCIe and does nothing else that takes time.
+    /// `us` microseconds of simulated time, scaled.
+    fn micros(&self, us: f64) -> Duration {
+        micros(us * self.time_scale)
+    }
+
+    /// A synchronous call that crosses PCIe, without its work: request and
+    /// completion round trip.
     pub(super) fn call(&self) -> Duration {
-        micros(self.call_us)
+        self.micros(self.call_us + self.sync_us)
+    }
+
+    /// What an asynchronous call costs its caller: the request.
+    pub(super) fn submit(&self) -> Duration {
+        self.micros(self.call_us)
+    }
+
+    /// `us` microseconds of device work (a header cost), scaled.
+    pub(super) fn device(&self, us: f64) -> Duration {
+        self.micros(us)
     }
 
     /// Moving `bytes` bytes, without the call.
@@ -58,7 +104,7 @@ impl Latency {
             CopyKind::DeviceToHost => self.d2h_mbps,
             CopyKind::DeviceToDevice => self.d2d_mbps,
         };
-        if mbps > 0.0 { Duration::from_secs_f64(bytes as f64 / (mbps * 1e6)) } else { Duration::ZERO }
+        if mbps > 0.0 { self.micros(bytes as f64 / mbps) } else { Duration::ZERO }
     }
 
     /// A copy of `bytes` bytes.
@@ -72,13 +118,13 @@ impl Latency {
     pub(super) fn host_side(&self, host: HostMemory) -> Duration {
         match host {
             HostMemory::Pinned => Duration::ZERO,
-            HostMemory::Pageable => micros(self.pageable_us),
+            HostMemory::Pageable => self.micros(self.pageable_us),
         }
     }
 
     /// The NPU's time for one execution, without the call.
     pub(super) fn run(&self, kind: ExecKind) -> Duration {
-        micros(match kind {
+        self.micros(match kind {
             ExecKind::Decode => self.exec_us,
             ExecKind::Prefill => self.prefill_us.unwrap_or(self.exec_us),
             ExecKind::Post => self.post_us,
@@ -129,6 +175,9 @@ mod tests {
         let l = Latency { pageable_us: 900.0, ..Latency::default() };
         assert_eq!(l.host_side(HostMemory::Pageable), Duration::from_micros(900));
         assert_eq!(l.host_side(HostMemory::Pinned), Duration::ZERO);
+        let l = Latency { call_us: 40.0, sync_us: 60.0, time_scale: 0.5, ..Latency::default() };
+        assert_eq!((l.call(), l.submit()), (Duration::from_micros(50), Duration::from_micros(20)), "sync pays both, scaled");
+        assert_eq!(l.device(1000.0), Duration::from_micros(500));
         assert!(wait(Duration::from_micros(50)) >= Duration::from_micros(50));
     }
 }

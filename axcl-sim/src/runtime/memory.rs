@@ -120,7 +120,7 @@ fn copy(
     let host_cost = host.map_or(std::time::Duration::ZERO, |h| latency.host_side(h));
     match stream {
         None => pay(latency.copy(kind, count) + host_cost),
-        Some(_) => pay_async(latency.call() + host_cost, latency.transfer(kind, count)),
+        Some(_) => pay_async(latency.submit() + host_cost, latency.transfer(kind, count)),
     }
     Ok(())
 }

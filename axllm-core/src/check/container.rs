@@ -53,6 +53,23 @@ pub fn read(pkg: &PackageDir, path: &Path) -> Result<Container> {
     Ok(Container::Opaque)
 }
 
+/// The shape groups a model file states in its own header (the simulator's
+/// files), read without the runtime and without reading the weights; `None`
+/// for a real `.axmodel` (only a card reports its groups) or a file this
+/// cannot read (the runtime then judges it). The memory guard sizes the
+/// load's buffers from these before the first file reaches the card.
+pub(crate) fn stated_groups(pkg: &PackageDir, path: &Path) -> Option<Vec<GroupInfo>> {
+    let file = pkg.open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut r = BufReader::new(file);
+    let mut magic = [0u8; 8];
+    if read_up_to(&mut r, &mut magic).ok()? != 8 || &magic != SIM_MAGIC {
+        return None;
+    }
+    r.seek(SeekFrom::Start(0)).ok()?;
+    read_sim(&mut r, len).ok()
+}
+
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {

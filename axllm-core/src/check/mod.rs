@@ -9,7 +9,7 @@
 //! the simulator's files, whose header lists them; a real `.axmodel` is
 //! checked as a container only (see [`container`]).
 
-mod container;
+pub(crate) mod container;
 
 use crate::engine::geometry::Geometry;
 use crate::engine::hybrid::{LayerKind, LinearGeometry, kind_from_io};

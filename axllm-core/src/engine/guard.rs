@@ -8,10 +8,14 @@
 //! model, plus the buffers the load allocates when known in advance
 //! ([`Extra`]), plus a floor kept free for the runtime itself.
 //!
-//! `Resident::load` asks twice: before the first file reaches the card (the
-//! model files), and once the files are loaded and the geometry is known,
-//! before any of our buffers is allocated (the K/V of the full layers, the
-//! logits and the prefill hidden states).
+//! `Resident::load` asks before the first file reaches the card: the usage
+//! of every model file plus every buffer the load will allocate (the K/V
+//! caches or linear states, the step buffers, the logits, the gates and the
+//! snapshot slots), sized from the shape groups the files state. The
+//! simulator's files state them in their header; a real `.axmodel` does not
+//! (only a loaded model reports its groups, hardware-facts: F11), so for
+//! those the buffers are checked once the files are loaded and before any
+//! buffer is allocated. Both failures are [`Error::OutOfMemory`].
 //!
 //! A runtime without `axclrtGetDeviceProperties` or `axclrtEngineGetUsage`
 //! (older stacks) skips the guard: the load then fails, if it must, at the

@@ -14,6 +14,7 @@ pub mod inferred;
 pub mod masks;
 pub mod resident;
 pub mod schedule;
+pub mod slots;
 pub mod snapshots;
 mod step;
 
@@ -24,6 +25,7 @@ pub use snapshots::{SnapshotKind, SnapshotPool};
 
 use crate::error::{Error, Result};
 use crate::package::Embeddings;
+use slots::SlotTable;
 
 /// How a prompt was fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,12 +52,16 @@ pub enum Fed<'a> {
     Cancelled(PromptFeed),
 }
 
-/// A resident model plus the tokens its K/V cache holds, slot by slot.
+/// A resident model plus the tokens its K/V caches hold, KV slot by KV slot
+/// (see [`slots`]). Every method but [`Engine::select`] and
+/// [`Engine::choose_slot`] works on the KV slot in use.
 #[derive(Debug)]
 pub struct Engine {
     resident: Resident,
+    /// The tokens of the KV slot in use (see [`SlotTable::switch`]).
     cached: Vec<u32>,
     needs_reset: bool,
+    slots: SlotTable,
     /// Which snapshot slot holds the state after how many tokens (hybrid models).
     snapshots: SnapshotPool,
     inferred: Inferred,
@@ -68,7 +74,35 @@ impl Engine {
         // Room for every position up front: feeding a token never allocates.
         let cached = Vec::with_capacity(resident.geometry().max_positions());
         let snapshots = SnapshotPool::new(resident.snapshot_slots());
-        Engine { resident, cached, needs_reset: false, snapshots, inferred }
+        let slots = SlotTable::new(resident.kv_slots(), resident.geometry().max_positions());
+        Engine { resident, cached, needs_reset: false, slots, snapshots, inferred }
+    }
+
+    /// KV slots in all.
+    pub fn kv_slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The tokens KV slot `slot` holds.
+    pub fn slot_tokens(&self, slot: usize) -> &[u32] {
+        self.slots.tokens(slot, &self.cached)
+    }
+
+    /// The KV slot for `prompt` among those `busy` does not mark: the longest
+    /// shared prefix, else the least recently used; `None` when all are busy.
+    pub fn choose_slot(&self, prompt: &[u32], busy: &[bool]) -> Option<usize> {
+        self.slots.choose(prompt, &self.cached, busy)
+    }
+
+    /// Makes KV slot `slot` the one every other method works on (host-local:
+    /// buffer handles move and are rebound), and marks it used now.
+    pub fn select(&mut self, slot: usize) -> Result<()> {
+        if slot >= self.slots.len() {
+            return Err(Error::invalid(format!("KV slot {slot} of {}", self.slots.len())));
+        }
+        self.slots.switch(slot, &mut self.cached, &mut self.needs_reset);
+        self.slots.touch(slot);
+        self.resident.select_kv(slot)
     }
 
     /// The snapshots held now (hybrid models).

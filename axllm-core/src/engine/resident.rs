@@ -32,9 +32,10 @@ use super::hybrid::{LayerKind, LinearGeometry, kind_from_io};
 use super::inferred::gate_mask;
 use super::masks;
 use super::schedule::{Execution, KvWrite, Schedule};
+use super::slots::KvSlots;
 use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
-use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, Stream};
+use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, HostBuffer, Stream};
 use crate::package::{Embeddings, PackageDir};
 use std::path::Path;
 use std::sync::Arc;
@@ -89,8 +90,8 @@ struct Gates {
     decode: DeviceBuffer,
     /// The first `n` rows 1.0: written per prefill chunk.
     prefill: DeviceBuffer,
-    /// Host staging of the prefill gate (sized once).
-    host: Vec<u16>,
+    /// Host staging of the prefill gate (sized once, pinned where the runtime can).
+    host: HostBuffer,
     /// The `n` the prefill gate on the card holds, to skip rewriting it.
     prefill_n: Option<usize>,
 }
@@ -165,6 +166,18 @@ impl Layer {
         Ok(())
     }
 
+    /// Binds every shape group's `K_cache`/`V_cache` inputs to the layer's
+    /// K and V buffers (after a slot switch moved other buffers in).
+    fn rebind_cache(&mut self, cx: &Entered<'_>) -> Result<()> {
+        for (g, grp) in self.model.groups().iter().enumerate() {
+            let (ki, kt) = grp.input(names::K_CACHE).expect("geometry checked every name");
+            let (vi, vt) = grp.input(names::V_CACHE).expect("geometry checked every name");
+            self.ios[g].bind_input(cx, ki, &self.k, 0, kt.size as usize)?;
+            self.ios[g].bind_input(cx, vi, &self.v, 0, vt.size as usize)?;
+        }
+        Ok(())
+    }
+
     /// The buffers holding a linear layer's state now: (K, V, K bytes, V bytes).
     fn state(&self) -> Option<(&DeviceBuffer, &DeviceBuffer, usize, usize)> {
         let lin = self.linear.as_ref()?;
@@ -200,8 +213,9 @@ struct Post {
     io: EngineIo,
     model: EngineModel,
     logits: DeviceBuffer,
-    /// Host copy of the last logits, sized once so the token loop allocates nothing.
-    host: Vec<u16>,
+    /// Host copy of the last logits, sized once so the token loop allocates
+    /// nothing; pinned where the runtime can (hardware-facts: F14, F15).
+    host: HostBuffer,
 }
 
 impl Post {
@@ -217,14 +231,17 @@ impl Post {
         if !want_logits {
             return Ok(None);
         }
-        self.logits.read(cx, 0, bytemuck::cast_slice_mut(&mut self.host))?;
-        Ok(Some(&self.host))
+        self.logits.read(cx, 0, self.host.as_mut_slice())?;
+        Ok(Some(bytemuck::cast_slice(self.host.as_slice())))
     }
 }
 
 /// A model resident on the NPU.
 pub struct Resident {
     layers: Vec<Layer>,
+    /// The K/V buffers of the KV slots not in use (after `layers`: dropped
+    /// after the IO objects that may have bound them).
+    kv_slots: KvSlots,
     /// Linear layers only: their gate masks and state snapshot slots.
     gates: Option<Gates>,
     snapshots: Option<SnapshotSlots>,
@@ -271,14 +288,116 @@ fn load_model(cx: &Entered<'_>, pkg: &PackageDir, path: &Path, method: LoadMetho
     }
 }
 
-/// The memory guard (`guard`) on this package: the usage of every model file
-/// against the card's free CMM; skipped when the runtime lacks either query.
+/// The shapes a load gives its buffers, derived from the model files' shape
+/// groups: as the runtime reports them once loaded, or as the files state
+/// them before (the simulator's headers).
+struct Plan {
+    geo: Geometry,
+    /// Per layer: a linear layer's geometry, `None` for a full layer.
+    linear: Vec<Option<LinearGeometry>>,
+    vocab: usize,
+}
+
+impl Plan {
+    /// Checks that the layers agree with each other and with the post model.
+    /// In a hybrid model the first full-attention layer is the reference for
+    /// the context and prefill geometry (hardware-facts: F28); every other full
+    /// layer must match it and every linear layer must fit it.
+    fn derive(
+        pkg: &PackageDir,
+        layer_files: &[std::path::PathBuf],
+        layer_groups: &[&[GroupInfo]],
+        post_file: &Path,
+        post_groups: &[GroupInfo],
+        config_kinds: Option<&[LayerKind]>,
+    ) -> Result<Plan> {
+        let kinds = layer_kinds(layer_files, layer_groups, config_kinds)?;
+        let reference = kinds
+            .iter()
+            .position(|k| *k == LayerKind::Full)
+            .ok_or_else(|| Error::bad_file(pkg.root(), "no full-attention layer: the context geometry comes from one"))?;
+        let geo = Geometry::derive(&layer_files[reference], layer_groups[reference])?;
+        let mut linear = Vec::with_capacity(layer_groups.len());
+        for (i, (path, groups)) in layer_files.iter().zip(layer_groups).enumerate() {
+            linear.push(match kinds[i] {
+                LayerKind::Full => {
+                    let g = Geometry::derive(path, groups)?;
+                    if !geo.same_shape(&g) {
+                        return Err(Error::bad_file(
+                            path.clone(),
+                            format!("layer {i} has different shapes than layer {reference} ({g:?} vs {geo:?})"),
+                        ));
+                    }
+                    None
+                }
+                LayerKind::Linear => Some(LinearGeometry::derive(path, groups, geo.hidden, geo.chunk)?),
+            });
+        }
+        let vocab = post_vocab(post_file, post_groups, geo.hidden)?;
+        Ok(Plan { geo, linear, vocab })
+    }
+
+    /// The step buffers' sizes: (decode, prefill).
+    fn step_sizes(&self) -> (StepSizes, StepSizes) {
+        let geo = &self.geo;
+        let (h, d, t) = (geo.hidden, geo.kv_dim, geo.chunk);
+        let max = |groups: &mut dyn Iterator<Item = u32>| groups.map(|g| geo.tensor_size(g, names::MASK)).max().unwrap_or(0);
+        let dec_mask = max(&mut geo.decode.iter().map(|g| g.index));
+        let pre_mask = max(&mut geo.prefill.iter().map(|g| g.index));
+        (
+            StepSizes { hidden: h * 2, indices: 4, mask: dec_mask, kv_out: d * 2 },
+            StepSizes { hidden: t * h * 2, indices: t * 4, mask: pre_mask, kv_out: t * d * 2 },
+        )
+    }
+
+    /// The widest gate mask of the linear layers: (decode, prefill) elements;
+    /// `None` without linear layers.
+    fn gate_widths(&self) -> Option<(usize, usize)> {
+        let geos: Vec<&LinearGeometry> = self.linear.iter().flatten().collect();
+        let widest = |prefill: bool| {
+            geos.iter().flat_map(|g| if prefill { &g.prefill } else { &g.decode }).map(|x| x.mask).max().unwrap_or(1)
+        };
+        (!geos.is_empty()).then(|| (widest(false), widest(true)))
+    }
+
+    /// Every device byte the load allocates besides the models, before
+    /// allocating any: the K/V caches or states of every layer, the step
+    /// buffers, the logits, the gates and the snapshot slots.
+    fn buffer_bytes(&self, schedule: Schedule, snapshot_slots: usize) -> u64 {
+        let kv = (self.geo.kv_rows * self.geo.kv_dim * 2) as u64;
+        let layers: u64 = self.linear.iter().map(|l| l.as_ref().map_or(2 * kv, |g| 2 * (g.k_state + g.v_state) as u64)).sum();
+        let state: u64 = self.linear.iter().flatten().map(|g| (g.k_state + g.v_state) as u64).sum();
+        let snapshots = if snapshot_slots == 0 { 0 } else { snapshot_slots as u64 * state };
+        let gates = self.gate_widths().map_or(0, |(d, p)| (d * 2 + p * 2) as u64);
+        let (dec, pre) = self.step_sizes();
+        layers + snapshots + gates + dec.device_bytes(schedule.inputs) + pre.device_bytes(schedule.inputs) + (self.vocab * 2) as u64
+    }
+
+    /// The KV slots a load asking for `wanted` gets: a hybrid model keeps one
+    /// (its recurrent state is not per slot).
+    fn slots(&self, wanted: usize) -> usize {
+        if self.linear.iter().any(Option::is_some) { 1 } else { wanted.max(1) }
+    }
+
+    /// The K/V buffers of the slots beyond the first (`slots` as `slots` returns).
+    fn extra_slot_bytes(&self, slots: usize) -> u64 {
+        let kv = (self.geo.kv_rows * self.geo.kv_dim * 2) as u64;
+        let full = self.linear.iter().filter(|l| l.is_none()).count() as u64;
+        (slots as u64).saturating_sub(1) * full * 2 * kv
+    }
+}
+
+/// The memory guard (`guard`) before the first model file reaches the card:
+/// the usage of every model file plus our buffers, sized from the shape
+/// groups the files state (`plan`, when they state them), against the
+/// card's free CMM. Skipped when the runtime lacks either query.
 fn guard_before_load(
     cx: &Entered<'_>,
     device: &Arc<Device>,
     pkg: &PackageDir,
     layer_files: &[std::path::PathBuf],
     post_file: &Path,
+    buffers: Option<u64>,
     floor_mb: u64,
 ) -> Result<()> {
     let Some((_, free)) = device.cmm()? else { return Ok(()) };
@@ -287,7 +406,24 @@ fn guard_before_load(
         let Some(bytes) = EngineModel::cmm_usage(cx, &pkg.confine(path)?, path)? else { return Ok(()) };
         usages.push((path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()), bytes));
     }
-    super::guard::check(free, &usages, super::guard::Extra::default(), floor_mb)
+    super::guard::check(free, &usages, super::guard::Extra { buffers: buffers.unwrap_or(0), kv_slots: 0 }, floor_mb)
+}
+
+/// The plan from the shape groups the files state in their headers, before
+/// any is loaded; `None` when a file does not state them (a real `.axmodel`:
+/// only the card reports its groups) or they do not agree (the load then
+/// fails on the runtime's report, with the reason).
+fn stated_plan(
+    pkg: &PackageDir,
+    layer_files: &[std::path::PathBuf],
+    post_file: &Path,
+    config_kinds: Option<&[LayerKind]>,
+) -> Option<Plan> {
+    let stated = |p: &Path| crate::check::container::stated_groups(pkg, p);
+    let layers: Vec<Vec<GroupInfo>> = layer_files.iter().map(|p| stated(p)).collect::<Option<_>>()?;
+    let post = stated(post_file)?;
+    let refs: Vec<&[GroupInfo]> = layers.iter().map(Vec::as_slice).collect();
+    Plan::derive(pkg, layer_files, &refs, post_file, &post, config_kinds).ok()
 }
 
 /// What a hybrid model's load needs beyond the files.
@@ -333,57 +469,44 @@ impl Resident {
         hybrid: &HybridLoad,
         progress: &mut dyn FnMut(LoadProgress),
         floor_mb: u64,
+        kv_slots: usize,
     ) -> Result<Resident> {
         let cx = device.enter()?;
-        guard_before_load(&cx, device, pkg, layer_files, post_file, floor_mb)?;
+        // Our buffers from the shapes the files state, so the guard counts
+        // them before the first file is loaded (hardware-facts: F11, F12).
+        let stated = stated_plan(pkg, layer_files, post_file, hybrid.kinds.as_deref());
+        let stated_bytes = stated
+            .as_ref()
+            .map(|p| p.buffer_bytes(schedule, hybrid.snapshot_slots) + p.extra_slot_bytes(p.slots(kv_slots)));
+        guard_before_load(&cx, device, pkg, layer_files, post_file, stated_bytes, floor_mb)?;
         let total = layer_files.len() + 1;
         let mut models = Vec::with_capacity(layer_files.len());
         for (i, path) in layer_files.iter().enumerate() {
             models.push(load_model(&cx, pkg, path, method)?);
             progress(LoadProgress { loaded: i + 1, total });
         }
-        let kinds = layer_kinds(layer_files, &models, hybrid.kinds.as_deref())?;
-        let reference = kinds
-            .iter()
-            .position(|k| *k == LayerKind::Full)
-            .ok_or_else(|| Error::bad_file(pkg.root(), "no full-attention layer: the context geometry comes from one"))?;
-        let geo = Geometry::derive(&layer_files[reference], models[reference].groups())?;
-        let mut linear_geos = Vec::with_capacity(models.len());
-        for (i, (path, model)) in layer_files.iter().zip(&models).enumerate() {
-            linear_geos.push(match kinds[i] {
-                LayerKind::Full => {
-                    let g = Geometry::derive(path, model.groups())?;
-                    if !geo.same_shape(&g) {
-                        return Err(Error::bad_file(
-                            path.clone(),
-                            format!("layer {i} has different shapes than layer {reference} ({g:?} vs {geo:?})"),
-                        ));
-                    }
-                    None
-                }
-                LayerKind::Linear => Some(LinearGeometry::derive(path, model.groups(), geo.hidden, geo.chunk)?),
-            });
-        }
         let post_model = load_model(&cx, pkg, post_file, method)?;
-        let vocab = post_vocab(post_file, post_model.groups(), geo.hidden)?;
         progress(LoadProgress { loaded: total, total });
-
-        let (h, d, t) = (geo.hidden, geo.kv_dim, geo.chunk);
-        // The guard again, now that the geometry is known: the K/V of the full
-        // layers and the logits, before any of our buffers is allocated.
+        // The runtime's report is the truth the buffers follow.
+        let groups: Vec<&[GroupInfo]> = models.iter().map(EngineModel::groups).collect();
+        let plan = Plan::derive(pkg, layer_files, &groups, post_file, post_model.groups(), hybrid.kinds.as_deref())?;
+        // Hybrid models keep one slot (their recurrent state is not per slot).
+        let kv_slots = plan.slots(kv_slots);
+        // The guard again before any of our buffers is allocated: the only
+        // check of them when the files do not state their shapes (a real
+        // `.axmodel`), else a check that the card took what it announced.
+        let buffers = plan.buffer_bytes(schedule, hybrid.snapshot_slots);
+        let slot_bytes = plan.extra_slot_bytes(kv_slots);
         if let Some((_, free)) = device.cmm()? {
-            let full = kinds.iter().filter(|k| **k == LayerKind::Full).count() as u64;
-            let buffers = full * 2 * (geo.kv_rows * d * 2) as u64 + (vocab * 2) as u64 + (t * h * 2 * 2) as u64;
-            super::guard::check(free, &[], super::guard::Extra { buffers, kv_slots: 0 }, floor_mb)?;
+            let extra = super::guard::Extra { buffers, kv_slots: slot_bytes };
+            super::guard::check(free, &[], extra, floor_mb)?;
         }
-        let max = |name: &str, groups: &mut dyn Iterator<Item = u32>| groups.map(|g| geo.tensor_size(g, name)).max().unwrap_or(0);
-        let dec_mask = max(names::MASK, &mut geo.decode.iter().map(|g| g.index));
-        let pre_mask = max(names::MASK, &mut geo.prefill.iter().map(|g| g.index));
-        let decode = StepBuffers::new(&cx, StepSizes { hidden: h * 2, indices: 4, mask: dec_mask, kv_out: d * 2 }, schedule.inputs)?;
-        let prefill =
-            StepBuffers::new(&cx, StepSizes { hidden: t * h * 2, indices: t * 4, mask: pre_mask, kv_out: t * d * 2 }, schedule.inputs)?;
+        let (dec_sizes, pre_sizes) = plan.step_sizes();
+        let Plan { geo, linear: linear_geos, vocab, .. } = plan;
+        let decode = StepBuffers::new(&cx, dec_sizes, schedule.inputs)?;
+        let prefill = StepBuffers::new(&cx, pre_sizes, schedule.inputs)?;
         let gates = Gates::new(&cx, &linear_geos)?;
-        let kv_bytes = geo.kv_rows * d * 2;
+        let kv_bytes = geo.kv_rows * geo.kv_dim * 2;
         let mut layers = Vec::with_capacity(models.len());
         let mut device_bytes = 0u64;
         for (m, (model, lin_geo)) in models.into_iter().zip(linear_geos).enumerate() {
@@ -400,22 +523,34 @@ impl Resident {
         let last = decode.at(decode.hidden[layers.len() % 2]);
         bind_all(&cx, &mut post_io, &post_model.groups()[0], &[(names::INPUT, last)], &[(names::OUTPUT, (&logits, 0))])?;
         let snapshots = SnapshotSlots::new(&cx, &layers, hybrid.snapshot_slots)?;
+        let full = layers.iter().filter(|l| l.linear.is_none()).count();
+        let mut parked = Vec::with_capacity(kv_slots);
+        parked.push(None);
+        for _ in 1..kv_slots {
+            let bufs = (0..full)
+                .map(|_| Ok((DeviceBuffer::zeroed(&cx, kv_bytes)?, DeviceBuffer::zeroed(&cx, kv_bytes)?)))
+                .collect::<Result<Vec<_>>>()?;
+            parked.push(Some(bufs));
+        }
+        device_bytes += (kv_slots as u64 - 1) * (full * 2 * kv_bytes) as u64;
 
         device_bytes += decode.device_bytes()
             + prefill.device_bytes()
             + logits.size() as u64
             + gates.as_ref().map_or(0, |g| (g.decode.size() + g.prefill.size()) as u64)
-            + snapshots.as_ref().map_or(0, |s| (s.bytes * s.slots.len()) as u64)
-            + layer_files.iter().chain(std::iter::once(&post_file.to_path_buf())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>();
+            + snapshots.as_ref().map_or(0, |s| (s.bytes * s.slots.len()) as u64);
+        debug_assert_eq!(device_bytes, buffers + slot_bytes, "the guard counts every buffer the load allocates");
+        device_bytes += layer_files.iter().chain(std::iter::once(&post_file.to_path_buf())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>();
         let queue = match schedule.execution {
             Execution::Async => Some(Stream::new(&cx)?),
             Execution::Sync => None,
         };
         Ok(Resident {
             layers,
+            kv_slots: KvSlots { parked, active: 0, stale: false },
             gates,
             snapshots,
-            post: Post { io: post_io, model: post_model, logits, host: vec![0; vocab] },
+            post: Post { io: post_io, model: post_model, logits, host: HostBuffer::new(&cx, vocab * 2)? },
             decode,
             prefill,
             schedule,
@@ -430,6 +565,44 @@ impl Resident {
     /// Decoder layers with linear attention (0 for a model without).
     pub fn linear_layers(&self) -> usize {
         self.layers.iter().filter(|l| l.linear.is_some()).count()
+    }
+
+    /// KV slots: sequences whose K/V caches the card holds (1 for a hybrid model).
+    pub fn kv_slots(&self) -> usize {
+        self.kv_slots.parked.len()
+    }
+
+    /// Device bytes of one KV slot: a K and a V cache per full-attention layer.
+    pub fn kv_slot_bytes(&self) -> u64 {
+        self.layers.iter().filter(|l| l.linear.is_none()).map(|l| (l.k.size() + l.v.size()) as u64).sum()
+    }
+
+    /// Makes KV slot `slot` the one the layers read and write: its buffers
+    /// move into the layers and are bound (host-local; nothing is copied).
+    pub fn select_kv(&mut self, slot: usize) -> Result<()> {
+        let s = &mut self.kv_slots;
+        if slot >= s.parked.len() {
+            return Err(Error::invalid(format!("KV slot {slot} of {}", s.parked.len())));
+        }
+        if slot == s.active && !s.stale {
+            return Ok(());
+        }
+        if slot != s.active {
+            let mut bufs = s.parked[slot].take().expect("only the active slot is not parked");
+            for (l, (k, v)) in self.layers.iter_mut().filter(|l| l.linear.is_none()).zip(bufs.iter_mut()) {
+                std::mem::swap(&mut l.k, k);
+                std::mem::swap(&mut l.v, v);
+            }
+            s.parked[s.active] = Some(bufs);
+            s.active = slot;
+        }
+        s.stale = true;
+        let cx = self.device.enter()?;
+        for l in self.layers.iter_mut().filter(|l| l.linear.is_none()) {
+            l.rebind_cache(&cx)?;
+        }
+        self.kv_slots.stale = false;
+        Ok(())
     }
 
     /// Snapshot slots allocated (0 without linear layers).
@@ -484,7 +657,13 @@ impl Resident {
     }
     /// The vocabulary (the post model's logits).
     pub fn vocab(&self) -> usize {
-        self.post.host.len()
+        self.post.host.as_slice().len() / 2
+    }
+
+    /// Whether every host buffer of the token loop is pinned memory
+    /// (`axclrtMallocHost`); false when the runtime lacks it (the fallback).
+    pub fn pinned_staging(&self) -> bool {
+        self.decode.pinned() && self.prefill.pinned() && self.post.host.is_pinned()
     }
     /// Device memory used: buffers plus the model files' sizes (an estimate of the weights' share).
     pub fn device_bytes(&self) -> u64 {
@@ -509,7 +688,7 @@ impl Resident {
 
     /// The logits (bf16 bits) of the last step that ran the post model.
     pub fn last_logits(&self) -> &[u16] {
-        &self.post.host
+        bytemuck::cast_slice(self.post.host.as_slice())
     }
 
     /// Zeroes every K/V buffer and every linear layer's state (a full cache reset).
@@ -535,7 +714,8 @@ impl Resident {
         let how = match self.schedule.kv_write {
             KvWrite::Copy => RowWrite::Copy,
             // A decode row always fits: the group covers `slot` and `slot < kv_rows`.
-            KvWrite::BindOutputAtRow => RowWrite::Bind { size: geo.tensor_size(group.index, names::K_OUT) },
+            // Seen working on a card for m = 1 (hardware-facts: F23).
+            KvWrite::BindOutputAtRow | KvWrite::BindDecodeRow => RowWrite::Bind { size: geo.tensor_size(group.index, names::K_OUT) },
         };
         let cx = self.device.enter()?;
         self.last_hidden = None;
@@ -567,7 +747,9 @@ impl Resident {
         let group = geo.prefill_group(history, n).ok_or(Error::PromptTooLong { tokens: history + n, max: geo.max_prefill() })?;
         let size = geo.tensor_size(group.index, names::K_OUT);
         let how = match self.schedule.kv_write {
-            KvWrite::Copy => RowWrite::Copy,
+            // AXERA's binding, the only one chunk groups were seen correct
+            // with (hardware-facts: F23): outputs in their own buffers, D2D scatter.
+            KvWrite::Copy | KvWrite::BindDecodeRow => RowWrite::Copy,
             // Only full chunks are written in place: padding rows hold whatever
             // the NPU computes for fully masked rows, never cache data, and their
             // `T` rows could run past the buffer. A full chunk always fits
@@ -612,13 +794,13 @@ impl Resident {
 
 /// Each layer's kind: the config's when it names them (each checked against
 /// the layer's IO), else the IO's (hardware-facts: F28).
-fn layer_kinds(files: &[std::path::PathBuf], models: &[EngineModel], config: Option<&[LayerKind]>) -> Result<Vec<LayerKind>> {
+fn layer_kinds(files: &[std::path::PathBuf], groups: &[&[GroupInfo]], config: Option<&[LayerKind]>) -> Result<Vec<LayerKind>> {
     files
         .iter()
-        .zip(models)
+        .zip(groups)
         .enumerate()
-        .map(|(i, (path, model))| {
-            let io = kind_from_io(model.groups());
+        .map(|(i, (path, groups))| {
+            let io = kind_from_io(groups);
             match config.map(|c| c[i]) {
                 Some(named) if named != io => Err(Error::bad_file(
                     path.clone(),
@@ -731,15 +913,15 @@ impl Gates {
         let mut ones = vec![0u16; dec];
         gate_mask(&mut ones, dec);
         decode.write(cx, 0, bytemuck::cast_slice(&ones))?;
-        Ok(Some(Gates { decode, prefill: DeviceBuffer::zeroed(cx, pre * 2)?, host: vec![0; pre], prefill_n: None }))
+        Ok(Some(Gates { decode, prefill: DeviceBuffer::zeroed(cx, pre * 2)?, host: HostBuffer::new(cx, pre * 2)?, prefill_n: None }))
     }
 
     /// Makes the prefill gate say `n` real rows (written only when it changes).
     fn prefill_for(&mut self, cx: &Entered<'_>, n: usize) -> Result<()> {
         if self.prefill_n != Some(n) {
             self.prefill_n = None;
-            gate_mask(&mut self.host, n);
-            self.prefill.write(cx, 0, bytemuck::cast_slice(&self.host))?;
+            gate_mask(bytemuck::cast_slice_mut(self.host.as_mut_slice()), n);
+            self.prefill.write(cx, 0, self.host.as_slice())?;
             self.prefill_n = Some(n);
         }
         Ok(())

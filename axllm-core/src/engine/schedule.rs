@@ -1,26 +1,47 @@
-//! The call schedule: which runtime calls one step makes. Every choice the
-//! vendor's documentation leaves open on real hardware is opt-in; the default
-//! is the path the vendor runners take (dedicated buffers, D2D row copies;
-//! buffers bound at an offset are undocumented).
+//! The call schedule: which runtime calls one step makes.
+//!
+//! The default is the fastest schedule whose every call pattern has been
+//! seen working on a card, by AXERA's runner or by the independent
+//! ggml-axcl driver (hardware-facts: F22, F23, F36):
+//!
+//! * decode writes each layer's new K/V row in place: `K_cache_out` and
+//!   `V_cache_out` bound at the row's offset inside the layer's K/V buffer
+//!   (ggml-axcl, F23); every other tensor stays bound as at load (bind-once
+//!   static IO, ggml-axcl and AXERA's runner);
+//! * `indices`, `mask` and the first layer's hidden state live in dedicated
+//!   buffers refreshed by one copy each (offset binds of `mask`/`indices`
+//!   misbehaved on V3.6.5, F23: `packed-inputs` stays opt-in);
+//! * the executes of a step are chained on one stream with one
+//!   synchronisation per step (ggml-axcl, F22);
+//! * prefill binds as AXERA's runner does: one IO per shape group, each
+//!   tensor in its own buffer at the group's sizes, no offset binds, K/V rows
+//!   through staging buffers and a device-to-device scatter (ggml-axcl found
+//!   chunk groups correct only this way, F23).
 //!
 //! Calls per decode token, `L` layers (each line: H2D + executes + D2D + D2H):
 //!
 //! | schedule | calls | H2D | executes | D2D | D2H |
 //! |---|---|---|---|---|---|
 //! | vendor runner (for comparison) | `6L + 3` | `2L + 1` | `L + 1` | `3L` | 1 |
-//! | `safe` (default) | `3L + 5` | 3 | `L + 1` | `2L` | 1 |
+//! | default (`decode-kv-bind,async`) | `L + 6` | 3 | `L + 1` | 0 | 1 |
+//! | `safe` | `3L + 5` | 3 | `L + 1` | `2L` | 1 |
 //! | `packed-inputs` | `3L + 3` | 1 | `L + 1` | `2L` | 1 |
-//! | `kv-bind` | `L + 5` | 3 | `L + 1` | 0 | 1 |
+//! | `kv-bind`, `decode-kv-bind` | `L + 5` | 3 | `L + 1` | 0 | 1 |
 //! | `fewest-calls` (both) | `L + 3` | 1 | `L + 1` | 0 | 1 |
 //!
 //! `async` (combinable with any of them, e.g. `fewest-calls,async`) queues the
 //! executions and D2D copies on a stream and adds one synchronisation per step:
-//! one more call, but the caller no longer waits for each round trip.
+//! one more call, but the caller no longer waits for each round trip. The
+//! default also queues prefill's D2D scatter copies (`axclrtMemcpyAsync` on
+//! the same stream, ordered after the execute that wrote the rows); the
+//! observed chain (F22) is of executes.
 //!
 //! A linear-attention layer of a hybrid model (Qwen3.5) makes the same number
-//! of calls as a full layer: under `Copy` its two state outputs are copied back
-//! whole where a full layer copies its new K/V rows; under `BindOutputAtRow`
-//! its state ping-pongs between two buffer pairs (rebinding only, no copy).
+//! of calls as a full layer under `Copy` (its two state outputs are copied
+//! back whole where a full layer copies its new K/V rows) and under
+//! `BindOutputAtRow` (its state ping-pongs between two buffer pairs:
+//! rebinding only, no copy). Under `BindDecodeRow` it copies its state as
+//! under `Copy`: two D2D copies per linear layer and step beyond the table.
 //!
 //! Bindings (`axclrtEngineSet*BufferByIndex`) are host-local: they change the
 //! (address, size) pair the next execute hands the card and send no message.
@@ -43,6 +64,11 @@ pub enum KvWrite {
     /// buffer, fall back to copies for that chunk. Linear-attention layers
     /// ping-pong their state instead (open on hardware: hardware-facts: F31).
     BindOutputAtRow,
+    /// Decode binds its row outputs in place as `BindOutputAtRow` does (seen
+    /// working on a card for m = 1, hardware-facts: F23); prefill copies
+    /// through the scratch outputs as `Copy` does (the only binding under
+    /// which chunk groups were seen correct, F23). Linear layers copy.
+    BindDecodeRow,
 }
 
 /// How a step's inputs (first layer's hidden rows, indices, mask) reach the card.
@@ -74,7 +100,7 @@ pub enum Execution {
 }
 
 /// The call schedule of a loaded model.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
     /// How each layer's new K/V rows reach its cache.
     pub kv_write: KvWrite,
@@ -84,8 +110,19 @@ pub struct Schedule {
     pub execution: Execution,
 }
 
+impl Default for Schedule {
+    /// [`Schedule::OBSERVED`].
+    fn default() -> Self {
+        Schedule::OBSERVED
+    }
+}
+
 impl Schedule {
-    /// The documented path (the default).
+    /// The default: every call pattern seen working on a card (module docs).
+    pub const OBSERVED: Schedule =
+        Schedule { kv_write: KvWrite::BindDecodeRow, inputs: InputUpload::Separate, execution: Execution::Async };
+    /// The vendor runners' documented path: dedicated buffers, D2D row
+    /// copies, every call waited for (the default before the card measurements).
     pub const SAFE: Schedule = Schedule { kv_write: KvWrite::Copy, inputs: InputUpload::Separate, execution: Execution::Sync };
     /// Both buffer opt-ins: the fewest round trips per token.
     pub const FEWEST_CALLS: Schedule =
@@ -103,13 +140,17 @@ impl Schedule {
 impl FromStr for Schedule {
     type Err = Error;
 
-    /// `safe`, `fewest-calls`, or a comma-separated list of those and `kv-bind`,
-    /// `packed-inputs`, `async`.
+    /// `default`, `safe`, `fewest-calls`, or a comma-separated list of those
+    /// and `kv-bind`, `decode-kv-bind`, `packed-inputs`, `async` (each added to `safe`).
     fn from_str(s: &str) -> Result<Schedule> {
+        if s.trim() == "default" {
+            return Ok(Schedule::default());
+        }
         let mut out = Schedule::SAFE;
         for part in s.split(',').map(str::trim) {
             match part {
                 "safe" => {}
+                "decode-kv-bind" => out.kv_write = KvWrite::BindDecodeRow,
                 "fewest-calls" => {
                     out.kv_write = KvWrite::BindOutputAtRow;
                     out.inputs = InputUpload::Packed;
@@ -119,7 +160,7 @@ impl FromStr for Schedule {
                 "async" => out.execution = Execution::Async,
                 other => {
                     return Err(Error::invalid(format!(
-                        "unknown schedule {other:?} (expected safe, fewest-calls, kv-bind, packed-inputs, async)"
+                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, async)"
                     )));
                 }
             }
@@ -135,6 +176,8 @@ impl std::fmt::Display for Schedule {
             (KvWrite::Copy, InputUpload::Packed) => "packed-inputs",
             (KvWrite::BindOutputAtRow, InputUpload::Separate) => "kv-bind",
             (KvWrite::BindOutputAtRow, InputUpload::Packed) => "fewest-calls",
+            (KvWrite::BindDecodeRow, InputUpload::Separate) => "decode-kv-bind",
+            (KvWrite::BindDecodeRow, InputUpload::Packed) => "decode-kv-bind,packed-inputs",
         })?;
         if self.execution == Execution::Async {
             f.write_str(",async")?;
@@ -149,12 +192,15 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_count_calls() {
-        for s in ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async"] {
+        for s in ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async", "decode-kv-bind,async"] {
             assert_eq!(s.parse::<Schedule>().unwrap().to_string(), s);
         }
         assert_eq!("kv-bind, packed-inputs".parse::<Schedule>().unwrap(), Schedule::FEWEST_CALLS);
         assert!("fast".parse::<Schedule>().is_err());
-        assert_eq!(Schedule::default(), Schedule::SAFE);
+        assert_eq!(Schedule::default(), Schedule::OBSERVED);
+        assert_eq!(Schedule::default().to_string(), "decode-kv-bind,async");
+        assert_eq!("default".parse::<Schedule>().unwrap(), Schedule::OBSERVED);
+        assert_eq!(Schedule::OBSERVED.calls_per_token(28), 34);
         assert_eq!(Schedule::SAFE.calls_per_token(28), 89);
         assert_eq!(Schedule::FEWEST_CALLS.calls_per_token(28), 31);
         assert_eq!("kv-bind".parse::<Schedule>().unwrap().calls_per_token(36), 41);

@@ -1,7 +1,9 @@
 //! The buffers one kind of step (decode or prefill) shares across all layers,
 //! and the host staging area its inputs are assembled in.
 //!
-//! The staging area has the packed layout: the first layer's hidden rows at 0,
+//! The staging area is pinned host memory ([`HostBuffer`]: `axclrtMallocHost`,
+//! or heap memory where the runtime lacks it), so the step's uploads do not
+//! pay per-transfer page pinning (hardware-facts: F15). It has the packed layout: the first layer's hidden rows at 0,
 //! the indices and the mask at the next 128-byte-aligned offsets. With
 //! [`InputUpload::Packed`] the device holds the same image in one allocation and
 //! one H2D copy moves it; with [`InputUpload::Separate`] each tensor has its own
@@ -9,7 +11,7 @@
 
 use super::schedule::InputUpload;
 use crate::error::Result;
-use crate::npu::{DeviceBuffer, Entered};
+use crate::npu::{DeviceBuffer, Entered, HostBuffer};
 
 /// Alignment of every packed offset: the runtime's own allocation alignment
 /// (the card-side worker's), so a bound address is never less aligned than an allocation.
@@ -35,6 +37,18 @@ pub(super) struct StepSizes {
     pub kv_out: usize,
 }
 
+impl StepSizes {
+    /// Device bytes [`StepBuffers::new`] allocates for these sizes (the
+    /// memory guard counts them before anything is loaded).
+    pub fn device_bytes(&self, upload: InputUpload) -> u64 {
+        let inputs = match upload {
+            InputUpload::Packed => align(self.hidden) + align(self.indices) + self.mask,
+            InputUpload::Separate => self.hidden + self.indices + self.mask,
+        };
+        (inputs + self.hidden + 2 * self.kv_out) as u64
+    }
+}
+
 /// One step kind's shared device buffers and staging.
 #[derive(Debug)]
 pub(super) struct StepBuffers {
@@ -47,8 +61,8 @@ pub(super) struct StepBuffers {
     /// Scratch rows for `K_cache_out`/`V_cache_out` when rows are copied.
     pub k_out: Place,
     pub v_out: Place,
-    /// Host image of the packed layout (u64 words keep every offset aligned).
-    staging: Vec<u64>,
+    /// Host image of the packed layout (8-byte aligned: every offset is aligned).
+    staging: HostBuffer,
     indices_off: usize,
     mask_off: usize,
     upload: InputUpload,
@@ -80,7 +94,7 @@ impl StepBuffers {
             mask,
             k_out,
             v_out,
-            staging: vec![0; packed_len.div_ceil(8)],
+            staging: HostBuffer::new(cx, packed_len.div_ceil(8) * 8)?,
             indices_off,
             mask_off,
             upload,
@@ -98,7 +112,12 @@ impl StepBuffers {
     }
 
     fn bytes(&mut self) -> &mut [u8] {
-        bytemuck::cast_slice_mut(&mut self.staging)
+        self.staging.as_mut_slice()
+    }
+
+    /// Whether the staging is pinned memory.
+    pub fn pinned(&self) -> bool {
+        self.staging.is_pinned()
     }
 
     /// Staging for the first layer's hidden rows.
@@ -121,7 +140,7 @@ impl StepBuffers {
     /// Copies the staged inputs (`hidden`, `indices` and `mask` bytes long) to the card.
     pub fn upload(&self, cx: &Entered<'_>, hidden: usize, indices: usize, mask: usize) -> Result<()> {
         let (indices_off, mask_off) = (self.indices_off, self.mask_off);
-        let bytes: &[u8] = bytemuck::cast_slice(&self.staging);
+        let bytes: &[u8] = self.staging.as_slice();
         match self.upload {
             InputUpload::Packed => self.allocs[self.hidden[0].alloc].write(cx, 0, &bytes[..mask_off + mask]),
             InputUpload::Separate => {

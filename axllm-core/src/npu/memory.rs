@@ -150,16 +150,17 @@ impl Drop for DeviceBuffer {
 
 /// Host memory for staging copies: pinned (`axclrtMallocHost`) when the runtime
 /// has it, else ordinary heap memory, which every copy also accepts (the
-/// documented fallback; pinned memory only makes copies cheaper,
-/// hardware-facts: F14, F15). Freed on drop.
-#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+/// documented fallback for runtimes without the call, or when it fails;
+/// pinned memory only makes copies cheaper, hardware-facts: F14, F15). The
+/// bytes are 8-byte aligned either way, so they can be viewed as `u16`,
+/// `u32` or `u64` elements. Freed on drop.
 pub struct HostBuffer {
     /// `Some` when the bytes came from `axclrtMallocHost`.
     pinned: Option<Arc<Device>>,
     ptr: std::ptr::NonNull<u8>,
     len: usize,
-    /// The fallback's storage (`ptr` points into it).
-    heap: Option<Box<[u8]>>,
+    /// The fallback's storage (`ptr` points into it; u64 words for alignment).
+    heap: Option<Box<[u64]>>,
 }
 
 impl std::fmt::Debug for HostBuffer {
@@ -174,7 +175,6 @@ unsafe impl Send for HostBuffer {}
 // SAFETY: shared references only read the bytes.
 unsafe impl Sync for HostBuffer {}
 
-#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 impl HostBuffer {
     /// `len` zeroed bytes (`len` > 0): pinned if the runtime offers it and the
     /// allocation succeeds, ordinary memory otherwise.
@@ -192,14 +192,26 @@ impl HostBuffer {
             if status == rt::AXCL_SUCC as rt::axclError
                 && let Some(ptr) = std::ptr::NonNull::new(p.cast::<u8>())
             {
+                if ptr.as_ptr().addr() % 8 != 0 {
+                    if let Ok(free_host) = dev.rt.opt.axclrtFreeHost.as_ref() {
+                        // SAFETY: `p` came from axclrtMallocHost just now and is freed once.
+                        unsafe { free_host(p) };
+                    }
+                    return Ok(HostBuffer::heap(len));
+                }
                 // SAFETY: the runtime handed out `len` writable bytes at `ptr`.
                 unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
                 return Ok(HostBuffer { pinned: Some(Arc::clone(dev)), ptr, len, heap: None });
             }
         }
-        let mut heap = vec![0u8; len].into_boxed_slice();
-        let ptr = std::ptr::NonNull::new(heap.as_mut_ptr()).expect("a boxed slice is never NULL");
-        Ok(HostBuffer { pinned: None, ptr, len, heap: Some(heap) })
+        Ok(HostBuffer::heap(len))
+    }
+
+    /// `len` zeroed bytes of ordinary (pageable) memory.
+    fn heap(len: usize) -> HostBuffer {
+        let mut heap = vec![0u64; len.div_ceil(8)].into_boxed_slice();
+        let ptr = std::ptr::NonNull::new(heap.as_mut_ptr().cast::<u8>()).expect("a boxed slice is never NULL");
+        HostBuffer { pinned: None, ptr, len, heap: Some(heap) }
     }
 
     /// Whether the bytes are the runtime's pinned memory.

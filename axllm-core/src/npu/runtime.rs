@@ -155,7 +155,17 @@ impl Runtime {
             "axclrtGetDefaultContext" => o.axclrtGetDefaultContext.is_ok(),
             "axclrtGetDeviceProperties" => o.axclrtGetDeviceProperties.is_ok(),
             "axclrtMallocHost" => o.axclrtMallocHost.is_ok() && o.axclrtFreeHost.is_ok(),
+            "axclrtFreeHost" => o.axclrtFreeHost.is_ok(),
             "axclrtEngineGetUsage" => o.axclrtEngineGetUsage.is_ok(),
+            "axclrtEngineGetVNpuKind" => o.axclrtEngineGetVNpuKind.is_ok(),
+            "axclrtEngineGetModelCompilerVersion" => o.axclrtEngineGetModelCompilerVersion.is_ok(),
+            "axclrtEngineGetInputBufferByIndex" => o.axclrtEngineGetInputBufferByIndex.is_ok(),
+            "axclrtEngineGetOutputBufferByIndex" => o.axclrtEngineGetOutputBufferByIndex.is_ok(),
+            "axclrtEngineGetInputDataLayout" => o.axclrtEngineGetInputDataLayout.is_ok(),
+            "axclrtEngineGetOutputDataLayout" => o.axclrtEngineGetOutputDataLayout.is_ok(),
+            "axclrtMallocCached" => o.axclrtMallocCached.is_ok(),
+            "axclrtMemFlush" => o.axclrtMemFlush.is_ok(),
+            "axclrtMemInvalidate" => o.axclrtMemInvalidate.is_ok(),
             _ => false,
         }
     }

@@ -2,8 +2,8 @@
 //! no weights, each layer file carrying what one execute costs on the card
 //! (`SimModelHeader::cost`, used by the simulator under `costs=header`).
 //!
-//! The costs follow a timing model fitted to independent
-//! Pi 5 + LLM-8850 measurements of Qwen3-0.6B (all INFERRED for Qwen3.5):
+//! The costs follow the timing model of [`crate::calibration`], fitted to
+//! independent Pi 5 + LLM-8850 measurements of Qwen3-0.6B (all INFERRED for Qwen3.5):
 //!
 //! * decode execute: `418 µs + weight bytes / 26.4 GB/s + state bytes / 18.6 GB/s`,
 //!   where a full layer reads its K/V cache over the whole capacity
@@ -19,6 +19,7 @@
 
 use super::config::{LayerKind, LinearDims, Qwen35Config};
 use super::{HybridModel, HybridOptions};
+use crate::calibration::{self, LayerLoad, WeightBytes};
 use crate::hf::HfFile;
 use crate::layout::{EMBED_FILE, Layout};
 use crate::tokenizer::{DEFAULT_VOCAB_TARGET, train_tokenizer};
@@ -27,20 +28,6 @@ use axcl_sim::format::{ExecCost, Geometry, ModelKind, SimModelHeader, SimModelWr
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use std::path::Path;
-
-/// Fixed cost of a synchronous execute, the PCIe round trip included (µs).
-const EXEC_FIXED_US: f64 = 418.0;
-/// Weight streaming in decode (bytes per µs = MB/s).
-const WEIGHT_BYTES_PER_US: f64 = 26_400.0;
-/// K/V and state streaming (bytes per µs).
-const STATE_BYTES_PER_US: f64 = 18_600.0;
-/// The post model's lm_head streaming (bytes per µs).
-const POST_BYTES_PER_US: f64 = 20_700.0;
-/// Qwen3-0.6B w8a16: one 128-row chunk at no history, its parameters, and
-/// the cost per history row at `D` = 1024.
-const CHUNK_0_6B_US: f64 = 2808.0;
-const PARAMS_0_6B: f64 = 15.73e6;
-const HISTORY_ROW_US_PER_1024: f64 = 2.36;
 
 /// The published Qwen3.5 AX650 packages.
 ///
@@ -62,15 +49,25 @@ pub enum HybridPreset {
 pub enum Quant {
     #[default]
     W8a16,
-    /// GPTQ Int4 (group 128).
+    /// 4-bit weights (GPTQ Int4, group 128; AXERA's w4a16 builds).
+    #[value(name = "int4", alias = "w4a16")]
     Int4,
 }
 
 impl Quant {
-    fn bytes_per_weight(self) -> f64 {
+    /// The bytes per weight the device streams.
+    pub fn weights(self) -> WeightBytes {
         match self {
-            Quant::W8a16 => 1.0,
-            Quant::Int4 => 0.5,
+            Quant::W8a16 => WeightBytes::W8,
+            Quant::Int4 => WeightBytes::W4,
+        }
+    }
+
+    /// The name AXERA's package names use: `w8a16` or `w4a16`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Quant::W8a16 => "w8a16",
+            Quant::Int4 => "w4a16",
         }
     }
 }
@@ -158,31 +155,26 @@ fn layer_params(c: &Qwen35Config, kind: LayerKind) -> f64 {
 /// The cost of one execute of a layer of `kind` (see the module docs).
 pub(crate) fn layer_cost(model: &HybridModel, kind: LayerKind, quant: Quant) -> ExecCost {
     let c = &model.cfg;
-    let params = layer_params(c, kind);
-    let weights_us = params * quant.bytes_per_weight() / WEIGHT_BYTES_PER_US;
-    let compute_us = (CHUNK_0_6B_US - EXEC_FIXED_US) * params / PARAMS_0_6B;
-    let (state_us, per_row) = match kind {
-        LayerKind::Full => {
-            let kv = (model.io.context * 2 * c.kv_size() * 2) as f64;
-            (kv / STATE_BYTES_PER_US, HISTORY_ROW_US_PER_1024 * c.kv_size() as f64 / 1024.0)
-        }
+    let (state_bytes, history_row_us) = match kind {
+        LayerKind::Full => ((model.io.context * 2 * c.kv_size() * 2) as f64, calibration::history_row_us(c.kv_size())),
         LayerKind::Linear => {
             let spec = model.linear_spec();
             let bytes = (spec.conv_state_len() + spec.recurrent_state_len()) * spec.state_dtype.size();
-            (2.0 * bytes as f64 / STATE_BYTES_PER_US, 0.0)
+            (2.0 * bytes as f64, 0.0)
         }
     };
-    ExecCost {
-        decode_us: EXEC_FIXED_US + weights_us + state_us,
-        prefill_us: EXEC_FIXED_US + compute_us + if kind == LayerKind::Linear { state_us } else { 0.0 },
-        prefill_us_per_history_row: per_row,
-    }
+    calibration::layer_cost(LayerLoad {
+        params: layer_params(c, kind),
+        weights: quant.weights(),
+        state_bytes,
+        history_row_us,
+        prefill_reads_state: kind == LayerKind::Linear,
+    })
 }
 
 /// The post model's cost.
 pub(crate) fn post_cost(c: &Qwen35Config) -> ExecCost {
-    let us = EXEC_FIXED_US + (c.vocab_size * c.hidden_size) as f64 / POST_BYTES_PER_US;
-    ExecCost { decode_us: us, prefill_us: us, prefill_us_per_history_row: 0.0 }
+    calibration::post_cost(c.vocab_size, c.hidden_size)
 }
 
 /// Writes a timing-only Qwen3.5 model into `out` in the chosen layout: sparse

@@ -44,6 +44,7 @@ func AX650Supported() bool { return ax650Built }
 type AX650Server struct {
 	name     string // the model's short name; also what ModelPath returns
 	estimate uint64 // summed file sizes, used until the runner reports its memory
+	parallel int    // requests at once: the runner's KV slots (0: its default, 1)
 
 	exe string   // the executable to start; tests substitute a fake runner
 	env []string // extra environment for the subprocess
@@ -79,6 +80,15 @@ func NewAX650Server(name string, estimate uint64) (*AX650Server, error) {
 		return nil, ErrAX650NotBuilt
 	}
 	return newAX650Server(name, estimate), nil
+}
+
+// SetParallel sets how many requests the runner serves at once: the KV
+// slots it allocates on the card (each adds its K/V caches to the memory
+// the runner reports). Call it before Load.
+func (s *AX650Server) SetParallel(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.parallel = max(n, 0)
 }
 
 func newAX650Server(name string, estimate uint64) *AX650Server {
@@ -170,7 +180,10 @@ func (s *AX650Server) start() error {
 		"--port", strconv.Itoa(port),
 		"--workdir", workdir,
 		"--exit-on-stdin-eof"}
-	cmd := exec.Command(exe, append(args, ax650LoadFlags(os.Getenv)...)...)
+	if s.parallel > 1 {
+		args = append(args, "--parallel", strconv.Itoa(s.parallel))
+	}
+	cmd := ax650RunnerCommand(exe, append(args, ax650LoadFlags(os.Getenv)...), os.Getenv)
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.SysProcAttr = LlamaServerSysProcAttr
 	s.output = NewStatusWriter(os.Stderr)
@@ -319,7 +332,9 @@ func (s *AX650Server) status(ctx context.Context) (AX650Status, error) {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return st, err
+		// A runner killed between its load and this poll refuses the
+		// connection before its exit is reaped: report the exit, not the dial.
+		return st, s.transportError(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -669,6 +684,22 @@ func (s *AX650Server) ApplyChatTemplate(ctx context.Context, req ChatRequest) (s
 		return "", fmt.Errorf("AX650 runner chat template: %w", err)
 	}
 	return out.Prompt, nil
+}
+
+// ax650RunnerCommand is the command that starts the runner: exe with args,
+// or, when AXLLM_RUNNER_WRAPPER names a command (words split at spaces, no
+// quoting), that command with exe and args after its own words. An emulator
+// is what it is for: `ollama serve` of another architecture starts under
+// qemu-user, whose execve runs the runner natively and fails without the
+// kernel's binfmt_misc registration, so the runner needs the emulator named
+// (AXLLM_RUNNER_WRAPPER="qemu-aarch64 -L /usr/aarch64-linux-gnu"). A tool
+// such as valgrind fits too.
+func ax650RunnerCommand(exe string, args []string, getenv func(string) string) *exec.Cmd {
+	wrapper := strings.Fields(getenv("AXLLM_RUNNER_WRAPPER"))
+	if len(wrapper) == 0 {
+		return exec.Command(exe, args...)
+	}
+	return exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], exe), args...)...)
 }
 
 // ax650LoadFlags are the runner's load-parameter flags from serve's

@@ -40,6 +40,10 @@ func fakeRunner(mode string, args []string) int {
 			port = args[i+1]
 		}
 	}
+	if mode == "wrapped" && os.Getenv("AX650_WRAPPED") != "1" {
+		fmt.Fprintln(os.Stderr, "fake runner: started without AXLLM_RUNNER_WRAPPER's command")
+		return 1
+	}
 	if mode == "exit" {
 		// What cobra prints when the runner command returns an error.
 		fmt.Fprintln(os.Stderr, "Error: ax650 runner: listen tcp 127.0.0.1:1: bind: permission denied")
@@ -347,6 +351,40 @@ func TestAX650LoadFlagsFromServeEnvironment(t *testing.T) {
 	}
 }
 
+// AXLLM_RUNNER_WRAPPER: the runner starts under the named command (here
+// env(1), which sets a variable the fake runner insists on), words split at
+// spaces, the executable and its arguments after them.
+func TestAX650RunnerWrapper(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "AXLLM_RUNNER_WRAPPER" {
+				return v
+			}
+			return ""
+		}
+	}
+	plain := ax650RunnerCommand("/bin/ollama", []string{"runner", "--port", "1"}, env("  "))
+	if want := []string{"/bin/ollama", "runner", "--port", "1"}; !slices.Equal(plain.Args, want) {
+		t.Errorf("without a wrapper: %q, want %q", plain.Args, want)
+	}
+	wrapped := ax650RunnerCommand("/bin/ollama", []string{"runner"}, env(" qemu-aarch64  -L /usr/aarch64-linux-gnu "))
+	if want := []string{"qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", "/bin/ollama", "runner"}; !slices.Equal(wrapped.Args, want) {
+		t.Errorf("wrapped: %q, want %q", wrapped.Args, want)
+	}
+
+	t.Setenv("OLLAMA_LOAD_TIMEOUT", "20s")
+	t.Setenv("AXLLM_RUNNER_WRAPPER", "env AX650_WRAPPED=1")
+	s := newFakeAX650Server(t, "wrapped")
+	if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false); err != nil {
+		t.Fatalf("Load through the wrapper: %v", err)
+	}
+	t.Setenv("AXLLM_RUNNER_WRAPPER", "")
+	unwrapped := newFakeAX650Server(t, "wrapped")
+	if _, err := unwrapped.Load(t.Context(), ml.SystemInfo{}, nil, false); err == nil {
+		t.Fatal("Load without the wrapper succeeded: the fake runner's check is not effective")
+	}
+}
+
 // A model rendered with its package's own template: Chat sends the messages
 // to the runner, which renders them, and completes what it rendered; a
 // template's refusal is a 400 with its message, and nothing is generated.
@@ -399,5 +437,29 @@ func TestAX650ServerChatRendersInTheRunner(t *testing.T) {
 	}
 	if called {
 		t.Error("a refused chat generated")
+	}
+}
+
+func TestAX650ServerPingAfterKillReportsTheExit(t *testing.T) {
+	// A runner killed right after its load (as the soak's chaos does) must
+	// read as an exited runner, never as a bare "connection refused" that the
+	// routes would answer with a 500 the scheduler cannot act on.
+	t.Setenv("OLLAMA_LOAD_TIMEOUT", "20s")
+	for i := range 3 {
+		s := newFakeAX650Server(t, "ok")
+		if _, err := s.Load(t.Context(), ml.SystemInfo{}, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		p, err := os.FindProcess(s.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ping(t.Context()); !errors.Is(err, errAX650RunnerExited) {
+			t.Fatalf("run %d: Ping after SIGKILL = %v, want the runner's exit", i, err)
+		}
+		s.Close()
 	}
 }

@@ -37,8 +37,10 @@ func axmodelOwnTemplate(m *Model) bool {
 }
 
 // newAX650Server is the scheduler's default newAXServerFn. It is cheap (the
-// scheduler holds its lock): the runner subprocess starts in Load.
-func newAX650Server(m *Model, _ api.Options) (llm.LlamaServer, error) {
+// scheduler holds its lock): the runner subprocess starts in Load, with
+// numParallel (OLLAMA_NUM_PARALLEL, 1 by default) KV slots on the card, so
+// that many requests run at once.
+func newAX650Server(m *Model, _ api.Options, numParallel int) (llm.LlamaServer, error) {
 	var size uint64
 	if mf, err := manifest.ParseNamedManifest(model.ParseName(m.Name)); err == nil {
 		for _, l := range mf.Layers {
@@ -51,6 +53,7 @@ func newAX650Server(m *Model, _ api.Options) (llm.LlamaServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.SetParallel(numParallel)
 	return s, nil
 }
 

@@ -53,8 +53,10 @@ func TestSchedLoadAXModel(t *testing.T) {
 			}
 			srv := &mockLlm{modelPath: "tiny:latest", contextLength: 255, totalSize: 311744, vramSize: 311744, loadErr: tc.loadErr}
 			var gotModel *Model
-			s.newAXServerFn = func(m *Model, _ api.Options) (llm.LlamaServer, error) {
+			gotParallel := 0
+			s.newAXServerFn = func(m *Model, _ api.Options, numParallel int) (llm.LlamaServer, error) {
 				gotModel = m
+				gotParallel = numParallel
 				if tc.newErr != nil {
 					return nil, tc.newErr
 				}
@@ -79,6 +81,9 @@ func TestSchedLoadAXModel(t *testing.T) {
 			if gotModel != req.model {
 				t.Error("newAXServerFn did not receive the request's model")
 			}
+			if gotParallel != 4 {
+				t.Errorf("newAXServerFn received numParallel %d, want OLLAMA_NUM_PARALLEL's 4", gotParallel)
+			}
 			if tc.wantEvict {
 				// The scheduler evicts and calls load again with the same server:
 				// ModelPath must match the short name or load panics.
@@ -99,8 +104,8 @@ func TestSchedLoadAXModel(t *testing.T) {
 			}
 			select {
 			case r := <-req.successCh:
-				if r.numParallel != 1 {
-					t.Errorf("numParallel = %d, want 1", r.numParallel)
+				if r.numParallel != 4 {
+					t.Errorf("numParallel = %d, want OLLAMA_NUM_PARALLEL's 4 (the runner's KV slots)", r.numParallel)
 				}
 				if r.llama != srv || r.totalSize != 311744 || r.vramSize != 311744 {
 					t.Errorf("runner = %+v", r)
@@ -148,7 +153,7 @@ func TestNeedsReloadAXModel(t *testing.T) {
 
 func TestNewAX650ServerStub(t *testing.T) {
 	t.Setenv("OLLAMA_MODELS", t.TempDir())
-	s, err := newAX650Server(axTestModel(), api.DefaultOptions())
+	s, err := newAX650Server(axTestModel(), api.DefaultOptions(), 1)
 	if llm.AX650Supported() {
 		if err != nil || s.ModelPath() != "tiny:latest" {
 			t.Fatalf("newAX650Server = %v, %v", s, err)

@@ -42,13 +42,16 @@ type DoneReason = llm.AxllmDoneReason
 type LoadOptions struct {
 	// Runtime is the AXCL runtime library; "" means axllm's default search.
 	Runtime string
-	// Schedule is the call schedule ("safe", "fewest-calls", ...); "" means the default.
+	// Schedule is the call schedule ("default", "safe", "fewest-calls", ...); "" means the default.
 	Schedule string
 	// Device is the index into the runtime's device list.
 	Device int
 	// LinkRoots are directories outside the package that its symlinks may
 	// point into: the blob store the runner links the package's files from.
 	LinkRoots []string
+	// KVSlots is how many sequences' K/V caches the card holds, hence how
+	// many requests run at once; 0 means axllm's default (1).
+	KVSlots int
 }
 
 // Info is what a loaded model is (axllm_model_info).
@@ -61,6 +64,9 @@ type Info struct {
 	Chunk         int
 	MemoryBytes   uint64
 	DeviceID      int
+	// KVSlots is how many generations may run at once (axllm_model_info's
+	// kv_slots; 0 from an engine that does not say: 1).
+	KVSlots int
 }
 
 // Params are the sampling and stop options of one generation
@@ -99,7 +105,9 @@ type Stats struct {
 }
 
 // Engine is a model loaded on the NPU. Tokenize and Detokenize may run
-// concurrently with a generation; Begin is called by one goroutine at a time.
+// concurrently with a generation. Up to Info().KVSlots generations may be
+// alive at once; Begin and Next calls (of any generation) are made by one
+// goroutine at a time, taking turns.
 type Engine interface {
 	Info() Info
 	// Tokenize encodes text; special tokens written in it map to their ids,

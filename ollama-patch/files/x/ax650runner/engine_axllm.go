@@ -108,6 +108,7 @@ func loadEngine(dir string, opts LoadOptions, progress LoadProgress) (Engine, er
 	defer freeRoots()
 	params.link_roots = roots
 	params.n_link_roots = C.size_t(len(opts.LinkRoots))
+	params.kv_slots = C.uint32_t(opts.KVSlots)
 
 	var m *C.axllm_model
 	if err := call("axllm_model_load", func() C.axllm_status {
@@ -132,6 +133,7 @@ func loadEngine(dir string, opts LoadOptions, progress LoadProgress) (Engine, er
 		Chunk:         int(ci.chunk),
 		MemoryBytes:   uint64(ci.device_memory_bytes),
 		DeviceID:      int(ci.device_id),
+		KVSlots:       int(ci.kv_slots),
 	}}, nil
 }
 

@@ -276,3 +276,58 @@ func TestAXLLMEngineRenderChat(t *testing.T) {
 		t.Errorf("wire error %+v", we)
 	}
 }
+
+// TestAXLLMEngineSlotsThroughTheRunner: with two KV slots, two requests sent
+// to the Runner at once (a long one and a short one) both produce what each
+// produces alone, greedy and seeded, and both slots are reported.
+func TestAXLLMEngineSlotsThroughTheRunner(t *testing.T) {
+	opts := simOptions(t)
+	dir := os.Getenv("AX650_TEST_MODEL_DIR")
+	if dir == "" {
+		t.Skip("set AX650_TEST_MODEL_DIR (an axsim-pack model)")
+	}
+	opts.KVSlots = 2
+	e, err := loadEngine(dir, opts, func(uint32, uint32) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if got := e.Info().KVSlots; got != 2 {
+		t.Fatalf("KVSlots = %d, want 2", got)
+	}
+	r := NewRunner(e)
+	for _, sampling := range []func(*api.Options){
+		func(o *api.Options) { o.Temperature = 0 },
+		func(o *api.Options) { o.Temperature = 0.9; o.Seed = 5 },
+	} {
+		req := func(prompt string, n int) llm.AX650CompletionRequest {
+			return llm.AX650CompletionRequest{Prompt: prompt, Options: optsWith(func(o *api.Options) { sampling(o); o.NumPredict = n })}
+		}
+		run := func(rq llm.AX650CompletionRequest) string {
+			var sb strings.Builder
+			if err := r.Completion(t.Context(), rq, func(resp llm.CompletionResponse) { sb.WriteString(resp.Content) }); err != nil {
+				t.Error(err)
+			}
+			return sb.String()
+		}
+		long, short := req("tell me a long story", 60), req("hi there", 10)
+		wantLong, wantShort := run(long), run(short)
+		if wantLong == "" || wantShort == "" {
+			t.Fatalf("empty output: %q %q", wantLong, wantShort)
+		}
+		var gotLong, gotShort string
+		done := make(chan struct{})
+		go func() { defer close(done); gotLong = run(long) }()
+		gotShort = run(short)
+		<-done
+		if gotLong != wantLong || gotShort != wantShort {
+			t.Errorf("at once:\n%q\n%q\nalone:\n%q\n%q", gotLong, gotShort, wantLong, wantShort)
+		}
+	}
+}
+
+func optsWith(mod func(*api.Options)) *api.Options {
+	o := api.DefaultOptions()
+	mod(&o)
+	return &o
+}

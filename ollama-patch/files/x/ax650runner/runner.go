@@ -18,13 +18,17 @@ import (
 	"github.com/ollama/ollama/llm"
 )
 
-// Runner serves requests for one loaded Engine.
+// Runner serves requests for one loaded Engine: as many at once as the
+// model has KV slots, their steps taking turns.
 type Runner struct {
 	engine Engine
 	info   Info
-	// sem lets one generation at a time use the NPU; waiting honours ctx
-	// (axllm's own wait inside begin could not be cancelled).
+	// sem admits one request per KV slot; waiting honours ctx (axllm's own
+	// wait for a slot inside begin could not be cancelled).
 	sem *semaphore.Weighted
+	// turns orders the admitted requests' engine calls: round-robin, one
+	// prefill or one token at a time.
+	turns turns
 
 	mu     sync.Mutex
 	broken error // set after a device error: the model must be loaded again
@@ -32,7 +36,9 @@ type Runner struct {
 
 // NewRunner serves e.
 func NewRunner(e Engine) *Runner {
-	return &Runner{engine: e, info: e.Info(), sem: semaphore.NewWeighted(1)}
+	info := e.Info()
+	info.KVSlots = max(info.KVSlots, 1)
+	return &Runner{engine: e, info: info, sem: semaphore.NewWeighted(int64(info.KVSlots))}
 }
 
 // Info is the loaded model's geometry.
@@ -249,12 +255,18 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 	defer r.sem.Release(1)
 
 	// Begin prefills the prompt, which can take a while: a cancel (the
-	// client gone, the runner stopping) must reach it too.
+	// client gone, the runner stopping) must reach it too. axllm's cancel
+	// reaches every generation of the model, so it is used only when this
+	// request is the only one (one slot); with several, a prefill runs to
+	// its end and the request stops right after.
 	stopBegin := func() bool { return false }
-	if c, ok := r.engine.(Canceller); ok {
+	if c, ok := r.engine.(Canceller); ok && r.info.KVSlots == 1 {
 		stopBegin = context.AfterFunc(ctx, c.CancelCurrent)
 	}
+	me := newTurn()
+	r.turns.acquire(me)
 	gen, err := r.engine.Begin(tokens, paramsFor(opts, &req))
+	r.turns.release()
 	stopBegin()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -272,7 +284,9 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 	// applied by axllm: they go to the client as they are.
 	var reason llm.DoneReason
 	for {
+		r.turns.acquire(me)
 		piece, done, err := gen.Next()
+		r.turns.release()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -436,7 +450,10 @@ func (r *Runner) Embedding(ctx context.Context, text string) ([]float32, int, er
 		return nil, 0, err
 	}
 	defer r.sem.Release(1)
+	// One engine call, taken in turn with the running generations' steps.
+	r.turns.acquire(newTurn())
 	v, n, err := e.Embed(text)
+	r.turns.release()
 	if err != nil {
 		return nil, 0, r.engineError(err)
 	}

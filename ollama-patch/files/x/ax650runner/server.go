@@ -53,6 +53,7 @@ func Execute(args []string) error {
 	flags.StringVar(&opts.Runtime, "runtime", "", "the AXCL runtime library (default: libaxcl_rt.so, then /usr/lib/axcl/)")
 	flags.StringVar(&opts.Schedule, "schedule", "", "the call schedule: safe (default), fewest-calls, ... (see BENCHMARKS.md)")
 	flags.IntVar(&opts.Device, "device", 0, "index of the card in the runtime's device list")
+	flags.IntVar(&opts.KVSlots, "parallel", 0, "requests served at once: KV slots on the card (default 1)")
 	_ = flags.Bool("verbose", false, "ignored")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -62,6 +63,9 @@ func Execute(args []string) error {
 	}
 	if opts.Device < 0 {
 		return fmt.Errorf("ax650 runner: --device %d is negative", opts.Device)
+	}
+	if opts.KVSlots < 0 {
+		return fmt.Errorf("ax650 runner: --parallel %d is negative", opts.KVSlots)
 	}
 
 	// SIGINT and SIGTERM stay caught until Execute returns: the parent closes
@@ -141,7 +145,7 @@ func Execute(args []string) error {
 		info := e.Info()
 		slog.Info("AX650 model loaded", "took", time.Since(start).Round(time.Millisecond),
 			"context_length", info.ContextLength, "max_prefill", info.MaxPrefill, "layers", info.Layers,
-			"device_memory", info.MemoryBytes, "schedule", opts.Schedule)
+			"device_memory", info.MemoryBytes, "schedule", opts.Schedule, "parallel", info.KVSlots)
 	}()
 
 	<-ctx.Done()
