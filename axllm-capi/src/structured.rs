@@ -11,7 +11,7 @@ use std::ffi::c_char;
 use std::mem::{offset_of, size_of};
 
 fn entry(e: &TopLogprob) -> serde_json::Value {
-    serde_json::json!({"token": e.token, "text": e.text, "logprob": e.logprob})
+    serde_json::json!({"token": e.token, "text": e.text, "bytes": e.bytes, "logprob": e.logprob})
 }
 
 /// The JSON form of `axllm_generation_logprobs`.
@@ -29,8 +29,11 @@ fn logprobs_json(lps: &[TokenLogprob]) -> String {
 
 /// Writes into `buf` (NUL-terminated) the log probabilities of the tokens the
 /// generation emitted since the last call, as a JSON array with one object
-/// per token: `{"token": id, "text": "...", "logprob": -0.1, "top": [{"token",
-/// "text", "logprob"}...]}` (`top` most likely first, `top_logprobs` long).
+/// per token: `{"token": id, "text": "...", "bytes": [..], "logprob": -0.1,
+/// "top": [{"token", "text", "bytes", "logprob"}...]}` (`top` most likely
+/// first, `top_logprobs` long). `bytes` are what the token adds to the output
+/// (a byte-fallback token's single byte; `text` shows a partial character as
+/// U+FFFD); the generated tokens' `bytes`, joined, are the output text.
 /// `[]` when none (or `logprobs` was not asked for). A token's entry comes no
 /// later than the piece holding its text: call it after each
 /// `axllm_generation_next`. When `capacity` is too small:

@@ -359,15 +359,31 @@ func headerStatuses() map[llm.AxllmStatus]int {
 	}
 }
 
+// axllmTokenProb is a token of axllm_generation_logprobs' JSON.
+type axllmTokenProb struct {
+	Text    string  `json:"text"`
+	Bytes   []int   `json:"bytes"`
+	Logprob float64 `json:"logprob"`
+}
+
+// token is the token's text as Ollama's runners give it: the token's own
+// bytes, so a byte-fallback token that holds part of a character is that
+// byte (the server reports the bytes; JSON shows U+FFFD for the text).
+func (t axllmTokenProb) token() llm.TokenLogprob {
+	if t.Bytes == nil {
+		return llm.TokenLogprob{Token: t.Text, Logprob: t.Logprob}
+	}
+	b := make([]byte, len(t.Bytes))
+	for i, v := range t.Bytes {
+		b[i] = byte(v)
+	}
+	return llm.TokenLogprob{Token: string(b), Logprob: t.Logprob}
+}
+
 // axllmLogprob is one entry of axllm_generation_logprobs' JSON.
 type axllmLogprob struct {
-	Token   int32   `json:"token"`
-	Text    string  `json:"text"`
-	Logprob float64 `json:"logprob"`
-	Top     []struct {
-		Text    string  `json:"text"`
-		Logprob float64 `json:"logprob"`
-	} `json:"top"`
+	axllmTokenProb
+	Top []axllmTokenProb `json:"top"`
 }
 
 // Logprobs implements LogprobReader (axllm_generation_logprobs).
@@ -392,9 +408,9 @@ func (g *axllmGeneration) Logprobs() ([]llm.Logprob, error) {
 		}
 		out := make([]llm.Logprob, 0, len(entries))
 		for _, e := range entries {
-			lp := llm.Logprob{TokenLogprob: llm.TokenLogprob{Token: e.Text, Logprob: e.Logprob}}
+			lp := llm.Logprob{TokenLogprob: e.token()}
 			for _, t := range e.Top {
-				lp.TopLogprobs = append(lp.TopLogprobs, llm.TokenLogprob{Token: t.Text, Logprob: t.Logprob})
+				lp.TopLogprobs = append(lp.TopLogprobs, t.token())
 			}
 			out = append(out, lp)
 		}
