@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::package::Tokenizer;
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{self, SimpleVob, TokEnv, TokRxInfo, TokTrie};
-use llguidance::{Matcher, ParserFactory};
+use llguidance::{Matcher, ParserFactory, TokenParser};
 use std::sync::Arc;
 
 /// What a generation's output must be.
@@ -72,7 +72,14 @@ pub(crate) struct Vocabulary {
     /// The model's end-of-generation ids; the engine knows only the first.
     eos: Vec<u32>,
     vocab: usize,
+    /// The last few compiled schemas (by their text), most recent last: a
+    /// request with the same schema starts from a clone, which skips the
+    /// compile and shares the lexer states earlier requests built.
+    compiled: parking_lot::Mutex<Vec<(String, TokenParser)>>,
 }
+
+/// How many compiled schemas a model keeps.
+const COMPILED_KEPT: usize = 8;
 
 impl std::fmt::Debug for Vocabulary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,17 +122,40 @@ impl Vocabulary {
         let env: TokEnv = Arc::new(toktrie::ApproximateTokEnv::new(trie));
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::invalid(format!("grammar engine: {e}")))?;
         factory.quiet();
-        Ok(Vocabulary { factory, eos, vocab })
+        Ok(Vocabulary { factory, eos, vocab, compiled: Default::default() })
     }
 
     /// Compiles `format` into a constraint for one generation; an unusable
     /// schema is an [`crate::ErrorKind::InvalidArgument`] naming the problem.
     pub(crate) fn constraint(&self, format: &Format, thinking_close: &[String]) -> Result<Constraint> {
-        let grammar = TopLevelGrammar::from_json_schema(format.schema()?);
-        let parser = self
-            .factory
-            .create_parser(grammar)
-            .map_err(|e| Error::invalid(format!("the format's JSON schema cannot be used: {e}")))?;
+        let schema = format.schema()?;
+        let key = schema.to_string();
+        let cached = {
+            let mut compiled = self.compiled.lock();
+            let hit = compiled.iter().position(|(k, _)| *k == key).map(|i| compiled.remove(i));
+            hit.map(|(k, p)| {
+                let copy = p.clone();
+                compiled.push((k, p));
+                copy
+            })
+        };
+        let parser = match cached {
+            Some(p) => p,
+            None => {
+                let p = self
+                    .factory
+                    .create_parser(TopLevelGrammar::from_json_schema(schema))
+                    .map_err(|e| Error::invalid(format!("the format's JSON schema cannot be used: {e}")))?;
+                if p.error_message().is_none() {
+                    let mut compiled = self.compiled.lock();
+                    if compiled.len() == COMPILED_KEPT {
+                        compiled.remove(0);
+                    }
+                    compiled.push((key, p.clone()));
+                }
+                p
+            }
+        };
         let matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
             return Err(Error::invalid(format!("the format's JSON schema cannot be used: {e}")));
@@ -221,12 +251,17 @@ impl Constraint {
     }
 }
 
-/// Applies a token mask: words of all-allowed tokens are skipped whole.
+/// Applies a token mask: words of all-allowed tokens are skipped whole,
+/// words of all-forbidden ones filled whole.
 fn apply(mask: &SimpleVob, logits: &mut [f32]) {
     let words = mask.as_slice();
     for (w, chunk) in logits.chunks_mut(32).enumerate() {
         let bits = words.get(w).copied().unwrap_or(0);
         if bits == u32::MAX && chunk.len() == 32 {
+            continue;
+        }
+        if bits == 0 {
+            chunk.fill(f32::NEG_INFINITY);
             continue;
         }
         for (i, l) in chunk.iter_mut().enumerate() {
@@ -244,7 +279,9 @@ fn grammar_failed(why: &str) -> Error {
 /// Measures the per-token cost of a constraint for the benchmark: builds the
 /// vocabulary of `tokenizer_json` (padded to `vocab`), then, for `steps`
 /// steps, masks a copy of `logits`, takes the best allowed token and commits
-/// it, starting a new constraint whenever one ends. Returns each mask's time.
+/// it, starting a new constraint whenever one ends. Returns each mask's wall
+/// time and the calling thread's CPU time (`cpu_ns`, a clock the caller
+/// supplies: the difference separates a descheduled step from a slow one).
 #[doc(hidden)]
 pub fn mask_cost(
     tokenizer_json: &str,
@@ -253,7 +290,8 @@ pub fn mask_cost(
     format: &Format,
     logits: &[f32],
     steps: usize,
-) -> Result<Vec<std::time::Duration>> {
+    cpu_ns: &dyn Fn() -> u64,
+) -> Result<Vec<(std::time::Duration, u64)>> {
     let json: serde_json::Value =
         serde_json::from_str(tokenizer_json).map_err(|e| Error::invalid(format!("tokenizer.json: {e}")))?;
     let vocabulary = Vocabulary::new(&token_bytes_of_json(&json, vocab)?, vec![eos])?;
@@ -266,9 +304,9 @@ pub fn mask_cost(
         offset = (offset + 7919) % vocab;
         work[..vocab - offset].copy_from_slice(&logits[offset..vocab]);
         work[vocab - offset..].copy_from_slice(&logits[..offset]);
-        let t = std::time::Instant::now();
+        let (t, cpu) = (std::time::Instant::now(), cpu_ns());
         c.mask(&mut work)?;
-        times.push(t.elapsed());
+        times.push((t.elapsed(), cpu_ns() - cpu));
         let tok = crate::sampling::argmax(&work);
         if tok == eos {
             c = vocabulary.constraint(format, &[])?;
