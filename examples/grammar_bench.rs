@@ -187,6 +187,7 @@ fn main() -> anyhow::Result<()> {
             us[us.len() - 1],
             p(0.99) / 1000.0
         );
+        println!("  {name:>10}: steps over 1 ms: {} of {}", us.iter().filter(|&&x| x > 1000.0).count(), us.len());
     }
     println!("  (vocabulary build + compile + all steps: {:.2} s)", total.as_secs_f64());
     Ok(())
