@@ -132,7 +132,7 @@ typedef struct {
   // `AXLLM_ERR_INVALID_ARGUMENT`. Borrowed for the `begin` call only.
   const char *format;
   // Strings any of which closes a thinking block the output begins with
-  // ("</think>"): `format` applies only after it. `n_thinking_close` of
+  // (`"</think>"`): `format` applies only after it. `n_thinking_close` of
   // them, may be NULL when 0. Borrowed for the `begin` call only.
   const char *const *thinking_close;
   // Number of `thinking_close` strings.
@@ -470,8 +470,11 @@ axllm_status axllm_generate_default_params(axllm_generate_params *params, size_t
 
 // Writes into `buf` (NUL-terminated) the log probabilities of the tokens the
 // generation emitted since the last call, as a JSON array with one object
-// per token: `{"token": id, "text": "...", "logprob": -0.1, "top": [{"token",
-// "text", "logprob"}...]}` (`top` most likely first, `top_logprobs` long).
+// per token: `{"token": id, "text": "...", "bytes": [..], "logprob": -0.1,
+// "top": [{"token", "text", "bytes", "logprob"}...]}` (`top` most likely
+// first, `top_logprobs` long). `bytes` are what the token adds to the output
+// (a byte-fallback token's single byte; `text` shows a partial character as
+// U+FFFD); the generated tokens' `bytes`, joined, are the output text.
 // `[]` when none (or `logprobs` was not asked for). A token's entry comes no
 // later than the piece holding its text: call it after each
 // `axllm_generation_next`. When `capacity` is too small:

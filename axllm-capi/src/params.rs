@@ -107,7 +107,7 @@ pub struct axllm_generate_params {
     /// `AXLLM_ERR_INVALID_ARGUMENT`. Borrowed for the `begin` call only.
     pub format: *const c_char,
     /// Strings any of which closes a thinking block the output begins with
-    /// ("</think>"): `format` applies only after it. `n_thinking_close` of
+    /// (`"</think>"`): `format` applies only after it. `n_thinking_close` of
     /// them, may be NULL when 0. Borrowed for the `begin` call only.
     pub thinking_close: *const *const c_char,
     /// Number of `thinking_close` strings.
