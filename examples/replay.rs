@@ -18,7 +18,9 @@
 //!   (special tokens written in a text map to their ids, nothing is added);
 //! * `{"kind": "render", "chat": "{\"messages\": [...], ...}"}`: the prompt
 //!   the package's own chat template renders (`Model::render_chat`) for the
-//!   request given as a JSON string (so its keys keep their order).
+//!   request given as a JSON string (so its keys keep their order);
+//! * `{"kind": "embed", "text": "..."}`: the text's embedding
+//!   (`Model::embed`, nothing added to the text) and the ids it went through.
 //!
 //! Every result also reports the tokens the device cache holds afterwards
 //! (and, for hybrid models, the snapshots held and where a prompt's reuse
@@ -114,6 +116,7 @@ fn generate(model: &Model, req: &Value) -> Result<Value> {
         num_predict: req["num_predict"].as_u64().map(|n| n as usize),
         stop: req["stop"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
         add_special_tokens: false,
+        ..Default::default()
     };
     let mut pieces = Vec::new();
     let done = match (&req["text"], &req["prompt"]) {
@@ -156,6 +159,12 @@ fn render(model: &Model, req: &Value) -> Result<Value> {
     Ok(json!({ "text": model.render_chat(chat)? }))
 }
 
+fn embed(model: &Model, req: &Value) -> Result<Value> {
+    let text = req["text"].as_str().context("text must be a string")?;
+    let e = model.embed(text, &axllm_core::EmbedOptions::default())?;
+    Ok(json!({ "ids": model.tokenizer().encode(text, false)?, "vector": e.vector, "prompt_tokens": e.prompt_tokens }))
+}
+
 fn drain(g: &mut axllm_core::Generation, pieces: &mut Vec<String>) -> Result<(axllm_core::StopReason, axllm_core::Stats, Vec<u32>)> {
     loop {
         match g.next()? {
@@ -187,6 +196,7 @@ fn main() -> Result<()> {
             Some("generate") => generate(&model, req),
             Some("tokenize") => tokenize(&model, req),
             Some("render") => render(&model, req),
+            Some("embed") => embed(&model, req),
             other => bail!("unknown request kind {other:?}"),
         };
         results.push(r.unwrap_or_else(|e| json!({"error": e.to_string()})));

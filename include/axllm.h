@@ -126,6 +126,21 @@ typedef struct {
   size_t n_stop;
   // Apply the tokenizer's post-processor (BOS) to a text prompt.
   bool add_special_tokens;
+  // NULL or "" = free text; "json" = any JSON object; otherwise a JSON
+  // schema (its text) the output must be valid for, enforced token by token.
+  // A schema that cannot be compiled fails `begin` with
+  // `AXLLM_ERR_INVALID_ARGUMENT`. Borrowed for the `begin` call only.
+  const char *format;
+  // Strings any of which closes a thinking block the output begins with
+  // (`"</think>"`): `format` applies only after it. `n_thinking_close` of
+  // them, may be NULL when 0. Borrowed for the `begin` call only.
+  const char *const *thinking_close;
+  // Number of `thinking_close` strings.
+  size_t n_thinking_close;
+  // Record each generated token's log probability (`axllm_generation_logprobs`).
+  bool logprobs;
+  // With `logprobs`: the most likely tokens to record per position, 0..=20.
+  uint32_t top_logprobs;
 } axllm_generate_params;
 
 // Counts and durations of a generation.
@@ -234,6 +249,19 @@ typedef struct {
   // True when the package has its own sampling defaults (`post_config.json`).
   bool has_sampling_defaults;
 } axllm_package_info;
+
+// How to embed a text. Fill it with `axllm_embed_default_params()`.
+typedef struct {
+  // `sizeof(axllm_embed_params)` as the caller was compiled.
+  size_t struct_size;
+  // Cut a text longer than the context to its first tokens (default true);
+  // false: such a text fails with `AXLLM_ERR_PROMPT_TOO_LONG`.
+  bool truncate;
+  // Keep only the first this many values, renormalised; 0 = all.
+  uint32_t dimensions;
+  // Apply the tokenizer's post-processor (BOS) to the text.
+  bool add_special_tokens;
+} axllm_embed_params;
 
 #ifdef __cplusplus
 extern "C" {
@@ -462,6 +490,45 @@ axllm_status axllm_load_default_params(axllm_load_params *params, size_t struct_
 // # Safety
 // `params` is valid for writes of `struct_size` bytes.
 axllm_status axllm_generate_default_params(axllm_generate_params *params, size_t struct_size);
+
+// Writes into `buf` (NUL-terminated) the log probabilities of the tokens the
+// generation emitted since the last call, as a JSON array with one object
+// per token: `{"token": id, "text": "...", "bytes": [..], "logprob": -0.1,
+// "top": [{"token", "text", "bytes", "logprob"}...]}` (`top` most likely
+// first, `top_logprobs` long). `bytes` are what the token adds to the output
+// (a byte-fallback token's single byte; `text` shows a partial character as
+// U+FFFD); the generated tokens' `bytes`, joined, are the output text.
+// `[]` when none (or `logprobs` was not asked for). A token's entry comes no
+// later than the piece holding its text: call it after each
+// `axllm_generation_next`. When `capacity` is too small:
+// `AXLLM_ERR_BUFFER_TOO_SMALL`, `*len` = the length needed (without the
+// NUL), and the entries are kept for the next call.
+//
+// # Safety
+// `buf` is NULL or valid for `capacity` writes; `len` is a valid pointer.
+axllm_status axllm_generation_logprobs(axllm_generation *generation, char *buf, size_t capacity, size_t *len);
+
+// Fills `*params` with the default embed parameters: truncate, all
+// dimensions, no post-processor. Pass `sizeof(axllm_embed_params)`.
+//
+// # Safety
+// `params` is valid for writes of `struct_size` bytes.
+axllm_status axllm_embed_default_params(axllm_embed_params *params, size_t struct_size);
+
+// Embeds `text`: the hidden state of its last token after the last layer,
+// L2-normalised (the pooling Ollama applies to a generative model; the final
+// norm lives in the post model and is not applied). Writes the values to
+// `out` (`capacity` floats; `*n_values` receives the count, and when
+// `capacity` is too small `AXLLM_ERR_BUFFER_TOO_SMALL` with the count
+// needed: the hidden size, or `dimensions`) and the number of tokens fed to
+// `*n_tokens` (may be NULL). Waits while a generation of this model runs;
+// the device cache then holds the text. `params` may be NULL (defaults).
+//
+// # Safety
+// `text` is a NUL-terminated string; `params` is NULL or valid; `out` is
+// NULL or valid for `capacity` floats; `n_values` is a valid pointer;
+// `n_tokens` is NULL or valid.
+axllm_status axllm_model_embed(axllm_model *model, const char *text, const axllm_embed_params *params, float *out_values, size_t capacity, size_t *n_values, size_t *n_tokens);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -101,7 +101,7 @@ impl TestGenerate for Model {
             match g.next().unwrap() {
                 Step::Text(t) => text.push_str(&t),
                 Step::Done(reason) => {
-                    return axllm_core::Completion { text, reason, stats: g.stats(), tokens: g.tokens().to_vec() };
+                    return axllm_core::Completion { text, reason, stats: g.stats(), tokens: g.tokens().to_vec(), logprobs: g.take_logprobs() };
                 }
             }
         }

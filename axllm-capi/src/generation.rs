@@ -35,20 +35,22 @@ pub enum axllm_done_reason {
     AXLLM_DONE_CANCELLED = 5,
 }
 
-struct GenerationHandle {
+pub(crate) struct GenerationHandle {
     model: Arc<ModelHandle>,
     cancel: CancelHandle,
-    state: Mutex<GenState>,
+    pub(crate) state: Mutex<GenState>,
 }
 
-struct GenState {
-    generation: Generation,
+pub(crate) struct GenState {
+    pub(crate) generation: Generation,
+    /// Logprobs (JSON) that did not fit the caller's buffer, delivered next time.
+    pub(crate) logprobs: Option<String>,
     /// A piece that did not fit the caller's buffer, delivered next time.
     pending: Option<String>,
     finished: Option<StopReason>,
 }
 
-static GENERATIONS: Registry<GenerationHandle> = Registry::new("generation");
+pub(crate) static GENERATIONS: Registry<GenerationHandle> = Registry::new("generation");
 
 fn start(
     model: *mut axllm_model,
@@ -69,7 +71,7 @@ fn start(
     let k = GENERATIONS.insert(GenerationHandle {
         model: h,
         cancel,
-        state: Mutex::new(GenState { generation, pending: None, finished: None }),
+        state: Mutex::new(GenState { generation, logprobs: None, pending: None, finished: None }),
     });
     *out_gen = k as *mut axllm_generation;
     Ok(())

@@ -8,6 +8,8 @@
 //! * `chat`: [`axllm_model_render_chat`], the package's own chat template;
 //! * `generation`: [`axllm_generation`] and [`axllm_done_reason`];
 //! * `stats`: [`axllm_stats`];
+//! * `structured`: [`axllm_generation_logprobs`] and [`axllm_model_embed`]
+//!   (structured outputs ride on `axllm_generate_params.format`);
 //! * `package`: [`axllm_package_info`] and `axllm_package_check`, a package's
 //!   static checks without the runtime;
 //! * `diagnostics`: the simulator's counters as JSON, and a test panic;
@@ -30,6 +32,7 @@ mod model;
 mod package;
 mod params;
 mod stats;
+mod structured;
 
 pub use diagnostics::{axllm_debug_panic, axllm_model_diagnostics};
 pub use boundary::axllm_last_error;
@@ -51,6 +54,7 @@ pub use params::{
     axllm_load_default_params, axllm_load_params,
 };
 pub use stats::axllm_stats;
+pub use structured::{axllm_embed_default_params, axllm_embed_params, axllm_generation_logprobs, axllm_model_embed};
 
 use std::ffi::c_char;
 

@@ -100,6 +100,45 @@ pub struct axllm_generate_params {
     pub n_stop: usize,
     /// Apply the tokenizer's post-processor (BOS) to a text prompt.
     pub add_special_tokens: bool,
+    // Version 2 (structured outputs and logprobs) starts here.
+    /// NULL or "" = free text; "json" = any JSON object; otherwise a JSON
+    /// schema (its text) the output must be valid for, enforced token by token.
+    /// A schema that cannot be compiled fails `begin` with
+    /// `AXLLM_ERR_INVALID_ARGUMENT`. Borrowed for the `begin` call only.
+    pub format: *const c_char,
+    /// Strings any of which closes a thinking block the output begins with
+    /// (`"</think>"`): `format` applies only after it. `n_thinking_close` of
+    /// them, may be NULL when 0. Borrowed for the `begin` call only.
+    pub thinking_close: *const *const c_char,
+    /// Number of `thinking_close` strings.
+    pub n_thinking_close: usize,
+    /// Record each generated token's log probability (`axllm_generation_logprobs`).
+    pub logprobs: bool,
+    /// With `logprobs`: the most likely tokens to record per position, 0..=20.
+    pub top_logprobs: u32,
+}
+
+/// `axllm_generate_params` as published first (before `format`), kept for
+/// its size: callers built against that header are still recognised.
+#[repr(C)]
+#[derive(Clone, Copy)]
+#[allow(dead_code)] // only its layout is used
+struct axllm_generate_params_v1 {
+    struct_size: usize,
+    temperature: f32,
+    top_k: i32,
+    top_p: f32,
+    min_p: f32,
+    typical_p: f32,
+    repeat_last_n: i32,
+    repeat_penalty: f32,
+    presence_penalty: f32,
+    frequency_penalty: f32,
+    num_predict: i32,
+    seed: i64,
+    stop: *const *const c_char,
+    n_stop: usize,
+    add_special_tokens: bool,
 }
 
 /// A struct whose first field is its size.
@@ -197,13 +236,16 @@ unsafe impl SizedStruct for axllm_load_params {
     }
 }
 
-// SAFETY: repr(C), `struct_size` first; one version so far.
+// SAFETY: repr(C), `struct_size` first; v1 is a prefix of the current layout.
 unsafe impl SizedStruct for axllm_generate_params {
     const NAME: &'static str = "axllm_generate_params";
-    const VERSIONS: &'static [(usize, usize)] = &[(
-        size_of::<axllm_generate_params>(),
-        offset_of!(axllm_generate_params, add_special_tokens) + size_of::<bool>(),
-    )];
+    const VERSIONS: &'static [(usize, usize)] = &[
+        (
+            size_of::<axllm_generate_params_v1>(),
+            offset_of!(axllm_generate_params_v1, add_special_tokens) + size_of::<bool>(),
+        ),
+        (size_of::<axllm_generate_params>(), offset_of!(axllm_generate_params, top_logprobs) + size_of::<u32>()),
+    ];
     fn defaults() -> Self {
         from_sampling(SamplingOptions::default())
     }
@@ -227,6 +269,11 @@ pub(crate) fn from_sampling(s: SamplingOptions) -> axllm_generate_params {
         stop: std::ptr::null(),
         n_stop: 0,
         add_special_tokens: false,
+        format: std::ptr::null(),
+        thinking_close: std::ptr::null(),
+        n_thinking_close: 0,
+        logprobs: false,
+        top_logprobs: 0,
     }
 }
 
@@ -302,6 +349,15 @@ pub(crate) unsafe fn generate_options(p: &axllm_generate_params) -> CResult<Gene
     }
     // SAFETY: the caller's contract on the stop strings.
     let stop = unsafe { strings(p.stop, p.n_stop, "stop") }?;
+    // SAFETY: the caller's contract on the thinking-close strings.
+    let thinking_close = unsafe { strings(p.thinking_close, p.n_thinking_close, "thinking_close") }?;
+    let format = if p.format.is_null() {
+        None
+    } else {
+        // SAFETY: a C string by the caller's contract.
+        let raw = unsafe { crate::boundary::c_str(p.format, "params.format") }?;
+        axllm_core::Format::from_ollama(raw)?
+    };
     Ok(GenerateOptions {
         sampling: SamplingOptions {
             temperature: p.temperature,
@@ -318,6 +374,10 @@ pub(crate) unsafe fn generate_options(p: &axllm_generate_params) -> CResult<Gene
         num_predict: usize::try_from(p.num_predict).ok(),
         stop,
         add_special_tokens: p.add_special_tokens,
+        format,
+        thinking_close,
+        logprobs: p.logprobs,
+        top_logprobs: p.top_logprobs as usize,
     })
 }
 

@@ -394,3 +394,95 @@ fn simulator_diagnostics_are_apart_from_the_info() {
     assert_eq!(after["counters"]["live_allocations"].as_u64().unwrap(), live, "one model's allocations, as before");
     axllm_model_free(g.model);
 }
+
+/// Pulls a generation to its end, collecting the text and the logprobs JSON entries.
+fn drain(g: *mut axllm_generation) -> (String, axllm_done_reason, Vec<serde_json::Value>) {
+    let (mut text, mut lps) = (Vec::new(), Vec::new());
+    let mut buf = vec![0 as c_char; 4096];
+    let mut small = vec![0 as c_char; 4];
+    loop {
+        let (mut len, mut done) = (0usize, axllm_done_reason::AXLLM_DONE_NONE);
+        // SAFETY: buf is valid for buf.len() bytes.
+        let st = unsafe { axllm_generation_next(g, buf.as_mut_ptr(), buf.len(), &mut len, &mut done) };
+        assert_eq!(st, axllm_status::AXLLM_OK, "{}", last_error());
+        // SAFETY: the library wrote len bytes.
+        text.extend_from_slice(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) });
+        // A tiny buffer first: the entries are kept for the next call.
+        let mut need = 0usize;
+        // SAFETY: small is valid for small.len() bytes.
+        let st = unsafe { axllm_generation_logprobs(g, small.as_mut_ptr(), small.len(), &mut need) };
+        if st == axllm_status::AXLLM_ERR_BUFFER_TOO_SMALL {
+            small.resize(need + 1, 0);
+        }
+        let mut n = 0usize;
+        // SAFETY: as above.
+        let st = unsafe { axllm_generation_logprobs(g, small.as_mut_ptr(), small.len(), &mut n) };
+        assert_eq!(st, axllm_status::AXLLM_OK, "{}", last_error());
+        // SAFETY: the library wrote n bytes.
+        let json: serde_json::Value = serde_json::from_slice(unsafe { std::slice::from_raw_parts(small.as_ptr().cast::<u8>(), n) }).unwrap();
+        lps.extend(json.as_array().unwrap().iter().cloned());
+        if done != axllm_done_reason::AXLLM_DONE_NONE {
+            axllm_generation_end(g);
+            return (String::from_utf8(text).unwrap(), done, lps);
+        }
+    }
+}
+
+#[test]
+fn format_logprobs_and_embeddings_through_the_c_abi() {
+    let _turn = serial();
+    let f = load();
+    let prompt = CString::new("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n").unwrap();
+    let schema = CString::new(r#"{"type":"object","properties":{"k":{"enum":["a","b"]},"n":{"type":"integer","minimum":0,"maximum":9}},"required":["k","n"],"additionalProperties":false}"#).unwrap();
+    let mut p = generate_params();
+    p.temperature = 0.0;
+    p.num_predict = 100;
+    p.format = schema.as_ptr();
+    p.logprobs = true;
+    p.top_logprobs = 2;
+    let mut g = null_mut();
+    // SAFETY: valid arguments.
+    assert_eq!(unsafe { axllm_generation_begin(f.model, prompt.as_ptr(), &p, &mut g) }, axllm_status::AXLLM_OK, "{}", last_error());
+    let (text, done, lps) = drain(g);
+    assert_eq!(done, axllm_done_reason::AXLLM_DONE_EOS, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(["a", "b"].contains(&v["k"].as_str().unwrap()) && v["n"].as_i64().unwrap() < 10, "{v}");
+    // Where the grammar allows one token only, it is the only alternative (with all the probability).
+    assert!(!lps.is_empty() && lps.iter().all(|e| (1..=2).contains(&e["top"].as_array().unwrap().len()) && e["logprob"].as_f64().unwrap() <= 0.0));
+    // One entry per generated token: the answer's tokens re-encode to as many.
+    assert!(lps.iter().all(|e| e["token"].as_u64().is_some()));
+
+    // An uncompilable schema fails begin with a status and a message.
+    let bad = CString::new(r#"{"type":"frobnicate"}"#).unwrap();
+    p.format = bad.as_ptr();
+    let mut g = null_mut();
+    // SAFETY: valid arguments.
+    let st = unsafe { axllm_generation_begin(f.model, prompt.as_ptr(), &p, &mut g) };
+    assert_eq!(st, axllm_status::AXLLM_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("schema"), "{}", last_error());
+    assert!(g.is_null());
+
+    // A caller built against the first header (no format fields) still works.
+    let mut old = generate_params();
+    old.struct_size = std::mem::offset_of!(axllm_generate_params, format).next_multiple_of(8);
+    old.temperature = 0.0;
+    old.num_predict = 3;
+    let mut g = null_mut();
+    // SAFETY: valid arguments; only the v1 prefix is read.
+    assert_eq!(unsafe { axllm_generation_begin(f.model, prompt.as_ptr(), &old, &mut g) }, axllm_status::AXLLM_OK, "{}", last_error());
+    axllm_generation_end(g);
+
+    let text_c = CString::new("the quick brown fox").unwrap();
+    let (mut n, mut toks) = (0usize, 0usize);
+    // SAFETY: NULL buffer: the size is reported.
+    let st = unsafe { axllm_model_embed(f.model, text_c.as_ptr(), null(), null_mut(), 0, &mut n, &mut toks) };
+    assert_eq!(st, axllm_status::AXLLM_ERR_BUFFER_TOO_SMALL);
+    let mut out = vec![0f32; n];
+    // SAFETY: out holds n floats.
+    let st = unsafe { axllm_model_embed(f.model, text_c.as_ptr(), null(), out.as_mut_ptr(), n, &mut n, &mut toks) };
+    assert_eq!(st, axllm_status::AXLLM_OK, "{}", last_error());
+    assert!(toks > 0);
+    let norm: f32 = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4);
+    axllm_model_free(f.model);
+}

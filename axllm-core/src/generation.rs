@@ -7,6 +7,7 @@
 
 use crate::engine::PromptCursor;
 use crate::error::Result;
+use crate::guide::{Guide, TokenLogprob};
 use crate::shared::{Inner, SlotLease};
 use crate::options::GenerateOptions;
 use crate::package::StreamDecoder;
@@ -28,6 +29,8 @@ pub struct Completion {
     pub stats: Stats,
     /// The generated token ids (the end token excluded).
     pub tokens: Vec<u32>,
+    /// Each generated token's log probability, when asked for.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// One result of [`Generation::next`].
@@ -65,6 +68,8 @@ pub struct Generation {
     prompt: Option<PendingPrompt>,
     inner: Arc<Inner>,
     sampler: Sampler,
+    /// The format constraint and logprobs.
+    guide: Guide,
     decoder: StreamDecoder,
     stop: StopMatcher,
     /// Sampled, not yet emitted (nor fed through the layers).
@@ -90,7 +95,14 @@ impl std::fmt::Debug for Generation {
 impl Generation {
     /// A generation on `lease` whose `prompt` (checked) is still to feed;
     /// `stats` holds its length.
-    pub(crate) fn new(lease: SlotLease, opts: &GenerateOptions, prompt: Vec<u32>, cancel: Arc<AtomicBool>, stats: Stats) -> Generation {
+    pub(crate) fn new(
+        lease: SlotLease,
+        opts: &GenerateOptions,
+        prompt: Vec<u32>,
+        guide: Guide,
+        cancel: Arc<AtomicBool>,
+        stats: Stats,
+    ) -> Generation {
         let mut sampler = Sampler::new(opts.sampling, lease.inner.info.vocab);
         prompt.iter().for_each(|&t| sampler.accept(t));
         Generation {
@@ -98,6 +110,7 @@ impl Generation {
             lease,
             prompt: Some(PendingPrompt { tokens: prompt, cursor: None }),
             sampler,
+            guide,
             decoder: StreamDecoder::new(),
             stop: StopMatcher::new(&opts.stop),
             next_token: None,
@@ -151,7 +164,7 @@ impl Generation {
         self.stats.prompt_fed_by_decode = feed.fed_by_decode;
         self.stats.prompt_restored = feed.restored;
         if done {
-            self.next_token = Some(self.sampler.sample(engine.logits()));
+            self.next_token = Some(self.guide.choose(&mut self.sampler, engine.logits(), &self.inner.tokenizer)?);
             self.stats.snapshots_held = engine.snapshots().held();
             self.prompt = None;
         }
@@ -222,7 +235,7 @@ impl Generation {
                 engine.select(self.lease.slot)?;
                 self.pending = false;
                 let logits = engine.take_logits()?;
-                self.next_token = Some(self.sampler.sample(logits));
+                self.next_token = Some(self.guide.choose(&mut self.sampler, logits, &self.inner.tokenizer)?);
                 drop(engine);
                 self.stats.generate_duration += started.elapsed();
             }
@@ -237,9 +250,14 @@ impl Generation {
             let started = Instant::now();
             self.tokens.push(token);
             self.stats.generated += 1;
+            // A format constraint takes the token's text before the step is
+            // queued: a complete format ends here (only an end token could
+            // follow), with nothing more fed.
+            let early = if self.guide.constrained() { Some(self.emit_piece(token)?) } else { None };
+            let complete = self.guide.format_complete();
             let budget_left = self.num_predict.is_none_or(|n| self.stats.generated < n);
             let mut room = true;
-            if budget_left {
+            if budget_left && !complete {
                 let mut engine = self.inner.engine.lock();
                 engine.select(self.lease.slot)?;
                 room = engine.has_room();
@@ -250,7 +268,10 @@ impl Generation {
                     self.pending = true;
                 }
             }
-            let piece = self.decoder.push(&self.inner.tokenizer, token)?;
+            let piece = match early {
+                Some(piece) => piece,
+                None => self.emit_piece(token)?,
+            };
             let out = self.stop.push(&piece);
             if out.stopped {
                 self.finish(StopReason::StopString, false)?;
@@ -259,7 +280,10 @@ impl Generation {
                 }
                 continue;
             }
-            if !budget_left {
+            if complete {
+                // Only an end token could follow: save the step that samples it.
+                self.finish(StopReason::EndOfSequence, true)?;
+            } else if !budget_left {
                 self.finish(StopReason::MaxTokens, true)?;
             } else if !room {
                 self.finish(StopReason::ContextFull, true)?;
@@ -270,13 +294,28 @@ impl Generation {
                 // Feed the emitted token to get the logits of the next one.
                 self.sampler.accept(token);
                 let logits = engine.feed_token(&self.inner.embeddings, token)?;
-                self.next_token = Some(self.sampler.sample(logits));
+                self.next_token = Some(self.guide.choose(&mut self.sampler, logits, &self.inner.tokenizer)?);
             }
             self.stats.generate_duration += started.elapsed();
             if !out.emit.is_empty() {
                 return Ok(Step::Text(out.emit));
             }
         }
+    }
+
+    /// The emitted `token`'s text; the format constraint takes the token and
+    /// its logprob joins those the caller takes.
+    fn emit_piece(&mut self, token: u32) -> Result<String> {
+        let piece = self.decoder.push(&self.inner.tokenizer, token)?;
+        self.guide.emitted(token, &piece)?;
+        Ok(piece)
+    }
+
+    /// The log probabilities of the tokens emitted since the last call (empty
+    /// unless [`GenerateOptions::logprobs`] is set). A token's entry comes with
+    /// or before the piece that holds its text.
+    pub fn take_logprobs(&mut self) -> Vec<TokenLogprob> {
+        self.guide.take_logprobs()
     }
 
     /// Ends the stream; `release` flushes held-back text into the final piece.

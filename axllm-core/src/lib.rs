@@ -32,6 +32,11 @@
 //!   [`Generation::next`] returns [`Step`]s until the [`StopReason`];
 //!   [`CancelHandle`] cancels from another thread; [`Stats`] counts;
 //!   [`Model::generate`] runs one to its [`Completion`].
+//! * Structured outputs and logprobs: [`GenerateOptions::format`] takes a
+//!   [`Format`] (JSON or a JSON schema) enforced token by token;
+//!   [`GenerateOptions::logprobs`] makes [`Generation::take_logprobs`] return
+//!   [`TokenLogprob`]s ([`TopLogprob`] alternatives, at most [`MAX_TOP_LOGPROBS`]).
+//! * Embeddings: [`Model::embed`] with [`EmbedOptions`] gives an [`Embedding`].
 //! * Tokens: [`Model::tokenizer`] gives the [`Tokenizer`]; [`StreamDecoder`]
 //!   turns a token stream into whole UTF-8 pieces.
 //! * Chats: [`Model::render_chat`] renders a conversation with the package's
@@ -77,8 +82,11 @@ internal! { mod stop; }
 mod chat;
 mod check;
 mod diagnostics;
+mod embedding;
 mod error;
 mod generation;
+mod grammar;
+mod guide;
 mod info;
 mod model;
 mod options;
@@ -89,8 +97,13 @@ mod stats;
 pub use check::{PackageReport, check_package};
 pub use diagnostics::{Simulator, SimulatorCounters};
 pub use engine::{Execution, Inferred, InputUpload, KvWrite, LoadMethod, LoadProgress, PromptFeed, Schedule};
+pub use embedding::{EmbedOptions, Embedding};
 pub use error::{Cause, Error, ErrorKind, Result};
 pub use generation::{CancelHandle, Completion, Generation, Step};
+#[doc(hidden)]
+pub use grammar::mask_cost;
+pub use grammar::Format;
+pub use guide::{MAX_TOP_LOGPROBS, TokenLogprob, TopLogprob};
 pub use info::ModelInfo;
 pub use model::Model;
 pub use options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions, MAX_KV_SLOTS};

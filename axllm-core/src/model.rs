@@ -12,6 +12,8 @@ use crate::engine::hybrid::kinds_from_config;
 use crate::engine::{Engine, HybridLoad, LoadProgress, Resident};
 use crate::error::{Error, Result};
 use crate::generation::{Completion, Generation, Step};
+use crate::embedding::{EmbedOptions, Embedding};
+use crate::guide::Guide;
 use crate::info::ModelInfo;
 use crate::npu::Runtime;
 use crate::options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions, MAX_KV_SLOTS};
@@ -135,6 +137,7 @@ impl Model {
                 embeddings,
                 info,
                 defaults,
+                guide: Default::default(),
             }),
         })
     }
@@ -208,13 +211,7 @@ impl Model {
     /// Reserves a KV slot (waiting while every slot is held): the one
     /// `choose` picks among the free ones.
     fn lease(&self, prompt: &[u32], cancel: Option<Arc<AtomicBool>>) -> SlotLease {
-        let mut busy = self.inner.wait_for_slot();
-        let slot = self.inner.engine.lock().choose_slot(prompt, &busy).expect("wait_for_slot returned with a free slot");
-        busy[slot] = true;
-        if let Some(flag) = &cancel {
-            self.inner.cancels.lock().push(Arc::clone(flag));
-        }
-        SlotLease { inner: Arc::clone(&self.inner), slot, cancel }
+        Inner::lease(&self.inner, prompt, cancel)
     }
 
     /// Starts generating from a text prompt (special tokens in the text are recognised).
@@ -251,16 +248,26 @@ impl Model {
         if prompt.len() > max {
             return Err(Error::PromptTooLong { tokens: prompt.len(), max });
         }
+        // Before the lease: a format that does not compile takes no slot.
+        let guide = Guide::new(opts, &self.inner.guide, &self.inner.tokenizer, self.inner.info.vocab)?;
         let cancel = Arc::new(AtomicBool::new(false));
         let lease = self.lease(prompt, Some(Arc::clone(&cancel)));
         let stats = Stats { prompt_tokens: prompt.len(), ..Default::default() };
-        Ok(Generation::new(lease, opts, prompt.to_vec(), cancel, stats))
+        Ok(Generation::new(lease, opts, prompt.to_vec(), guide, cancel, stats))
     }
 
     /// [`Model::start_tokens`] from a text prompt.
     pub fn start(&self, prompt: &str, opts: &GenerateOptions) -> Result<Generation> {
         let tokens = self.inner.tokenizer.encode(prompt, opts.add_special_tokens)?;
         self.start_tokens(&tokens, opts)
+    }
+
+    /// The embedding of `text`: the last token's final hidden state,
+    /// L2-normalised (see [`EmbedOptions`] and the module notes in
+    /// `embedding.rs`). Takes a KV slot as a generation does (waits while
+    /// every slot is held); that slot's cache then holds the text's tokens.
+    pub fn embed(&self, text: &str, opts: &EmbedOptions) -> Result<Embedding> {
+        crate::embedding::embed(&self.inner, text, opts)
     }
 
     /// Low-level access to the layer loop: feed tokens, read logits. Holds the
@@ -290,7 +297,8 @@ impl Model {
                     }
                 }
                 Step::Done(reason) => {
-                    return Ok(Completion { text, reason, stats: g.stats(), tokens: g.tokens().to_vec() });
+                    let logprobs = g.take_logprobs();
+                    return Ok(Completion { text, reason, stats: g.stats(), tokens: g.tokens().to_vec(), logprobs });
                 }
             }
         }

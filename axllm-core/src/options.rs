@@ -3,6 +3,7 @@
 //! an example's flags or Ollama's runner, does that and passes the values in).
 
 use crate::engine::{Inferred, LoadMethod, Schedule};
+use crate::grammar::Format;
 use crate::sampling::SamplingOptions;
 use std::path::PathBuf;
 
@@ -63,4 +64,17 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Apply the tokenizer's post-processor (BOS for Llama) to a text prompt.
     pub add_special_tokens: bool,
+    /// What the output must be (JSON, or JSON valid for a schema), enforced
+    /// token by token; `None`: free text.
+    pub format: Option<Format>,
+    /// With a format: strings any of which closes a thinking block that the
+    /// output begins with (`"</think>"`); the format applies only after it.
+    /// Empty: the format applies from the first token.
+    pub thinking_close: Vec<String>,
+    /// Record the log probability of each generated token
+    /// ([`crate::Generation::take_logprobs`]).
+    pub logprobs: bool,
+    /// With `logprobs`: how many of the most likely tokens to record at each
+    /// position (at most [`crate::MAX_TOP_LOGPROBS`]).
+    pub top_logprobs: usize,
 }

@@ -101,6 +101,8 @@ pub struct Sampler {
     recent: VecDeque<u32>,
     counts: HashMap<u32, u32>,
     logits: Vec<f32>,
+    /// How many of `logits` the last [`Sampler::load`] filled.
+    loaded: usize,
     cands: Vec<(f32, u32)>,
     probs: Vec<f32>,
 }
@@ -115,6 +117,7 @@ impl Sampler {
             recent: VecDeque::new(),
             counts: HashMap::new(),
             logits: vec![0.0; vocab],
+            loaded: 0,
             cands: Vec::with_capacity(vocab),
             probs: Vec::with_capacity(vocab),
         }
@@ -139,26 +142,54 @@ impl Sampler {
 
     /// `fused`: with top-k and a temperature (Ollama's defaults), select the
     /// candidates straight from the bf16 logits without converting the whole
-    /// vocabulary (same candidates, so the same tokens, as the unfused path).
+    /// vocabulary (same candidates, so the same tokens, as the unfused path:
+    /// [`Sampler::load`] then [`Sampler::pick`]).
     fn sample_with(&mut self, logits_bf16: &[u16], fused: bool) -> u32 {
         let v = logits_bf16.len().min(self.logits.len());
         let opts = self.opts;
         let k = opts.top_k;
         if fused && opts.temperature > 0.0 && k > 0 && (k as usize) < v {
             self.top_k_fused(&logits_bf16[..v], k as usize);
-        } else {
-            for (dst, &b) in self.logits[..v].iter_mut().zip(logits_bf16) {
-                *dst = half::bf16::from_bits(b).to_f32();
-            }
-            if opts.penalties_active() {
-                self.apply_penalties(v);
-            }
-            let logits = &self.logits[..v];
-            if opts.temperature <= 0.0 {
-                return argmax(logits);
-            }
-            self.collect_candidates(v);
+            return self.truncate_and_draw();
         }
+        self.load(logits_bf16);
+        self.pick()
+    }
+
+    /// First half of the unfused [`Sampler::sample`]: converts the logits and
+    /// applies the penalties; [`Sampler::logits_mut`] then sees what the draw
+    /// will use (a grammar masks it there, logprobs read it), and
+    /// [`Sampler::pick`] draws.
+    pub fn load(&mut self, logits_bf16: &[u16]) {
+        let v = logits_bf16.len().min(self.logits.len());
+        self.loaded = v;
+        for (dst, &b) in self.logits[..v].iter_mut().zip(logits_bf16) {
+            *dst = bf16_to_f32(b);
+        }
+        if self.opts.penalties_active() {
+            self.apply_penalties(v);
+        }
+    }
+
+    /// The logits [`Sampler::load`] prepared (after the penalties).
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        &mut self.logits[..self.loaded]
+    }
+
+    /// Second half of the unfused [`Sampler::sample`]: truncation and the
+    /// draw. Tokens at -inf (a grammar forbade them) are never drawn.
+    pub fn pick(&mut self) -> u32 {
+        let v = self.loaded;
+        if self.opts.temperature <= 0.0 {
+            return argmax(&self.logits[..v]);
+        }
+        self.collect_candidates(v);
+        self.truncate_and_draw()
+    }
+
+    /// typical_p, top_p and min_p over the sorted candidates, then the draw.
+    fn truncate_and_draw(&mut self) -> u32 {
+        let opts = self.opts;
         if opts.typical_p < 1.0 {
             self.typical(opts.typical_p);
         }
@@ -228,9 +259,15 @@ impl Sampler {
         self.cands.clear();
         if k > 0 && (k as usize) < v {
             top_k_scan(&self.logits[..v], k as usize, &mut self.cands);
+            // Fewer than k allowed: the forbidden ones (-inf) filled the rest.
+            while self.cands.len() > 1 && self.cands.last().is_some_and(|c| c.0 == f32::NEG_INFINITY) {
+                self.cands.pop();
+            }
             return;
         }
-        self.cands.extend(self.logits[..v].iter().enumerate().map(|(i, &l)| (l, i as u32)));
+        // Tokens a grammar forbade (-inf) can never be drawn: leave them out.
+        self.cands.extend(self.logits[..v].iter().enumerate().filter(|c| *c.1 > f32::NEG_INFINITY).map(|(i, &l)| (l, i as u32)));
+        let v = self.cands.len();
         if self.opts.top_p >= 1.0 && self.opts.typical_p >= 1.0 && self.opts.min_p <= 0.0 {
             return; // drawing needs no order
         }
@@ -306,7 +343,8 @@ impl Sampler {
                 return c.1;
             }
         }
-        self.cands.last().map_or(0, |c| c.1)
+        // Rounding left `acc` just below `r`: the last candidate that has any probability.
+        self.cands.iter().zip(&self.probs).rev().find(|(_, q)| **q > 0.0).map_or(0, |(c, _)| c.1)
     }
 }
 
@@ -324,7 +362,7 @@ pub fn argmax(xs: &[f32]) -> u32 {
 /// The `k` largest logits, sorted descending, in one pass: a value enters the
 /// kept set only if it beats the current k-th best (rare after the first few
 /// hundred elements), so the cost is about one comparison per logit.
-fn top_k_scan(logits: &[f32], k: usize, out: &mut Vec<(f32, u32)>) {
+pub(crate) fn top_k_scan(logits: &[f32], k: usize, out: &mut Vec<(f32, u32)>) {
     out.clear();
     for (i, &l) in logits.iter().enumerate() {
         if out.len() == k {
@@ -530,6 +568,44 @@ mod tests {
                 assert_eq!(fast.cands, plain.cands, "{opts:?}");
                 fast.accept(a);
                 plain.accept(b);
+            }
+        }
+    }
+
+    #[test]
+    fn masked_tokens_are_never_drawn() {
+        // A grammar's path: load, set the forbidden tokens to -inf, pick.
+        // The allowed tokens are the worst of the vocabulary, and fewer than
+        // top_k or more than it, so that an unmasked draw would never pick them.
+        let v = 20_000;
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let steps: Vec<Vec<u16>> = (0..30).map(|_| random_logits(&mut rng, v)).collect();
+        let variants = [
+            SamplingOptions { seed: 1, ..Default::default() },
+            SamplingOptions { seed: 2, repeat_penalty: 1.3, presence_penalty: 0.5, ..Default::default() },
+            SamplingOptions { seed: 3, top_k: 0, top_p: 0.95, ..Default::default() },
+            SamplingOptions { seed: 4, top_k: 0, top_p: 1.0, min_p: 0.05, temperature: 1.5, ..Default::default() },
+            SamplingOptions { seed: 5, top_k: 0, top_p: 1.0, typical_p: 0.5, ..Default::default() },
+            SamplingOptions { seed: 6, top_k: 0, top_p: 1.0, temperature: 2.0, ..Default::default() },
+            SamplingOptions::greedy(),
+        ];
+        for allowed_n in [1, 3, 39, 500] {
+            for opts in variants {
+                let mut s = Sampler::new(opts, v);
+                for logits in &steps {
+                    let mut order: Vec<u32> = (0..v as u32).collect();
+                    order.sort_by(|&a, &b| bf16_to_f32(logits[a as usize]).total_cmp(&bf16_to_f32(logits[b as usize])));
+                    let allowed: std::collections::HashSet<u32> = order[..allowed_n].iter().copied().collect();
+                    s.load(logits);
+                    for (i, l) in s.logits_mut().iter_mut().enumerate() {
+                        if !allowed.contains(&(i as u32)) {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                    let t = s.pick();
+                    assert!(allowed.contains(&t), "{opts:?} allowed {allowed_n}: drew {t}");
+                    s.accept(t);
+                }
             }
         }
     }

@@ -21,6 +21,8 @@ pub(crate) struct Inner {
     pub(crate) embeddings: Embeddings,
     pub(crate) info: ModelInfo,
     pub(crate) defaults: SamplingOptions,
+    /// Token bytes and the grammar vocabulary (built on first use).
+    pub(crate) guide: crate::guide::GuideCells,
     /// The cancel flags of the running generations.
     pub(crate) cancels: Mutex<Vec<Arc<AtomicBool>>>,
     /// Per KV slot: held by a generation or a session.
@@ -37,6 +39,19 @@ impl Inner {
             self.freed.wait(&mut busy);
         }
         busy
+    }
+
+    /// Takes the free KV slot whose cache shares the longest prefix with
+    /// `prompt` (else the least recently used one), waiting while every slot
+    /// is held; `cancel` is registered for [`Inner::cancel_all`].
+    pub(crate) fn lease(this: &Arc<Inner>, prompt: &[u32], cancel: Option<Arc<AtomicBool>>) -> SlotLease {
+        let mut busy = this.wait_for_slot();
+        let slot = this.engine.lock().choose_slot(prompt, &busy).expect("wait_for_slot returned with a free slot");
+        busy[slot] = true;
+        if let Some(flag) = &cancel {
+            this.cancels.lock().push(Arc::clone(flag));
+        }
+        SlotLease { inner: Arc::clone(this), slot, cancel }
     }
 
     /// Cancels every running generation.

@@ -63,14 +63,27 @@ class Reference:
     def new_cache(self):
         return [StateCache(self.round_state) if getattr(l, "is_linear", False) else Bf16Cache() for l in self.inner.layers]
 
-    def forward(self, tokens, cache) -> np.ndarray:
+    def layers(self, tokens, cache) -> mx.array:
         """Feeds tokens after what `cache` holds, as one execute per layer;
-        returns the last position's logits."""
+        returns the last layer's output (bf16-rounded), before the final norm."""
         h = self.inner.embed_tokens(mx.array([list(tokens)]))
         full = next(i for i, l in enumerate(self.inner.layers) if not getattr(l, "is_linear", False))
         mask = create_attention_mask(h, cache[full])
         for layer, c in zip(self.inner.layers, cache):
             h = bf16(layer(h, None if getattr(layer, "is_linear", False) else mask, c))
+        return h
+
+    def last_hidden(self, tokens) -> np.ndarray:
+        """The last token's final hidden state for `tokens` fed whole: what a
+        generative model's embedding pools (last token, no final norm)."""
+        h = self.layers(tokens, self.new_cache())[0, -1]
+        mx.eval(h)
+        return np.array(h)
+
+    def forward(self, tokens, cache) -> np.ndarray:
+        """Feeds tokens after what `cache` holds, as one execute per layer;
+        returns the last position's logits."""
+        h = self.layers(tokens, cache)
         h = self.inner.norm(h[:, -1:, :])
         if getattr(self.text.args, "tie_word_embeddings", False):
             logits = self.inner.embed_tokens.as_linear(h)

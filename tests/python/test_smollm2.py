@@ -341,3 +341,75 @@ def test_ollama_answers_the_capital_of_france(ollama_bin, tools, model_dir, hf_t
         assert r.json()["message"]["content"] == answer
     finally:
         server.stop()
+
+
+# --- embeddings ------------------------------------------------------------
+
+EMBED_TEXTS = [
+    "The cat sat on the mat",
+    "A cat was sitting on a rug",
+    "Stock markets fell sharply today",
+    "Shares tumbled as investors sold off",
+]
+
+
+def unit(v):
+    v = np.asarray(v, np.float64)
+    return v / np.linalg.norm(v)
+
+
+def test_embeddings_equal_the_reference_last_hidden_state(model_dir, tools, reference):
+    """axllm's embedding (the last token's final hidden state from the card,
+    L2-normalised) against mlx-lm's last layer output for the same ids, bf16
+    at each layer boundary as on the NPU."""
+    results = replay(tools, model_dir, [{"kind": "embed", "text": t} for t in EMBED_TEXTS])["results"]
+    for text, r in zip(EMBED_TEXTS, results):
+        ours = np.asarray(r["vector"], np.float64)
+        assert ours.shape == (reference.config["hidden_size"],)
+        assert abs(np.linalg.norm(ours) - 1) < 1e-5
+        theirs = unit(reference.last_hidden(r["ids"]))
+        cos = float(ours @ theirs)
+        diff = float(np.abs(ours - theirs).max())
+        # A wrong layer, position or row moves the vector far; float32
+        # operation order leaves a few bf16 ulps of the largest value.
+        assert cos > 0.9995, f"{text!r}: cosine to the reference {cos:.6f}"
+        assert diff <= 0.02 * float(np.abs(theirs).max()), f"{text!r}: max |diff| {diff:.4g}"
+
+
+def test_ollama_embed_orders_texts_by_meaning(ollama_bin, tools, model_dir, reference, tmp_path_factory):
+    """/api/embed, /api/embeddings and /v1/embeddings on the real model: the
+    same vectors as the reference's, and cosine similarity puts a paraphrase
+    closer than an unrelated sentence."""
+    import openai
+    from conftest import Server
+    server = Server(ollama_bin, tools, tmp_path_factory.mktemp("smollm2-embed"))
+    try:
+        server.create("smollm2", model_dir)
+        r = server.post("/api/embed", {"model": "smollm2", "input": EMBED_TEXTS}, timeout=300)
+        r.raise_for_status()
+        body = r.json()
+        vecs = [np.asarray(v, np.float64) for v in body["embeddings"]]
+        assert len(vecs) == len(EMBED_TEXTS) and body["prompt_eval_count"] > len(EMBED_TEXTS)
+        ids = replay(tools, model_dir, [{"kind": "tokenize", "texts": EMBED_TEXTS}])["results"][0]["ids"]
+        for text, v, i in zip(EMBED_TEXTS, vecs, ids):
+            assert abs(np.linalg.norm(v) - 1) < 1e-4
+            assert float(v @ unit(reference.last_hidden(i))) > 0.9995, text
+        cos = lambda a, b: float(vecs[a] @ vecs[b])
+        # The cat sentence is closer to its paraphrase than to either finance one.
+        # (Last-token pooling of a 135M chat model is a weak embedding: the
+        # finance pair measured 0.705 apart, below their 0.74 to the cat ones.)
+        assert cos(0, 1) > cos(0, 2) and cos(0, 1) > cos(0, 3), [cos(0, j) for j in range(4)]
+
+        # The older route and the OpenAI one give the same vector.
+        r = server.post("/api/embeddings", {"model": "smollm2", "prompt": EMBED_TEXTS[0]}, timeout=300)
+        r.raise_for_status()
+        assert np.allclose(r.json()["embedding"], vecs[0], atol=1e-5)
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+        e = client.embeddings.create(model="smollm2", input=EMBED_TEXTS[1])
+        assert np.allclose(e.data[0].embedding, vecs[1], atol=1e-5)
+        # dimensions: the first n values, renormalised.
+        r = server.post("/api/embed", {"model": "smollm2", "input": EMBED_TEXTS[0], "dimensions": 16}, timeout=300)
+        r.raise_for_status()
+        assert np.allclose(r.json()["embeddings"][0], unit(vecs[0][:16]), atol=1e-4)
+    finally:
+        server.stop()

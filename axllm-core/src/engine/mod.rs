@@ -6,6 +6,7 @@
 //! snapshot of the state taken at a chunk or turn end ([`snapshots`]), or
 //! from the empty state.
 
+mod embed;
 pub mod geometry;
 pub mod guard;
 pub mod hybrid;
@@ -49,6 +50,9 @@ pub struct PromptCursor {
     pub feed: PromptFeed,
     /// Prompt tokens in the cache (reused or fed).
     pos: usize,
+    /// Run the post model after the last token (false: the last layer's
+    /// output is all that is wanted, for an embedding).
+    post: bool,
 }
 
 impl PromptCursor {
@@ -257,7 +261,7 @@ impl Engine {
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         let restored = self.guarded(|e| e.rewind(common.min(prompt.len() - 1)))?;
         let reused = self.cached.len();
-        Ok(PromptCursor { feed: PromptFeed { reused, restored, ..Default::default() }, pos: reused })
+        Ok(PromptCursor { feed: PromptFeed { reused, restored, ..Default::default() }, pos: reused, post: true })
     }
 
     /// Feeds the next chunk of `prompt` (the prompt `cursor` was started on,
@@ -284,7 +288,8 @@ impl Engine {
             .prefill_plan(pos, (last - pos).min(t))
             .filter(|&(_, n)| self.inferred.chunk_ok(n, t, hybrid));
         let n = plan.map_or(1, |(_, n)| n);
-        let want_logits = pos + n == last;
+        let is_last = pos + n == last;
+        let want_logits = cursor.post && is_last;
         let chunk = &prompt[pos..pos + n];
         self.guarded(|e| {
             if plan.is_some() {
@@ -293,8 +298,8 @@ impl Engine {
                 e.resident.decode(emb, chunk[0], pos, want_logits)?;
             }
             e.cached.extend_from_slice(chunk);
-            if plan.is_some() || want_logits {
-                e.capture(if want_logits { SnapshotKind::Turn } else { SnapshotKind::Chunk })?;
+            if plan.is_some() || is_last {
+                e.capture(if is_last { SnapshotKind::Turn } else { SnapshotKind::Chunk })?;
             }
             Ok(())
         })?;
@@ -303,7 +308,7 @@ impl Engine {
             cursor.feed.fed_by_decode += 1;
         }
         cursor.pos += n;
-        Ok(want_logits)
+        Ok(is_last)
     }
 
     /// The logits after the last token fed.

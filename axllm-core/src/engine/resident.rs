@@ -261,6 +261,9 @@ pub struct Resident {
     geometry: Geometry,
     device_bytes: u64,
     device: Arc<Device>,
+    /// Where the last step left the last layer's output of its last token:
+    /// the prefill buffers' row, or `None` for the decode buffer.
+    last_hidden: Option<usize>,
 }
 
 impl std::fmt::Debug for Resident {
@@ -571,6 +574,7 @@ impl Resident {
             geometry: geo,
             device_bytes,
             device: Arc::clone(device),
+            last_hidden: None,
         })
     }
 
@@ -679,6 +683,23 @@ impl Resident {
     pub fn device_bytes(&self) -> u64 {
         self.device_bytes
     }
+    /// Copies the last layer's output for the last token of the last step
+    /// into `out` (`hidden` bf16 values): the hidden state the post model
+    /// reads, before its final norm. One device-to-host copy, no execution.
+    pub fn read_last_hidden(&self, out: &mut [u16]) -> Result<()> {
+        let h2 = self.geometry.hidden * 2;
+        if out.len() * 2 != h2 {
+            return Err(Error::invalid(format!("hidden buffer of {} values for a hidden size of {}", out.len(), h2 / 2)));
+        }
+        let last = self.layers.len() % 2;
+        let cx = self.device.enter()?;
+        let ((buf, off), row) = match self.last_hidden {
+            None => (self.decode.at(self.decode.hidden[last]), 0),
+            Some(row) => (self.prefill.at(self.prefill.hidden[last]), row),
+        };
+        buf.read(&cx, off + row * h2, bytemuck::cast_slice_mut(out))
+    }
+
     /// The logits (bf16 bits) of the last step that ran the post model.
     pub fn last_logits(&self) -> &[u16] {
         bytemuck::cast_slice(self.post.host.as_slice())
@@ -781,6 +802,7 @@ impl Resident {
         let queued = self.decode_queued();
         let ahead = queued && self.schedule.inputs == InputUpload::Ahead;
         let prepared = std::mem::take(&mut self.prepared) == Some((slot, group.index));
+        self.last_hidden = None;
         let st = &mut self.decode;
         st.hidden_in(h2).copy_from_slice(emb.row(token)?);
         if prepared {
@@ -841,6 +863,8 @@ impl Resident {
         let queued = self.step_queue(copies).is_some();
         let device = Arc::clone(&self.device);
         let cx = device.enter()?;
+        // With logits, the row is copied into the decode buffer below.
+        self.last_hidden = if want_logits { None } else { Some(n - 1) };
         let st = &mut self.prefill;
         let hidden = st.hidden_in(t * h2);
         hidden[n * h2..].fill(0);

@@ -90,6 +90,10 @@ impl Tokenizer {
     pub fn is_eos(&self, id: u32) -> bool {
         self.eos.binary_search(&id).is_ok()
     }
+    /// The `tokenizers` tokenizer underneath (the grammar engine reads its vocabulary).
+    pub(crate) fn hf(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
     /// The end-of-generation ids, sorted.
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos

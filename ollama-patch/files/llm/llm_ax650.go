@@ -459,6 +459,9 @@ func (s *AX650Server) Completion(ctx context.Context, req CompletionRequest, fn 
 		Shift:      req.Shift,
 		LeadingBOS: req.LeadingBOS,
 		Logprobs:   req.Logprobs,
+
+		ThinkingClose: req.ThinkingClose,
+		TopLogprobs:   req.TopLogprobs,
 	}
 	pid := s.Pid()
 	resp, err := s.post(ctx, "/v1/completions", body)
@@ -632,8 +635,19 @@ func (s *AX650Server) VRAMByGPU(ml.DeviceID) uint64 { return 0 }
 // GetDeviceInfos returns nil: the NPU is not a discovered GPU.
 func (s *AX650Server) GetDeviceInfos(context.Context) []ml.DeviceInfo { return nil }
 
-func (s *AX650Server) Embedding(context.Context, string) ([]float32, int, error) {
-	return nil, 0, errors.New("AX650 models do not support embeddings")
+// Embedding returns the last token's final hidden state, L2-normalised (the
+// runner's POST /v1/embedding), and the number of tokens embedded.
+func (s *AX650Server) Embedding(ctx context.Context, input string) ([]float32, int, error) {
+	resp, err := s.post(ctx, "/v1/embedding", AX650EmbeddingRequest{Content: input})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	var out AX650EmbeddingResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, 0, fmt.Errorf("AX650 runner embedding: %w", err)
+	}
+	return out.Embedding, out.PromptTokens, nil
 }
 
 // Chat serves a model whose package's own chat template renders its chats
@@ -651,6 +665,9 @@ func (s *AX650Server) Chat(ctx context.Context, req ChatRequest, fn func(ChatRes
 		Shift:    req.Shift,
 		Truncate: true,
 		Logprobs: req.Logprobs,
+
+		TopLogprobs:   req.TopLogprobs,
+		ThinkingClose: ax650ThinkingClose(req.Think),
 	}, func(r CompletionResponse) {
 		fn(ChatResponse{
 			Message:               api.Message{Role: "assistant", Content: r.Content},
@@ -717,4 +734,14 @@ func ax650LoadFlags(getenv func(string) string) []string {
 		}
 	}
 	return flags
+}
+
+// ax650ThinkingClose is what ends the thinking block of a chat rendered by
+// the package's own template (Qwen3's "</think>") when thinking is on, so
+// that a format constrains only the answer after it.
+func ax650ThinkingClose(think *api.ThinkValue) []string {
+	if think == nil || !think.Bool() {
+		return nil
+	}
+	return []string{"</think>"}
 }

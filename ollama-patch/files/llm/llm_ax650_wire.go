@@ -13,8 +13,12 @@ import (
 // AX650CompletionRequest is the body of the runner's POST /v1/completions.
 type AX650CompletionRequest struct {
 	Prompt string `json:"prompt"`
-	// Format is forwarded so that the runner can refuse it with a clear error.
+	// Format is Ollama's format ("json" or a JSON schema), enforced by axllm
+	// token by token; a schema it cannot compile is a 400.
 	Format json.RawMessage `json:"format,omitempty"`
+	// ThinkingClose holds the strings any of which ends a thinking block the
+	// response begins with: Format applies only after it.
+	ThinkingClose []string `json:"thinking_close,omitempty"`
 	// MediaCount is the number of images or audio clips in the request (the
 	// data itself is not sent: AX650 models are text only).
 	MediaCount int          `json:"media_count,omitempty"`
@@ -23,6 +27,20 @@ type AX650CompletionRequest struct {
 	Shift      bool         `json:"shift,omitempty"`
 	LeadingBOS string       `json:"leading_bos,omitempty"`
 	Logprobs   bool         `json:"logprobs,omitempty"`
+	// TopLogprobs is how many of the most likely tokens to report per position (0-20).
+	TopLogprobs int `json:"top_logprobs,omitempty"`
+}
+
+// AX650EmbeddingRequest is the body of the runner's POST /v1/embedding.
+type AX650EmbeddingRequest struct {
+	Content string `json:"content"`
+}
+
+// AX650EmbeddingResponse answers POST /v1/embedding: the last token's final
+// hidden state, L2-normalised, and the number of tokens embedded.
+type AX650EmbeddingResponse struct {
+	Embedding    []float32 `json:"embedding"`
+	PromptTokens int       `json:"prompt_tokens"`
 }
 
 // AX650CompletionChunk is one JSON line of the runner's /v1/completions stream.

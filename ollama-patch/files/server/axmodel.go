@@ -117,9 +117,7 @@ func axmodelFormatSet(format json.RawMessage) bool {
 }
 
 const (
-	axmodelFormatUnsupported     = "format is not supported for AX650 models yet"
 	axmodelImagesUnsupported     = "AX650 models do not support image input"
-	axmodelEmbeddingsUnsupported = "AX650 models do not support embeddings yet; use a GGUF embedding model (for example one created from a local .gguf file)"
 )
 
 // axmodelCheckGenerate answers 400 to a generate request an AX650 model
@@ -130,8 +128,6 @@ func axmodelCheckGenerate(c *gin.Context, m *Model, req *api.GenerateRequest) bo
 		return false
 	}
 	switch {
-	case axmodelFormatSet(req.Format):
-		c.JSON(http.StatusBadRequest, gin.H{"error": axmodelFormatUnsupported})
 	case len(req.Images) > 0:
 		c.JSON(http.StatusBadRequest, gin.H{"error": axmodelImagesUnsupported})
 	default:
@@ -151,8 +147,6 @@ func axmodelCheckChat(c *gin.Context, m *Model, req *api.ChatRequest) bool {
 		images = images || len(msg.Images) > 0
 	}
 	switch {
-	case axmodelFormatSet(req.Format):
-		c.JSON(http.StatusBadRequest, gin.H{"error": axmodelFormatUnsupported})
 	case images:
 		c.JSON(http.StatusBadRequest, gin.H{"error": axmodelImagesUnsupported})
 	default:
@@ -162,14 +156,22 @@ func axmodelCheckChat(c *gin.Context, m *Model, req *api.ChatRequest) bool {
 	return true
 }
 
-// axmodelRejectEmbed answers 400 on every embedding route (/api/embed,
-// /api/embeddings, /v1/embeddings) for an AX650 model, before it loads.
-func axmodelRejectEmbed(c *gin.Context, m *Model) bool {
-	if !m.IsAXModel() {
+// axmodelPrepareEmbed readies an AX650 model for the embedding routes
+// (/api/embed, /api/embeddings, /v1/embeddings), which truncate by the GGUF
+// metadata's context length: it has none, so the compiled context stands in
+// (the tokenizer adds no BOS or EOS there: the runner's Tokenize already
+// applied its post-processor). It never answers the request itself.
+func axmodelPrepareEmbed(c *gin.Context, m *Model) bool {
+	if !m.IsAXModel() || m.Config.ContextLen <= 0 {
 		return false
 	}
-	c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": axmodelEmbeddingsUnsupported})
-	return true
+	m.metadata.KV = map[string]any{
+		"general.architecture":   "axmodel",
+		"axmodel.context_length": json.Number(strconv.Itoa(m.Config.ContextLen)),
+		"axmodel.add_bos_token":  false,
+		"axmodel.add_eos_token":  false,
+	}
+	return false
 }
 
 // axmodelNumCtx sets num_ctx to the model's compiled context, which a

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/llm"
-	"github.com/ollama/ollama/ml"
 )
 
 // newAXModelServer creates the "tiny" axmodel model and a server whose
@@ -158,22 +156,10 @@ func TestAXModelRejectsUnsupported(t *testing.T) {
 		call func(s *Server) (int, string)
 		want string
 	}{
-		{"chat format", func(s *Server) (int, string) {
-			w := createRequest(t, s.ChatHandler, api.ChatRequest{Model: "tiny", Messages: []api.Message{{Role: "user", Content: "hi"}}, Format: json.RawMessage(`"json"`)})
-			return w.Code, w.Body.String()
-		}, "format is not supported for AX650 models yet"},
-		{"chat schema", func(s *Server) (int, string) {
-			w := createRequest(t, s.ChatHandler, api.ChatRequest{Model: "tiny", Messages: []api.Message{{Role: "user", Content: "hi"}}, Format: json.RawMessage(`{"type":"object"}`)})
-			return w.Code, w.Body.String()
-		}, "format is not supported for AX650 models yet"},
 		{"chat images", func(s *Server) (int, string) {
 			w := createRequest(t, s.ChatHandler, api.ChatRequest{Model: "tiny", Messages: []api.Message{{Role: "user", Content: "hi", Images: []api.ImageData{[]byte("png")}}}})
 			return w.Code, w.Body.String()
 		}, "do not support image input"},
-		{"generate format", func(s *Server) (int, string) {
-			w := createRequest(t, s.GenerateHandler, api.GenerateRequest{Model: "tiny", Prompt: "hi", Format: json.RawMessage(`"json"`)})
-			return w.Code, w.Body.String()
-		}, "format is not supported for AX650 models yet"},
 		{"generate images", func(s *Server) (int, string) {
 			w := createRequest(t, s.GenerateHandler, api.GenerateRequest{Model: "tiny", Prompt: "hi", Images: []api.ImageData{[]byte("png")}})
 			return w.Code, w.Body.String()
@@ -241,29 +227,6 @@ func TestAXModelShow(t *testing.T) {
 	}
 	if !slices.Contains(caps, "completion") || !slices.Contains(caps, "thinking") || !slices.Contains(caps, "tools") {
 		t.Errorf("capabilities %v", caps)
-	}
-}
-
-// Every embedding route answers 400 for an AX650 model before it loads.
-func TestAXModelEmbeddingsRefused(t *testing.T) {
-	loads := 0
-	mock := &mockRunner{}
-	s := newAXModelServer(t, mock)
-	inner := s.sched.loadFn
-	s.sched.loadFn = func(req *LlmRequest, si ml.SystemInfo, gpus []ml.DeviceInfo, requireFull bool) bool {
-		loads++
-		return inner(req, si, gpus, requireFull)
-	}
-	for name, w := range map[string]*httptest.ResponseRecorder{
-		"/api/embed":      createRequest(t, s.EmbedHandler, api.EmbedRequest{Model: "tiny", Input: "hello"}),
-		"/api/embeddings": createRequest(t, s.EmbeddingsHandler, api.EmbeddingRequest{Model: "tiny", Prompt: "hello"}),
-	} {
-		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "do not support embeddings") {
-			t.Errorf("%s: %d %s", name, w.Code, w.Body)
-		}
-	}
-	if loads != 0 {
-		t.Errorf("the model was loaded %d times for an embedding request", loads)
 	}
 }
 

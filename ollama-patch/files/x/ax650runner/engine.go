@@ -84,6 +84,15 @@ type Params struct {
 	Seed             int64
 	NumPredict       int
 	Stop             []string
+	// Format is "" (free text), "json" (quoted) or a JSON schema.
+	Format string
+	// ThinkingClose ends a thinking block the output begins with; Format
+	// applies only after it.
+	ThinkingClose []string
+	// Logprobs asks for each token's log probability (LogprobReader), with
+	// the TopLogprobs most likely tokens at each position.
+	Logprobs    bool
+	TopLogprobs int
 }
 
 // Stats are the counts and durations of a generation (axllm_stats).
@@ -163,6 +172,19 @@ type Generation interface {
 	Stats() Stats
 	// End releases the generation and the NPU.
 	End()
+}
+
+// LogprobReader is a Generation that reports log probabilities: those of the
+// tokens emitted since the last call, in Ollama's shape.
+type LogprobReader interface {
+	Logprobs() ([]llm.Logprob, error)
+}
+
+// Embedder is an engine that embeds text: the last token's final hidden
+// state, L2-normalised, and the number of tokens embedded (the text is
+// truncated to the context).
+type Embedder interface {
+	Embed(text string) ([]float32, int, error)
 }
 
 // LoadProgress is called after each model file is loaded.

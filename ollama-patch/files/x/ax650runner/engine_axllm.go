@@ -29,6 +29,7 @@ import "C"
 
 import (
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -262,6 +263,15 @@ func (e *axllmEngine) generation(tokens []int32, p Params, name string,
 	defer freeStops()
 	cp.stop = stops
 	cp.n_stop = C.size_t(len(p.Stop))
+	closes, freeCloses := cStrings(p.ThinkingClose)
+	defer freeCloses()
+	cp.thinking_close = closes
+	cp.n_thinking_close = C.size_t(len(p.ThinkingClose))
+	cformat := cStringOrNil(p.Format)
+	defer C.free(unsafe.Pointer(cformat))
+	cp.format = cformat
+	cp.logprobs = C.bool(p.Logprobs)
+	cp.top_logprobs = C.uint32_t(max(p.TopLogprobs, 0))
 
 	var ptr *C.int32_t
 	if len(tokens) > 0 {
@@ -374,5 +384,85 @@ func headerStatuses() map[llm.AxllmStatus]int {
 		llm.AxllmErrRuntimeFailure:     int(C.AXLLM_ERR_RUNTIME_FAILURE),
 		llm.AxllmErrDeviceLost:         int(C.AXLLM_ERR_DEVICE_LOST),
 		llm.AxllmErrPanic:              int(C.AXLLM_ERR_PANIC),
+	}
+}
+
+// axllmTokenProb is a token of axllm_generation_logprobs' JSON.
+type axllmTokenProb struct {
+	Text    string  `json:"text"`
+	Bytes   []int   `json:"bytes"`
+	Logprob float64 `json:"logprob"`
+}
+
+// token is the token's text as Ollama's runners give it: the token's own
+// bytes, so a byte-fallback token that holds part of a character is that
+// byte (the server reports the bytes; JSON shows U+FFFD for the text).
+func (t axllmTokenProb) token() llm.TokenLogprob {
+	if t.Bytes == nil {
+		return llm.TokenLogprob{Token: t.Text, Logprob: t.Logprob}
+	}
+	b := make([]byte, len(t.Bytes))
+	for i, v := range t.Bytes {
+		b[i] = byte(v)
+	}
+	return llm.TokenLogprob{Token: string(b), Logprob: t.Logprob}
+}
+
+// axllmLogprob is one entry of axllm_generation_logprobs' JSON.
+type axllmLogprob struct {
+	axllmTokenProb
+	Top []axllmTokenProb `json:"top"`
+}
+
+// Logprobs implements LogprobReader (axllm_generation_logprobs).
+func (g *axllmGeneration) Logprobs() ([]llm.Logprob, error) {
+	h := g.get()
+	buf := make([]byte, 4096)
+	for {
+		var n C.size_t
+		err := call("axllm_generation_logprobs", func() C.axllm_status {
+			return C.axllm_generation_logprobs(h, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n)
+		})
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n)+1 > len(buf) {
+			buf = make([]byte, int(n)+1)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var entries []axllmLogprob
+		if err := json.Unmarshal(buf[:n], &entries); err != nil {
+			return nil, fmt.Errorf("axllm_generation_logprobs: %w", err)
+		}
+		out := make([]llm.Logprob, 0, len(entries))
+		for _, e := range entries {
+			lp := llm.Logprob{TokenLogprob: e.token()}
+			for _, t := range e.Top {
+				lp.TopLogprobs = append(lp.TopLogprobs, t.token())
+			}
+			out = append(out, lp)
+		}
+		return out, nil
+	}
+}
+
+// Embed implements Embedder (axllm_model_embed, truncating to the context).
+func (e *axllmEngine) Embed(text string) ([]float32, int, error) {
+	ctext := C.CString(text)
+	defer C.free(unsafe.Pointer(ctext))
+	out := make([]float32, max(e.info.HiddenSize, 1))
+	for {
+		var n, tokens C.size_t
+		err := call("axllm_model_embed", func() C.axllm_status {
+			return C.axllm_model_embed(e.model, ctext, nil, (*C.float)(unsafe.Pointer(&out[0])), C.size_t(len(out)), &n, &tokens)
+		})
+		if ee, ok := err.(*EngineError); ok && ee.Status == llm.AxllmErrBufferTooSmall && int(n) > len(out) {
+			out = make([]float32, int(n))
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return out[:n], int(tokens), nil
 	}
 }

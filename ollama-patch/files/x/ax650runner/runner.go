@@ -135,6 +135,15 @@ func (r *Runner) engineError(err error) error {
 	return re
 }
 
+// formatOf is the format to hand to axllm: "" for none, else the raw JSON
+// value ("json" quoted, or a schema object), which axllm reads as Ollama does.
+func formatOf(format []byte) string {
+	if !formatSet(format) {
+		return ""
+	}
+	return string(bytes.TrimSpace(format))
+}
+
 // formatSet reports whether a request asks for structured output.
 func formatSet(format []byte) bool {
 	f := bytes.TrimSpace(format)
@@ -145,9 +154,6 @@ func formatSet(format []byte) bool {
 func validate(req *llm.AX650CompletionRequest) error {
 	if req.MediaCount > 0 {
 		return badRequest("AX650 models do not support image or audio input")
-	}
-	if formatSet(req.Format) {
-		return badRequest("format is not supported for AX650 models yet")
 	}
 	if o := req.Options; o != nil && o.Seed < -1 {
 		// axllm takes any negative seed as "random": only -1 means that in Ollama.
@@ -163,7 +169,7 @@ func clampInt32(v int) int {
 }
 
 // paramsFor maps Ollama's options onto axllm's.
-func paramsFor(o *api.Options) Params {
+func paramsFor(o *api.Options, req *llm.AX650CompletionRequest) Params {
 	numPredict := clampInt32(o.NumPredict)
 	if numPredict <= 0 {
 		// -1 (no limit), -2 (fill the context) and 0 (no limit, as
@@ -183,6 +189,10 @@ func paramsFor(o *api.Options) Params {
 		Seed:             int64(o.Seed),
 		NumPredict:       numPredict,
 		Stop:             o.Stop,
+		Format:           formatOf(req.Format),
+		ThinkingClose:    req.ThinkingClose,
+		Logprobs:         req.Logprobs,
+		TopLogprobs:      req.TopLogprobs,
 	}
 }
 
@@ -245,7 +255,7 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 	defer r.sem.Release(1)
 
 	me := newTurn()
-	gen, err := r.begin(ctx, me, tokens, paramsFor(opts))
+	gen, err := r.begin(ctx, me, tokens, paramsFor(opts, &req))
 	if err != nil {
 		return err
 	}
@@ -287,9 +297,18 @@ func (r *Runner) Completion(ctx context.Context, req llm.AX650CompletionRequest,
 		if err != nil {
 			return r.engineError(err)
 		}
+		var logprobs []llm.Logprob
+		if lr, ok := gen.(LogprobReader); ok && req.Logprobs {
+			if logprobs, err = lr.Logprobs(); err != nil {
+				return r.engineError(err)
+			}
+		}
 		if done == llm.AxllmDoneNone {
-			fn(llm.CompletionResponse{Content: piece})
+			fn(llm.CompletionResponse{Content: piece, Logprobs: logprobs})
 			continue
+		}
+		if len(logprobs) > 0 {
+			fn(llm.CompletionResponse{Logprobs: logprobs})
 		}
 		if reason, err = doneReason(done); err != nil {
 			return err
@@ -452,4 +471,28 @@ func (r *Runner) RenderChat(req llm.AX650ChatTemplateRequest) (string, error) {
 		return "", r.engineError(err)
 	}
 	return prompt, nil
+}
+
+// Embedding returns the embedding of text (see Embedder).
+func (r *Runner) Embedding(ctx context.Context, text string) ([]float32, int, error) {
+	if err := r.Broken(); err != nil {
+		return nil, 0, &requestError{status: http.StatusServiceUnavailable, axllm: axllmStatus(err),
+			err: fmt.Errorf("AX650 runtime failed earlier, the model must be loaded again: %w", err)}
+	}
+	e, ok := r.engine.(Embedder)
+	if !ok {
+		return nil, 0, badRequest("this AX650 engine does not compute embeddings")
+	}
+	if err := r.sem.Acquire(ctx, 1); err != nil {
+		return nil, 0, err
+	}
+	defer r.sem.Release(1)
+	// One engine call, taken in turn with the running generations' steps.
+	r.turns.acquire(newTurn())
+	v, n, err := e.Embed(text)
+	r.turns.release()
+	if err != nil {
+		return nil, 0, r.engineError(err)
+	}
+	return v, n, nil
 }

@@ -332,8 +332,8 @@ func TestCompletionValidation(t *testing.T) {
 		msg    string
 	}{
 		{"images", llm.AX650CompletionRequest{Prompt: "p", MediaCount: 1}, 400, "image"},
-		{"json format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`"json"`)}, 400, "format is not supported for AX650 models yet"},
-		{"schema format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`{"type":"object"}`)}, 400, "format is not supported"},
+		{"json format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`"json"`)}, 0, ""},
+		{"schema format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`{"type":"object"}`)}, 0, ""},
 		{"null format", llm.AX650CompletionRequest{Prompt: "p", Format: []byte(`null`)}, 0, ""},
 		{"nil options", llm.AX650CompletionRequest{Prompt: "p"}, 0, ""},
 		{"seed -2", llm.AX650CompletionRequest{Prompt: "p", Options: &api.Options{Seed: -2}}, 400, "invalid seed -2: use -1 for a random seed"},
@@ -425,18 +425,18 @@ func TestCompletionParams(t *testing.T) {
 func TestParamsClampToInt32(t *testing.T) {
 	o := api.DefaultOptions()
 	o.NumPredict, o.TopK, o.RepeatLastN = 1<<32, 1<<40, -(1 << 33)
-	p := paramsFor(&o)
+	p := paramsFor(&o, &llm.AX650CompletionRequest{})
 	if p.NumPredict != math.MaxInt32 || p.TopK != math.MaxInt32 || p.RepeatLastN != math.MinInt32 {
 		t.Errorf("params %+v: want num_predict and top_k MaxInt32, repeat_last_n MinInt32", p)
 	}
 	for _, n := range []int{-(1 << 40), -2, 0} {
 		o.NumPredict = n
-		if p := paramsFor(&o); p.NumPredict != -1 {
+		if p := paramsFor(&o, &llm.AX650CompletionRequest{}); p.NumPredict != -1 {
 			t.Errorf("num_predict %d became %d, want -1 (no limit)", n, p.NumPredict)
 		}
 	}
 	o.Seed = math.MaxInt64
-	if p := paramsFor(&o); p.Seed != math.MaxInt64 {
+	if p := paramsFor(&o, &llm.AX650CompletionRequest{}); p.Seed != math.MaxInt64 {
 		t.Errorf("seed %d, want 2^63-1", p.Seed)
 	}
 }

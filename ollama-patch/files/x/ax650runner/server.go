@@ -313,6 +313,23 @@ func (s *server) handler() http.Handler {
 		writeJSON(w, http.StatusOK, s.status())
 	})
 	mux.HandleFunc("POST /v1/completions", s.completions)
+	mux.HandleFunc("POST /v1/embedding", func(w http.ResponseWriter, req *http.Request) {
+		r, ok := s.readyRunner(w)
+		if !ok {
+			return
+		}
+		var in llm.AX650EmbeddingRequest
+		if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
+			writeError(w, badRequest("bad embedding request: %v", err))
+			return
+		}
+		v, n, err := r.Embedding(req.Context(), in.Content)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, llm.AX650EmbeddingResponse{Embedding: v, PromptTokens: n})
+	})
 	mux.HandleFunc("GET /v1/debug/diagnostics", s.diagnostics)
 	mux.HandleFunc("POST /v1/tokenize", func(w http.ResponseWriter, req *http.Request) {
 		r, ok := s.readyRunner(w)

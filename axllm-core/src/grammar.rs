@@ -1,0 +1,344 @@
+//! Structured outputs: a JSON grammar (any object, or a JSON schema) enforced
+//! token by token by masking the logits before the draw.
+//!
+//! The grammar engine is `llguidance` (the one llama.cpp and vLLM use): it
+//! compiles a JSON schema into a grammar over bytes and, given the bytes of
+//! every token, computes the set of tokens allowed next, lazily walking a
+//! token trie, so a step costs tens of microseconds at a 150k vocabulary
+//! (BENCHMARKS.md, "Structured outputs"). The token bytes come from the
+//! model's own `tokenizer.json` (byte-level BPE and byte-fallback vocabularies),
+//! read once per model when the first constrained generation starts.
+//!
+//! A thinking model's answer may begin with a thinking block that the format
+//! leaves free ([`crate::GenerateOptions::thinking_close`]): the constraint
+//! starts after the text that closes it, as upstream Ollama does.
+
+use crate::error::{Error, Result};
+use crate::package::Tokenizer;
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{self, SimpleVob, TokEnv, TokRxInfo, TokTrie};
+use llguidance::{Matcher, ParserFactory, TokenParser};
+use std::sync::Arc;
+
+/// What a generation's output must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// Any JSON object (Ollama's `format: "json"`).
+    Json,
+    /// A JSON value valid for this JSON schema (its text).
+    JsonSchema(String),
+}
+
+impl Format {
+    /// Reads Ollama's `format` value: `"json"`, or a JSON schema object.
+    /// `""` and `null` mean no format.
+    pub fn from_ollama(raw: &str) -> Result<Option<Format>> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw == "null" || raw == "\"\"" {
+            return Ok(None);
+        }
+        if raw == "json" || raw == "\"json\"" {
+            return Ok(Some(Format::Json));
+        }
+        let value: serde_json::Value = serde_json::from_str(raw)
+            .map_err(|e| Error::invalid(format!("format must be \"json\" or a JSON schema: {e}")))?;
+        match value {
+            serde_json::Value::Object(_) => Ok(Some(Format::JsonSchema(raw.to_owned()))),
+            _ => Err(Error::invalid(format!("format must be \"json\" or a JSON schema object, not {raw}"))),
+        }
+    }
+
+    /// The JSON schema the format stands for, with our whitespace rule.
+    fn schema(&self) -> Result<serde_json::Value> {
+        let mut schema = match self {
+            Format::Json => serde_json::json!({"type": "object"}),
+            Format::JsonSchema(text) => serde_json::from_str(text)
+                .map_err(|e| Error::invalid(format!("the format's JSON schema is not JSON: {e}")))?,
+        };
+        let Some(obj) = schema.as_object_mut() else {
+            return Err(Error::invalid("the format's JSON schema must be an object"));
+        };
+        // Whitespace between JSON tokens is llama.cpp's JSON grammar's: one
+        // space, or a newline and at most 20 spaces or tabs of indentation. A
+        // model that prefers whitespace cannot spend the budget on it.
+        obj.entry("x-guidance").or_insert_with(|| serde_json::json!({"whitespace_pattern": "(\\x20|\\x0A[\\x20\\x09]{0,20})"}));
+        Ok(schema)
+    }
+}
+
+/// A model's vocabulary as the grammar engine sees it; built once per model.
+pub(crate) struct Vocabulary {
+    factory: ParserFactory,
+    /// The model's end-of-generation ids; the engine knows only the first.
+    eos: Vec<u32>,
+    vocab: usize,
+    /// The last few compiled schemas (by their text), most recent last: a
+    /// request with the same schema starts from a clone, which skips the
+    /// compile and shares the lexer states earlier requests built.
+    compiled: parking_lot::Mutex<Vec<(String, TokenParser)>>,
+}
+
+/// How many compiled schemas a model keeps.
+const COMPILED_KEPT: usize = 8;
+
+impl std::fmt::Debug for Vocabulary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vocabulary").field("vocab", &self.vocab).finish()
+    }
+}
+
+/// Every token's bytes as the model's decoder writes them out (byte-level
+/// BPE characters mapped back to bytes, byte-fallback `<0xNN>` tokens as
+/// their byte, SentencePiece's `▁` as a space), padded to the model's
+/// vocabulary with empty entries. A special token is its text after
+/// [`TokTrie::SPECIAL_TOKEN_MARKER`]. Built once per model.
+pub(crate) fn token_bytes(tokenizer: &Tokenizer, vocab: usize) -> Result<Vec<Vec<u8>>> {
+    let json = serde_json::to_value(tokenizer.hf()).map_err(|e| Error::invalid(format!("cannot read the tokenizer: {e}")))?;
+    token_bytes_of_json(&json, vocab)
+}
+
+fn token_bytes_of_json(json: &serde_json::Value, vocab: usize) -> Result<Vec<Vec<u8>>> {
+    // llguidance asserts on byte-fallback names it does not expect.
+    let mut words = std::panic::catch_unwind(|| llguidance::token_bytes_from_tokenizer_json(json))
+        .map_err(|_| Error::invalid("the tokenizer's vocabulary is not byte-level"))?
+        .map_err(|e| Error::invalid(format!("cannot read the tokenizer's token bytes: {e}")))?;
+    words.resize(vocab.max(words.len()), Vec::new());
+    Ok(words)
+}
+
+/// A token's bytes for display (logprobs): a special token's text without the marker.
+pub(crate) fn display_bytes(word: &[u8]) -> &[u8] {
+    word.strip_prefix(&[TokTrie::SPECIAL_TOKEN_MARKER]).unwrap_or(word)
+}
+
+impl Vocabulary {
+    /// The grammar engine's view of a vocabulary of token bytes `words`
+    /// ([`token_bytes`]; ids the tokenizer lacks are never allowed) with end tokens `eos`.
+    pub(crate) fn new(words: &[Vec<u8>], eos: Vec<u32>) -> Result<Vocabulary> {
+        let vocab = words.len();
+        let first_eos = *eos.first().ok_or_else(|| Error::invalid("cannot use a format: the model has no end token"))?;
+        let info = TokRxInfo::new(words.len() as u32, first_eos);
+        let trie = TokTrie::from(&info, words);
+        let env: TokEnv = Arc::new(toktrie::ApproximateTokEnv::new(trie));
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::invalid(format!("grammar engine: {e}")))?;
+        factory.quiet();
+        Ok(Vocabulary { factory, eos, vocab, compiled: Default::default() })
+    }
+
+    /// Compiles `format` into a constraint for one generation; an unusable
+    /// schema is an [`crate::ErrorKind::InvalidArgument`] naming the problem.
+    pub(crate) fn constraint(&self, format: &Format, thinking_close: &[String]) -> Result<Constraint> {
+        let schema = format.schema()?;
+        let key = schema.to_string();
+        let cached = {
+            let mut compiled = self.compiled.lock();
+            let hit = compiled.iter().position(|(k, _)| *k == key).map(|i| compiled.remove(i));
+            hit.map(|(k, p)| {
+                let copy = p.clone();
+                compiled.push((k, p));
+                copy
+            })
+        };
+        let parser = match cached {
+            Some(p) => p,
+            None => {
+                let p = self
+                    .factory
+                    .create_parser(TopLevelGrammar::from_json_schema(schema))
+                    .map_err(|e| Error::invalid(format!("the format's JSON schema cannot be used: {e}")))?;
+                if p.error_message().is_none() {
+                    let mut compiled = self.compiled.lock();
+                    if compiled.len() == COMPILED_KEPT {
+                        compiled.remove(0);
+                    }
+                    compiled.push((key, p.clone()));
+                }
+                p
+            }
+        };
+        let matcher = Matcher::new(Ok(parser));
+        if let Some(e) = matcher.get_error() {
+            return Err(Error::invalid(format!("the format's JSON schema cannot be used: {e}")));
+        }
+        let close: Vec<String> = thinking_close.iter().filter(|s| !s.is_empty()).cloned().collect();
+        Ok(Constraint {
+            matcher,
+            saved: vec![0.0; self.eos.len()],
+            eos: self.eos.clone(),
+            active: close.is_empty(),
+            window: String::new(),
+            close,
+        })
+    }
+}
+
+/// The grammar state of one generation.
+pub(crate) struct Constraint {
+    matcher: Matcher,
+    eos: Vec<u32>,
+    /// The end tokens' logits while a mask is applied (sized once).
+    saved: Vec<f32>,
+    /// False while a thinking block is open.
+    active: bool,
+    /// The strings that close the thinking block.
+    close: Vec<String>,
+    /// The tail of the thinking text, long enough to hold a closing string.
+    window: String,
+}
+
+impl std::fmt::Debug for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Constraint").field("active", &self.active).finish()
+    }
+}
+
+impl Constraint {
+    /// Sets every token the grammar forbids next to -inf in `logits`. The
+    /// model's end tokens are allowed exactly when the grammar may end.
+    pub(crate) fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
+        if !self.active {
+            return Ok(());
+        }
+        let mask = self.matcher.compute_mask_or_eos().map_err(|e| grammar_failed(&e.to_string()))?;
+        // The engine knows one end token (the first); the others follow it.
+        let eos_ok = (self.eos[0] as usize) < mask.len() && mask.is_allowed(self.eos[0]);
+        for (saved, &t) in self.saved.iter_mut().zip(&self.eos) {
+            *saved = logits.get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
+        }
+        apply(&mask, logits);
+        for (&saved, &t) in self.saved.iter().zip(&self.eos) {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l = if eos_ok { saved } else { f32::NEG_INFINITY };
+            }
+        }
+        if !eos_ok && mask.is_zero() {
+            return Err(grammar_failed("no token is allowed"));
+        }
+        Ok(())
+    }
+
+    /// Records the sampled token (its decoded text is `piece`).
+    pub(crate) fn commit(&mut self, token: u32, piece: &str) -> Result<()> {
+        if !self.active {
+            self.window.push_str(piece);
+            if self.close.iter().any(|c| self.window.contains(c.as_str())) {
+                self.active = true;
+                self.window = String::new();
+            } else {
+                let keep = self.close.iter().map(|c| c.len()).max().unwrap_or(0);
+                let mut cut = self.window.len().saturating_sub(keep);
+                while !self.window.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                self.window.drain(..cut);
+            }
+            return Ok(());
+        }
+        if self.eos.contains(&token) || self.matcher.is_stopped() {
+            return Ok(());
+        }
+        self.matcher.consume_token(token).map_err(|e| grammar_failed(&e.to_string()))
+    }
+
+    /// False while a thinking block is open (nothing is masked then).
+    pub(crate) fn active(&self) -> bool {
+        self.active
+    }
+
+    /// True when the grammar is complete and only an end token may follow.
+    pub(crate) fn finished(&self) -> bool {
+        self.active && self.matcher.is_stopped()
+    }
+}
+
+/// Applies a token mask: words of all-allowed tokens are skipped whole,
+/// words of all-forbidden ones filled whole.
+fn apply(mask: &SimpleVob, logits: &mut [f32]) {
+    let words = mask.as_slice();
+    for (w, chunk) in logits.chunks_mut(32).enumerate() {
+        let bits = words.get(w).copied().unwrap_or(0);
+        if bits == u32::MAX && chunk.len() == 32 {
+            continue;
+        }
+        if bits == 0 {
+            chunk.fill(f32::NEG_INFINITY);
+            continue;
+        }
+        for (i, l) in chunk.iter_mut().enumerate() {
+            if bits & (1 << i) == 0 {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
+fn grammar_failed(why: &str) -> Error {
+    Error::invalid(format!("the output format cannot be continued: {why}"))
+}
+
+/// Measures the per-token cost of a constraint for the benchmark: builds the
+/// vocabulary of `tokenizer_json` (padded to `vocab`), then, for `steps`
+/// steps, masks a copy of `logits`, takes the best allowed token and commits
+/// it, starting a new constraint whenever one ends. Returns each mask's wall
+/// time and the calling thread's CPU time (`cpu_ns`, a clock the caller
+/// supplies: the difference separates a descheduled step from a slow one).
+#[doc(hidden)]
+pub fn mask_cost(
+    tokenizer_json: &str,
+    eos: u32,
+    vocab: usize,
+    format: &Format,
+    logits: &[f32],
+    steps: usize,
+    cpu_ns: &dyn Fn() -> u64,
+) -> Result<Vec<(std::time::Duration, u64)>> {
+    let json: serde_json::Value =
+        serde_json::from_str(tokenizer_json).map_err(|e| Error::invalid(format!("tokenizer.json: {e}")))?;
+    let vocabulary = Vocabulary::new(&token_bytes_of_json(&json, vocab)?, vec![eos])?;
+    let mut c = vocabulary.constraint(format, &[])?;
+    let mut work = vec![0f32; vocab];
+    let mut times = Vec::with_capacity(steps);
+    let mut offset = 0usize;
+    for _ in 0..steps {
+        // Rotate the logits so that the model's preferences change every step.
+        offset = (offset + 7919) % vocab;
+        work[..vocab - offset].copy_from_slice(&logits[offset..vocab]);
+        work[vocab - offset..].copy_from_slice(&logits[..offset]);
+        let (t, cpu) = (std::time::Instant::now(), cpu_ns());
+        c.mask(&mut work)?;
+        times.push((t.elapsed(), cpu_ns() - cpu));
+        let tok = crate::sampling::argmax(&work);
+        if tok == eos {
+            c = vocabulary.constraint(format, &[])?;
+            continue;
+        }
+        c.commit(tok, "")?;
+    }
+    Ok(times)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ollama_format_values() {
+        assert_eq!(Format::from_ollama("").unwrap(), None);
+        assert_eq!(Format::from_ollama("null").unwrap(), None);
+        assert_eq!(Format::from_ollama("\"json\"").unwrap(), Some(Format::Json));
+        assert!(matches!(Format::from_ollama("{\"type\":\"object\"}").unwrap(), Some(Format::JsonSchema(_))));
+        assert!(Format::from_ollama("\"yaml\"").is_err());
+        assert!(Format::from_ollama("{oops").is_err());
+    }
+
+    #[test]
+    fn mask_skips_full_words_and_clears_the_rest() {
+        let mut v = SimpleVob::alloc(70);
+        v.allow_token(3);
+        v.allow_range(32..=63);
+        let mut logits = vec![1.0f32; 70];
+        apply(&v, &mut logits);
+        let allowed: Vec<usize> = (0..70).filter(|&i| logits[i] > f32::NEG_INFINITY).collect();
+        assert_eq!(allowed, [3].into_iter().chain(32..64).collect::<Vec<_>>());
+    }
+}
