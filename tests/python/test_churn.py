@@ -166,7 +166,9 @@ def test_a_runner_killed_mid_stream_raises_in_the_openai_client(ollama_bin, tool
 
 
 def test_requests_queued_behind_a_killed_runner_are_served_by_the_reloaded_one(ollama_bin, tools, model_dir, tmp_path):
-    with serving(ollama_bin, tools, model_dir, tmp_path, SLOW) as s:
+    # ~30 ms a token: the first request's 60 tokens outlast the half second
+    # the queued ones take to reach the runner, on a loaded machine too.
+    with serving(ollama_bin, tools, model_dir, tmp_path, "exec_us=10000;post_us=10000") as s:
         assert s.post("/api/generate", {"model": "tiny"}).status_code == 200  # loaded
         [runner] = s.runner_pids()
         first_output = threading.Event()
