@@ -41,11 +41,11 @@ fn injected_faults_fail_cleanly_and_the_next_request_succeeds() {
     assert_eq!(again.tokens, want.tokens, "same output after recovering");
     assert_eq!(again.stats.prompt_reused, 0, "the cache was reset after the fault");
 
-    // A failed copy: a K/V row scatter of prefill (device to device, queued
-    // on the stream by the default schedule), a host-to-device input, the
-    // logits (device to host).
+    // A failed copy: a K/V row scatter of prefill (device to device,
+    // synchronous in the default schedule: queued copies are the opt-in
+    // `async-copies`), a host-to-device input, the logits (device to host).
     for (spec, call) in [
-        ("fail=d2d:3", "axclrtMemcpyAsync(device to device)"),
+        ("fail=d2d:3", "axclrtMemcpy(device to device)"),
         ("fail=h2d:4", "axclrtMemcpy(host to device)"),
         ("fail=d2h:2", "axclrtMemcpy(device to host)"),
     ] {
