@@ -2,7 +2,7 @@
 //! (random-weight models: whatever the model prefers, the grammar decides
 //! what is allowed, so every finished output must parse and validate).
 
-use axllm_core::{EmbedOptions, ErrorKind, Format, GenerateOptions, Model, SamplingOptions, StopReason};
+use axllm_core::{EmbedOptions, ErrorKind, Format, GenerateOptions, LoadOptions, Model, SamplingOptions, Schedule, StopReason};
 use axllm_testkit::*;
 use axsim_pack::{Family, IoOptions, Layout, PackOptions, RandomOptions};
 use serde_json::Value;
@@ -250,4 +250,31 @@ fn embeddings_are_the_last_hidden_state_normalised() {
     let t = model.embed(&long, &opts).unwrap();
     assert!(t.truncated);
     assert_eq!(t.prompt_tokens, model.info().context_length);
+}
+
+#[test]
+fn a_mask_computed_while_the_card_runs_equals_one_computed_at_the_draw() {
+    // The default schedule is pipelined: the next token's mask is computed
+    // after its step is queued. `safe` is not: the mask is computed when the
+    // logits are in hand. Same grammar states, same masks, same outputs.
+    let dir = tempdir();
+    let path = roomy(dir.path(), 11);
+    let pipelined = Model::load(&path, &load_options()).unwrap();
+    let safe = Model::load(&path, &LoadOptions { schedule: Schedule::SAFE, ..load_options() }).unwrap();
+    assert_ne!(pipelined.info().schedule, safe.info().schedule);
+    let samplings = [SamplingOptions::greedy(), SamplingOptions { seed: 3, temperature: 1.0, top_k: 0, top_p: 1.0, ..Default::default() }];
+    for s in samplings {
+        for format in [Format::JsonSchema(schema()), Format::Json] {
+            let opts = with_format(s, format.clone());
+            let a = pipelined.generate(PROMPT, &opts, |_| true).unwrap();
+            let b = safe.generate(PROMPT, &opts, |_| true).unwrap();
+            assert_eq!((&a.text, &a.tokens, a.reason), (&b.text, &b.tokens, b.reason), "{s:?} {format:?}");
+            // `json` may write one endless string until num_predict; the
+            // schema bounds every string, so its answers end.
+            if a.reason == StopReason::EndOfSequence || matches!(format, Format::JsonSchema(_)) {
+                assert_eq!(a.reason, StopReason::EndOfSequence, "{}", a.text);
+                serde_json::from_str::<Value>(&a.text).unwrap_or_else(|e| panic!("{e}: {}", a.text));
+            }
+        }
+    }
 }

@@ -268,6 +268,10 @@ impl Generation {
                     self.pending = true;
                 }
             }
+            if self.pending {
+                // While the card runs the step: the mask its logits will take.
+                self.guide.prepare()?;
+            }
             let piece = match early {
                 Some(piece) => piece,
                 None => self.emit_piece(token)?,

@@ -168,6 +168,7 @@ impl Vocabulary {
             active: close.is_empty(),
             window: String::new(),
             close,
+            ahead: None,
         })
     }
 }
@@ -184,6 +185,9 @@ pub(crate) struct Constraint {
     close: Vec<String>,
     /// The tail of the thinking text, long enough to hold a closing string.
     window: String,
+    /// The mask for the next token, computed ahead by [`Constraint::prepare`]
+    /// (while the card runs the step whose logits it will mask).
+    ahead: Option<SimpleVob>,
 }
 
 impl std::fmt::Debug for Constraint {
@@ -199,7 +203,10 @@ impl Constraint {
         if !self.active {
             return Ok(());
         }
-        let mask = self.matcher.compute_mask_or_eos().map_err(|e| grammar_failed(&e.to_string()))?;
+        let mask = match self.ahead.take() {
+            Some(mask) => mask,
+            None => self.matcher.compute_mask_or_eos().map_err(|e| grammar_failed(&e.to_string()))?,
+        };
         // The engine knows one end token (the first); the others follow it.
         let eos_ok = (self.eos[0] as usize) < mask.len() && mask.is_allowed(self.eos[0]);
         for (saved, &t) in self.saved.iter_mut().zip(&self.eos) {
@@ -217,8 +224,21 @@ impl Constraint {
         Ok(())
     }
 
+    /// Computes the mask [`Constraint::mask`] will apply next, now: the
+    /// grammar state after the last commit decides it, not the logits, so a
+    /// pipelined generation computes it while the card runs the step.
+    pub(crate) fn prepare(&mut self) -> Result<()> {
+        if self.active && self.ahead.is_none() && !self.matcher.is_stopped() {
+            let mask = self.matcher.compute_mask_or_eos().map_err(|e| grammar_failed(&e.to_string()))?;
+            self.ahead = Some(mask);
+        }
+        Ok(())
+    }
+
     /// Records the sampled token (its decoded text is `piece`).
     pub(crate) fn commit(&mut self, token: u32, piece: &str) -> Result<()> {
+        // A mask computed ahead was for the state before this token.
+        self.ahead = None;
         if !self.active {
             self.window.push_str(piece);
             if self.close.iter().any(|c| self.window.contains(c.as_str())) {

@@ -136,6 +136,14 @@ impl Guide {
         Ok(())
     }
 
+    /// Computes the next token's mask ahead (see [`Constraint::prepare`]).
+    pub(crate) fn prepare(&mut self) -> Result<()> {
+        match self.constraint.as_mut() {
+            Some(c) => c.prepare(),
+            None => Ok(()),
+        }
+    }
+
     /// True when a format constrains the output.
     pub(crate) fn constrained(&self) -> bool {
         self.constraint.is_some()
