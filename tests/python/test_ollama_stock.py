@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import ollama
 import openai
 import pytest
@@ -81,18 +82,23 @@ def test_gguf_created_from_a_file_is_stored_as_upstream_stores_it(server):
     assert show["model_info"]["llama.context_length"] == 8192
 
 
-def test_every_embedding_route_refuses_ax650_models_with_a_400(server):
-    for path, body in [("/api/embed", {"model": "tiny", "input": "hello"}),
-                       ("/api/embeddings", {"model": "tiny", "prompt": "hello"})]:
-        r = server.post(path, body)
-        assert r.status_code == 400 and "do not support embeddings" in r.json()["error"], (path, r.text)
+def test_every_embedding_route_serves_ax650_models(server):
+    """Beside GGUF models (which keep upstream's refusal above), an AX650
+    model answers every embedding route: one unit vector per input, the same
+    on each route to bf16 precision."""
+    r = server.post("/api/embed", {"model": "tiny", "input": ["hello", "world"]})
+    assert r.status_code == 200, r.text
+    first, second = (np.asarray(v, np.float64) for v in r.json()["embeddings"])
+    assert len(first) == len(second) > 0 and abs(np.linalg.norm(first) - 1) < 1e-4
+    r = server.post("/api/embeddings", {"model": "tiny", "prompt": "hello"})
+    assert r.status_code == 200, r.text
+    legacy = np.asarray(r.json()["embedding"], np.float64)
     oa = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
-    with pytest.raises(openai.BadRequestError) as e:
-        oa.embeddings.create(model="tiny", input="hello")
-    assert "do not support embeddings" in str(e.value)
-    with pytest.raises(ollama.ResponseError) as e:
-        ollama.Client(host=server.url).embed(model="tiny", input="hello")
-    assert e.value.status_code == 400
+    v1 = np.asarray(oa.embeddings.create(model="tiny", input="hello").data[0].embedding, np.float64)
+    for v in (legacy, v1):
+        assert v.shape == first.shape and float(v @ first) > 0.9999, float(v @ first)
+    official = ollama.Client(host=server.url).embed(model="tiny", input="hello")
+    assert float(np.asarray(official.embeddings[0], np.float64) @ first) > 0.9999
 
 
 def test_options_are_refused_and_accepted_as_upstream_does(server):

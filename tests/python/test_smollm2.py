@@ -400,13 +400,17 @@ def test_ollama_embed_orders_texts_by_meaning(ollama_bin, tools, model_dir, refe
         # finance pair measured 0.705 apart, below their 0.74 to the cat ones.)
         assert cos(0, 1) > cos(0, 2) and cos(0, 1) > cos(0, 3), [cos(0, j) for j in range(4)]
 
-        # The older route and the OpenAI one give the same vector.
+        # The older route and the OpenAI one give the same vector, to bf16
+        # precision: a text may reuse the cached rows of a prefix it shares
+        # with the one before it, its other rows then fed through a different
+        # prefill group than in the batch.
+        same = lambda a, b: float(np.asarray(a, np.float64) @ b) > 0.9999 and np.allclose(a, b, atol=2e-3)
         r = server.post("/api/embeddings", {"model": "smollm2", "prompt": EMBED_TEXTS[0]}, timeout=300)
         r.raise_for_status()
-        assert np.allclose(r.json()["embedding"], vecs[0], atol=1e-5)
+        assert same(r.json()["embedding"], vecs[0])
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
         e = client.embeddings.create(model="smollm2", input=EMBED_TEXTS[1])
-        assert np.allclose(e.data[0].embedding, vecs[1], atol=1e-5)
+        assert same(e.data[0].embedding, vecs[1])
         # dimensions: the first n values, renormalised.
         r = server.post("/api/embed", {"model": "smollm2", "input": EMBED_TEXTS[0], "dimensions": 16}, timeout=300)
         r.raise_for_status()
