@@ -9,7 +9,7 @@ mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use support::*;
 
 // Composed vendor codes (runtime module 0x30): 0x8030_<sub><id>.
