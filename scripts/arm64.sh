@@ -18,9 +18,13 @@
 #      created from a package answers a greedy chat exactly as the x86_64
 #      build does.
 #
+# Every aarch64 program runs through scripts/qemu-aarch64-run, which starts it
+# through the aarch64 dynamic loader under qemu-aarch64: bookworm's qemu-user
+# 7.2 hangs in the first pthread_create of a dynamically linked program
+# started the usual way (`qemu-aarch64 -L /usr/aarch64-linux-gnu PROGRAM`).
+#
 # Environment: AXLLM_ARM64=0 skips the lane (test.sh runs it only with
-# AXLLM_ARM64=1 for now: bookworm's qemu-user 7.2 hangs in pthread_create of
-# a dynamically linked aarch64 program here, see README "Building on the Pi");
+# AXLLM_ARM64=1 for now, see README "Building on the Pi" for its time);
 # AXLLM_ARM64_FULL=1 builds the whole workspace (examples too) and runs the
 # whole Rust suite under qemu.
 set -euo pipefail
@@ -65,7 +69,9 @@ export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
 export CARGO_TARGET_DIR=$PWD/target/aarch64
 export CARGO_BUILD_TARGET=$TRIPLE
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT"
+RUN=$PWD/scripts/qemu-aarch64-run
+export AXLLM_ARM64_SYSROOT=$SYSROOT
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=$RUN
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 # One profile for every artifact: dev gets the test profile's opt-level
 # (Cargo.toml's [profile.test]), so the test binaries, libaxllm.a and the
@@ -74,14 +80,17 @@ export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_lin
 # less to compile, link and store for a build that CI does from scratch.
 export CARGO_PROFILE_DEV_OPT_LEVEL=1 CARGO_PROFILE_DEV_DEBUG=line-tables-only CARGO_INCREMENTAL=0
 OUT=$CARGO_TARGET_DIR/$TRIPLE/debug
-QEMU=(qemu-aarch64 -L "$SYSROOT")
+# The tests find the aarch64 simulator by this name (axllm-testkit): their
+# own path, from which they would find it, is the loader's under $RUN.
+export AXLLM_TEST_SIM_LIB=$OUT/libaxcl_sim.so
+QEMU=("$RUN")
 # The Pi 5's kernel (bcm2712) uses 16K pages; qemu-user reports and maps with
 # the page size QEMU_PAGESIZE names (its -p), which is what a program sees of it.
 PI5_PAGES=16384
 echo "arm64: $("$RUSTC" --version) ($RUSTC), $("$CARGO" --version), $(qemu-aarch64 --version | head -n1)"
 
 # The Rust suite under qemu (the RUNNER above: every test binary runs as
-# `qemu-aarch64 -L /usr/aarch64-linux-gnu <binary>`). By default a subset
+# `scripts/qemu-aarch64-run <binary>`). By default a subset
 # that fits CI's budget and covers what differs on aarch64: every unit test of
 # every crate (the simulator's math, the core's parsing, packing, sampling and
 # memory accounting, the C ABI's boundary with its unsigned c_char); the C
@@ -122,23 +131,29 @@ GOARCH=arm64 GOOS=linux CC=aarch64-linux-gnu-gcc CARGO=$CARGO AX650_CARGO_PROFIL
     bash ollama-patch/build.sh ollama
 machine "$CARGO_TARGET_DIR/ollama"
 
-# cargo -v prints each binary's command line: `Running `qemu-aarch64 -L ... <binary>``.
+# cargo -v prints each binary's command line: `Running `.../qemu-aarch64-run <binary>``.
 qemu_tests() {
     local log=$1 rc=0; shift
     "$CARGO" test -v --workspace --exclude xtask "$@" >"$log" 2>&1 || rc=$?
     grep -E '^\s*Running|^test result|FAILED|panicked' "$log" | sed "s|$PWD/||g" || true
     [ "$rc" -eq 0 ] || { tail -n 60 "$log" >&2; echo "arm64: Rust tests failed under qemu (log: $log)" >&2; exit 1; }
 }
-stage "Rust tests under ${QEMU[*]} (${QEMU_TESTS[*]:-the full suite})"
+stage "Rust tests under qemu-aarch64 (${QEMU[*]#"$PWD"/}; ${QEMU_TESTS[*]:-the full suite})"
 qemu_tests "$CARGO_TARGET_DIR/rust-tests.log" "${QEMU_TESTS[@]}"
-stage "Rust tests under ${QEMU[*]} with ${PI5_PAGES}-byte pages (${PAGE_TESTS[*]})"
+stage "Rust tests under qemu-aarch64 with ${PI5_PAGES}-byte pages (${PAGE_TESTS[*]})"
 QEMU_PAGESIZE=$PI5_PAGES qemu_tests "$CARGO_TARGET_DIR/rust-tests-16k.log" "${PAGE_TESTS[@]}"
 
 # The host's release tools: the x86_64 side of the comparisons below, and the
 # packer of the model both architectures load (packages are portable).
+# host CMD...: CMD without the cross build's environment (exported above),
+# which would make cargo build for aarch64 into target/aarch64 again.
+host() {
+    env -u RUSTC -u RUSTDOC -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET -u CARGO_INCREMENTAL \
+        -u CARGO_PROFILE_DEV_OPT_LEVEL -u CARGO_PROFILE_DEV_DEBUG -u AXLLM_TEST_SIM_LIB "$@"
+}
 stage "host build (x86_64 side of the comparisons)"
-cargo build -q --release -p axcl-sim -p axsim-pack -p axllm-capi
-[ -x target/ollama ] || OLLAMA_LLAMA_SERVER=0 bash ollama-patch/build.sh ollama
+host cargo build -q --release -p axcl-sim -p axsim-pack -p axllm-capi
+[ -x target/ollama ] || host env OLLAMA_LLAMA_SERVER=0 bash ollama-patch/build.sh ollama
 
 stage "C example under qemu (arm64 libaxllm.a; 4K and ${PI5_PAGES}-byte pages) vs x86_64"
 work=$(mktemp -d)
@@ -160,11 +175,11 @@ for pages in 4096 "$PI5_PAGES"; do
         diff <(cat -A "$work/c-x86_64.txt") <(cat -A "$got") >&2 || true
         exit 1
     fi
-    echo "C example (QEMU_PAGESIZE=$pages ${QEMU[*]}): $(wc -c <"$got") bytes, equal to x86_64's: $(head -c 60 "$got" | tr '\n' ' ')..."
+    echo "C example (QEMU_PAGESIZE=$pages qemu-aarch64 through ${QEMU[*]#"$PWD"/}): $(wc -c <"$got") bytes, equal to x86_64's: $(head -c 60 "$got" | tr '\n' ' ')..."
 done
 
 stage "ollama serve (arm64, under qemu) vs x86_64"
-AXLLM_ARM64_TARGET=$CARGO_TARGET_DIR AXLLM_ARM64_SYSROOT=$SYSROOT \
+host env AXLLM_ARM64_TARGET="$CARGO_TARGET_DIR" AXLLM_ARM64_RUN="$RUN" \
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/python/test_arm64.py
 
 stage "done"

@@ -88,7 +88,7 @@ fn abort_inside_the_runtime_kills_only_the_calling_process() {
         let _ = model.generate("boom", &greedy(8), |_| true);
         unreachable!("the runtime aborts the process");
     }
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    let status = axllm_testkit::self_command()
         .args(["--exact", "abort_inside_the_runtime_kills_only_the_calling_process", "--nocapture"])
         .env("AXLLM_ABORT_CHILD", "1")
         .output()

@@ -9,7 +9,7 @@ mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use support::*;
 
 // Composed vendor codes (runtime module 0x30): 0x8030_<sub><id>.
@@ -502,8 +502,7 @@ fn abort_fault_kills_the_process() {
         let _ = sim.malloc(64);
         panic!("the second malloc should have aborted the process");
     }
-    let exe = std::env::current_exe().expect("test executable");
-    let out = Command::new(exe)
+    let out = axllm_testkit::self_command()
         .args(["abort_fault_kills_the_process", "--exact", "--nocapture", "--test-threads=1"])
         .env(ABORT_CHILD, "1")
         .env("AXCL_SIM_CONFIG", "abort=malloc:2")
@@ -528,8 +527,7 @@ fn trace_file_records_the_release_of_the_card() {
     }
     let dir = Dir(axllm_testkit::tempdir());
     let trace = dir.path("trace");
-    let exe = std::env::current_exe().expect("test executable");
-    let child = Command::new(exe)
+    let child = axllm_testkit::self_command()
         .args(["trace_file_records_the_release_of_the_card", "--exact", "--test-threads=1"])
         .env(TRACE_CHILD, "1")
         .env("AXCL_SIM_TRACE_FILE", &trace)

@@ -1,7 +1,11 @@
 //! axllm-testkit: what the workspace's tests share, in one place.
 //!
 //! * [`sim_library`]: the simulator library (`libaxcl_sim.so`) of the build
-//!   profile the test runs in, built when it is missing;
+//!   profile the test runs in, built when it is missing (or the one
+//!   `AXLLM_TEST_SIM_LIB` names);
+//! * [`current_exe`], [`self_command`]: the test binary's path, and running it
+//!   again, also when it runs under an emulator through the dynamic loader
+//!   (scripts/qemu-aarch64-run);
 //! * [`tempdir`], [`packed`], [`pack_random`], [`small_io`], [`packed_qwen35`]: temporary
 //!   packages of random-weight models, packed by axsim-pack in the vendor's layouts;
 //! * [`load_options`], [`qwen3`], [`greedy`], [`argmax_bf16`]: the library on the simulator;
@@ -16,7 +20,7 @@ mod packages;
 mod sim;
 
 pub use packages::{pack_random, packed, packed_qwen35, small_io, tempdir};
-pub use sim::{sim_library, sim_library_in};
+pub use sim::{current_exe, self_command, sim_library, sim_library_in, EXE_ENV, RUNNER_ENV, SIM_LIB_ENV};
 pub use tempfile::TempDir;
 
 use axllm_core::{GenerateOptions, LoadOptions, Model, SamplingOptions};

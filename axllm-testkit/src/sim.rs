@@ -1,23 +1,74 @@
-//! Finding the simulator library, and building it when it is missing.
+//! Finding the simulator library, and building it when it is missing; the
+//! test binary's own path, and running it again.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// The environment variable naming the simulator library outright, which
+/// [`sim_library`] then returns as it is (not built when missing). The arm64
+/// lane (scripts/arm64.sh) sets it to the aarch64 build's library.
+pub const SIM_LIB_ENV: &str = "AXLLM_TEST_SIM_LIB";
+
+/// The environment variable naming the test binary when the process's own
+/// executable is another program: a binary started through the dynamic
+/// loader (`ld-linux-aarch64.so.1 --library-path ... BINARY`, as
+/// scripts/qemu-aarch64-run does under qemu-user) has the loader as its
+/// `/proc/self/exe`. Set by that script, with [`RUNNER_ENV`].
+pub const EXE_ENV: &str = "AXLLM_TEST_EXE";
+
+/// The environment variable naming the command that runs [`EXE_ENV`]'s
+/// binary again (scripts/qemu-aarch64-run): the host kernel cannot start an
+/// emulated binary by itself.
+pub const RUNNER_ENV: &str = "AXLLM_TEST_RUNNER";
+
 /// `target/<profile>/libaxcl_sim.so` for the profile this test binary was
 /// built with (its directory is `target/<profile>/deps` or
-/// `target/<profile>/examples`). Built with cargo when missing.
+/// `target/<profile>/examples`), built with cargo when missing; or the
+/// library [`SIM_LIB_ENV`] names.
 ///
 /// # Panics
 /// When the library is missing and cannot be built.
 pub fn sim_library() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
+        if let Some(lib) = env_path(SIM_LIB_ENV) {
+            return lib;
+        }
+        let exe = current_exe();
         let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
         ensure_built(profile_dir)
     })
     .clone()
+}
+
+/// The test binary's path: [`EXE_ENV`] when set, else
+/// [`std::env::current_exe`].
+///
+/// # Panics
+/// When the path cannot be found.
+pub fn current_exe() -> PathBuf {
+    env_path(EXE_ENV).unwrap_or_else(|| std::env::current_exe().expect("the test binary's path"))
+}
+
+/// A command that runs this test binary again (a test that needs a process of
+/// its own, to watch it die): [`current_exe`], started by [`RUNNER_ENV`]'s
+/// command when that is set.
+pub fn self_command() -> Command {
+    match (env_path(EXE_ENV), env_path(RUNNER_ENV)) {
+        (Some(exe), Some(runner)) => {
+            let mut cmd = Command::new(runner);
+            cmd.arg(exe);
+            cmd
+        }
+        _ => Command::new(current_exe()),
+    }
+}
+
+/// The path a non-empty environment variable names.
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v: &OsString| !v.is_empty()).map(PathBuf::from)
 }
 
 /// The simulator library in `target_dir` (release first, then debug), built

@@ -3,7 +3,9 @@ libaxllm.a) end to end under qemu-aarch64, on the arm64 simulator: its CLI
 creates a model from a package, its server (and the runner it starts, under
 the emulator too) answers a greedy chat, and the answer is the x86_64 build's
 for the same package and request. Run by scripts/arm64.sh, which names the
-arm64 build in AXLLM_ARM64_TARGET; skipped otherwise."""
+arm64 build in AXLLM_ARM64_TARGET and the command that runs an aarch64
+program under qemu (scripts/qemu-aarch64-run) in AXLLM_ARM64_RUN; skipped
+otherwise."""
 
 import os
 from pathlib import Path
@@ -49,11 +51,14 @@ def machine(pid):
 
 def test_arm64_serve_answers_as_x86_64(host_tools, model_dir, tmp_path):
     target = Path(ARM64_TARGET)
-    qemu = ["qemu-aarch64", "-L", os.environ.get("AXLLM_ARM64_SYSROOT", "/usr/aarch64-linux-gnu")]
-    arm = Server(target / "ollama", host_tools, tmp_path / "arm64", wrapper=qemu, start_timeout=120, extra_env={
+    run = os.environ.get("AXLLM_ARM64_RUN", str(ROOT / "scripts" / "qemu-aarch64-run"))
+    arm = Server(target / "ollama", host_tools, tmp_path / "arm64", wrapper=[run], start_timeout=120, extra_env={
         "AXLLM_AXCL_LIB": str(target / "aarch64-unknown-linux-gnu" / "debug" / "libaxcl_sim.so"),
-        # qemu-user's execve runs the runner natively: name the emulator.
-        "AXLLM_RUNNER_WRAPPER": " ".join(qemu),
+        # qemu-user's execve runs the runner natively: name the emulator's
+        # command, and the executable, which serve cannot see (started
+        # through the dynamic loader, its own is the loader).
+        "AXLLM_RUNNER_WRAPPER": run,
+        "AXLLM_RUNNER_EXE": str(target / "ollama"),
     })
     try:
         got = greedy_chat(arm, model_dir)

@@ -159,11 +159,8 @@ func (s *AX650Server) start() error {
 	exe := s.exe
 	if exe == "" {
 		var err error
-		if exe, err = os.Executable(); err != nil {
-			return fmt.Errorf("unable to find the ollama executable: %w", err)
-		}
-		if eval, err := filepath.EvalSymlinks(exe); err == nil {
-			exe = eval
+		if exe, err = ax650Executable(os.Getenv); err != nil {
+			return err
 		}
 	}
 
@@ -702,13 +699,34 @@ func (s *AX650Server) ApplyChatTemplate(ctx context.Context, req ChatRequest) (s
 	return out.Prompt, nil
 }
 
+// ax650Executable is the ollama executable the runner starts from: this
+// process's own, or the one AXLLM_RUNNER_EXE names. The variable is for a
+// process whose executable is another program: `ollama serve` of arm64
+// started through the dynamic loader under qemu-user (the arm64 lane's
+// scripts/qemu-aarch64-run, a workaround for a hang of qemu-user 7.2) has
+// the loader as its os.Executable.
+func ax650Executable(getenv func(string) string) (string, error) {
+	if exe := strings.TrimSpace(getenv("AXLLM_RUNNER_EXE")); exe != "" {
+		return exe, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("unable to find the ollama executable: %w", err)
+	}
+	if eval, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = eval
+	}
+	return exe, nil
+}
+
 // ax650RunnerCommand is the command that starts the runner: exe with args,
 // or, when AXLLM_RUNNER_WRAPPER names a command (words split at spaces, no
 // quoting), that command with exe and args after its own words. An emulator
 // is what it is for: `ollama serve` of another architecture starts under
 // qemu-user, whose execve runs the runner natively and fails without the
 // kernel's binfmt_misc registration, so the runner needs the emulator named
-// (AXLLM_RUNNER_WRAPPER="qemu-aarch64 -L /usr/aarch64-linux-gnu"). A tool
+// (AXLLM_RUNNER_WRAPPER=scripts/qemu-aarch64-run, with AXLLM_RUNNER_EXE:
+// see ax650Executable). A tool
 // such as valgrind fits too.
 func ax650RunnerCommand(exe string, args []string, getenv func(string) string) *exec.Cmd {
 	wrapper := strings.Fields(getenv("AXLLM_RUNNER_WRAPPER"))

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -388,6 +389,31 @@ func TestAX650RunnerWrapper(t *testing.T) {
 	unwrapped := newFakeAX650Server(t, "wrapped")
 	if _, err := unwrapped.Load(t.Context(), ml.SystemInfo{}, nil, false); err == nil {
 		t.Fatal("Load without the wrapper succeeded: the fake runner's check is not effective")
+	}
+}
+
+// AXLLM_RUNNER_EXE names the executable the runner starts from; without it,
+// the runner is this process's own executable.
+func TestAX650RunnerExecutable(t *testing.T) {
+	named, err := ax650Executable(func(k string) string {
+		if k == "AXLLM_RUNNER_EXE" {
+			return " /opt/arm64/ollama "
+		}
+		return ""
+	})
+	if err != nil || named != "/opt/arm64/ollama" {
+		t.Errorf("AXLLM_RUNNER_EXE=/opt/arm64/ollama: %q, %v", named, err)
+	}
+	own, err := ax650Executable(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := filepath.EvalSymlinks(exe); own != want {
+		t.Errorf("without AXLLM_RUNNER_EXE: %q, want %q", own, want)
 	}
 }
 
