@@ -43,8 +43,8 @@ pub(crate) struct GenerationHandle {
 
 pub(crate) struct GenState {
     pub(crate) generation: Generation,
-    /// Logprobs (JSON) that did not fit the caller's buffer, delivered next time.
-    pub(crate) logprobs: Option<String>,
+    /// Logprobs taken from the generation that did not fit the caller's buffer yet.
+    pub(crate) logprobs: Vec<axllm_core::TokenLogprob>,
     /// A piece that did not fit the caller's buffer, delivered next time.
     pending: Option<String>,
     finished: Option<StopReason>,
@@ -71,7 +71,7 @@ fn start(
     let k = GENERATIONS.insert(GenerationHandle {
         model: h,
         cancel,
-        state: Mutex::new(GenState { generation, logprobs: None, pending: None, finished: None }),
+        state: Mutex::new(GenState { generation, logprobs: Vec::new(), pending: None, finished: None }),
     });
     *out_gen = k as *mut axllm_generation;
     Ok(())

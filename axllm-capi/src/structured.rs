@@ -54,23 +54,14 @@ pub unsafe extern "C" fn axllm_generation_logprobs(
         let len = unsafe { out(len, "len") }?;
         let h = GENERATIONS.get(key(generation))?;
         let mut st = h.state.lock();
-        let json = match st.logprobs.take() {
-            Some(kept) => {
-                let fresh = st.generation.take_logprobs();
-                if fresh.is_empty() {
-                    kept
-                } else {
-                    // Append the newer entries to the kept array.
-                    let tail = logprobs_json(&fresh);
-                    if kept == "[]" { tail } else { format!("{},{}", &kept[..kept.len() - 1], &tail[1..]) }
-                }
-            }
-            None => logprobs_json(&st.generation.take_logprobs()),
-        };
+        // Entries a too-small buffer left kept, then the newer ones.
+        let fresh = st.generation.take_logprobs();
+        st.logprobs.extend(fresh);
+        let json = logprobs_json(&st.logprobs);
         // SAFETY: caller's contract on buf/capacity.
         let r = unsafe { write_text(json.as_bytes(), buf, capacity, len) };
-        if r.is_err() {
-            st.logprobs = Some(json);
+        if r.is_ok() {
+            st.logprobs.clear();
         }
         r
     })
