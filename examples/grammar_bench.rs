@@ -3,9 +3,14 @@
 //! nested objects, an array of objects, enums, numbers, bounded strings).
 //! Not part of the test suite.
 //!
-//! `cargo run --release --example grammar_bench [-- --steps 3000 --tokenizer path/to/tokenizer.json]`
+//! `cargo run --release --example grammar_bench [-- --steps 3000 --tiktoken target/qwen-vocab/qwen.tiktoken]`
 //!
-//! Without `--tokenizer` the vocabulary is synthetic but shaped like Qwen3's
+//! `--tiktoken` takes Qwen's real vocabulary file (`scripts/qwen_vocab.sh`
+//! fetches it) and presents it as a Qwen3 `tokenizer.json` would: the 151,643
+//! byte-level BPE tokens, Qwen3's 26 added tokens (the special ones marked as
+//! such), ids up to 151,936 empty (never allowed); the end token is
+//! `<|im_end|>`. `--tokenizer` takes any real `tokenizer.json` instead.
+//! Without either the vocabulary is synthetic but shaped like Qwen3's
 //! byte-level BPE: the 256 byte tokens, then words and word pieces with and
 //! without a leading space, capitalised forms, digit groups, punctuation runs
 //! (JSON's among them), whitespace runs and CJK characters, up to 151,643
@@ -32,6 +37,10 @@ struct Args {
     /// Its end token id (with --tokenizer).
     #[arg(long, default_value_t = 0)]
     eos: u32,
+    /// Qwen's real vocabulary (`qwen.tiktoken`, from scripts/qwen_vocab.sh),
+    /// presented as a Qwen3 tokenizer.json would present it.
+    #[arg(long, conflicts_with = "tokenizer")]
+    tiktoken: Option<std::path::PathBuf>,
 }
 
 const VOCAB: usize = 151_936;
@@ -154,14 +163,18 @@ fn schema() -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (json, eos, vocab, what) = match &args.tokenizer {
-        Some(p) => {
+    let (json, eos, vocab, what) = match (&args.tokenizer, &args.tiktoken) {
+        (_, Some(p)) => {
+            let j = axllm_core::qwen3_tokenizer_json(&std::fs::read_to_string(p)?)?;
+            (j, axllm_core::QWEN3_IM_END, axllm_core::QWEN3_VOCAB, format!("Qwen3's real vocabulary from {}", p.display()))
+        }
+        (Some(p), None) => {
             let j = std::fs::read_to_string(p)?;
             let v: serde_json::Value = serde_json::from_str(&j)?;
             let n = v["model"]["vocab"].as_object().map_or(0, |m| m.len()) + v["added_tokens"].as_array().map_or(0, Vec::len);
             (j, args.eos, n, format!("{}", p.display()))
         }
-        None => {
+        (None, None) => {
             let (j, eos) = synthetic_tokenizer();
             (j, eos, VOCAB, "synthetic byte-level BPE".to_string())
         }

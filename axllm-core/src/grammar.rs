@@ -337,6 +337,134 @@ pub fn mask_cost(
     Ok(times)
 }
 
+/// Qwen2.5's and Qwen3's added tokens, in id order from 151,643 (right after
+/// the 151,643 BPE tokens): the text, and whether `tokenizer.json` marks it
+/// special. The think and tool markers are added but not special, so they
+/// are plain text to the grammar engine, as with a real Qwen3 tokenizer.
+const QWEN3_ADDED: [(&str, bool); 26] = [
+    ("<|endoftext|>", true),
+    ("<|im_start|>", true),
+    ("<|im_end|>", true),
+    ("<|object_ref_start|>", true),
+    ("<|object_ref_end|>", true),
+    ("<|box_start|>", true),
+    ("<|box_end|>", true),
+    ("<|quad_start|>", true),
+    ("<|quad_end|>", true),
+    ("<|vision_start|>", true),
+    ("<|vision_end|>", true),
+    ("<|vision_pad|>", true),
+    ("<|image_pad|>", true),
+    ("<|video_pad|>", true),
+    ("<tool_call>", false),
+    ("</tool_call>", false),
+    ("<|fim_prefix|>", false),
+    ("<|fim_middle|>", false),
+    ("<|fim_suffix|>", false),
+    ("<|fim_pad|>", false),
+    ("<|repo_name|>", false),
+    ("<|file_sep|>", false),
+    ("<tool_response>", false),
+    ("</tool_response>", false),
+    ("<think>", false),
+    ("</think>", false),
+];
+
+/// Qwen's byte-level BPE tokens (ids 0..151,643), shared by Qwen2 and Qwen3.
+#[doc(hidden)]
+pub const QWEN_BPE_TOKENS: usize = 151_643;
+
+/// Rows of a Qwen3 model's embedding and logits: its 151,669 tokens padded
+/// with ids no tokenizer produces.
+#[doc(hidden)]
+pub const QWEN3_VOCAB: usize = 151_936;
+
+/// Qwen3's `<|im_end|>`, the end of an answer.
+#[doc(hidden)]
+pub const QWEN3_IM_END: u32 = 151_645;
+
+/// The `tokenizer.json` of a Qwen3 model as far as the grammar engine reads
+/// one (byte-level BPE vocabulary, added tokens, decoder type), built from
+/// Qwen's real vocabulary file `qwen.tiktoken` (one `base64(token bytes) id`
+/// line per BPE token; `scripts/qwen_vocab.sh` fetches it). For the grammar
+/// benchmark and the tokenizer-realistic test; models bring their own.
+#[doc(hidden)]
+pub fn qwen3_tokenizer_json(tiktoken: &str) -> Result<String> {
+    let bad = |line: usize, why: &str| Error::invalid(format!("qwen.tiktoken line {}: {why}", line + 1));
+    // GPT-2's byte-to-character map, which byte-level BPE vocabularies use.
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut byte_char = ['\0'; 256];
+    let mut next = 256u32;
+    for b in 0..=255u8 {
+        byte_char[b as usize] = if printable(b) {
+            b as char
+        } else {
+            next += 1;
+            char::from_u32(next - 1).unwrap_or(char::REPLACEMENT_CHARACTER)
+        };
+    }
+    let mut vocab = serde_json::Map::new();
+    let mut seen = vec![false; QWEN_BPE_TOKENS];
+    for (n, line) in tiktoken.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(b64), Some(id), None) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(bad(n, "expected `base64 id`"));
+        };
+        let id: usize = id.parse().map_err(|_| bad(n, "the id is not a number"))?;
+        if id >= QWEN_BPE_TOKENS || std::mem::replace(&mut seen[id], true) {
+            return Err(bad(n, "id out of range or repeated"));
+        }
+        let bytes = base64_decode(b64).ok_or_else(|| bad(n, "not base64"))?;
+        let name: String = bytes.iter().map(|&b| byte_char[b as usize]).collect();
+        if vocab.insert(name, serde_json::json!(id)).is_some() {
+            return Err(bad(n, "repeated token"));
+        }
+    }
+    if vocab.len() != QWEN_BPE_TOKENS {
+        return Err(Error::invalid(format!("qwen.tiktoken has {} tokens, not {QWEN_BPE_TOKENS}", vocab.len())));
+    }
+    let added: Vec<serde_json::Value> = QWEN3_ADDED
+        .iter()
+        .enumerate()
+        .map(|(i, (text, special))| serde_json::json!({"id": QWEN_BPE_TOKENS + i, "content": text, "special": special}))
+        .collect();
+    let json = serde_json::json!({
+        "added_tokens": added,
+        "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": vocab},
+    });
+    Ok(json.to_string())
+}
+
+/// Standard base64 (with `=` padding) to bytes; `None` if it is not.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let text = text.as_bytes();
+    if text.is_empty() || text.len() % 4 != 0 {
+        return None;
+    }
+    let body = text.strip_suffix(b"==").or_else(|| text.strip_suffix(b"=")).unwrap_or(text);
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in body {
+        acc = (acc << 6) | u32::from(value(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    // Left-over bits are padding and must be zero.
+    (acc & ((1 << bits) - 1) == 0).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +488,121 @@ mod tests {
         apply(&v, &mut logits);
         let allowed: Vec<usize> = (0..70).filter(|&i| logits[i] > f32::NEG_INFINITY).collect();
         assert_eq!(allowed, [3].into_iter().chain(32..64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn base64_of_tiktoken_lines() {
+        assert_eq!(base64_decode("IQ==").unwrap(), b"!");
+        assert_eq!(base64_decode("4rqf").unwrap(), "\u{2e9f}".as_bytes());
+        assert_eq!(base64_decode("IHRoZQ==").unwrap(), b" the");
+        assert_eq!(base64_decode("IHRo").unwrap(), b" th");
+        for bad in ["", "IQ=", "I!==", "IR==", "IQ==IQ=="] {
+            assert!(base64_decode(bad).is_none(), "{bad}");
+        }
+        assert!(qwen3_tokenizer_json("IQ== 0\nIQ== 1\n").is_err(), "a repeated token");
+        assert!(qwen3_tokenizer_json("IQ== 0\n").is_err(), "too few tokens");
+        assert!(qwen3_tokenizer_json("IQ==\n").is_err(), "no id");
+    }
+
+    /// Qwen's real vocabulary, if `scripts/qwen_vocab.sh` fetched it (or
+    /// `AXLLM_QWEN_TIKTOKEN` names it).
+    fn qwen_tiktoken() -> Option<String> {
+        let path = std::env::var_os("AXLLM_QWEN_TIKTOKEN").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/qwen-vocab/qwen.tiktoken")
+        });
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                eprintln!("skipped: no Qwen vocabulary at {} ({e}); scripts/qwen_vocab.sh fetches it", path.display());
+                None
+            }
+        }
+    }
+
+    /// With Qwen3's real 151,936-row vocabulary: the tokens are what a Qwen3
+    /// tokenizer.json gives, a mask never allows a padding id or a special
+    /// token other than the ends, multi-byte tokens are used, and every
+    /// output of a walk with pseudo-random logits parses and validates.
+    #[test]
+    fn real_qwen_vocabulary_keeps_outputs_valid() {
+        let Some(text) = qwen_tiktoken() else { return };
+        let json: serde_json::Value = serde_json::from_str(&qwen3_tokenizer_json(&text).unwrap()).unwrap();
+        let words = token_bytes_of_json(&json, QWEN3_VOCAB).unwrap();
+        assert_eq!(words.len(), QWEN3_VOCAB);
+        assert_eq!(words[0], b"!");
+        let special = |t: &str| [&[TokTrie::SPECIAL_TOKEN_MARKER], t.as_bytes()].concat();
+        assert_eq!(words[QWEN3_IM_END as usize], special("<|im_end|>"));
+        assert_eq!(words[151_643], special("<|endoftext|>"));
+        assert_eq!(words[151_667], b"<think>", "added but not special");
+        assert!(words[151_669..].iter().all(Vec::is_empty), "padding ids have no bytes");
+        let id = |b: &[u8]| words.iter().position(|w| w == b).unwrap_or_else(|| panic!("{b:?} is a Qwen token"));
+        let (brace_quote, quote) = (id(b"{\""), id(b"\""));
+        let ends = [QWEN3_IM_END as usize, 151_643];
+
+        let vocabulary = Vocabulary::new(&words, vec![QWEN3_IM_END, 151_643]).unwrap();
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "kind": {"enum": ["cat", "dog", "bird"]},
+                "age": {"type": "integer", "minimum": 0, "maximum": 99},
+                "name": {"type": "string", "maxLength": 12},
+                "tags": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3},
+                "owner": {
+                    "type": "object",
+                    "properties": {"id": {"type": "integer", "minimum": 0, "maximum": 1000}, "ok": {"type": "boolean"}},
+                    "required": ["id", "ok"],
+                    "additionalProperties": false
+                }
+            },
+            "required": ["kind", "age", "name", "owner"],
+            "additionalProperties": false
+        });
+        let format = Format::JsonSchema(schema.to_string());
+        let mut state = 7u64;
+        let mut logits = vec![0f32; QWEN3_VOCAB];
+        let mut finished = 0;
+        for run in 0..6 {
+            let mut c = vocabulary.constraint(&format, &[]).unwrap();
+            let mut out = Vec::new();
+            for step in 0..400 {
+                for l in logits.iter_mut() {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    *l = (state >> 40) as f32;
+                }
+                c.mask(&mut logits).unwrap();
+                let allowed = |t: usize| logits[t] > f32::NEG_INFINITY;
+                assert!((151_669..QWEN3_VOCAB).all(|t| !allowed(t)), "run {run} step {step}: a padding id is allowed");
+                assert!(
+                    (151_643..151_657).all(|t| !allowed(t) || ends.contains(&t)),
+                    "run {run} step {step}: a special token is allowed"
+                );
+                if step == 0 {
+                    assert!(allowed(brace_quote) && !allowed(quote), "the object starts with `{{` (one token may hold `{{\"`)");
+                }
+                let tok = crate::sampling::argmax(&logits);
+                if ends.contains(&(tok as usize)) {
+                    let text = String::from_utf8(out.clone()).expect("the output is UTF-8");
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+                    let o = v.as_object().unwrap_or_else(|| panic!("not an object: {text}"));
+                    assert!(o.keys().all(|k| ["kind", "age", "name", "tags", "owner"].contains(&k.as_str())), "{text}");
+                    assert!(["cat", "dog", "bird"].contains(&o["kind"].as_str().unwrap_or("?")), "{text}");
+                    assert!(o["age"].as_i64().is_some_and(|a| (0..=99).contains(&a)), "{text}");
+                    assert!(o["name"].as_str().is_some_and(|s| s.chars().count() <= 12), "{text}");
+                    if let Some(tags) = o.get("tags") {
+                        let tags = tags.as_array().unwrap_or_else(|| panic!("{text}"));
+                        assert!(tags.len() <= 3 && tags.iter().all(|t| t.as_str().is_some_and(|s| s.chars().count() <= 6)), "{text}");
+                    }
+                    let owner = o["owner"].as_object().unwrap_or_else(|| panic!("{text}"));
+                    assert!(owner.len() == 2 && owner["ok"].is_boolean(), "{text}");
+                    assert!(owner["id"].as_i64().is_some_and(|a| (0..=1000).contains(&a)), "{text}");
+                    finished += 1;
+                    break;
+                }
+                assert!(!c.finished(), "run {run}: only an end may follow a finished object");
+                out.extend_from_slice(display_bytes(&words[tok as usize]));
+                c.commit(tok, "").unwrap();
+            }
+        }
+        assert!(finished >= 4, "only {finished} of 6 walks finished within 400 tokens");
     }
 }

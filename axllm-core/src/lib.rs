@@ -101,7 +101,7 @@ pub use embedding::{EmbedOptions, Embedding};
 pub use error::{Cause, Error, ErrorKind, Result};
 pub use generation::{CancelHandle, Completion, Generation, Step};
 #[doc(hidden)]
-pub use grammar::mask_cost;
+pub use grammar::{QWEN_BPE_TOKENS, QWEN3_IM_END, QWEN3_VOCAB, mask_cost, qwen3_tokenizer_json};
 pub use grammar::Format;
 pub use guide::{MAX_TOP_LOGPROBS, TokenLogprob, TopLogprob};
 pub use info::ModelInfo;
