@@ -272,12 +272,22 @@ impl Constraint {
 }
 
 /// Applies a token mask: words of all-allowed tokens are skipped whole,
-/// words of all-forbidden ones filled whole.
+/// words of all-forbidden ones filled whole, and the rest set logit by logit
+/// without a branch (a mixed word's bits are as good as random, so a branch
+/// per logit would mispredict about half the time: at Qwen3's 151,936 logits
+/// that was 90 of a typical step's 97 µs; BENCHMARKS.md, "Structured outputs").
 fn apply(mask: &SimpleVob, logits: &mut [f32]) {
+    const FORBIDDEN: u32 = 0xff80_0000; // f32::NEG_INFINITY
+    fn select(l: &mut f32, bits: u32, i: usize) {
+        let keep = 0u32.wrapping_sub((bits >> i) & 1);
+        *l = f32::from_bits((l.to_bits() & keep) | (FORBIDDEN & !keep));
+    }
     let words = mask.as_slice();
-    for (w, chunk) in logits.chunks_mut(32).enumerate() {
+    let tail_word = logits.len() / 32;
+    let mut chunks = logits.chunks_exact_mut(32);
+    for (w, chunk) in (&mut chunks).enumerate() {
         let bits = words.get(w).copied().unwrap_or(0);
-        if bits == u32::MAX && chunk.len() == 32 {
+        if bits == u32::MAX {
             continue;
         }
         if bits == 0 {
@@ -285,10 +295,12 @@ fn apply(mask: &SimpleVob, logits: &mut [f32]) {
             continue;
         }
         for (i, l) in chunk.iter_mut().enumerate() {
-            if bits & (1 << i) == 0 {
-                *l = f32::NEG_INFINITY;
-            }
+            select(l, bits, i);
         }
+    }
+    let bits = words.get(tail_word).copied().unwrap_or(0);
+    for (i, l) in chunks.into_remainder().iter_mut().enumerate() {
+        select(l, bits, i);
     }
 }
 
@@ -484,10 +496,13 @@ mod tests {
         let mut v = SimpleVob::alloc(70);
         v.allow_token(3);
         v.allow_range(32..=63);
-        let mut logits = vec![1.0f32; 70];
+        v.allow_token(66);
+        let before: Vec<f32> = (0..70).map(|i| i as f32 - 35.5).collect();
+        let mut logits = before.clone();
         apply(&v, &mut logits);
         let allowed: Vec<usize> = (0..70).filter(|&i| logits[i] > f32::NEG_INFINITY).collect();
-        assert_eq!(allowed, [3].into_iter().chain(32..64).collect::<Vec<_>>());
+        assert_eq!(allowed, [3].into_iter().chain(32..64).chain([66]).collect::<Vec<_>>());
+        assert!(allowed.iter().all(|&i| logits[i] == before[i]), "allowed logits are kept as they were");
     }
 
     #[test]
