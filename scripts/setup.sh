@@ -47,3 +47,7 @@ with zipfile.ZipFile(wheel) as z, open(out + ".tmp", "wb") as f:
 os.replace(out + ".tmp", out)
 EOF
 fi
+
+# Qwen's real byte-level BPE vocabulary (2.5 MB, in the PyPI wheel dashscope):
+# the grammar test at Qwen3's real vocabulary and the grammar bench read it.
+PYTHON=.venv/bin/python bash scripts/qwen_vocab.sh >/dev/null
