@@ -182,7 +182,8 @@ fn main() -> anyhow::Result<()> {
     let mut rng = Lcg(7);
     let logits: Vec<f32> = (0..vocab).map(|_| (rng.next() % 10_000) as f32 / 1000.0).collect();
     let built = std::time::Instant::now();
-    // One warm-up pass builds the vocabulary's trie; the timed pass follows.
+    // The vocabulary (token trie, slices) is built before the first timed
+    // step; a grammar state's first visit (building lexer states) is timed.
     let times = axllm_core::mask_cost(&json, eos, vocab, &Format::JsonSchema(schema()), &logits, args.steps, &sys::thread_cpu_ns)?;
     let total = built.elapsed();
     println!("grammar mask per token: vocabulary {vocab} ({what}), tool-call JSON schema, {} steps", times.len());
