@@ -28,6 +28,13 @@
 // Copy each model file into device memory and load it from there.
 #define AXLLM_LOAD_FROM_DEVICE_MEMORY 1
 
+// `axllm_load_params.kv_slots`: choose the count at load from the card's
+// free CMM and the model's sizes (Rust `KvSlots::Auto`).
+#define AXLLM_KV_SLOTS_AUTO UINT32_MAX
+
+// The most KV slots `AXLLM_KV_SLOTS_AUTO` chooses (Rust `AUTO_KV_SLOTS_MAX`).
+#define AXLLM_KV_SLOTS_AUTO_MAX 4
+
 // Result of every axllm function. Numbers are stable; groups are spaced by
 // 100. Each says what the caller can do and the state the call leaves.
 typedef enum {
@@ -188,9 +195,12 @@ typedef struct {
   void *progress_user_data;
   // KV slots: sequences whose K/V caches the card holds at once, hence
   // generations that may run at once (each holds one; a further
-  // `axllm_generation_begin` waits for one to end). 0 = the default, 1.
-  // A hybrid model (Qwen3.5) keeps 1; `axllm_model_info.kv_slots` says
-  // what was allocated. (Added in version 2 of this struct.)
+  // `axllm_generation_begin` waits for one to end). 0 = the default, 1;
+  // `AXLLM_KV_SLOTS_AUTO` = as many as the card's free memory comfortably
+  // holds (up to `AXLLM_KV_SLOTS_AUTO_MAX`, chosen at load; the rule is
+  // the README's). A hybrid model (Qwen3.5) keeps 1;
+  // `axllm_model_info.kv_slots` says what was allocated. (Added in
+  // version 2 of this struct.)
   uint32_t kv_slots;
 } axllm_load_params;
 

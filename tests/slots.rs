@@ -7,12 +7,12 @@
 //! stop string or a cancel while another slot's generation interleaves with
 //! it, and device memory per slot.
 
-use axllm_core::{GenerateOptions, Generation, LoadOptions, Model, SamplingOptions, Step, StopReason};
+use axllm_core::{GenerateOptions, Generation, KvSlots, LoadOptions, Model, SamplingOptions, Step, StopReason};
 use axllm_testkit::*;
 use axsim_pack::{Family, HybridOptions, Layout};
 
 fn load(dir: &std::path::Path, slots: usize, schedule: &str) -> Model {
-    let opts = LoadOptions { kv_slots: Some(slots), schedule: schedule.parse().unwrap(), ..load_options() };
+    let opts = LoadOptions { kv_slots: KvSlots::Count(slots), schedule: schedule.parse().unwrap(), ..load_options() };
     Model::load(dir, &opts).unwrap()
 }
 
@@ -339,7 +339,7 @@ fn slots_are_reported_counted_in_device_memory_and_checked() {
     let default = Model::load(&pkg, &load_options()).unwrap();
     assert_eq!(default.info().kv_slots, 1);
     for bad in [0, axllm_core::MAX_KV_SLOTS + 1] {
-        let e = Model::load(&pkg, &LoadOptions { kv_slots: Some(bad), ..load_options() }).unwrap_err();
+        let e = Model::load(&pkg, &LoadOptions { kv_slots: KvSlots::Count(bad), ..load_options() }).unwrap_err();
         assert_eq!(e.kind(), axllm_core::ErrorKind::InvalidArgument, "{bad}: {e}");
     }
 }
@@ -348,7 +348,7 @@ fn slots_are_reported_counted_in_device_memory_and_checked() {
 fn a_hybrid_model_keeps_one_slot() {
     let dir = tempdir();
     let pkg = packed_qwen35(dir.path(), "q35", HybridOptions::default(), 2);
-    let model = Model::load(&pkg, &LoadOptions { kv_slots: Some(4), ..load_options() }).unwrap();
+    let model = Model::load(&pkg, &LoadOptions { kv_slots: KvSlots::Count(4), ..load_options() }).unwrap();
     assert!(model.info().linear_layers > 0);
     assert_eq!(model.info().kv_slots, 1);
     assert!(!model.generate("hello", &greedy(3), |_| true).unwrap().tokens.is_empty());

@@ -50,8 +50,8 @@ pub use model::{
 };
 pub use package::{axllm_package_check, axllm_package_info};
 pub use params::{
-    AXLLM_LOAD_FROM_DEVICE_MEMORY, AXLLM_LOAD_FROM_FILE, axllm_generate_default_params, axllm_generate_params,
-    axllm_load_default_params, axllm_load_params,
+    AXLLM_KV_SLOTS_AUTO, AXLLM_KV_SLOTS_AUTO_MAX, AXLLM_LOAD_FROM_DEVICE_MEMORY, AXLLM_LOAD_FROM_FILE,
+    axllm_generate_default_params, axllm_generate_params, axllm_load_default_params, axllm_load_params,
 };
 pub use stats::axllm_stats;
 pub use structured::{axllm_embed_default_params, axllm_embed_params, axllm_generation_logprobs, axllm_model_embed};

@@ -14,7 +14,7 @@
 //! [`SizedStruct::VERSIONS`], so that its callers are still recognised.
 
 use crate::boundary::{CError, CResult};
-use axllm_core::{GenerateOptions, LoadMethod, LoadOptions, SamplingOptions, Schedule};
+use axllm_core::{GenerateOptions, KvSlots, LoadMethod, LoadOptions, SamplingOptions, Schedule};
 use std::ffi::{c_char, c_void};
 use std::mem::{offset_of, size_of};
 use std::path::PathBuf;
@@ -23,6 +23,13 @@ use std::path::PathBuf;
 pub const AXLLM_LOAD_FROM_FILE: u32 = 0;
 /// Copy each model file into device memory and load it from there.
 pub const AXLLM_LOAD_FROM_DEVICE_MEMORY: u32 = 1;
+
+/// `axllm_load_params.kv_slots`: choose the count at load from the card's
+/// free CMM and the model's sizes (Rust `KvSlots::Auto`).
+pub const AXLLM_KV_SLOTS_AUTO: u32 = u32::MAX;
+/// The most KV slots `AXLLM_KV_SLOTS_AUTO` chooses (Rust `AUTO_KV_SLOTS_MAX`).
+pub const AXLLM_KV_SLOTS_AUTO_MAX: u32 = 4;
+const _: () = assert!(AXLLM_KV_SLOTS_AUTO_MAX as usize == axllm_core::AUTO_KV_SLOTS_MAX);
 
 /// How to load a model. Fill it with `axllm_load_default_params()`, then set
 /// what differs.
@@ -57,9 +64,12 @@ pub struct axllm_load_params {
     pub progress_user_data: *mut c_void,
     /// KV slots: sequences whose K/V caches the card holds at once, hence
     /// generations that may run at once (each holds one; a further
-    /// `axllm_generation_begin` waits for one to end). 0 = the default, 1.
-    /// A hybrid model (Qwen3.5) keeps 1; `axllm_model_info.kv_slots` says
-    /// what was allocated. (Added in version 2 of this struct.)
+    /// `axllm_generation_begin` waits for one to end). 0 = the default, 1;
+    /// `AXLLM_KV_SLOTS_AUTO` = as many as the card's free memory comfortably
+    /// holds (up to `AXLLM_KV_SLOTS_AUTO_MAX`, chosen at load; the rule is
+    /// the README's). A hybrid model (Qwen3.5) keeps 1;
+    /// `axllm_model_info.kv_slots` says what was allocated. (Added in
+    /// version 2 of this struct.)
     pub kv_slots: u32,
 }
 
@@ -332,7 +342,11 @@ pub(crate) unsafe fn load_options(p: &axllm_load_params) -> CResult<LoadOptions>
         load_method,
         schedule,
         link_roots: link_roots.into_iter().map(PathBuf::from).collect(),
-        kv_slots: (p.kv_slots != 0).then_some(p.kv_slots as usize),
+        kv_slots: match p.kv_slots {
+            0 => KvSlots::default(),
+            AXLLM_KV_SLOTS_AUTO => KvSlots::Auto,
+            n => KvSlots::Count(n as usize),
+        },
         ..LoadOptions::default()
     })
 }

@@ -268,3 +268,39 @@ fn a_prompt_fed_chunk_by_chunk_between_another_generations_tokens_equals_it_alon
     assert_ne!(unsafe { axllm_generation_prefill_step(a, &mut left) }, axllm_status::AXLLM_OK);
     axllm_model_free(model);
 }
+
+#[test]
+fn automatic_slots_are_chosen_at_load_reported_and_usable() {
+    let dir = tempdir();
+    let pkg = packed(dir.path(), Family::Qwen3, Layout::Axllm, 9);
+    let one = load(&pkg, 0, size_of::<axllm_load_params>());
+    let i1 = info(one);
+    let want = alone(one, PROMPTS[1].0, PROMPTS[1].1);
+    axllm_model_free(one);
+
+    // A tiny model on the standard 8 GB simulated card: the most.
+    let model = load(&pkg, AXLLM_KV_SLOTS_AUTO, size_of::<axllm_load_params>());
+    let i = info(model);
+    assert_eq!(i.kv_slots, AXLLM_KV_SLOTS_AUTO_MAX);
+    assert_eq!(i.device_memory_bytes - i1.device_memory_bytes, u64::from(AXLLM_KV_SLOTS_AUTO_MAX - 1) * i1.kv_slot_bytes);
+    // As many generations alive at once on one thread (a further begin
+    // would wait for a slot), each producing what it produces alone.
+    let gens: Vec<_> = (0..AXLLM_KV_SLOTS_AUTO_MAX).map(|_| begin(model, PROMPTS[1].0, PROMPTS[1].1)).collect();
+    let mut texts = vec![String::new(); gens.len()];
+    let mut live = vec![true; gens.len()];
+    while live.iter().any(|l| *l) {
+        for (k, g) in gens.iter().enumerate() {
+            if live[k] {
+                match next(*g) {
+                    Some(p) => texts[k].push_str(&p),
+                    None => live[k] = false,
+                }
+            }
+        }
+    }
+    for g in gens {
+        axllm_generation_end(g);
+    }
+    assert!(texts.iter().all(|t| *t == want), "{texts:?} vs {want:?}");
+    axllm_model_free(model);
+}

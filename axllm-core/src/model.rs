@@ -16,7 +16,7 @@ use crate::embedding::{EmbedOptions, Embedding};
 use crate::guide::Guide;
 use crate::info::ModelInfo;
 use crate::npu::Runtime;
-use crate::options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions, MAX_KV_SLOTS};
+use crate::options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, KvSlots, LoadOptions, MAX_KV_SLOTS};
 use crate::package::config::{PostConfig, read_json};
 use crate::package::{Embeddings, ModelFiles, Tokenizer};
 use crate::sampling::SamplingOptions;
@@ -73,11 +73,11 @@ impl Model {
                 progress,
                 opts.mem_guard_floor_mb.unwrap_or(crate::engine::guard::DEFAULT_FLOOR_MB),
                 match opts.kv_slots {
-                    Some(0) => return Err(Error::invalid("kv_slots is 0: a model needs at least one KV slot")),
-                    Some(n) if n > MAX_KV_SLOTS => {
+                    KvSlots::Count(0) => return Err(Error::invalid("kv_slots is 0: a model needs at least one KV slot")),
+                    KvSlots::Count(n) if n > MAX_KV_SLOTS => {
                         return Err(Error::invalid(format!("kv_slots is {n}: at most {MAX_KV_SLOTS}")));
                     }
-                    n => n.unwrap_or(1),
+                    k => k,
                 },
             )
                 .map_err(|e| e.in_package(dir))?;

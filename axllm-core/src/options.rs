@@ -40,13 +40,42 @@ pub struct LoadOptions {
     /// KV slots: sequences whose K/V caches the card holds at once (each
     /// [`crate::ModelInfo::kv_slot_bytes`]); as many generations run at once,
     /// taking turns token by token, and a conversation's next turn reuses its
-    /// slot's cache even after other prompts ran. `None`: 1. At most
-    /// [`MAX_KV_SLOTS`]. A hybrid model (Qwen3.5) keeps 1 whatever this says.
-    pub kv_slots: Option<usize>,
+    /// slot's cache even after other prompts ran. The default is one slot;
+    /// [`KvSlots::Auto`] lets the card's free memory decide. A hybrid model
+    /// (Qwen3.5) keeps 1 whatever this says.
+    pub kv_slots: KvSlots,
+}
+
+/// How many KV slots a load allocates ([`LoadOptions::kv_slots`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvSlots {
+    /// Exactly this many, 1 to [`MAX_KV_SLOTS`] (0 or more than that is
+    /// refused with [`crate::ErrorKind::InvalidArgument`]).
+    Count(usize),
+    /// Chosen at load from the card's free CMM and the model's own sizes:
+    /// up to [`AUTO_KV_SLOTS_MAX`] in all, the slots beyond the first only
+    /// while together they take at most a quarter of the CMM left free once
+    /// the model's files are on the card and its buffers with one slot and
+    /// the guard's floor ([`LoadOptions::mem_guard_floor_mb`]) are set
+    /// aside; at least 1. A runtime that does not report its free CMM gets 1.
+    /// [`crate::ModelInfo::kv_slots`] reports the count, and the memory guard
+    /// counts it as it counts an explicit one.
+    Auto,
+}
+
+impl Default for KvSlots {
+    /// One slot (what a load got before slots were a parameter).
+    fn default() -> Self {
+        KvSlots::Count(1)
+    }
 }
 
 /// The most KV slots a load may ask for.
 pub const MAX_KV_SLOTS: usize = 64;
+
+/// The most KV slots [`KvSlots::Auto`] chooses: a chat plus the background
+/// requests a front-end sends beside it (a title, tags, a search query).
+pub const AUTO_KV_SLOTS_MAX: usize = 4;
 
 /// Snapshot slots of a hybrid model when [`LoadOptions::snapshot_slots`] is
 /// unset: the ends of a few turns and chunks (about 10 MiB each for

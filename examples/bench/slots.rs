@@ -20,7 +20,7 @@
 //! chunk.
 
 use anyhow::{Context, Result};
-use axllm_core::{GenerateOptions, LoadOptions, Model, SamplingOptions, Step};
+use axllm_core::{GenerateOptions, KvSlots, LoadOptions, Model, SamplingOptions, Step};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ fn rate(times: &[Instant]) -> f64 {
 }
 
 fn measure(dir: &Path, lib: &Path, spec: &str, slots: usize, long_tokens: usize) -> Result<Figures> {
-    let load = LoadOptions { runtime_library: Some(PathBuf::from(lib)), kv_slots: Some(slots), ..Default::default() };
+    let load = LoadOptions { runtime_library: Some(PathBuf::from(lib)), kv_slots: KvSlots::Count(slots), ..Default::default() };
     let model = Model::load(dir, &load)?;
     model.simulator().context("the runtime is not axcl-sim")?.configure(spec)?;
     let vocab = model.info().vocab;
@@ -129,7 +129,7 @@ const LONG_PROMPT: usize = 1000;
 /// The chat (30-token prompt, 20 tokens) arrives once the long prompt's first
 /// chunk is in; `whole` feeds the rest of the prompt in one turn.
 fn measure_prefill(dir: &Path, lib: &Path, spec: &str, slots: usize, whole: bool) -> Result<PrefillFigures> {
-    let load = LoadOptions { runtime_library: Some(PathBuf::from(lib)), kv_slots: Some(slots), ..Default::default() };
+    let load = LoadOptions { runtime_library: Some(PathBuf::from(lib)), kv_slots: KvSlots::Count(slots), ..Default::default() };
     let model = Model::load(dir, &load)?;
     model.simulator().context("the runtime is not axcl-sim")?.configure(spec)?;
     let (vocab, chunk) = (model.info().vocab, model.info().chunk);

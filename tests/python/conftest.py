@@ -54,7 +54,7 @@ def sim_env(tools, extra=None):
     env = dict(os.environ, AXLLM_AXCL_LIB=str(tools["sim"]))
     env.pop("AXCL_SIM_CONFIG", None)
     env.update(extra or {})
-    return env
+    return {k: v for k, v in env.items() if v is not None}  # None: unset
 
 
 def pack(tools, workdir: Path, arch: str, seed: int = 1, extra=()):
@@ -119,7 +119,11 @@ def _no_server_outlives_the_session():
 class Server:
     """`ollama serve` on the simulator, on a free loopback port, with its own
     model store under `workdir` and its log in `workdir/serve.log`. `wrapper`
-    is a command that `ollama` (server and CLI) runs under (an emulator)."""
+    is a command that `ollama` (server and CLI) runs under (an emulator).
+    `extra_env` values of None unset a variable. OLLAMA_NUM_PARALLEL is 1
+    unless `extra_env` says otherwise: most tests count on one request at a
+    time (queues, kills, memory); test_parallel.py runs the default (unset,
+    the runner's automatic KV slot count) and explicit counts."""
 
     def __init__(self, exe, tools, workdir: Path, extra_env=None, wrapper=(), start_timeout=30):
         self.exe, self.port = exe, free_port()
@@ -132,6 +136,7 @@ class Server:
             "OLLAMA_MODELS": str(workdir / "models"),
             "HOME": str(home),
             "OLLAMA_NO_CLOUD": "1",
+            "OLLAMA_NUM_PARALLEL": "1",
             **(extra_env or {}),
         })
         self.log_path = workdir / "serve.log"

@@ -1,9 +1,11 @@
-"""Several requests at once through `ollama serve` (OLLAMA_NUM_PARALLEL=2,
-two KV slots on the card): a short request sent while a long one streams
-finishes first, and both outputs (greedy and seeded) equal what each
-produces alone, also when one request's prompt takes several prefill chunks
-(fed a chunk per turn); cancelling one stream leaves the other's output
-intact; /api/ps and `ollama ps` show the two slots."""
+"""Several requests at once through `ollama serve`, with OLLAMA_NUM_PARALLEL=2
+(two KV slots on the card) and with it unset (the runner's automatic count:
+the most, AXLLM_KV_SLOTS_AUTO_MAX, for this small model on the default 8 GB
+simulated card): a short request sent while a long one streams finishes
+first, and both outputs (greedy and seeded) equal what each produces alone,
+also when one request's prompt takes several prefill chunks (fed a chunk per
+turn); cancelling one stream leaves the other's output intact; /api/ps and
+`ollama ps` show the slots."""
 
 import json
 import threading
@@ -20,10 +22,17 @@ LONG = "<|im_start|>user\nTell me a very long story about the sea.<|im_end|>\n<|
 SHORT = "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n"
 
 
-@pytest.fixture(scope="module")
-def server(ollama_bin, tools, tmp_path_factory):
+# The automatic count's maximum (include/axllm.h's AXLLM_KV_SLOTS_AUTO_MAX).
+AUTO_MAX = 4
+
+
+# (OLLAMA_NUM_PARALLEL, the slots the model then has); None leaves it unset.
+@pytest.fixture(scope="module", params=[("2", 2), (None, AUTO_MAX)], ids=["parallel2", "automatic"])
+def server(request, ollama_bin, tools, tmp_path_factory):
+    setting, slots = request.param
     _, model = pack(tools, tmp_path_factory.mktemp("par"), "qwen3", seed=41)
-    s = Server(ollama_bin, tools, tmp_path_factory.mktemp("parsrv"), {"OLLAMA_NUM_PARALLEL": "2", **SLOW})
+    s = Server(ollama_bin, tools, tmp_path_factory.mktemp("parsrv"), {"OLLAMA_NUM_PARALLEL": setting, **SLOW})
+    s.slots = slots
     s.create("tiny", model)
     yield s
     s.stop()
@@ -97,10 +106,10 @@ def test_cancelling_one_stream_leaves_the_other_intact(server):
     assert alone(server, LONG, greedy) == want_long
 
 
-def test_the_runner_loads_with_two_slots(server):
+def test_the_runner_loads_with_its_slots(server):
     alone(server, SHORT, {"temperature": 0, "num_predict": 2})
     log = server.log_path.read_text()
-    assert "AX650 model loaded" in log and "parallel=2" in log, log[-3000:]
+    assert "AX650 model loaded" in log and f"parallel={server.slots}" in log, log[-3000:]
 
 
 def test_ps_shows_the_slots(server):
@@ -108,11 +117,11 @@ def test_ps_shows_the_slots(server):
     r = httpx.get(server.url + "/api/ps", timeout=30)
     r.raise_for_status()
     (m,) = r.json()["models"]
-    assert m["num_parallel"] == 2, m
+    assert m["num_parallel"] == server.slots, m
     ctx = m["context_length"]
     out = server.cli("ps").stdout
     row = next(line for line in out.splitlines() if line.startswith("tiny"))
-    assert f"{ctx} (2 parallel)" in row, out
+    assert f"{ctx} ({server.slots} parallel)" in row, out
 
 
 # A prompt of several prefill chunks (16 tokens each in the test packing):

@@ -27,12 +27,11 @@ use crate::error::{Error, Result};
 pub const DEFAULT_FLOOR_MB: u64 = 128;
 
 /// Device bytes the load allocates besides the models, known before loading.
-/// A later issue adds the per-slot K/V of several sequences here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Extra {
     /// Our own buffers (step buffers, logits, K/V when known).
     pub buffers: u64,
-    /// Per-slot K/V (0 until slots are a load parameter).
+    /// The K/V caches of the KV slots beyond the first (the first is in `buffers`).
     pub kv_slots: u64,
 }
 
@@ -64,6 +63,20 @@ pub fn check(free: u64, usages: &[(String, u64)], extra: Extra, floor_mb: u64) -
     })
 }
 
+/// The KV slot count of [`crate::KvSlots::Auto`]: `free` is the free CMM once
+/// the model's files are on the card, `buffers` our buffers with one slot,
+/// `per_slot` the K/V caches of one more slot. The slots beyond the first
+/// may take a quarter of what is left after the buffers and the floor, up to
+/// [`crate::AUTO_KV_SLOTS_MAX`] slots in all; at least 1 (whether one fits is
+/// [`check`]'s verdict). A quarter, so that the slots never crowd out what a
+/// second model or the runtime's own growth may need.
+pub fn auto_slots(free: u64, buffers: u64, per_slot: u64, floor_mb: u64) -> usize {
+    let rest = free.saturating_sub(buffers).saturating_sub(floor_mb << 20);
+    let most = crate::AUTO_KV_SLOTS_MAX as u64 - 1;
+    let extra = if per_slot == 0 { most } else { (rest / 4 / per_slot).min(most) };
+    1 + extra as usize
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / (1u64 << 20) as f64)
 }
@@ -85,5 +98,17 @@ mod tests {
         }
         assert!(check(218 << 20, &files, Extra { buffers: 10 << 20, kv_slots: 0 }, 128).is_ok(), "exactly full fits");
         assert!(check(218 << 20, &files, Extra { buffers: 10 << 20, kv_slots: 1 }, 128).is_err(), "the K/V hook counts");
+    }
+
+    #[test]
+    fn auto_slots_take_a_quarter_of_what_is_left() {
+        const MIB: u64 = 1 << 20;
+        // 1000 MiB free, 72 MiB of buffers, 128 MiB floor: 800 left, 200 for slots.
+        assert_eq!(auto_slots(1000 * MIB, 72 * MIB, 100 * MIB, 128), 3);
+        assert_eq!(auto_slots(1000 * MIB, 72 * MIB, 66 * MIB, 128), 4);
+        assert_eq!(auto_slots(1000 * MIB, 72 * MIB, 67 * MIB, 128), 3);
+        assert_eq!(auto_slots(1000 * MIB, 72 * MIB, 10 * MIB, 128), crate::AUTO_KV_SLOTS_MAX, "capped");
+        assert_eq!(auto_slots(1000 * MIB, 72 * MIB, 201 * MIB, 128), 1);
+        assert_eq!(auto_slots(100 * MIB, 72 * MIB, MIB, 128), 1, "nothing left: one slot, the guard decides");
     }
 }

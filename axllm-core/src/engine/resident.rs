@@ -35,6 +35,7 @@ use super::schedule::{Execution, InputUpload, KvWrite, Schedule};
 use super::slots::KvSlots;
 use super::step::{StepBuffers, StepSizes};
 use crate::error::{Error, Result};
+use crate::options::KvSlots as SlotCount;
 use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, HostBuffer, Stream};
 use crate::package::{Embeddings, PackageDir};
 use std::path::Path;
@@ -483,15 +484,20 @@ impl Resident {
         hybrid: &HybridLoad,
         progress: &mut dyn FnMut(LoadProgress),
         floor_mb: u64,
-        kv_slots: usize,
+        kv_slots: SlotCount,
     ) -> Result<Resident> {
         let cx = device.enter()?;
         // Our buffers from the shapes the files state, so the guard counts
         // them before the first file is loaded (hardware-facts: F11, F12).
+        // An automatic count is at least 1: that much must fit.
+        let stated_count = match kv_slots {
+            SlotCount::Count(n) => n,
+            SlotCount::Auto => 1,
+        };
         let stated = stated_plan(pkg, layer_files, post_file, hybrid.kinds.as_deref());
         let stated_bytes = stated
             .as_ref()
-            .map(|p| p.buffer_bytes(schedule, hybrid.snapshot_slots) + p.extra_slot_bytes(p.slots(kv_slots)));
+            .map(|p| p.buffer_bytes(schedule, hybrid.snapshot_slots) + p.extra_slot_bytes(p.slots(stated_count)));
         guard_before_load(&cx, device, pkg, layer_files, post_file, stated_bytes, floor_mb)?;
         let total = layer_files.len() + 1;
         let mut models = Vec::with_capacity(layer_files.len());
@@ -504,14 +510,24 @@ impl Resident {
         // The runtime's report is the truth the buffers follow.
         let groups: Vec<&[GroupInfo]> = models.iter().map(EngineModel::groups).collect();
         let plan = Plan::derive(pkg, layer_files, &groups, post_file, post_model.groups(), hybrid.kinds.as_deref())?;
+        let buffers = plan.buffer_bytes(schedule, hybrid.snapshot_slots);
+        // The free CMM now, with the model's files on the card: what an
+        // automatic slot count is chosen from, then what the guard checks.
+        let cmm = device.cmm()?;
+        let wanted = match (kv_slots, cmm) {
+            (SlotCount::Count(n), _) => n,
+            (SlotCount::Auto, Some((_, free))) => {
+                super::guard::auto_slots(free, buffers, plan.extra_slot_bytes(2), floor_mb)
+            }
+            (SlotCount::Auto, None) => 1,
+        };
         // Hybrid models keep one slot (their recurrent state is not per slot).
-        let kv_slots = plan.slots(kv_slots);
+        let kv_slots = plan.slots(wanted);
         // The guard again before any of our buffers is allocated: the only
         // check of them when the files do not state their shapes (a real
         // `.axmodel`), else a check that the card took what it announced.
-        let buffers = plan.buffer_bytes(schedule, hybrid.snapshot_slots);
         let slot_bytes = plan.extra_slot_bytes(kv_slots);
-        if let Some((_, free)) = device.cmm()? {
+        if let Some((_, free)) = cmm {
             let extra = super::guard::Extra { buffers, kv_slots: slot_bytes };
             super::guard::check(free, &[], extra, floor_mb)?;
         }

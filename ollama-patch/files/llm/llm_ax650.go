@@ -44,7 +44,7 @@ func AX650Supported() bool { return ax650Built }
 type AX650Server struct {
 	name     string // the model's short name; also what ModelPath returns
 	estimate uint64 // summed file sizes, used until the runner reports its memory
-	parallel int    // requests at once: the runner's KV slots (0: its default, 1)
+	parallel int    // requests at once: the runner's KV slots (0: its automatic count)
 
 	exe string   // the executable to start; tests substitute a fake runner
 	env []string // extra environment for the subprocess
@@ -86,7 +86,9 @@ func NewAX650Server(name string, estimate uint64) (*AX650Server, error) {
 
 // SetParallel sets how many requests the runner serves at once: the KV
 // slots it allocates on the card (each adds its K/V caches to the memory
-// the runner reports). Call it before Load.
+// the runner reports). 0 leaves the count to the runner, which chooses it
+// from the card's free memory as it loads (axllm's AXLLM_KV_SLOTS_AUTO);
+// Parallel reports it once loaded. Call it before Load.
 func (s *AX650Server) SetParallel(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -180,7 +182,7 @@ func (s *AX650Server) start() error {
 		"--port", strconv.Itoa(port),
 		"--workdir", workdir,
 		"--exit-on-stdin-eof"}
-	if s.parallel > 1 {
+	if s.parallel > 0 {
 		args = append(args, "--parallel", strconv.Itoa(s.parallel))
 	}
 	cmd := ax650RunnerCommand(exe, append(args, ax650LoadFlags(os.Getenv)...), os.Getenv)
@@ -609,7 +611,8 @@ func (s *AX650Server) GetPort() int {
 func (s *AX650Server) ContextLength() int { return int(s.contextLength.Load()) }
 
 // Parallel is how many requests the model serves at once: the KV slots the
-// runner reports once loaded, until then the number asked for (at least 1).
+// runner reports once loaded, until then the number asked for (1 when the
+// runner chooses).
 func (s *AX650Server) Parallel() int {
 	if n := s.kvSlots.Load(); n > 0 {
 		return int(n)

@@ -4,6 +4,19 @@ package llm
 
 import "strconv"
 
+// Constants of include/axllm.h.
+const (
+	// Load the model files by path (`axllm_load_params.load_method`).
+	AxllmLoadFromFile = 0
+	// Copy each model file into device memory and load it from there.
+	AxllmLoadFromDeviceMemory = 1
+	// `axllm_load_params.kv_slots`: choose the count at load from the card's
+	// free CMM and the model's sizes (Rust `KvSlots::Auto`).
+	AxllmKvSlotsAuto = 4294967295
+	// The most KV slots `AXLLM_KV_SLOTS_AUTO` chooses (Rust `AUTO_KV_SLOTS_MAX`).
+	AxllmKvSlotsAutoMax = 4
+)
+
 // AxllmStatus is axllm_status (include/axllm.h).
 type AxllmStatus int32
 

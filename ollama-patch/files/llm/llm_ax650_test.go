@@ -36,7 +36,9 @@ func fakeRunner(mode string, args []string) int {
 		fmt.Fprintf(os.Stderr, "fake runner: unexpected arguments %q\n", args)
 		return 2
 	}
-	port, slots := "", 1
+	// Without --parallel the real runner chooses its slots from the card's
+	// memory; this one chooses 3.
+	port, slots := "", 3
 	for i, a := range args {
 		if a == "--port" && i+1 < len(args) {
 			port = args[i+1]
@@ -506,7 +508,8 @@ func TestAX650ServerParallel(t *testing.T) {
 		want      int
 		beforeAny int
 	}{
-		{mode: "ok", asked: 0, want: 1, beforeAny: 1},
+		{mode: "ok", asked: 0, want: 3, beforeAny: 1}, // the runner chooses
+		{mode: "ok", asked: 1, want: 1, beforeAny: 1}, // an explicit 1 reaches it
 		{mode: "ok", asked: 3, want: 3, beforeAny: 3},
 		{mode: "oneslot", asked: 4, want: 1, beforeAny: 4},
 	} {

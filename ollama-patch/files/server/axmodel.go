@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/envconfig"
 	"github.com/ollama/ollama/llm"
 	"github.com/ollama/ollama/manifest"
 	"github.com/ollama/ollama/types/model"
@@ -38,22 +39,39 @@ func axmodelOwnTemplate(m *Model) bool {
 }
 
 // newAX650Server is the scheduler's default newAXServerFn. It is cheap (the
-// scheduler holds its lock): the runner subprocess starts in Load, with
-// numParallel (OLLAMA_NUM_PARALLEL, 1 by default) KV slots on the card, so
-// that many requests run at once.
+// scheduler holds its lock): the runner subprocess starts in Load, with the
+// KV slots axmodelSlots asks for, so that many requests run at once.
 func newAX650Server(m *Model, _ api.Options, numParallel int) (llm.LlamaServer, error) {
-	s, err := llm.NewAX650Server(m.ShortName, axmodelEstimate(m, numParallel))
+	slots := axmodelSlots(numParallel, envconfig.Var("OLLAMA_NUM_PARALLEL"))
+	s, err := llm.NewAX650Server(m.ShortName, axmodelEstimate(m, slots))
 	if err != nil {
 		return nil, err
 	}
-	s.SetParallel(numParallel)
+	s.SetParallel(slots)
 	return s, nil
 }
 
-// axmodelEstimate is the NPU memory m will take with numParallel KV slots,
-// before the runner has measured it: the model files' sizes plus each slot's
-// K/V caches (axmodelKVSlotBytes).
-func axmodelEstimate(m *Model, numParallel int) uint64 {
+// axmodelSlots is the KV slot count an AX650 runner is asked for: the
+// scheduler's numParallel when OLLAMA_NUM_PARALLEL is set (setting, its
+// value), else (or when it is 0, as older Ollamas read "automatic") 0: the
+// runner chooses from the card's free memory as it loads
+// (at most llm.AxllmKvSlotsAutoMax), as a stock Ollama's default of 1 would
+// leave a front-end's background requests queued behind a chat.
+func axmodelSlots(numParallel int, setting string) int {
+	if setting == "" || setting == "0" {
+		return 0
+	}
+	return max(numParallel, 1)
+}
+
+// axmodelEstimate is the NPU memory m will take with slots KV slots (0: the
+// runner's automatic count, estimated at its most, so the estimate does not
+// fall short of what loads), before the runner has measured it: the model
+// files' sizes plus each slot's K/V caches (axmodelKVSlotBytes).
+func axmodelEstimate(m *Model, slots int) uint64 {
+	if slots == 0 {
+		slots = llm.AxllmKvSlotsAutoMax
+	}
 	mf, err := manifest.ParseNamedManifest(model.ParseName(m.Name))
 	if err != nil {
 		return 0
@@ -72,7 +90,7 @@ func axmodelEstimate(m *Model, numParallel int) uint64 {
 	if perSlot == 0 {
 		slog.Debug("AX650 memory estimate without the KV slots: the context length or the attention geometry is not known", "model", m.ShortName)
 	}
-	return size + uint64(max(numParallel, 1))*perSlot
+	return size + uint64(max(slots, 1))*perSlot
 }
 
 // axmodelKVSlotBytes is the device memory of one KV slot: a bf16 K and V
@@ -108,6 +126,16 @@ func axmodelParallel(llama llm.LlamaServer) int {
 		return p.Parallel()
 	}
 	return 0
+}
+
+// axmodelRunnerParallel is the scheduler's record of how many requests a
+// loaded runner serves at once: an AX650 runner's KV slots (what it chose
+// when the count was left to it), numParallel for any other runner.
+func axmodelRunnerParallel(llama llm.LlamaServer, numParallel int) int {
+	if p := axmodelParallel(llama); p > 0 {
+		return p
+	}
+	return numParallel
 }
 
 // axmodelFormatSet reports whether a request asks for structured output.

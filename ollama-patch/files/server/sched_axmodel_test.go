@@ -244,6 +244,29 @@ func TestAX650EstimateCountsTheKVSlots(t *testing.T) {
 			t.Errorf("%d slots: estimate %d, want %d", n, got, want)
 		}
 	}
+	// The runner's automatic count (0) is estimated at its most.
+	if got, want := axmodelEstimate(m, 0), fileBytes+llm.AxllmKvSlotsAutoMax*perSlot; got != want {
+		t.Errorf("automatic slots: estimate %d, want %d", got, want)
+	}
+	// The scheduler's constructor: OLLAMA_NUM_PARALLEL unset asks the runner
+	// to choose (estimated at the most), set asks for its value.
+	if llm.AX650Supported() {
+		for _, tc := range []struct {
+			env         string
+			numParallel int
+			slots       uint64
+		}{{"", 1, llm.AxllmKvSlotsAutoMax}, {"1", 1, 1}, {"3", 3, 3}} {
+			t.Setenv("OLLAMA_NUM_PARALLEL", tc.env)
+			srv, err := newAX650Server(m, api.Options{}, tc.numParallel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if total, _ := srv.MemorySize(); total != fileBytes+tc.slots*perSlot {
+				t.Errorf("OLLAMA_NUM_PARALLEL=%q: estimate %d, want %d slots' (%d)", tc.env, total, tc.slots, fileBytes+tc.slots*perSlot)
+			}
+			srv.Close()
+		}
+	}
 	// Only the full-attention layers of a hybrid hold K/V; without a
 	// context length (a real package before a card) nothing is counted.
 	hybrid := hfConfig{NumHiddenLayers: 4, NumAttentionHeads: 8, NumKeyValueHeads: 2, HeadDim: 64,
@@ -253,5 +276,61 @@ func TestAX650EstimateCountsTheKVSlots(t *testing.T) {
 	}
 	if got := axmodelKVSlotBytes(hybrid, 0); got != 0 {
 		t.Errorf("no context: %d", got)
+	}
+}
+
+// The KV slots an AX650 runner is asked for: OLLAMA_NUM_PARALLEL's value
+// (as the scheduler passes it) when it is set, else 0, the runner's
+// automatic count.
+func TestAX650SlotsFollowOllamaNumParallel(t *testing.T) {
+	for _, tc := range []struct {
+		setting     string
+		numParallel int
+		want        int
+	}{
+		{"", 1, 0},
+		{"1", 1, 1},
+		{"2", 2, 2},
+		{"0", 1, 0}, // automatic, as older Ollamas read it
+	} {
+		if got := axmodelSlots(tc.numParallel, tc.setting); got != tc.want {
+			t.Errorf("OLLAMA_NUM_PARALLEL=%q, numParallel %d: %d slots, want %d", tc.setting, tc.numParallel, got, tc.want)
+		}
+	}
+}
+
+// With OLLAMA_NUM_PARALLEL unset the runner chooses its KV slots as it loads;
+// the scheduler records the count the loaded runner reports (what `ollama
+// ps` shows and the requests it runs at once), not its own default of 1.
+func TestAX650SchedulerRecordsTheRunnersSlots(t *testing.T) {
+	t.Setenv("OLLAMA_NUM_PARALLEL", "")
+	s := InitScheduler(t.Context())
+	srv := parallelLlm{&mockLlm{modelPath: "tiny:latest", contextLength: 255, totalSize: 100, vramSize: 100}, 3}
+	s.newAXServerFn = func(_ *Model, _ api.Options, numParallel int) (llm.LlamaServer, error) {
+		if got := axmodelSlots(numParallel, ""); got != 0 {
+			t.Errorf("unset OLLAMA_NUM_PARALLEL asks for %d slots, want 0 (the runner's choice)", got)
+		}
+		return srv, nil
+	}
+	req := &LlmRequest{
+		ctx:             t.Context(),
+		model:           axTestModel(),
+		opts:            api.DefaultOptions(),
+		successCh:       make(chan *runnerRef, 1),
+		errCh:           make(chan error, 1),
+		sessionDuration: &api.Duration{Duration: time.Minute},
+	}
+	if s.load(req, ml.SystemInfo{}, nil, false) {
+		t.Fatal("load asked to evict")
+	}
+	select {
+	case r := <-req.successCh:
+		if r.numParallel != 3 {
+			t.Errorf("numParallel = %d, want the runner's 3 slots", r.numParallel)
+		}
+	case err := <-req.errCh:
+		t.Fatalf("load failed: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("load did not finish")
 	}
 }

@@ -50,7 +50,8 @@ type LoadOptions struct {
 	// point into: the blob store the runner links the package's files from.
 	LinkRoots []string
 	// KVSlots is how many sequences' K/V caches the card holds, hence how
-	// many requests run at once; 0 means axllm's default (1).
+	// many requests run at once; 0 lets axllm choose from the card's free
+	// memory as it loads (AXLLM_KV_SLOTS_AUTO; Info().KVSlots says how many).
 	KVSlots int
 }
 

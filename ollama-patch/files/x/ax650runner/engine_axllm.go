@@ -109,6 +109,9 @@ func loadEngine(dir string, opts LoadOptions, progress LoadProgress) (Engine, er
 	params.link_roots = roots
 	params.n_link_roots = C.size_t(len(opts.LinkRoots))
 	params.kv_slots = C.uint32_t(opts.KVSlots)
+	if opts.KVSlots == 0 {
+		params.kv_slots = C.AXLLM_KV_SLOTS_AUTO
+	}
 
 	var m *C.axllm_model
 	if err := call("axllm_model_load", func() C.axllm_status {

@@ -342,3 +342,25 @@ func optsWith(mod func(*api.Options)) *api.Options {
 	mod(&o)
 	return &o
 }
+
+// TestAXLLMEngineAutomaticSlots: without a count (no --parallel) axllm
+// chooses the KV slots from the card's free memory: the most for a tiny
+// model on the standard simulated card; an explicit 1 stays 1.
+func TestAXLLMEngineAutomaticSlots(t *testing.T) {
+	opts := simOptions(t)
+	dir := os.Getenv("AX650_TEST_MODEL_DIR")
+	if dir == "" {
+		t.Skip("set AX650_TEST_MODEL_DIR (an axsim-pack model)")
+	}
+	for _, tc := range []struct{ asked, want int }{{0, llm.AxllmKvSlotsAutoMax}, {1, 1}} {
+		opts.KVSlots = tc.asked
+		e, err := loadEngine(dir, opts, func(uint32, uint32) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Info().KVSlots; got != tc.want {
+			t.Errorf("--parallel %d: KVSlots = %d, want %d", tc.asked, got, tc.want)
+		}
+		e.Close()
+	}
+}

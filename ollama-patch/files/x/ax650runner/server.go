@@ -53,7 +53,7 @@ func Execute(args []string) error {
 	flags.StringVar(&opts.Runtime, "runtime", "", "the AXCL runtime library (default: libaxcl_rt.so, then /usr/lib/axcl/)")
 	flags.StringVar(&opts.Schedule, "schedule", "", "the call schedule: safe (default), fewest-calls, ... (see BENCHMARKS.md)")
 	flags.IntVar(&opts.Device, "device", 0, "index of the card in the runtime's device list")
-	flags.IntVar(&opts.KVSlots, "parallel", 0, "requests served at once: KV slots on the card (default 1)")
+	flags.IntVar(&opts.KVSlots, "parallel", 0, "requests served at once: KV slots on the card (default 0: chosen from the card's free memory, up to 4)")
 	_ = flags.Bool("verbose", false, "ignored")
 	if err := flags.Parse(args); err != nil {
 		return err
