@@ -106,7 +106,7 @@ pub use grammar::Format;
 pub use guide::{MAX_TOP_LOGPROBS, TokenLogprob, TopLogprob};
 pub use info::ModelInfo;
 pub use model::Model;
-pub use options::{DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions, MAX_KV_SLOTS};
+pub use options::{DEFAULT_INPUT_TABLE_BUDGET, DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, LoadOptions, MAX_KV_SLOTS};
 pub use package::{StreamDecoder, Tokenizer};
 pub use sampling::SamplingOptions;
 pub use session::Session;

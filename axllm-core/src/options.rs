@@ -43,7 +43,16 @@ pub struct LoadOptions {
     /// slot's cache even after other prompts ran. `None`: 1. At most
     /// [`MAX_KV_SLOTS`]. A hybrid model (Qwen3.5) keeps 1 whatever this says.
     pub kv_slots: Option<usize>,
+    /// Device bytes the decode input tables may take
+    /// ([`crate::InputUpload::Tables`]: each position's `indices` and `mask`
+    /// in its own buffer, written at load); positions past the budget upload
+    /// their inputs per token. `None`: [`DEFAULT_INPUT_TABLE_BUDGET`].
+    pub input_table_budget: Option<u64>,
 }
+
+/// Device bytes the decode input tables take at most by default: every
+/// position of a 4k context (8 KiB masks), the first ~4k positions of longer ones.
+pub const DEFAULT_INPUT_TABLE_BUDGET: u64 = 64 << 20;
 
 /// The most KV slots a load may ask for.
 pub const MAX_KV_SLOTS: usize = 64;

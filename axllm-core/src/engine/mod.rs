@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod slots;
 pub mod snapshots;
 mod step;
+mod tables;
 
 pub use inferred::Inferred;
 pub use resident::{HybridLoad, LoadMethod, LoadProgress, Resident};
