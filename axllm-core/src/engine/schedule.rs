@@ -2,12 +2,12 @@
 //!
 //! The default is the fastest schedule whose every call pattern has been
 //! seen working on a card, by AXERA's runner or by the independent
-//! ggml-axcl driver (hardware-facts: F22, F23, F36):
+//! ggml-axcl driver (hardware-facts: F22, F23, F36, F37):
 //!
 //! * decode writes each layer's new K/V row in place: `K_cache_out` and
 //!   `V_cache_out` bound at the row's offset inside the layer's K/V buffer
-//!   (ggml-axcl, F23); every other tensor stays bound as at load (bind-once
-//!   static IO, ggml-axcl and AXERA's runner);
+//!   (ggml-axcl, F23); every other tensor but `indices` and `mask` stays
+//!   bound as at load (bind-once static IO, ggml-axcl and AXERA's runner);
 //! * the first layer's hidden state lives in a dedicated buffer refreshed by
 //!   one copy per step; `indices` and the decode `mask` depend only on the
 //!   position, so each position has its own pair of dedicated exact-size
@@ -42,7 +42,9 @@
 //!
 //! `input-tables` takes two uploads off any schedule's decode step (the
 //! counts above without it have 3 H2D; with it 1) and changes nothing in
-//! prefill, whose chunks keep their three uploads. `inputs-ahead` (opt-in)
+//! prefill, whose chunks keep their three uploads; a decode position past
+//! the tables' budget makes the two uploads again (2 calls more than the
+//! table says). `inputs-ahead` (opt-in)
 //! keeps the counts of `Separate` inputs; two of the three uploads are
 //! queued behind the previous step instead of waited for. `inputs-ahead` and
 //! `packed-inputs` replace the tables (the last of the three tokens wins):
