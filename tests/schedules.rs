@@ -17,7 +17,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// `safe` first (the reference: every call waited for, rows copied), the
 /// default (`decode-kv-bind,input-tables,async`) and the default before the
 /// input tables (`decode-kv-bind,async`) among the rest.
-const SCHEDULES: [&str; 14] = [
+const SCHEDULES: [&str; 15] = [
     "safe",
     "packed-inputs",
     "kv-bind",
@@ -32,6 +32,7 @@ const SCHEDULES: [&str; 14] = [
     "decode-kv-bind,input-tables,async",
     "safe,input-tables",
     "kv-bind,input-tables,async",
+    "decode-kv-bind,input-tables,async,queued-logits",
 ];
 
 fn load(dir: &std::path::Path, schedule: &str) -> Model {

@@ -34,7 +34,7 @@ use super::geometry::{Geometry, names};
 use super::hybrid::{LayerKind, LinearGeometry, kind_from_io};
 use super::inferred::gate_mask;
 use super::masks;
-use super::schedule::{Execution, InputUpload, KvWrite, Schedule};
+use super::schedule::{Execution, InputUpload, KvWrite, LogitsRead, Schedule};
 use super::slots::KvSlots;
 use super::step::{StepBuffers, StepSizes};
 use super::tables::{self, InputTables};
@@ -251,6 +251,12 @@ struct Post {
     /// Host copy of the last logits, sized once so the token loop allocates
     /// nothing; pinned where the runtime can (hardware-facts: F14, F15).
     host: HostBuffer,
+    /// [`LogitsRead::Queued`]: the buffer a queued logits copy writes,
+    /// swapped with `host` once the step is synchronised (the caller may
+    /// still read `host` while the copy is queued).
+    pending: Option<HostBuffer>,
+    /// A logits copy into `pending` is queued.
+    pending_queued: bool,
 }
 
 impl Post {
@@ -259,10 +265,24 @@ impl Post {
         execute(cx, &self.model, 0, &self.io, queue)
     }
 
-    /// Ends a step: waits for the queue; with `want_logits`, fetches the logits.
+    /// Queues the logits copy behind the post model ([`LogitsRead::Queued`]).
+    fn queue_logits(&mut self, cx: &Entered<'_>, queue: &Stream) -> Result<()> {
+        let pending = self.pending.as_mut().expect("queued logits have their buffer");
+        // Set first: a failure halfway still never exposes the buffer.
+        self.pending_queued = true;
+        self.logits.read_async(cx, 0, pending, queue)
+    }
+
+    /// Ends a step: waits for the queue; with `want_logits`, fetches the
+    /// logits (or takes those a queued copy brought).
     fn finish(&mut self, cx: &Entered<'_>, want_logits: bool, queue: Option<&Stream>) -> Result<Option<&[u16]>> {
         if let Some(q) = queue {
             q.synchronize(cx)?;
+        }
+        if std::mem::take(&mut self.pending_queued) {
+            // Synchronised above: the queued copy has landed.
+            std::mem::swap(&mut self.host, self.pending.as_mut().expect("queued logits have their buffer"));
+            return Ok(want_logits.then(|| bytemuck::cast_slice(self.host.as_slice())));
         }
         if !want_logits {
             return Ok(None);
@@ -659,7 +679,17 @@ impl Resident {
             kv_slots: KvSlots { parked, active: 0, stale: false },
             gates,
             snapshots,
-            post: Post { io: post_io, model: post_model, logits, host: HostBuffer::new(&cx, vocab * 2)? },
+            post: Post {
+                io: post_io,
+                model: post_model,
+                logits,
+                host: HostBuffer::new(&cx, vocab * 2)?,
+                pending: match schedule.logits {
+                    LogitsRead::Queued => Some(HostBuffer::new(&cx, vocab * 2)?),
+                    LogitsRead::Sync => None,
+                },
+                pending_queued: false,
+            },
             decode,
             prefill,
             tables,
@@ -894,10 +924,13 @@ impl Resident {
         if !std::mem::take(&mut self.in_flight) {
             return Ok(());
         }
-        match &self.queue {
+        let waited = match &self.queue {
             Some(q) => q.synchronize(&self.device.enter()?),
             None => Ok(()),
-        }
+        };
+        // A queued logits copy is dropped with the step's logits.
+        self.post.pending_queued = false;
+        waited
     }
 
     /// Uploads one decode step's inputs and runs (or queues) its layers and,
@@ -948,6 +981,9 @@ impl Resident {
         }
         if want_logits {
             self.post.run(cx, queue)?;
+            if let (Some(q), LogitsRead::Queued) = (queue, self.schedule.logits) {
+                self.post.queue_logits(cx, q)?;
+            }
         }
         // The next position's indices and mask, queued behind this step.
         if let (true, Some(q), Some(next)) = (ahead, queue, geo.decode_group(slot + 1)) {

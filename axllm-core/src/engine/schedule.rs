@@ -60,7 +60,9 @@
 //! written yet): no synchronisation call, each execute waited for.
 //! `async-copies` (opt-in, never seen on a card) queues those copies on the
 //! stream too (`axclrtMemcpyAsync`, ordered after the execute that wrote the
-//! rows).
+//! rows). `queued-logits` (opt-in, never seen on a card) queues a queued
+//! decode step's logits copy behind its post model, so the step's one
+//! synchronisation also covers the copy: the same calls, one wait fewer.
 //!
 //! With a queued decode step the library pipelines generation (see
 //! [`crate::Generation::next`]): once a token is sampled and continues, its
@@ -167,6 +169,20 @@ impl Execution {
     }
 }
 
+/// How a queued decode step's logits reach the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogitsRead {
+    /// A synchronous device-to-host copy after the step's synchronisation.
+    #[default]
+    Sync,
+    /// Queued behind the post model (`axclrtMemcpyAsync` device-to-host into
+    /// a second pinned buffer), so the step's one synchronisation covers it:
+    /// AXERA's documented single-stream flow (H2D, execute, D2H, synchronise),
+    /// not seen on a card: opt-in (`queued-logits`). Only decode steps that
+    /// are queued (the `async` schedules) use it; the call count is the same.
+    Queued,
+}
+
 /// The call schedule of a loaded model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
@@ -176,6 +192,8 @@ pub struct Schedule {
     pub inputs: InputUpload,
     /// Whether a step waits for each execution and copy.
     pub execution: Execution,
+    /// How a queued decode step's logits reach the host.
+    pub logits: LogitsRead,
 }
 
 impl Default for Schedule {
@@ -188,13 +206,14 @@ impl Default for Schedule {
 impl Schedule {
     /// The default: every call pattern seen working on a card (module docs).
     pub const OBSERVED: Schedule =
-        Schedule { kv_write: KvWrite::BindDecodeRow, inputs: InputUpload::Tables, execution: Execution::Async };
+        Schedule { kv_write: KvWrite::BindDecodeRow, inputs: InputUpload::Tables, execution: Execution::Async, logits: LogitsRead::Sync };
     /// The vendor runners' documented path: dedicated buffers, D2D row
     /// copies, every call waited for (the default before the card measurements).
-    pub const SAFE: Schedule = Schedule { kv_write: KvWrite::Copy, inputs: InputUpload::Separate, execution: Execution::Sync };
+    pub const SAFE: Schedule =
+        Schedule { kv_write: KvWrite::Copy, inputs: InputUpload::Separate, execution: Execution::Sync, logits: LogitsRead::Sync };
     /// Both buffer opt-ins: the fewest round trips per token.
     pub const FEWEST_CALLS: Schedule =
-        Schedule { kv_write: KvWrite::BindOutputAtRow, inputs: InputUpload::Packed, execution: Execution::Sync };
+        Schedule { kv_write: KvWrite::BindOutputAtRow, inputs: InputUpload::Packed, execution: Execution::Sync, logits: LogitsRead::Sync };
 
     /// Runtime calls per decode token for `layers` decoder layers (see the module table).
     pub fn calls_per_token(&self, layers: usize) -> usize {
@@ -210,7 +229,8 @@ impl FromStr for Schedule {
 
     /// `default`, `safe`, `fewest-calls`, or a comma-separated list of those
     /// and `kv-bind`, `decode-kv-bind`, `packed-inputs`, `inputs-ahead`,
-    /// `input-tables`, `upload-inputs`, `async`, `async-copies` (each added
+    /// `input-tables`, `upload-inputs`, `async`, `async-copies`,
+    /// `queued-logits` (each added
     /// to `safe`, or to the default when the list starts with `default`,
     /// e.g. `default,upload-inputs`).
     fn from_str(s: &str) -> Result<Schedule> {
@@ -231,9 +251,10 @@ impl FromStr for Schedule {
                 "upload-inputs" => out.inputs = InputUpload::Separate,
                 "async" => out.execution = Execution::Async,
                 "async-copies" => out.execution = Execution::AsyncCopies,
+                "queued-logits" => out.logits = LogitsRead::Queued,
                 other => {
                     return Err(Error::invalid(format!(
-                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, inputs-ahead, input-tables, upload-inputs, async, async-copies; `default` only first)"
+                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, inputs-ahead, input-tables, upload-inputs, async, async-copies, queued-logits; `default` only first)"
                     )));
                 }
             }
@@ -263,6 +284,9 @@ impl std::fmt::Display for Schedule {
             Execution::Async => f.write_str(",async")?,
             Execution::AsyncCopies => f.write_str(",async-copies")?,
         }
+        if self.logits == LogitsRead::Queued {
+            f.write_str(",queued-logits")?;
+        }
         Ok(())
     }
 }
@@ -285,6 +309,7 @@ mod tests {
             "decode-kv-bind,inputs-ahead,async",
             "decode-kv-bind,input-tables,async",
             "safe,input-tables",
+            "decode-kv-bind,input-tables,async,queued-logits",
         ] {
             assert_eq!(s.parse::<Schedule>().unwrap().to_string(), s);
         }
