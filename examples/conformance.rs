@@ -45,7 +45,8 @@ struct Args {
     /// Tokens generated per schedule in the decode timing.
     #[arg(long, default_value_t = 16)]
     tokens: usize,
-    /// Schedules timed (default: safe, fewest-calls, fewest-calls,async).
+    /// Schedules timed (default: safe, default (its decode input tables:
+    /// hardware-facts F37), default,upload-inputs, fewest-calls, fewest-calls,async).
     #[arg(long = "schedule", value_name = "SCHEDULE")]
     schedules: Vec<Schedule>,
     /// Skip `axclrtEngineLoadFromMem` (it hung on one V3.6.5 stack, hardware-facts: F18).
@@ -561,10 +562,10 @@ fn bind_group(cx: &Entered<'_>, model: &EngineModel, group: u32, scale: usize) -
 }
 
 /// A short greedy decode per schedule: tokens per second, and whether every
-/// schedule generates the same tokens (hardware-facts: F22, F23).
+/// schedule generates the same tokens (hardware-facts: F22, F23, F37).
 fn decode_timing(r: &mut Report, dir: &Path, args: &Args) {
     let schedules = if args.schedules.is_empty() {
-        ["safe", "fewest-calls", "fewest-calls,async"].iter().filter_map(|s| s.parse().ok()).collect()
+        ["safe", "default", "default,upload-inputs", "fewest-calls", "fewest-calls,async"].iter().filter_map(|s| s.parse().ok()).collect()
     } else {
         args.schedules.clone()
     };

@@ -177,9 +177,11 @@ typedef struct {
   // Path of the AXCL runtime library, or NULL: `libaxcl_rt.so` through the
   // dynamic loader, then `/usr/lib/axcl/libaxcl_rt.so`. Borrowed for the call.
   const char *runtime_library;
-  // The call schedule: NULL or "default" (`decode-kv-bind,async`), "safe",
-  // "fewest-calls", or a comma-separated list of "kv-bind",
-  // "decode-kv-bind", "packed-inputs", "async" (see BENCHMARKS.md).
+  // The call schedule: NULL or "default" (`decode-kv-bind,input-tables,async`),
+  // "safe", "fewest-calls", or a comma-separated list of "kv-bind",
+  // "decode-kv-bind", "packed-inputs", "input-tables", "async" (added to
+  // "safe"; a list starting with "default", e.g. "default,upload-inputs",
+  // adds to the default) (see BENCHMARKS.md).
   // Borrowed for the call.
   const char *schedule;
   // Directories outside the package that its symlinks may point into

@@ -75,7 +75,9 @@ fn optional_surface_and_memory_guard() {
             ..Default::default()
         },
     );
-    let model = Model::load(&big, &load_options()).unwrap();
+    // Without the decode input tables first (they are checked below).
+    let uploads = LoadOptions { schedule: "default,upload-inputs".parse().unwrap(), ..load_options() };
+    let model = Model::load(&big, &uploads).unwrap();
     let files: Vec<u64> = std::fs::read_dir(&big)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -91,6 +93,7 @@ fn optional_surface_and_memory_guard() {
     assert!(usage + (1 << 20) <= mem_mb << 20 && usage + buffers + (1 << 20) > mem_mb << 20);
     sim.configure(&format!("mem_mb={mem_mb}")).unwrap();
     sim.reset_counters().unwrap();
+    let opts = LoadOptions { mem_guard_floor_mb: Some(1), ..uploads.clone() };
     let e = Model::load(&big, &opts).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OutOfMemory, "{e}");
     let text = e.to_string();
@@ -101,5 +104,28 @@ fn optional_surface_and_memory_guard() {
     // With room for the buffers too it loads and generates.
     sim.configure(&format!("mem_mb={}", (usage + buffers).div_ceil(1 << 20) + 2)).unwrap();
     let model = Model::load(&big, &opts).unwrap();
-    assert!(!model.generate("hello", &greedy(2), |_| true).unwrap().tokens.is_empty());
+    let want = model.generate("hello", &greedy(2), |_| true).unwrap().tokens;
+    assert!(!want.is_empty());
+    drop(model);
+
+    // The decode input tables count too (here the first positions of 8191,
+    // within the default 64 MiB budget). With room for everything but them,
+    // the default loads without them: the per-token uploads instead.
+    let default = LoadOptions { mem_guard_floor_mb: Some(1), ..load_options() };
+    let model = Model::load(&big, &default).unwrap();
+    let info = model.info();
+    assert_eq!(info.schedule.to_string(), "decode-kv-bind,async", "the tables did not fit");
+    assert_eq!((info.input_table_positions, info.input_table_bytes, info.device_bytes), (0, 0, buffers + files.iter().sum::<u64>()));
+    assert_eq!(model.generate("hello", &greedy(2), |_| true).unwrap().tokens, want);
+    drop(model);
+    // With the whole card it loads them, and counts them in its device bytes.
+    sim.configure("mem_mb=7040").unwrap();
+    let model = Model::load(&big, &default).unwrap();
+    let info = model.info();
+    assert_eq!(info.schedule.to_string(), "decode-kv-bind,input-tables,async");
+    let per_position = 4 + 8192 * 2;
+    assert_eq!(info.input_table_positions as u64, axllm_core::DEFAULT_INPUT_TABLE_BUDGET / per_position);
+    assert_eq!(info.input_table_bytes, info.input_table_positions as u64 * per_position);
+    assert_eq!(info.device_bytes, buffers + files.iter().sum::<u64>() + info.input_table_bytes);
+    assert_eq!(model.generate("hello", &greedy(2), |_| true).unwrap().tokens, want);
 }

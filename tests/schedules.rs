@@ -2,6 +2,9 @@
 //! greedy tokens and bit-identical logits through full and partial prefill
 //! chunks, prefix reuse, decode-fed prompt tokens and the last cache row; and
 //! each makes the number of runtime calls per token its documentation states.
+//! The decode input tables of the default are checked covering every
+//! position, only the first ones (past them the step uploads), and refused
+//! by the runtime (the per-token uploads instead).
 
 use axllm_core::{LoadOptions, Model, Schedule};
 use axllm_testkit::*;
@@ -12,8 +15,9 @@ use axsim_pack::{Family, Layout};
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `safe` first (the reference: every call waited for, rows copied), the
-/// default (`decode-kv-bind,async`) among the rest.
-const SCHEDULES: [&str; 11] = [
+/// default (`decode-kv-bind,input-tables,async`) and the default before the
+/// input tables (`decode-kv-bind,async`) among the rest.
+const SCHEDULES: [&str; 15] = [
     "safe",
     "packed-inputs",
     "kv-bind",
@@ -25,12 +29,27 @@ const SCHEDULES: [&str; 11] = [
     "safe,async-copies",
     "decode-kv-bind,async-copies",
     "decode-kv-bind,inputs-ahead,async",
+    "decode-kv-bind,input-tables,async",
+    "safe,input-tables",
+    "kv-bind,input-tables,async",
+    "decode-kv-bind,input-tables,async,queued-logits",
 ];
 
 fn load(dir: &std::path::Path, schedule: &str) -> Model {
-    let opts = LoadOptions { schedule: schedule.parse().unwrap(), ..load_options() };
+    load_with(dir, schedule, None)
+}
+
+/// Loads with an input-table budget (`None`: the default).
+fn load_with(dir: &std::path::Path, schedule: &str, budget: Option<u64>) -> Model {
+    let opts = LoadOptions { schedule: schedule.parse().unwrap(), input_table_budget: budget, ..load_options() };
     let model = Model::load(dir, &opts).unwrap();
     assert_eq!(model.info().schedule.to_string(), schedule);
+    let i = model.info();
+    if schedule.contains("input-tables") {
+        assert!(i.input_table_positions > 0, "{schedule}: tables loaded");
+    } else {
+        assert_eq!((i.input_table_positions, i.input_table_bytes), (0, 0), "{schedule}: no tables");
+    }
     model
 }
 
@@ -142,7 +161,10 @@ fn the_default_is_the_observed_schedule_with_pinned_staging() {
     let m = packed(dir.path(), Family::Qwen3, Layout::Axllm, 23);
     let model = Model::load(&m, &load_options()).unwrap();
     assert_eq!(model.info().schedule, Schedule::OBSERVED);
-    assert_eq!(model.info().schedule.to_string(), "decode-kv-bind,async");
+    assert_eq!(model.info().schedule.to_string(), "decode-kv-bind,input-tables,async");
+    // Every position has its tables (capacity 127: masks of 128 bf16).
+    assert_eq!(model.info().context_length, 127);
+    assert_eq!((model.info().input_table_positions, model.info().input_table_bytes), (127, 127 * (4 + 128 * 2)));
     let sim = model.simulator().unwrap();
     let mut s = model.session();
     // A prompt of two full chunks and a partial one, then decode tokens.
@@ -160,7 +182,89 @@ fn the_default_is_the_observed_schedule_with_pinned_staging() {
         s.feed_token(token).unwrap();
         let c = sim.counters().unwrap();
         assert_eq!(c.pinned_copies, c.h2d_calls + c.d2h_calls, "{c:?}");
-        assert_eq!((c.h2d_calls, c.d2d_calls, c.d2h_calls), (3, 0, 1), "decode writes K/V rows in place: {c:?}");
+        assert_eq!(
+            (c.h2d_calls, c.d2d_calls, c.d2h_calls),
+            (1, 0, 1),
+            "decode uploads its hidden row only and writes K/V rows in place: {c:?}"
+        );
         assert_eq!(c.calls as usize, Schedule::OBSERVED.calls_per_token(layers as usize));
     }
+}
+
+/// Tables that cover only the first positions: a step past them uploads its
+/// `indices` and `mask` (three uploads), one inside them only its hidden row;
+/// the outputs stay those of `safe` whichever way the positions go (past the
+/// tables, back to position 0 after a reset, a reused prefix).
+#[test]
+fn partial_input_tables_upload_past_their_end_and_compute_the_same() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir();
+    let m = packed(dir.path(), Family::Qwen3, Layout::Axllm, 21);
+    let want = conversation(&load(&m, "safe"));
+    // 30 positions: 4 bytes of indices and 256 of mask each.
+    let budget = 30 * (4 + 128 * 2) + 100;
+    for schedule in ["decode-kv-bind,input-tables,async", "safe,input-tables"] {
+        let model = load_with(&m, schedule, Some(budget));
+        assert_eq!((model.info().input_table_positions, model.info().input_table_bytes), (30, budget - 100));
+        let got = conversation(&model);
+        for (turn, (w, g)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(w.0, g.0, "{schedule}: tokens of turn {turn}");
+            assert!(w.1 == g.1, "{schedule}: logits of turn {turn} differ");
+        }
+        // Calls per token inside the tables and past them.
+        let sim = model.simulator().unwrap();
+        let layers = model.info().layers;
+        let parsed: Schedule = schedule.parse().unwrap();
+        model.reset_cache().unwrap();
+        let mut s = model.session();
+        s.feed_prompt(&(1..=27).collect::<Vec<u32>>()).unwrap();
+        for (token, position) in [(3, 27), (4, 28), (5, 29), (6, 30), (7, 31)] {
+            sim.reset_counters().unwrap();
+            s.feed_token(token).unwrap();
+            let c = sim.counters().unwrap();
+            let extra = if position < 30 { 0 } else { 2 };
+            assert_eq!(c.h2d_calls, 1 + extra as u64, "{schedule} at {position}: {c:?}");
+            assert_eq!(c.calls as usize, parsed.calls_per_token(layers) + extra, "{schedule} at {position}: {c:?}");
+        }
+    }
+}
+
+/// A runtime that refuses the tables' allocations leaves the default with the
+/// per-token uploads: the load succeeds with `decode-kv-bind,async`, frees
+/// what it allocated for the tables and computes the same.
+#[test]
+fn refused_input_tables_fall_back_to_uploads() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir();
+    let m = packed(dir.path(), Family::Qwen3, Layout::Axllm, 25);
+    let want = conversation(&load(&m, "decode-kv-bind,async"));
+    // The allocations of a load without tables; the tables come after them.
+    let probe = load(&m, "decode-kv-bind,async");
+    let sim = probe.simulator().unwrap();
+    let live = sim.counters().unwrap();
+    drop(probe);
+    sim.reset_counters().unwrap();
+    let without = load(&m, "decode-kv-bind,async");
+    let mallocs = sim.counters().unwrap().malloc_calls;
+    drop(without);
+    // The fifth table allocation fails.
+    sim.configure(&format!("fail=malloc:{}", mallocs + 5)).unwrap();
+    sim.reset_counters().unwrap();
+    let opts = LoadOptions { schedule: Schedule::OBSERVED, ..load_options() };
+    let model = Model::load(&m, &opts).unwrap();
+    assert!(sim.counters().unwrap().malloc_calls >= mallocs + 5, "the fault fired during the load");
+    let info = model.info();
+    assert_eq!(info.schedule.to_string(), "decode-kv-bind,async", "the uploads instead of the tables");
+    assert_eq!((info.input_table_positions, info.input_table_bytes), (0, 0));
+    let c = sim.counters().unwrap();
+    assert_eq!((c.live_allocations, c.live_bytes), (live.live_allocations, live.live_bytes), "nothing of the tables is left");
+    let got = conversation(&model);
+    assert!(want == got, "same tokens and logits as the uploads");
+    // Decode makes the uploads' calls.
+    let mut s = model.session();
+    s.feed_prompt(&[1, 2, 3]).unwrap();
+    sim.reset_counters().unwrap();
+    s.feed_token(4).unwrap();
+    let c = sim.counters().unwrap();
+    assert_eq!((c.h2d_calls, c.calls as usize), (3, info.schedule.calls_per_token(info.layers)), "{c:?}");
 }

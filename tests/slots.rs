@@ -67,7 +67,7 @@ fn interleaved(model: &Model, prompts: &[Vec<u32>], opts: &[GenerateOptions]) ->
 fn interleaved_generations_equal_each_alone_greedy_and_seeded_on_every_schedule() {
     let dir = tempdir();
     let pkg = package(dir.path());
-    for schedule in ["safe", "kv-bind", "fewest-calls,async", "default"] {
+    for schedule in ["safe", "kv-bind", "fewest-calls,async", "default", "safe,input-tables", "default,queued-logits"] {
         let model = load(&pkg, 3, schedule);
         let ps = prompts(&model);
         for opts in [vec![greedy(20), greedy(9), greedy(14)], vec![seeded(20, 7), seeded(9, 8), seeded(14, 9)]] {

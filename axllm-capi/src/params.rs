@@ -46,9 +46,11 @@ pub struct axllm_load_params {
     /// Path of the AXCL runtime library, or NULL: `libaxcl_rt.so` through the
     /// dynamic loader, then `/usr/lib/axcl/libaxcl_rt.so`. Borrowed for the call.
     pub runtime_library: *const c_char,
-    /// The call schedule: NULL or "default" (`decode-kv-bind,async`), "safe",
-    /// "fewest-calls", or a comma-separated list of "kv-bind",
-    /// "decode-kv-bind", "packed-inputs", "async" (see BENCHMARKS.md).
+    /// The call schedule: NULL or "default" (`decode-kv-bind,input-tables,async`),
+    /// "safe", "fewest-calls", or a comma-separated list of "kv-bind",
+    /// "decode-kv-bind", "packed-inputs", "input-tables", "async" (added to
+    /// "safe"; a list starting with "default", e.g. "default,upload-inputs",
+    /// adds to the default) (see BENCHMARKS.md).
     /// Borrowed for the call.
     pub schedule: *const c_char,
     /// Directories outside the package that its symlinks may point into

@@ -40,6 +40,11 @@ pub struct ModelInfo {
     pub kv_slots: usize,
     /// Device bytes of one KV slot (included in `device_bytes` once per slot).
     pub kv_slot_bytes: u64,
+    /// Decode positions (from 0) whose `indices` and `mask` live in their own
+    /// buffers on the card ([`crate::InputUpload::Tables`]; 0 without the tables).
+    pub input_table_positions: usize,
+    /// Device bytes of those tables (included in `device_bytes`).
+    pub input_table_bytes: u64,
     /// The id the runtime reports for the card in use.
     pub device_id: i32,
     /// The runtime library loaded.

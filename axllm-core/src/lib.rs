@@ -96,7 +96,7 @@ mod stats;
 
 pub use check::{PackageReport, check_package};
 pub use diagnostics::{Simulator, SimulatorCounters};
-pub use engine::{Execution, Inferred, InputUpload, KvWrite, LoadMethod, LoadProgress, PromptFeed, Schedule};
+pub use engine::{Execution, Inferred, InputUpload, KvWrite, LoadMethod, LoadProgress, LogitsRead, PromptFeed, Schedule};
 pub use embedding::{EmbedOptions, Embedding};
 pub use error::{Cause, Error, ErrorKind, Result};
 pub use generation::{CancelHandle, Completion, Generation, Step};
@@ -106,7 +106,7 @@ pub use grammar::Format;
 pub use guide::{MAX_TOP_LOGPROBS, TokenLogprob, TopLogprob};
 pub use info::ModelInfo;
 pub use model::Model;
-pub use options::{AUTO_KV_SLOTS_MAX, DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, KvSlots, LoadOptions, MAX_KV_SLOTS};
+pub use options::{AUTO_KV_SLOTS_MAX, DEFAULT_INPUT_TABLE_BUDGET, DEFAULT_SNAPSHOT_SLOTS, GenerateOptions, KvSlots, LoadOptions, MAX_KV_SLOTS};
 pub use package::{StreamDecoder, Tokenizer};
 pub use sampling::SamplingOptions;
 pub use session::Session;

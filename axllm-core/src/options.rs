@@ -44,6 +44,11 @@ pub struct LoadOptions {
     /// [`KvSlots::Auto`] lets the card's free memory decide. A hybrid model
     /// (Qwen3.5) keeps 1 whatever this says.
     pub kv_slots: KvSlots,
+    /// Device bytes the decode input tables may take
+    /// ([`crate::InputUpload::Tables`]: each position's `indices` and `mask`
+    /// in its own buffer, written at load); positions past the budget upload
+    /// their inputs per token. `None`: [`DEFAULT_INPUT_TABLE_BUDGET`].
+    pub input_table_budget: Option<u64>,
 }
 
 /// How many KV slots a load allocates ([`LoadOptions::kv_slots`]).
@@ -69,6 +74,10 @@ impl Default for KvSlots {
         KvSlots::Count(1)
     }
 }
+
+/// Device bytes the decode input tables take at most by default: every
+/// position of a 4k context (8 KiB masks), the first ~4k positions of longer ones.
+pub const DEFAULT_INPUT_TABLE_BUDGET: u64 = 64 << 20;
 
 /// The most KV slots a load may ask for.
 pub const MAX_KV_SLOTS: usize = 64;

@@ -17,10 +17,11 @@ pub mod schedule;
 pub mod slots;
 pub mod snapshots;
 mod step;
+mod tables;
 
 pub use inferred::Inferred;
 pub use resident::{HybridLoad, LoadMethod, LoadProgress, Resident};
-pub use schedule::{Execution, InputUpload, KvWrite, Schedule};
+pub use schedule::{Execution, InputUpload, KvWrite, LogitsRead, Schedule};
 pub use snapshots::{SnapshotKind, SnapshotPool};
 
 use crate::error::{Error, Result};

@@ -11,6 +11,9 @@
 //!   the same buffer (see [`super::step`]);
 //! * the post model reads the decode hidden buffer the last layer wrote; its
 //!   logits are the one device-to-host copy per token.
+//! * with [`InputUpload::Tables`] (the default), every decode position's
+//!   `indices` and `mask` in buffers of their own ([`super::tables`]), which
+//!   a decode step binds in place of the step buffers' pair.
 //!
 //! Hybrid models (Qwen3.5) add, per linear-attention layer, its state: one
 //! buffer for each of `K_cache`/`V_cache` and one for each of their outputs,
@@ -31,9 +34,10 @@ use super::geometry::{Geometry, names};
 use super::hybrid::{LayerKind, LinearGeometry, kind_from_io};
 use super::inferred::gate_mask;
 use super::masks;
-use super::schedule::{Execution, InputUpload, KvWrite, Schedule};
+use super::schedule::{Execution, InputUpload, KvWrite, LogitsRead, Schedule};
 use super::slots::KvSlots;
 use super::step::{StepBuffers, StepSizes};
+use super::tables::{self, InputTables};
 use crate::error::{Error, Result};
 use crate::options::KvSlots as SlotCount;
 use crate::npu::{Device, DeviceBuffer, EngineIo, EngineModel, Entered, GroupInfo, HostBuffer, Stream};
@@ -57,6 +61,9 @@ struct Layer {
     ios: Vec<EngineIo>,
     /// Output indices of `K_cache_out` and `V_cache_out`, per shape group.
     kv_out: Vec<[usize; 2]>,
+    /// Input indices of `indices` and `mask`, per shape group (rebound per
+    /// decode step under [`InputUpload::Tables`]).
+    step_in: Vec<[usize; 2]>,
     /// Full layers: the K and V caches. Linear layers: the state (`K_cache`, `V_cache`).
     k: DeviceBuffer,
     v: DeviceBuffer,
@@ -125,6 +132,16 @@ struct KvRows {
     how: RowWrite,
 }
 
+/// Where a decode step's `indices` and `mask` are bound: a position's
+/// table entries, or the step buffers past the tables.
+#[derive(Debug, Clone, Copy)]
+struct StepInputs<'a> {
+    indices: &'a DeviceBuffer,
+    mask: &'a DeviceBuffer,
+    /// The decode group's mask bytes.
+    mask_size: usize,
+}
+
 /// Runs `group` of `model` with `io`, queued on `queue` when there is one.
 fn execute(cx: &Entered<'_>, model: &EngineModel, group: usize, io: &EngineIo, queue: Option<&Stream>) -> Result<()> {
     match queue {
@@ -145,7 +162,11 @@ impl Layer {
     /// Runs a linear layer's group `g` and carries its state to the next
     /// execution: a copy of both outputs back into the inputs, or (ping-pong)
     /// the next execution reads the outputs and writes the inputs.
-    fn linear_step(&mut self, cx: &Entered<'_>, g: usize, ping_pong: bool, queue: Option<&Stream>) -> Result<()> {
+    /// With `inputs`, its `indices` is bound there first (its mask is the gate).
+    fn linear_step(&mut self, cx: &Entered<'_>, g: usize, ping_pong: bool, inputs: Option<StepInputs<'_>>, queue: Option<&Stream>) -> Result<()> {
+        if let Some(inp) = inputs {
+            self.ios[g].bind_input(cx, self.step_in[g][0], inp.indices, 0, inp.indices.size())?;
+        }
         let lin = self.linear.as_mut().expect("a linear layer");
         if ping_pong {
             let [ki, vi, ko, vo] = lin.state_io[g];
@@ -186,8 +207,22 @@ impl Layer {
         Some((k, v, lin.geo.k_state, lin.geo.v_state))
     }
 
-    /// Runs shape group `g` and writes its K/V rows as `rows` says.
-    fn step(&mut self, cx: &Entered<'_>, st: &StepBuffers, g: usize, rows: KvRows, queue: Option<&Stream>) -> Result<()> {
+    /// Runs shape group `g` and writes its K/V rows as `rows` says; with
+    /// `inputs`, binds its `indices` and `mask` there first.
+    fn step(
+        &mut self,
+        cx: &Entered<'_>,
+        st: &StepBuffers,
+        g: usize,
+        rows: KvRows,
+        inputs: Option<StepInputs<'_>>,
+        queue: Option<&Stream>,
+    ) -> Result<()> {
+        if let Some(inp) = inputs {
+            let [ii, mi] = self.step_in[g];
+            self.ios[g].bind_input(cx, ii, inp.indices, 0, inp.indices.size())?;
+            self.ios[g].bind_input(cx, mi, inp.mask, 0, inp.mask_size)?;
+        }
         let [ki, vi] = self.kv_out[g];
         let ((k_scratch, k_off), (v_scratch, v_off)) = (st.at(st.k_out), st.at(st.v_out));
         match rows.how {
@@ -217,6 +252,12 @@ struct Post {
     /// Host copy of the last logits, sized once so the token loop allocates
     /// nothing; pinned where the runtime can (hardware-facts: F14, F15).
     host: HostBuffer,
+    /// [`LogitsRead::Queued`]: the buffer a queued logits copy writes,
+    /// swapped with `host` once the step is synchronised (the caller may
+    /// still read `host` while the copy is queued).
+    pending: Option<HostBuffer>,
+    /// A logits copy into `pending` is queued.
+    pending_queued: bool,
 }
 
 impl Post {
@@ -225,10 +266,24 @@ impl Post {
         execute(cx, &self.model, 0, &self.io, queue)
     }
 
-    /// Ends a step: waits for the queue; with `want_logits`, fetches the logits.
+    /// Queues the logits copy behind the post model ([`LogitsRead::Queued`]).
+    fn queue_logits(&mut self, cx: &Entered<'_>, queue: &Stream) -> Result<()> {
+        let pending = self.pending.as_mut().expect("queued logits have their buffer");
+        // Set first: a failure halfway still never exposes the buffer.
+        self.pending_queued = true;
+        self.logits.read_async(cx, 0, pending, queue)
+    }
+
+    /// Ends a step: waits for the queue; with `want_logits`, fetches the
+    /// logits (or takes those a queued copy brought).
     fn finish(&mut self, cx: &Entered<'_>, want_logits: bool, queue: Option<&Stream>) -> Result<Option<&[u16]>> {
         if let Some(q) = queue {
             q.synchronize(cx)?;
+        }
+        if std::mem::take(&mut self.pending_queued) {
+            // Synchronised above: the queued copy has landed.
+            std::mem::swap(&mut self.host, self.pending.as_mut().expect("queued logits have their buffer"));
+            return Ok(want_logits.then(|| bytemuck::cast_slice(self.host.as_slice())));
         }
         if !want_logits {
             return Ok(None);
@@ -250,6 +305,9 @@ pub struct Resident {
     post: Post,
     decode: StepBuffers,
     prefill: StepBuffers,
+    /// [`InputUpload::Tables`]: each decode position's `indices` and `mask`
+    /// (`None` when the runtime refused them: the schedule says `Separate` then).
+    tables: Option<InputTables>,
     schedule: Schedule,
     /// The queue of [`Execution::Async`] and [`Execution::AsyncCopies`].
     queue: Option<Stream>,
@@ -375,17 +433,29 @@ impl Plan {
         (!geos.is_empty()).then(|| (widest(false), widest(true)))
     }
 
+    /// Device bytes of the decode input tables `schedule` asks for.
+    fn table_bytes(&self, schedule: Schedule, budget: u64) -> u64 {
+        if schedule.inputs == InputUpload::Tables { tables::plan(&self.geo, budget).1 } else { 0 }
+    }
+
     /// Every device byte the load allocates besides the models, before
     /// allocating any: the K/V caches or states of every layer, the step
-    /// buffers, the logits, the gates and the snapshot slots.
-    fn buffer_bytes(&self, schedule: Schedule, snapshot_slots: usize) -> u64 {
+    /// buffers, the decode input tables, the logits, the gates and the
+    /// snapshot slots.
+    fn buffer_bytes(&self, schedule: Schedule, snapshot_slots: usize, table_budget: u64) -> u64 {
         let kv = (self.geo.kv_rows * self.geo.kv_dim * 2) as u64;
         let layers: u64 = self.linear.iter().map(|l| l.as_ref().map_or(2 * kv, |g| 2 * (g.k_state + g.v_state) as u64)).sum();
         let state: u64 = self.linear.iter().flatten().map(|g| (g.k_state + g.v_state) as u64).sum();
         let snapshots = if snapshot_slots == 0 { 0 } else { snapshot_slots as u64 * state };
         let gates = self.gate_widths().map_or(0, |(d, p)| (d * 2 + p * 2) as u64);
         let (dec, pre) = self.step_sizes();
-        layers + snapshots + gates + dec.device_bytes(schedule.inputs) + pre.device_bytes(schedule.inputs) + (self.vocab * 2) as u64
+        layers
+            + snapshots
+            + gates
+            + dec.device_bytes(schedule.inputs)
+            + pre.device_bytes(schedule.inputs)
+            + self.table_bytes(schedule, table_budget)
+            + (self.vocab * 2) as u64
     }
 
     /// The KV slots a load asking for `wanted` gets: a hybrid model keeps one
@@ -422,6 +492,21 @@ fn guard_before_load(
         usages.push((path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()), bytes));
     }
     super::guard::check(free, &usages, super::guard::Extra { buffers: buffers.unwrap_or(0), kv_slots: 0 }, floor_mb)
+}
+
+/// Runs a memory guard `check` for `schedule`; when the model does not fit
+/// with the decode input tables, checks again without them (they only save
+/// uploads) and, if it fits then, turns them off in `schedule`.
+fn without_tables_if_short(schedule: &mut Schedule, check: impl Fn(Schedule) -> Result<()>) -> Result<()> {
+    match check(*schedule) {
+        Err(e) if e.is_out_of_memory() && schedule.inputs == InputUpload::Tables => {
+            let without = Schedule { inputs: InputUpload::Separate, ..*schedule };
+            check(without).map_err(|_| e)?;
+            *schedule = without;
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 /// The plan from the shape groups the files state in their headers, before
@@ -484,9 +569,11 @@ impl Resident {
         hybrid: &HybridLoad,
         progress: &mut dyn FnMut(LoadProgress),
         floor_mb: u64,
+        table_budget: u64,
         kv_slots: SlotCount,
     ) -> Result<Resident> {
         let cx = device.enter()?;
+        let mut schedule = schedule;
         // Our buffers from the shapes the files state, so the guard counts
         // them before the first file is loaded (hardware-facts: F11, F12).
         // An automatic count is at least 1: that much must fit.
@@ -495,10 +582,13 @@ impl Resident {
             SlotCount::Auto => 1,
         };
         let stated = stated_plan(pkg, layer_files, post_file, hybrid.kinds.as_deref());
-        let stated_bytes = stated
-            .as_ref()
-            .map(|p| p.buffer_bytes(schedule, hybrid.snapshot_slots) + p.extra_slot_bytes(p.slots(stated_count)));
-        guard_before_load(&cx, device, pkg, layer_files, post_file, stated_bytes, floor_mb)?;
+        let first_guard = |schedule: Schedule| {
+            let stated_bytes = stated.as_ref().map(|p| {
+                p.buffer_bytes(schedule, hybrid.snapshot_slots, table_budget) + p.extra_slot_bytes(p.slots(stated_count))
+            });
+            guard_before_load(&cx, device, pkg, layer_files, post_file, stated_bytes, floor_mb)
+        };
+        without_tables_if_short(&mut schedule, first_guard)?;
         let total = layer_files.len() + 1;
         let mut models = Vec::with_capacity(layer_files.len());
         for (i, path) in layer_files.iter().enumerate() {
@@ -510,13 +600,13 @@ impl Resident {
         // The runtime's report is the truth the buffers follow.
         let groups: Vec<&[GroupInfo]> = models.iter().map(EngineModel::groups).collect();
         let plan = Plan::derive(pkg, layer_files, &groups, post_file, post_model.groups(), hybrid.kinds.as_deref())?;
-        let buffers = plan.buffer_bytes(schedule, hybrid.snapshot_slots);
         // The free CMM now, with the model's files on the card: what an
         // automatic slot count is chosen from, then what the guard checks.
-        let cmm = device.cmm()?;
-        let wanted = match (kv_slots, cmm) {
+        let free = device.cmm()?.map(|(_, free)| free);
+        let wanted = match (kv_slots, free) {
             (SlotCount::Count(n), _) => n,
-            (SlotCount::Auto, Some((_, free))) => {
+            (SlotCount::Auto, Some(free)) => {
+                let buffers = plan.buffer_bytes(schedule, hybrid.snapshot_slots, table_budget);
                 super::guard::auto_slots(free, buffers, plan.extra_slot_bytes(2), floor_mb)
             }
             (SlotCount::Auto, None) => 1,
@@ -527,10 +617,16 @@ impl Resident {
         // check of them when the files do not state their shapes (a real
         // `.axmodel`), else a check that the card took what it announced.
         let slot_bytes = plan.extra_slot_bytes(kv_slots);
-        if let Some((_, free)) = cmm {
-            let extra = super::guard::Extra { buffers, kv_slots: slot_bytes };
-            super::guard::check(free, &[], extra, floor_mb)?;
-        }
+        let second_guard = |schedule: Schedule| match free {
+            Some(free) => {
+                let extra = super::guard::Extra { buffers: plan.buffer_bytes(schedule, hybrid.snapshot_slots, table_budget), kv_slots: slot_bytes };
+                super::guard::check(free, &[], extra, floor_mb)
+            }
+            None => Ok(()),
+        };
+        without_tables_if_short(&mut schedule, second_guard)?;
+        let buffers = plan.buffer_bytes(schedule, hybrid.snapshot_slots, table_budget);
+        let planned_tables = plan.table_bytes(schedule, table_budget);
         let (dec_sizes, pre_sizes) = plan.step_sizes();
         let Plan { geo, linear: linear_geos, vocab, .. } = plan;
         let decode = StepBuffers::new(&cx, dec_sizes, schedule.inputs)?;
@@ -563,13 +659,32 @@ impl Resident {
             parked.push(Some(bufs));
         }
         device_bytes += (kv_slots as u64 - 1) * (full * 2 * kv_bytes) as u64;
+        // The tables last: a runtime that refuses them (or a write to them)
+        // leaves the per-token uploads, which need nothing more.
+        let tables = match schedule.inputs {
+            InputUpload::Tables => match InputTables::new(&cx, &geo, tables::plan(&geo, table_budget).0) {
+                Ok(t) if t.positions() > 0 => Some(t),
+                _ => None,
+            },
+            _ => None,
+        };
+        if schedule.inputs == InputUpload::Tables && tables.is_none() {
+            schedule.inputs = InputUpload::Separate;
+        }
+        let table_bytes = tables.as_ref().map_or(0, InputTables::device_bytes);
+        debug_assert!(tables.is_none() || table_bytes == planned_tables, "the tables take what the guard counted");
+        device_bytes += table_bytes;
 
         device_bytes += decode.device_bytes()
             + prefill.device_bytes()
             + logits.size() as u64
             + gates.as_ref().map_or(0, |g| (g.decode.size() + g.prefill.size()) as u64)
             + snapshots.as_ref().map_or(0, |s| (s.bytes * s.slots.len()) as u64);
-        debug_assert_eq!(device_bytes, buffers + slot_bytes, "the guard counts every buffer the load allocates");
+        debug_assert_eq!(
+            device_bytes + (planned_tables - table_bytes),
+            buffers + slot_bytes,
+            "the guard counts every buffer the load allocates"
+        );
         device_bytes += layer_files.iter().chain(std::iter::once(&post_file.to_path_buf())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>();
         let queue = match schedule.execution {
             Execution::Async | Execution::AsyncCopies => Some(Stream::new(&cx)?),
@@ -580,9 +695,20 @@ impl Resident {
             kv_slots: KvSlots { parked, active: 0, stale: false },
             gates,
             snapshots,
-            post: Post { io: post_io, model: post_model, logits, host: HostBuffer::new(&cx, vocab * 2)? },
+            post: Post {
+                io: post_io,
+                model: post_model,
+                logits,
+                host: HostBuffer::new(&cx, vocab * 2)?,
+                pending: match schedule.logits {
+                    LogitsRead::Queued => Some(HostBuffer::new(&cx, vocab * 2)?),
+                    LogitsRead::Sync => None,
+                },
+                pending_queued: false,
+            },
             decode,
             prefill,
+            tables,
             schedule,
             queue,
             in_flight: false,
@@ -638,6 +764,23 @@ impl Resident {
         }
         self.kv_slots.stale = false;
         Ok(())
+    }
+
+    /// The call schedule in use: the one asked for, with
+    /// [`InputUpload::Separate`] when the input tables were asked for but not
+    /// allocated (the card's free memory or the runtime refused them).
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// Decode positions covered by the input tables (0 without them).
+    pub fn input_table_positions(&self) -> usize {
+        self.tables.as_ref().map_or(0, InputTables::positions)
+    }
+
+    /// Device bytes of the input tables.
+    pub fn input_table_bytes(&self) -> u64 {
+        self.tables.as_ref().map_or(0, InputTables::device_bytes)
     }
 
     /// Snapshot slots allocated (0 without linear layers).
@@ -797,10 +940,13 @@ impl Resident {
         if !std::mem::take(&mut self.in_flight) {
             return Ok(());
         }
-        match &self.queue {
+        let waited = match &self.queue {
             Some(q) => q.synchronize(&self.device.enter()?),
             None => Ok(()),
-        }
+        };
+        // A queued logits copy is dropped with the step's logits.
+        self.post.pending_queued = false;
+        waited
     }
 
     /// Uploads one decode step's inputs and runs (or queues) its layers and,
@@ -818,31 +964,46 @@ impl Resident {
         let queued = self.decode_queued();
         let ahead = queued && self.schedule.inputs == InputUpload::Ahead;
         let prepared = std::mem::take(&mut self.prepared) == Some((slot, group.index));
+        let tabled = self.tables.as_ref().and_then(|t| t.get(slot));
         self.last_hidden = None;
         let st = &mut self.decode;
         st.hidden_in(h2).copy_from_slice(emb.row(token)?);
-        if prepared {
+        if prepared || tabled.is_some() {
             st.upload_hidden(cx, h2)?;
         } else {
             st.indices_in(1)[0] = slot as u32;
             masks::decode_mask(st.mask_in(group.capacity + 1), slot);
             st.upload(cx, h2, 4, (group.capacity + 1) * 2)?;
         }
+        let st = &*st;
+        let mask_size = geo.tensor_size(group.index, names::MASK);
+        let inputs = match tabled {
+            // Every layer reads this position's entries (hardware-facts: F37).
+            Some((indices, mask)) => Some(StepInputs { indices, mask, mask_size }),
+            // Past the tables: back to the step buffers just written.
+            None if self.tables.is_some() => Some(StepInputs { indices: st.at(st.indices).0, mask: st.at(st.mask).0, mask_size }),
+            // Without tables nothing moved: the bindings of the load hold.
+            None => None,
+        };
         let rows = KvRows { offset: slot * d2, bytes: d2, how };
         let queue = if queued { self.queue.as_ref() } else { None };
         let ordinal = geo.decode.iter().position(|x| x.index == group.index).unwrap_or(0);
         let ping_pong = self.schedule.kv_write == KvWrite::BindOutputAtRow;
         for l in &mut self.layers {
             match l.linear.as_ref().map(|lin| lin.geo.group_for(false, ordinal).index) {
-                Some(lg) => l.linear_step(cx, lg as usize, ping_pong, queue)?,
-                None => l.step(cx, st, g, rows, queue)?,
+                Some(lg) => l.linear_step(cx, lg as usize, ping_pong, inputs, queue)?,
+                None => l.step(cx, st, g, rows, inputs, queue)?,
             }
         }
         if want_logits {
             self.post.run(cx, queue)?;
+            if let (Some(q), LogitsRead::Queued) = (queue, self.schedule.logits) {
+                self.post.queue_logits(cx, q)?;
+            }
         }
         // The next position's indices and mask, queued behind this step.
         if let (true, Some(q), Some(next)) = (ahead, queue, geo.decode_group(slot + 1)) {
+            let st = &mut self.decode;
             st.indices_in(1)[0] = (slot + 1) as u32;
             masks::decode_mask(st.mask_in(next.capacity + 1), slot + 1);
             st.upload_inputs_async(cx, 4, (next.capacity + 1) * 2, q)?;
@@ -899,8 +1060,8 @@ impl Resident {
         let ping_pong = self.schedule.kv_write == KvWrite::BindOutputAtRow;
         for l in &mut self.layers {
             match l.linear.as_ref().map(|lin| lin.geo.group_for(true, ordinal).index) {
-                Some(lg) => l.linear_step(&cx, lg as usize, ping_pong, queue)?,
-                None => l.step(&cx, st, group.index as usize, rows, queue)?,
+                Some(lg) => l.linear_step(&cx, lg as usize, ping_pong, None, queue)?,
+                None => l.step(&cx, st, group.index as usize, rows, None, queue)?,
             }
         }
         if want_logits {
@@ -948,6 +1109,7 @@ fn full_layer(
     let v = DeviceBuffer::zeroed(cx, kv_bytes)?;
     let mut ios = Vec::with_capacity(model.groups().len());
     let mut kv_out = Vec::with_capacity(model.groups().len());
+    let mut step_in = Vec::with_capacity(model.groups().len());
     for (g, grp) in model.groups().iter().enumerate() {
         let mut io = model.create_io(cx)?;
         let st = if geo.decode.iter().any(|x| x.index as usize == g) { decode } else { prefill };
@@ -969,10 +1131,12 @@ fn full_layer(
             ],
         )?;
         ios.push(io);
+        let input = |name| grp.input(name).expect("geometry checked every name").0;
         let out = |name| grp.output(name).expect("geometry checked every name").0;
         kv_out.push([out(names::K_OUT), out(names::V_OUT)]);
+        step_in.push([input(names::INDICES), input(names::MASK)]);
     }
-    Ok(Layer { ios, kv_out, k, v, linear: None, model })
+    Ok(Layer { ios, kv_out, step_in, k, v, linear: None, model })
 }
 
 /// Loads a linear-attention layer's buffers: its state in and out (zeroed:
@@ -992,6 +1156,7 @@ fn linear_layer(
     let mut ios = Vec::with_capacity(model.groups().len());
     let mut kv_out = Vec::with_capacity(model.groups().len());
     let mut state_io = Vec::with_capacity(model.groups().len());
+    let mut step_in = Vec::with_capacity(model.groups().len());
     for (g, grp) in model.groups().iter().enumerate() {
         let mut io = model.create_io(cx)?;
         let is_decode = geo.decode.iter().any(|x| x.index as usize == g);
@@ -1014,8 +1179,9 @@ fn linear_layer(
         let out = |name| grp.output(name).expect("geometry checked every name").0;
         kv_out.push([out(names::K_OUT), out(names::V_OUT)]);
         state_io.push([input(names::K_CACHE), input(names::V_CACHE), out(names::K_OUT), out(names::V_OUT)]);
+        step_in.push([input(names::INDICES), input(names::MASK)]);
     }
-    Ok(Layer { ios, kv_out, k, v, linear: Some(Linear { geo, k_out, v_out, state_io, swapped: false }), model })
+    Ok(Layer { ios, kv_out, step_in, k, v, linear: Some(Linear { geo, k_out, v_out, state_io, swapped: false }), model })
 }
 
 impl Gates {

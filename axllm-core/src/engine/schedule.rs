@@ -2,15 +2,23 @@
 //!
 //! The default is the fastest schedule whose every call pattern has been
 //! seen working on a card, by AXERA's runner or by the independent
-//! ggml-axcl driver (hardware-facts: F22, F23, F36):
+//! ggml-axcl driver (hardware-facts: F22, F23, F36, F37):
 //!
 //! * decode writes each layer's new K/V row in place: `K_cache_out` and
 //!   `V_cache_out` bound at the row's offset inside the layer's K/V buffer
-//!   (ggml-axcl, F23); every other tensor stays bound as at load (bind-once
-//!   static IO, ggml-axcl and AXERA's runner);
-//! * `indices`, `mask` and the first layer's hidden state live in dedicated
-//!   buffers refreshed by one copy each (offset binds of `mask`/`indices`
-//!   misbehaved on V3.6.5, F23: `packed-inputs` stays opt-in);
+//!   (ggml-axcl, F23); every other tensor but `indices` and `mask` stays
+//!   bound as at load (bind-once static IO, ggml-axcl and AXERA's runner);
+//! * the first layer's hidden state lives in a dedicated buffer refreshed by
+//!   one copy per step; `indices` and the decode `mask` depend only on the
+//!   position, so each position has its own pair of dedicated exact-size
+//!   buffers, written once at load, and a decode step rebinds every layer's
+//!   `indices`/`mask` inputs to its position's pair (`input-tables`; an input
+//!   rebound to another dedicated allocation before each call is what the
+//!   independent driver's hidden-state ping-pong does, F37; offset binds of
+//!   `mask`/`indices` misbehaved on V3.6.5, F23: `packed-inputs` stays
+//!   opt-in). Without the tables (`upload-inputs`, a runtime that refuses
+//!   the allocations, or positions past their budget) the two are refreshed
+//!   by one copy each, as before;
 //! * the executes of a step are chained on one stream with one
 //!   synchronisation per step (ggml-axcl, F22);
 //! * prefill binds as AXERA's runner does: one IO per shape group, each
@@ -25,14 +33,22 @@
 //! | schedule | calls | H2D | executes | D2D | D2H |
 //! |---|---|---|---|---|---|
 //! | vendor runner (for comparison) | `6L + 3` | `2L + 1` | `L + 1` | `3L` | 1 |
-//! | default (`decode-kv-bind,async`) | `L + 6` | 3 | `L + 1` | 0 | 1 |
+//! | default (`decode-kv-bind,input-tables,async`) | `L + 4` | 1 | `L + 1` | 0 | 1 |
+//! | `decode-kv-bind,async` (the default before the tables) | `L + 6` | 3 | `L + 1` | 0 | 1 |
 //! | `safe` | `3L + 5` | 3 | `L + 1` | `2L` | 1 |
 //! | `packed-inputs` | `3L + 3` | 1 | `L + 1` | `2L` | 1 |
 //! | `kv-bind`, `decode-kv-bind` | `L + 5` | 3 | `L + 1` | 0 | 1 |
 //! | `fewest-calls` (both) | `L + 3` | 1 | `L + 1` | 0 | 1 |
 //!
-//! `inputs-ahead` (opt-in) keeps the counts of `Separate` inputs; two of the
-//! three uploads are queued behind the previous step instead of waited for.
+//! `input-tables` takes two uploads off any schedule's decode step (the
+//! counts above without it have 3 H2D; with it 1) and changes nothing in
+//! prefill, whose chunks keep their three uploads; a decode position past
+//! the tables' budget makes the two uploads again (2 calls more than the
+//! table says). `inputs-ahead` (opt-in)
+//! keeps the counts of `Separate` inputs; two of the three uploads are
+//! queued behind the previous step instead of waited for. `inputs-ahead` and
+//! `packed-inputs` replace the tables (the last of the three tokens wins):
+//! the tables would make their decode uploads pointless.
 //!
 //! `async` (combinable with any of them, e.g. `fewest-calls,async`) queues the
 //! executions of a step on a stream and adds one synchronisation per step:
@@ -44,7 +60,9 @@
 //! written yet): no synchronisation call, each execute waited for.
 //! `async-copies` (opt-in, never seen on a card) queues those copies on the
 //! stream too (`axclrtMemcpyAsync`, ordered after the execute that wrote the
-//! rows).
+//! rows). `queued-logits` (opt-in, never seen on a card) queues a queued
+//! decode step's logits copy behind its post model, so the step's one
+//! synchronisation also covers the copy: the same calls, one wait fewer.
 //!
 //! With a queued decode step the library pipelines generation (see
 //! [`crate::Generation::next`]): once a token is sampled and continues, its
@@ -105,6 +123,17 @@ pub enum InputUpload {
     /// `async` schedules). Open on hardware (queued host-to-device copies
     /// were not seen on a card): opt-in.
     Ahead,
+    /// As [`InputUpload::Separate`] for prefill. Decode reads `indices` and
+    /// `mask` from per-position tables: one dedicated exact-size allocation
+    /// per tensor and decode position, written once at load; each step
+    /// rebinds every layer's `indices`/`mask` to its position's pair (host-local,
+    /// no message) and uploads only its hidden row. Rebinding an input to
+    /// another dedicated allocation before each call was seen working on a
+    /// card (the hidden-state ping-pong of the independent driver,
+    /// hardware-facts: F37). The default. Positions past the tables' budget,
+    /// or all of them when the runtime refuses the allocations, upload as
+    /// [`InputUpload::Separate`] does.
+    Tables,
 }
 
 /// Whether a step waits for each execution and copy.
@@ -140,6 +169,20 @@ impl Execution {
     }
 }
 
+/// How a queued decode step's logits reach the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogitsRead {
+    /// A synchronous device-to-host copy after the step's synchronisation.
+    #[default]
+    Sync,
+    /// Queued behind the post model (`axclrtMemcpyAsync` device-to-host into
+    /// a second pinned buffer), so the step's one synchronisation covers it:
+    /// AXERA's documented single-stream flow (H2D, execute, D2H, synchronise),
+    /// not seen on a card: opt-in (`queued-logits`). Only decode steps that
+    /// are queued (the `async` schedules) use it; the call count is the same.
+    Queued,
+}
+
 /// The call schedule of a loaded model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
@@ -149,6 +192,8 @@ pub struct Schedule {
     pub inputs: InputUpload,
     /// Whether a step waits for each execution and copy.
     pub execution: Execution,
+    /// How a queued decode step's logits reach the host.
+    pub logits: LogitsRead,
 }
 
 impl Default for Schedule {
@@ -161,17 +206,18 @@ impl Default for Schedule {
 impl Schedule {
     /// The default: every call pattern seen working on a card (module docs).
     pub const OBSERVED: Schedule =
-        Schedule { kv_write: KvWrite::BindDecodeRow, inputs: InputUpload::Separate, execution: Execution::Async };
+        Schedule { kv_write: KvWrite::BindDecodeRow, inputs: InputUpload::Tables, execution: Execution::Async, logits: LogitsRead::Sync };
     /// The vendor runners' documented path: dedicated buffers, D2D row
     /// copies, every call waited for (the default before the card measurements).
-    pub const SAFE: Schedule = Schedule { kv_write: KvWrite::Copy, inputs: InputUpload::Separate, execution: Execution::Sync };
+    pub const SAFE: Schedule =
+        Schedule { kv_write: KvWrite::Copy, inputs: InputUpload::Separate, execution: Execution::Sync, logits: LogitsRead::Sync };
     /// Both buffer opt-ins: the fewest round trips per token.
     pub const FEWEST_CALLS: Schedule =
-        Schedule { kv_write: KvWrite::BindOutputAtRow, inputs: InputUpload::Packed, execution: Execution::Sync };
+        Schedule { kv_write: KvWrite::BindOutputAtRow, inputs: InputUpload::Packed, execution: Execution::Sync, logits: LogitsRead::Sync };
 
     /// Runtime calls per decode token for `layers` decoder layers (see the module table).
     pub fn calls_per_token(&self, layers: usize) -> usize {
-        let h2d = if self.inputs == InputUpload::Packed { 1 } else { 3 };
+        let h2d = if matches!(self.inputs, InputUpload::Packed | InputUpload::Tables) { 1 } else { 3 };
         let d2d = if self.kv_write == KvWrite::Copy { 2 * layers } else { 0 };
         let sync = usize::from(self.execution.queues(d2d > 0));
         h2d + (layers + 1) + d2d + sync + 1
@@ -183,14 +229,15 @@ impl FromStr for Schedule {
 
     /// `default`, `safe`, `fewest-calls`, or a comma-separated list of those
     /// and `kv-bind`, `decode-kv-bind`, `packed-inputs`, `inputs-ahead`,
-    /// `async`, `async-copies` (each added to `safe`).
+    /// `input-tables`, `upload-inputs`, `async`, `async-copies`,
+    /// `queued-logits` (each added
+    /// to `safe`, or to the default when the list starts with `default`,
+    /// e.g. `default,upload-inputs`).
     fn from_str(s: &str) -> Result<Schedule> {
-        if s.trim() == "default" {
-            return Ok(Schedule::default());
-        }
         let mut out = Schedule::SAFE;
-        for part in s.split(',').map(str::trim) {
+        for (i, part) in s.split(',').map(str::trim).enumerate() {
             match part {
+                "default" if i == 0 => out = Schedule::default(),
                 "safe" => {}
                 "decode-kv-bind" => out.kv_write = KvWrite::BindDecodeRow,
                 "fewest-calls" => {
@@ -200,11 +247,14 @@ impl FromStr for Schedule {
                 "kv-bind" => out.kv_write = KvWrite::BindOutputAtRow,
                 "packed-inputs" => out.inputs = InputUpload::Packed,
                 "inputs-ahead" => out.inputs = InputUpload::Ahead,
+                "input-tables" => out.inputs = InputUpload::Tables,
+                "upload-inputs" => out.inputs = InputUpload::Separate,
                 "async" => out.execution = Execution::Async,
                 "async-copies" => out.execution = Execution::AsyncCopies,
+                "queued-logits" => out.logits = LogitsRead::Queued,
                 other => {
                     return Err(Error::invalid(format!(
-                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, inputs-ahead, async, async-copies)"
+                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, inputs-ahead, input-tables, upload-inputs, async, async-copies, queued-logits; `default` only first)"
                     )));
                 }
             }
@@ -215,7 +265,7 @@ impl FromStr for Schedule {
 
 impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let separate = self.inputs == InputUpload::Ahead;
+        let separate = matches!(self.inputs, InputUpload::Ahead | InputUpload::Tables);
         f.write_str(match (self.kv_write, if separate { InputUpload::Separate } else { self.inputs }) {
             (KvWrite::Copy, InputUpload::Packed) => "packed-inputs",
             (KvWrite::Copy, _) => "safe",
@@ -224,13 +274,18 @@ impl std::fmt::Display for Schedule {
             (KvWrite::BindDecodeRow, InputUpload::Packed) => "decode-kv-bind,packed-inputs",
             (KvWrite::BindDecodeRow, _) => "decode-kv-bind",
         })?;
-        if separate {
-            f.write_str(",inputs-ahead")?;
+        match self.inputs {
+            InputUpload::Ahead => f.write_str(",inputs-ahead")?,
+            InputUpload::Tables => f.write_str(",input-tables")?,
+            InputUpload::Separate | InputUpload::Packed => {}
         }
         match self.execution {
             Execution::Sync => {}
             Execution::Async => f.write_str(",async")?,
             Execution::AsyncCopies => f.write_str(",async-copies")?,
+        }
+        if self.logits == LogitsRead::Queued {
+            f.write_str(",queued-logits")?;
         }
         Ok(())
     }
@@ -242,15 +297,35 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_count_calls() {
-        for s in ["safe", "packed-inputs", "kv-bind", "fewest-calls", "safe,async", "fewest-calls,async", "decode-kv-bind,async", "safe,async-copies", "decode-kv-bind,inputs-ahead,async"] {
+        for s in [
+            "safe",
+            "packed-inputs",
+            "kv-bind",
+            "fewest-calls",
+            "safe,async",
+            "fewest-calls,async",
+            "decode-kv-bind,async",
+            "safe,async-copies",
+            "decode-kv-bind,inputs-ahead,async",
+            "decode-kv-bind,input-tables,async",
+            "safe,input-tables",
+            "decode-kv-bind,input-tables,async,queued-logits",
+        ] {
             assert_eq!(s.parse::<Schedule>().unwrap().to_string(), s);
         }
         assert_eq!("kv-bind, packed-inputs".parse::<Schedule>().unwrap(), Schedule::FEWEST_CALLS);
         assert!("fast".parse::<Schedule>().is_err());
         assert_eq!(Schedule::default(), Schedule::OBSERVED);
-        assert_eq!(Schedule::default().to_string(), "decode-kv-bind,async");
+        assert_eq!(Schedule::default().to_string(), "decode-kv-bind,input-tables,async");
         assert_eq!("default".parse::<Schedule>().unwrap(), Schedule::OBSERVED);
-        assert_eq!(Schedule::OBSERVED.calls_per_token(28), 34);
+        assert_eq!(" default ".parse::<Schedule>().unwrap(), Schedule::OBSERVED);
+        // The tables off: the default before them.
+        assert_eq!("default,upload-inputs".parse::<Schedule>().unwrap().to_string(), "decode-kv-bind,async");
+        assert!("safe,default".parse::<Schedule>().is_err(), "`default` only starts a list");
+        // The last input token wins.
+        assert_eq!("input-tables,packed-inputs".parse::<Schedule>().unwrap().inputs, InputUpload::Packed);
+        assert_eq!(Schedule::OBSERVED.calls_per_token(28), 32);
+        assert_eq!("default,upload-inputs".parse::<Schedule>().unwrap().calls_per_token(28), 34);
         assert_eq!(Schedule::SAFE.calls_per_token(28), 89);
         assert_eq!(Schedule::FEWEST_CALLS.calls_per_token(28), 31);
         assert_eq!("kv-bind".parse::<Schedule>().unwrap().calls_per_token(36), 41);

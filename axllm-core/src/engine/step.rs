@@ -7,7 +7,10 @@
 //! the indices and the mask at the next 128-byte-aligned offsets. With
 //! [`InputUpload::Packed`] the device holds the same image in one allocation and
 //! one H2D copy moves it; with [`InputUpload::Separate`] each tensor has its own
-//! allocation and its own copy of the matching staging slice.
+//! allocation and its own copy of the matching staging slice
+//! ([`InputUpload::Tables`] and [`InputUpload::Ahead`] too: their decode steps
+//! upload only the hidden rows when the indices and mask are already on the
+//! card).
 
 use super::schedule::InputUpload;
 use crate::error::Result;
@@ -43,7 +46,7 @@ impl StepSizes {
     pub fn device_bytes(&self, upload: InputUpload) -> u64 {
         let inputs = match upload {
             InputUpload::Packed => align(self.hidden) + align(self.indices) + self.mask,
-            InputUpload::Separate | InputUpload::Ahead => self.hidden + self.indices + self.mask,
+            InputUpload::Separate | InputUpload::Ahead | InputUpload::Tables => self.hidden + self.indices + self.mask,
         };
         (inputs + self.hidden + 2 * self.kv_out) as u64
     }
@@ -83,7 +86,7 @@ impl StepBuffers {
                 let p = add(packed_len)?;
                 (p, Place { offset: indices_off, ..p }, Place { offset: mask_off, ..p })
             }
-            InputUpload::Separate | InputUpload::Ahead => (add(s.hidden)?, add(s.indices)?, add(s.mask)?),
+            InputUpload::Separate | InputUpload::Ahead | InputUpload::Tables => (add(s.hidden)?, add(s.indices)?, add(s.mask)?),
         };
         let hidden1 = add(s.hidden)?;
         let (k_out, v_out) = (add(s.kv_out)?, add(s.kv_out)?);
@@ -138,7 +141,7 @@ impl StepBuffers {
         let bytes: &[u8] = self.staging.as_slice();
         match self.upload {
             InputUpload::Packed => self.allocs[self.hidden[0].alloc].write(cx, 0, &bytes[..mask_off + mask]),
-            InputUpload::Separate | InputUpload::Ahead => {
+            InputUpload::Separate | InputUpload::Ahead | InputUpload::Tables => {
                 let (h, i, m) = (self.hidden[0].alloc, self.indices.alloc, self.mask.alloc);
                 self.allocs[h].write(cx, 0, &bytes[..hidden])?;
                 self.allocs[i].write(cx, 0, &bytes[indices_off..indices_off + indices])?;
@@ -148,9 +151,10 @@ impl StepBuffers {
     }
 
     /// Copies only the staged hidden rows (`hidden` bytes) to the card
-    /// ([`InputUpload::Ahead`]: the indices and mask are already there).
+    /// ([`InputUpload::Ahead`], [`InputUpload::Tables`]: the indices and mask
+    /// are already there).
     pub fn upload_hidden(&self, cx: &Entered<'_>, hidden: usize) -> Result<()> {
-        debug_assert!(self.upload == InputUpload::Ahead);
+        debug_assert!(matches!(self.upload, InputUpload::Ahead | InputUpload::Tables));
         self.allocs[self.hidden[0].alloc].write(cx, 0, &self.staging.as_slice()[..hidden])
     }
 

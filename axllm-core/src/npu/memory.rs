@@ -113,6 +113,26 @@ impl DeviceBuffer {
         cx.dev.check("axclrtMemcpy(device to host)", status)
     }
 
+    /// Like [`DeviceBuffer::read`] into all of `dst`, queued on `stream`. The
+    /// runtime writes the host bytes when the copy runs: `dst` must outlive
+    /// the stream's next synchronisation and must not be read or written
+    /// before it (the caller keeps it out of reach until then).
+    pub fn read_async(&self, cx: &Entered<'_>, offset: usize, dst: &mut HostBuffer, stream: &Stream) -> Result<()> {
+        let out = dst.as_mut_slice();
+        if out.is_empty() {
+            return Ok(());
+        }
+        let src = self.range(offset, out.len(), "device-to-host copy")?;
+        // SAFETY: `src..+len` lies inside our allocation (checked); `out` is
+        // writable host memory for `len` bytes, owned by a `HostBuffer` that
+        // the caller keeps alive and untouched until the stream is
+        // synchronised (documented above).
+        let status = unsafe {
+            (cx.dev.rt.api.axclrtMemcpyAsync)(out.as_mut_ptr().cast(), src, out.len(), rt::AXCL_MEMCPY_DEVICE_TO_HOST as i32, stream.raw())
+        };
+        cx.dev.check("axclrtMemcpyAsync(device to host)", status)
+    }
+
     /// Device to device on the card: `len` bytes from `src[src_off..]` to `self[dst_off..]`.
     pub fn copy_from(
         &self,
