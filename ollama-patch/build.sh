@@ -27,6 +27,9 @@
 #   AX650_CARGO_PROFILE=dev  link the dev-profile libaxllm.a (<target>/debug)
 #                     instead of release: a build that already compiled the
 #                     workspace in that profile compiles nothing twice
+#   AX650_LIB_DIR     link the libaxllm.a in this directory as it is, without
+#                     running cargo (scripts/arm64.sh: the one its test build
+#                     compiled)
 #   AXLLM_NATIVE_LIBS extra linker flags for the Rust static library
 #   GO, CARGO         the toolchains to use (default: go, cargo)
 #   LLAMA_CPP_SRC     build llama-server from this llama.cpp tree instead of
@@ -67,7 +70,7 @@ release) CARGO_PROFILE_ARGS=(--release) PROFILE_DIR=release ;;
 dev) CARGO_PROFILE_ARGS=() PROFILE_DIR=debug ;;
 *) printf 'build.sh: AX650_CARGO_PROFILE is release or dev, not %s\n' "$AX650_CARGO_PROFILE" >&2; exit 1 ;;
 esac
-LIB_DIR=$TARGET_DIR/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}$PROFILE_DIR
+LIB_DIR=${AX650_LIB_DIR:-$TARGET_DIR/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}$PROFILE_DIR}
 CACHE_DIR=${AX650_CACHE_DIR:-$HERE/build/cache}
 LLAMA_BUILD_DIR=${AX650_LLAMA_BUILD_DIR:-$HERE/build/llama-server-cpu}
 # -buildvcs=false: the build tree may sit inside this repository's checkout.
@@ -153,6 +156,11 @@ prepare() {
 }
 
 build_rust() {
+	if [[ -n "${AX650_LIB_DIR:-}" ]]; then
+		[[ -f "$LIB_DIR/libaxllm.a" ]] || die "AX650_LIB_DIR=$LIB_DIR has no libaxllm.a"
+		log "linking $LIB_DIR/libaxllm.a (AX650_LIB_DIR: cargo is not run)"
+		return
+	fi
 	command -v "$CARGO" >/dev/null || die "cargo not found (https://rustup.rs)"
 	log "building libaxllm.a (cargo build ${CARGO_PROFILE_ARGS[*]} -p axllm-capi${CARGO_BUILD_TARGET:+ for $CARGO_BUILD_TARGET})"
 	(cd "$ROOT" && "$CARGO" build "${CARGO_PROFILE_ARGS[@]}" -p axllm-capi)

@@ -23,10 +23,11 @@
 # 7.2 hangs in the first pthread_create of a dynamically linked program
 # started the usual way (`qemu-aarch64 -L /usr/aarch64-linux-gnu PROGRAM`).
 #
-# Environment: AXLLM_ARM64=0 skips the lane (test.sh runs it only with
-# AXLLM_ARM64=1 for now, see README "Building on the Pi" for its time);
-# AXLLM_ARM64_FULL=1 builds the whole workspace (examples too) and runs the
-# whole Rust suite under qemu.
+# Environment: AXLLM_ARM64=0 skips the lane (test.sh runs it by default; its
+# time is in README "Building on the Pi"); AXLLM_ARM64_FULL=1 builds the whole
+# workspace (examples too) and runs the whole Rust suite under qemu;
+# AXLLM_ARM64_TARGET_DIR replaces target/aarch64; GOCACHE is Go's as usual
+# (the arm64 half of the cache it fills stays for the next run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,7 +67,8 @@ cargo run -q -p xtask -- bindings --check --target "$TRIPLE"
 CARGO=/usr/bin/cargo
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
 [ -d "/usr/lib/rustlib/$TRIPLE/lib" ] || { echo "arm64: no $TRIPLE std in /usr/lib/rustlib (libstd-rust-web-dev:arm64)" >&2; exit 1; }
-export CARGO_TARGET_DIR=$PWD/target/aarch64
+# AXLLM_ARM64_TARGET_DIR: another build directory (a cold build is measured in a fresh one).
+export CARGO_TARGET_DIR=${AXLLM_ARM64_TARGET_DIR:-$PWD/target/aarch64}
 export CARGO_BUILD_TARGET=$TRIPLE
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 RUN=$PWD/scripts/qemu-aarch64-run
@@ -76,13 +78,17 @@ export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_lin
 # One profile for every artifact: dev gets the test profile's opt-level
 # (Cargo.toml's [profile.test]), so the test binaries, libaxllm.a and the
 # simulator share each compiled crate instead of building the workspace twice.
-# Line tables only (a panic still names its line) and no incremental state:
-# less to compile, link and store for a build that CI does from scratch.
-export CARGO_PROFILE_DEV_OPT_LEVEL=1 CARGO_PROFILE_DEV_DEBUG=line-tables-only CARGO_INCREMENTAL=0
-OUT=$CARGO_TARGET_DIR/$TRIPLE/debug
+# No debug info (a panic still names its file and line; only a backtrace
+# loses them) and no incremental state: less to compile, link and store for
+# a build that CI does from scratch.
+export CARGO_PROFILE_DEV_OPT_LEVEL=1 CARGO_PROFILE_DEV_DEBUG=0 CARGO_INCREMENTAL=0
+# The lane's simulator library and libaxllm.a (for Ollama and the C example),
+# linked here from what the test build compiled (see the cross-build below).
+LANE=$CARGO_TARGET_DIR/lane
+SIM=$LANE/libaxcl_sim.so
 # The tests find the aarch64 simulator by this name (axllm-testkit): their
 # own path, from which they would find it, is the loader's under $RUN.
-export AXLLM_TEST_SIM_LIB=$OUT/libaxcl_sim.so
+export AXLLM_TEST_SIM_LIB=$SIM
 QEMU=("$RUN")
 # The Pi 5's kernel (bcm2712) uses 16K pages; qemu-user reports and maps with
 # the page size QEMU_PAGESIZE names (its -p), which is what a program sees of it.
@@ -108,13 +114,34 @@ if [ "${AXLLM_ARM64_FULL:-0}" = 1 ]; then
 fi
 
 # xtask is the host's code generator (bindgen needs the host's libclang): not built.
-stage "cross-build (C ABI static library, simulator, test binaries)"
-# Each cargo invocation unifies the features of what it builds: libaxllm.a
-# alone, exactly as ollama-patch/build.sh builds it below (which then finds it
-# fresh); the simulator alone; then the tests (their dev-dependencies' features).
-"$CARGO" build -q -p axllm-capi      # libaxllm.a
-"$CARGO" build -q -p axcl-sim        # libaxcl_sim.so, which the tests load
-"$CARGO" test -q --workspace --exclude xtask --no-run "${QEMU_TESTS[@]}"
+stage "cross-build (test binaries, with them the simulator and the C ABI static library)"
+# One cargo invocation, so every dependency compiles once, with the features
+# the tests unify. The test binaries depend on axcl-sim and axllm-capi, which
+# it therefore compiles as whole libraries: libaxcl_sim.so and libaxllm.a
+# (their code is the same whatever features the tests add to third-party
+# crates; axllm-core's `internals` only widens visibility). The lane uses
+# those two files, named by cargo's artifact messages, rather than building
+# them again in separate invocations: such a build unifies other features and
+# compiled the dependencies twice; and because cargo names a path package's
+# cdylib without a hash, a `cargo build -p axcl-sim` and the test build
+# overwrote each other's libaxcl_sim.rlib, so each rebuilt the simulator and
+# every test binary on every run, warm or not.
+mkdir -p "$CARGO_TARGET_DIR"
+"$CARGO" test -q --workspace --exclude xtask --no-run --message-format=json-render-diagnostics "${QEMU_TESTS[@]}" \
+    >"$CARGO_TARGET_DIR/test-build.json"
+# lane_lib NAME STEM EXT: links into $LANE as STEM.EXT the file STEM[-hash].EXT
+# of the library target NAME that the build above wrote.
+lane_lib() {
+    local file
+    file=$(grep '"reason":"compiler-artifact"' "$CARGO_TARGET_DIR/test-build.json" | grep -F "\"name\":\"$1\",\"src_path\"" |
+        grep -oE "\"[^\"]*/$2(-[0-9a-f]+)?\.$3\"" | tr -d '"' | sort -u)
+    [ -n "$file" ] && [ "$(printf '%s\n' "$file" | wc -l)" -eq 1 ] ||
+        { echo "arm64: the test build wrote no single $2.$3 (found: '$file')" >&2; exit 1; }
+    ln -f "$file" "$LANE/$2.$3"
+}
+mkdir -p "$LANE"
+lane_lib axcl_sim libaxcl_sim so
+lane_lib axllm libaxllm a
 # machine FILE: checks that FILE (an archive's first member) is built for aarch64.
 machine() {
     local m
@@ -124,10 +151,10 @@ machine() {
     printf '%s: %s\n' "${1#"$PWD"/}" "${m:-not an ELF file}"
     [ "$m" = AArch64 ] || { echo "arm64: ${1#"$PWD"/} is not an aarch64 build" >&2; exit 1; }
 }
-machine "$OUT/libaxcl_sim.so"; machine "$OUT/libaxllm.a"
+machine "$SIM"; machine "$LANE/libaxllm.a"
 
 stage "cross-build (Ollama for linux/arm64)"
-GOARCH=arm64 GOOS=linux CC=aarch64-linux-gnu-gcc CARGO=$CARGO AX650_CARGO_PROFILE=dev OLLAMA_LLAMA_SERVER=0 \
+GOARCH=arm64 GOOS=linux CC=aarch64-linux-gnu-gcc AX650_LIB_DIR=$LANE OLLAMA_LLAMA_SERVER=0 \
     bash ollama-patch/build.sh ollama
 machine "$CARGO_TARGET_DIR/ollama"
 
@@ -151,8 +178,14 @@ host() {
     env -u RUSTC -u RUSTDOC -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET -u CARGO_INCREMENTAL \
         -u CARGO_PROFILE_DEV_OPT_LEVEL -u CARGO_PROFILE_DEV_DEBUG -u AXLLM_TEST_SIM_LIB "$@"
 }
+# Built exactly as test.sh (the simulator and the packer) and
+# ollama-patch/build.sh (libaxllm.a) build them, which ./test.sh has done
+# before this lane: fresh then. (Built in one invocation, the three would
+# unify their dependencies' features differently and rebuild the simulator,
+# whose files cargo names without a hash.)
 stage "host build (x86_64 side of the comparisons)"
-host cargo build -q --release -p axcl-sim -p axsim-pack -p axllm-capi
+host cargo build -q --release -p axcl-sim -p axsim-pack
+host cargo build -q --release -p axllm-capi
 [ -x target/ollama ] || host env OLLAMA_LLAMA_SERVER=0 bash ollama-patch/build.sh ollama
 
 stage "C example under qemu (arm64 libaxllm.a; 4K and ${PI5_PAGES}-byte pages) vs x86_64"
@@ -162,13 +195,13 @@ target/release/axsim-pack random "$work/ckpt" --arch qwen3 --seed 21 --hidden 64
     --kv-heads 2 --head-dim 16 --intermediate 128 --vocab-target 512 >/dev/null
 target/release/axsim-pack hf "$work/ckpt" "$work/model" --chunk 16 --context 127 --prefill-history 16,32,64 >/dev/null
 LINK=(-ldl -lgcc_s -lutil -lrt -lpthread -lm -lc)
-aarch64-linux-gnu-gcc -std=c11 -Wall -Wextra -Werror -I include examples/c/main.c "$OUT/libaxllm.a" "${LINK[@]}" -o "$work/complete-arm64"
+aarch64-linux-gnu-gcc -std=c11 -Wall -Wextra -Werror -I include examples/c/main.c "$LANE/libaxllm.a" "${LINK[@]}" -o "$work/complete-arm64"
 cc -std=c11 -Wall -Wextra -Werror -I include examples/c/main.c target/release/libaxllm.a "${LINK[@]}" -o "$work/complete-x86_64"
 prompt=$'<|im_start|>user\nhello, how are you?<|im_end|>\n<|im_start|>assistant\n'
 AXLLM_AXCL_LIB="$PWD/target/release/libaxcl_sim.so" "$work/complete-x86_64" "$work/model" "$prompt" 24 >"$work/c-x86_64.txt" 2>/dev/null
 for pages in 4096 "$PI5_PAGES"; do
     got=$work/c-arm64-$pages.txt
-    QEMU_PAGESIZE=$pages AXLLM_AXCL_LIB="$OUT/libaxcl_sim.so" "${QEMU[@]}" "$work/complete-arm64" "$work/model" "$prompt" 24 \
+    QEMU_PAGESIZE=$pages AXLLM_AXCL_LIB="$SIM" "${QEMU[@]}" "$work/complete-arm64" "$work/model" "$prompt" 24 \
         >"$got" 2>"$work/c-arm64.err" || { cat "$work/c-arm64.err" >&2; exit 1; }
     if [ ! -s "$got" ] || ! cmp -s "$got" "$work/c-x86_64.txt"; then
         echo "arm64: the C example's output ($pages-byte pages) differs from x86_64's:" >&2
@@ -179,7 +212,7 @@ for pages in 4096 "$PI5_PAGES"; do
 done
 
 stage "ollama serve (arm64, under qemu) vs x86_64"
-host env AXLLM_ARM64_TARGET="$CARGO_TARGET_DIR" AXLLM_ARM64_RUN="$RUN" \
+host env AXLLM_ARM64_TARGET="$CARGO_TARGET_DIR" AXLLM_ARM64_SIM="$SIM" AXLLM_ARM64_RUN="$RUN" \
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/python/test_arm64.py
 
 stage "done"

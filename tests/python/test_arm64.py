@@ -3,9 +3,9 @@ libaxllm.a) end to end under qemu-aarch64, on the arm64 simulator: its CLI
 creates a model from a package, its server (and the runner it starts, under
 the emulator too) answers a greedy chat, and the answer is the x86_64 build's
 for the same package and request. Run by scripts/arm64.sh, which names the
-arm64 build in AXLLM_ARM64_TARGET and the command that runs an aarch64
-program under qemu (scripts/qemu-aarch64-run) in AXLLM_ARM64_RUN; skipped
-otherwise."""
+arm64 build in AXLLM_ARM64_TARGET, its simulator library in AXLLM_ARM64_SIM
+and the command that runs an aarch64 program under qemu
+(scripts/qemu-aarch64-run) in AXLLM_ARM64_RUN; skipped otherwise."""
 
 import os
 from pathlib import Path
@@ -53,7 +53,8 @@ def test_arm64_serve_answers_as_x86_64(host_tools, model_dir, tmp_path):
     target = Path(ARM64_TARGET)
     run = os.environ.get("AXLLM_ARM64_RUN", str(ROOT / "scripts" / "qemu-aarch64-run"))
     arm = Server(target / "ollama", host_tools, tmp_path / "arm64", wrapper=[run], start_timeout=120, extra_env={
-        "AXLLM_AXCL_LIB": str(target / "aarch64-unknown-linux-gnu" / "debug" / "libaxcl_sim.so"),
+        "AXLLM_AXCL_LIB": os.environ.get("AXLLM_ARM64_SIM",
+                                         str(target / "aarch64-unknown-linux-gnu" / "debug" / "deps" / "libaxcl_sim.so")),
         # qemu-user's execve runs the runner natively: name the emulator's
         # command, and the executable, which serve cannot see (started
         # through the dynamic loader, its own is the loader).
