@@ -50,6 +50,6 @@ echo "== Python tests (reference comparisons, C example, Ollama end to end)"
 echo "== arm64 lane (cross-built for aarch64, run under qemu-aarch64)"
 # On by default (AXLLM_ARM64=0 skips it). From scratch (its apt packages,
 # target/aarch64 and the Go cache's arm64 half empty) it costs about 19 CPU
-# minutes, 13 to 17 minutes of wall time on CI's two idle cores (README
+# minutes, an estimated 13 to 17 minutes of wall time on CI's two idle cores (README
 # "Building on the Pi"); warm, a few minutes.
 time bash scripts/arm64.sh
