@@ -35,7 +35,7 @@ typedef struct axclSimCounters {
     uint64_t execute_calls;     /* all engine executions */
     uint64_t post_execute_calls;/* executions of post (lm_head) models */
     uint64_t load_calls;
-    uint64_t latency_ns;        /* total simulated latency spent waiting */
+    uint64_t latency_ns;        /* total simulated latency charged to callers */
     uint64_t live_allocations;  /* device allocations alive now (not reset) */
     uint64_t live_bytes;        /* device bytes alive now (not reset) */
     uint64_t peak_bytes;        /* high-water mark of live_bytes (not reset) */

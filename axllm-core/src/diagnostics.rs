@@ -45,7 +45,7 @@ pub struct SimulatorCounters {
     pub post_execute_calls: u64,
     /// Model loads.
     pub load_calls: u64,
-    /// Simulated latency waited, in nanoseconds.
+    /// Simulated latency charged to callers, in nanoseconds.
     pub latency_ns: u64,
     /// Device allocations alive now (every model's of the process).
     pub live_allocations: u64,

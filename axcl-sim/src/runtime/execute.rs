@@ -11,7 +11,7 @@ use super::errors::{ErrorKind, SimError, SimResult};
 use super::latency::ExecKind;
 use super::model::{Compute, Dir};
 use super::objects::Binding;
-use super::state::{Runtime, engine_lock, global, pay, pay_async};
+use super::state::{Runtime, engine_lock, global, pay_async, pay_since};
 use super::stream;
 use crate::format::{GroupIo, TensorDesc};
 use crate::format::ExecCost;
@@ -103,6 +103,7 @@ fn header_cost(job: &Job) -> Option<f64> {
 /// `axclrtEngineExecute`, or with `stream` `axclrtEngineExecuteAsync` (see `stream`).
 pub(super) fn execute(model: u64, context: u64, group: u32, io: u64, stream: Option<u64>) -> SimResult<()> {
     let _engine = engine_lock();
+    let start = std::time::Instant::now();
     let (job, latency) = {
         let mut g = global();
         let rt = g.with_context()?;
@@ -121,8 +122,8 @@ pub(super) fn execute(model: u64, context: u64, group: u32, io: u64, stream: Opt
         None => latency.run(job.kind),
     };
     match stream {
-        None => pay(latency.call() + run),
-        Some(_) => pay_async(latency.submit(), run),
+        None => pay_since(start, latency.call() + run),
+        Some(_) => pay_async(start, latency.submit(), run),
     }
     if let Some(results) = results {
         let mut g = global();

@@ -71,8 +71,9 @@ pub(super) enum ExecKind {
     Post,
 }
 
+/// `us` microseconds, rounded up to the nanosecond (never understated).
 fn micros(us: f64) -> Duration {
-    Duration::from_secs_f64(us.max(0.0) / 1e6)
+    Duration::from_nanos((us.max(0.0) * 1e3).ceil().min(u64::MAX as f64) as u64)
 }
 
 impl Latency {

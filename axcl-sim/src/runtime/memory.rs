@@ -7,7 +7,7 @@ use super::arena::{ALIGN, overlaps_window};
 use super::calls::{Call, CopyKind};
 use super::errors::{ErrorKind, SimError, SimResult};
 use super::host::HostMemory;
-use super::state::{global, pay, pay_async};
+use super::state::{global, pay, pay_async, pay_since};
 use super::stream;
 use axcl_sys::rt;
 
@@ -95,6 +95,7 @@ fn copy(
     host: Option<usize>,
     op: impl FnOnce(&mut super::arena::Arena) -> SimResult<()>,
 ) -> SimResult<()> {
+    let start = std::time::Instant::now();
     let mut g = global();
     let rt = g.with_context()?;
     if let Some(s) = stream {
@@ -119,8 +120,8 @@ fn copy(
     drop(g);
     let host_cost = host.map_or(std::time::Duration::ZERO, |h| latency.host_side(h));
     match stream {
-        None => pay(latency.copy(kind, count) + host_cost),
-        Some(_) => pay_async(latency.submit() + host_cost, latency.transfer(kind, count)),
+        None => pay_since(start, latency.copy(kind, count) + host_cost),
+        Some(_) => pay_async(start, latency.submit() + host_cost, latency.transfer(kind, count)),
     }
     Ok(())
 }

@@ -106,25 +106,39 @@ pub(super) fn bind_current(context: u64) {
 }
 
 /// A synchronous call's latency: waits until the device has finished the
-/// asynchronous work queued before it, then for `cost`; counts the time waited.
+/// asynchronous work queued before it, then for `cost`; counts the time charged.
 pub(super) fn pay(cost: Duration) {
+    pay_since(Instant::now(), cost);
+}
+
+/// [`pay`] for a call that entered the simulator at `start`: the simulator's
+/// own work since then (a copy's bytes moved, a layer's math) stands for the
+/// card's work and counts toward `cost` instead of adding to it, so the
+/// caller is released at `max(start, queued work done) + cost`, as on a card.
+pub(super) fn pay_since(start: Instant, cost: Duration) {
     let busy = global().runtime.as_ref().and_then(|rt| rt.device.busy_until);
-    let queued = busy.map_or(Duration::ZERO, |t| latency::wait(t.saturating_duration_since(Instant::now())));
-    count_waited(queued + latency::wait(cost));
+    let from = busy.map_or(start, |t| t.max(start));
+    let end = from + cost;
+    latency::wait(end.saturating_duration_since(Instant::now()));
+    // The cost as spent (at least the cost; the simulator's work may outlast it).
+    let spent = if cost.is_zero() { cost } else { Instant::now().saturating_duration_since(from).max(cost) };
+    count_waited(from.saturating_duration_since(start) + spent);
 }
 
 /// An asynchronous call's latency: the caller waits for `message` (the request
-/// reaching the card); `device` (the work itself) is appended to the device
-/// timeline, after whatever was queued before it.
-pub(super) fn pay_async(message: Duration, device: Duration) {
-    let waited = latency::wait(message);
+/// reaching the card; the simulator's work since the call entered at `start`
+/// counts toward it, as in [`pay_since`]); `device` (the work itself) is
+/// appended to the device timeline, after whatever was queued before it.
+pub(super) fn pay_async(start: Instant, message: Duration, device: Duration) {
+    latency::wait((start + message).saturating_duration_since(Instant::now()));
+    let spent = if message.is_zero() { message } else { Instant::now().saturating_duration_since(start).max(message) };
     let mut g = global();
     if let Some(rt) = g.runtime.as_mut() {
         let now = Instant::now();
         rt.device.busy_until = Some(rt.device.busy_until.map_or(now, |t| t.max(now)) + device);
     }
     drop(g);
-    count_waited(waited);
+    count_waited(spent);
 }
 
 fn count_waited(waited: Duration) {
