@@ -2,7 +2,8 @@
 //! greedy tokens and bit-identical logits through full and partial prefill
 //! chunks, prefix reuse, decode-fed prompt tokens and the last cache row; and
 //! each makes the number of runtime calls per token its documentation states.
-//! The decode input tables of the default are checked covering every
+//! The default stages each prefill chunk (its executes queued, one
+//! synchronisation, then the row copies). The decode input tables of the default are checked covering every
 //! position, only the first ones (past them the step uploads), and refused
 //! by the runtime (the per-token uploads instead).
 
@@ -17,7 +18,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// `safe` first (the reference: every call waited for, rows copied), the
 /// default (`decode-kv-bind,input-tables,async`) and the default before the
 /// input tables (`decode-kv-bind,async`) among the rest.
-const SCHEDULES: [&str; 15] = [
+const SCHEDULES: [&str; 16] = [
     "safe",
     "packed-inputs",
     "kv-bind",
@@ -33,6 +34,7 @@ const SCHEDULES: [&str; 15] = [
     "safe,input-tables",
     "kv-bind,input-tables,async",
     "decode-kv-bind,input-tables,async,queued-logits",
+    "decode-kv-bind,input-tables,async,waited-chunks",
 ];
 
 fn load(dir: &std::path::Path, schedule: &str) -> Model {
@@ -177,6 +179,11 @@ fn the_default_is_the_observed_schedule_with_pinned_staging() {
     // the staging outputs (2 copies per layer per chunk), never bound in place.
     assert_eq!(c.pinned_copies, c.h2d_calls + c.d2h_calls, "{c:?}");
     assert_eq!(c.d2d_calls, 3 * 2 * layers + 1, "K/V scatter per chunk and layer, one hidden row to the post model: {c:?}");
+    // Each chunk is staged: its executes queued into the layers' own outputs,
+    // one synchronisation, then the copies; per chunk 3 uploads, L executes,
+    // 1 synchronisation, 2L copies; then the row copy, the post model, the logits.
+    assert_eq!((c.execute_calls, c.h2d_calls), (3 * layers + 1, 9), "{c:?}");
+    assert_eq!(c.calls, 3 * (3 + layers + 1 + 2 * layers) + 3, "one synchronisation per chunk: {c:?}");
     for token in [5, 6, 7] {
         sim.reset_counters().unwrap();
         s.feed_token(token).unwrap();
@@ -189,6 +196,28 @@ fn the_default_is_the_observed_schedule_with_pinned_staging() {
         );
         assert_eq!(c.calls as usize, Schedule::OBSERVED.calls_per_token(layers as usize));
     }
+}
+
+/// `waited-chunks` turns the staging off: a chunk's executes and copies are
+/// each waited for (no synchronisation call), with the same outputs.
+#[test]
+fn waited_chunks_wait_for_every_call_of_a_chunk() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir();
+    let m = packed(dir.path(), Family::Qwen3, Layout::Axllm, 25);
+    let prompt: Vec<u32> = (0..40).map(|i| (i * 31 + 7) % 500).collect();
+    let mut logits = Vec::new();
+    for (name, syncs) in [("default", 3), ("default,waited-chunks", 0)] {
+        let model = load(&m, if name == "default" { "decode-kv-bind,input-tables,async" } else { "decode-kv-bind,input-tables,async,waited-chunks" });
+        let sim = model.simulator().unwrap();
+        let layers = model.info().layers as u64;
+        let mut s = model.session();
+        sim.reset_counters().unwrap();
+        logits.push(s.feed_prompt(&prompt).unwrap().1.to_vec());
+        let c = sim.counters().unwrap();
+        assert_eq!(c.calls, 3 * (3 + 3 * layers) + syncs + 3, "{name}: {c:?}");
+    }
+    assert!(logits[0] == logits[1], "staged and waited chunks compute the same");
 }
 
 /// Tables that cover only the first positions: a step past them uploads its

@@ -96,7 +96,7 @@ mod stats;
 
 pub use check::{PackageReport, check_package};
 pub use diagnostics::{Simulator, SimulatorCounters};
-pub use engine::{Execution, Inferred, InputUpload, KvWrite, LoadMethod, LoadProgress, LogitsRead, PromptFeed, Schedule};
+pub use engine::{ChunkRun, Execution, Inferred, InputUpload, KvWrite, LoadMethod, LoadProgress, LogitsRead, PromptFeed, Schedule};
 pub use embedding::{EmbedOptions, Embedding};
 pub use error::{Cause, Error, ErrorKind, Result};
 pub use generation::{CancelHandle, Completion, Generation, Step};

@@ -21,7 +21,7 @@ mod tables;
 
 pub use inferred::Inferred;
 pub use resident::{HybridLoad, LoadMethod, LoadProgress, Resident};
-pub use schedule::{Execution, InputUpload, KvWrite, LogitsRead, Schedule};
+pub use schedule::{ChunkRun, Execution, InputUpload, KvWrite, LogitsRead, Schedule};
 pub use snapshots::{SnapshotKind, SnapshotPool};
 
 use crate::error::{Error, Result};

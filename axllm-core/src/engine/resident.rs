@@ -9,6 +9,9 @@
 //!   alternately, so each layer's output is bound as the next layer's input,
 //!   the hidden state never leaves the card and no execution reads and writes
 //!   the same buffer (see [`super::step`]);
+//! * with a schedule that stages prefill chunks ([`Schedule::stages_chunks`],
+//!   the default), every full layer's own `K_cache_out`/`V_cache_out` chunk
+//!   buffers, bound to its prefill groups in place of the shared scratch;
 //! * the post model reads the decode hidden buffer the last layer wrote; its
 //!   logits are the one device-to-host copy per token.
 //! * with [`InputUpload::Tables`] (the default), every decode position's
@@ -67,6 +70,11 @@ struct Layer {
     /// Full layers: the K and V caches. Linear layers: the state (`K_cache`, `V_cache`).
     k: DeviceBuffer,
     v: DeviceBuffer,
+    /// Full layers under a schedule that stages prefill chunks
+    /// ([`Schedule::stages_chunks`]): the layer's own `K_cache_out` and
+    /// `V_cache_out` of every prefill group, bound there at load, so a chunk's
+    /// executes can all be queued before any row is copied out.
+    chunk_out: Option<[DeviceBuffer; 2]>,
     /// Linear layers only.
     linear: Option<Linear>,
     model: EngineModel,
@@ -130,6 +138,9 @@ struct KvRows {
     offset: usize,
     bytes: usize,
     how: RowWrite,
+    /// The rows are copied from the layer's own chunk outputs
+    /// (`Layer::chunk_out`) rather than the step buffers' shared scratch.
+    own: bool,
 }
 
 /// Where a decode step's `indices` and `mask` are bound: a position's
@@ -163,7 +174,16 @@ impl Layer {
     /// execution: a copy of both outputs back into the inputs, or (ping-pong)
     /// the next execution reads the outputs and writes the inputs.
     /// With `inputs`, its `indices` is bound there first (its mask is the gate).
-    fn linear_step(&mut self, cx: &Entered<'_>, g: usize, ping_pong: bool, inputs: Option<StepInputs<'_>>, queue: Option<&Stream>) -> Result<()> {
+    /// With `defer`, the copies are left to [`Layer::linear_copy`].
+    fn linear_step(
+        &mut self,
+        cx: &Entered<'_>,
+        g: usize,
+        ping_pong: bool,
+        inputs: Option<StepInputs<'_>>,
+        queue: Option<&Stream>,
+        defer: bool,
+    ) -> Result<()> {
         if let Some(inp) = inputs {
             self.ios[g].bind_input(cx, self.step_in[g][0], inp.indices, 0, inp.indices.size())?;
         }
@@ -182,10 +202,18 @@ impl Layer {
             lin.swapped = !lin.swapped;
         } else {
             execute(cx, &self.model, g, &self.ios[g], queue)?;
-            copy(cx, (&self.k, 0), (&lin.k_out, 0), lin.geo.k_state, queue)?;
-            copy(cx, (&self.v, 0), (&lin.v_out, 0), lin.geo.v_state, queue)?;
+            if !defer {
+                self.linear_copy(cx, queue)?;
+            }
         }
         Ok(())
+    }
+
+    /// Copies a linear layer's state outputs back into its inputs.
+    fn linear_copy(&self, cx: &Entered<'_>, queue: Option<&Stream>) -> Result<()> {
+        let lin = self.linear.as_ref().expect("a linear layer");
+        copy(cx, (&self.k, 0), (&lin.k_out, 0), lin.geo.k_state, queue)?;
+        copy(cx, (&self.v, 0), (&lin.v_out, 0), lin.geo.v_state, queue)
     }
 
     /// Binds every shape group's `K_cache`/`V_cache` inputs to the layer's
@@ -218,12 +246,35 @@ impl Layer {
         inputs: Option<StepInputs<'_>>,
         queue: Option<&Stream>,
     ) -> Result<()> {
+        self.launch(cx, st, g, rows, inputs, queue)?;
+        self.scatter(cx, st, rows, queue)
+    }
+
+    /// Where the K and V outputs land when rows are copied.
+    fn scratch<'a>(&'a self, st: &'a StepBuffers, rows: KvRows) -> [(&'a DeviceBuffer, usize); 2] {
+        match (&self.chunk_out, rows.own) {
+            (Some([k, v]), true) => [(k, 0), (v, 0)],
+            _ => [st.at(st.k_out), st.at(st.v_out)],
+        }
+    }
+
+    /// [`Layer::step`] without the row copies: binds and runs (or queues) the group.
+    fn launch(
+        &mut self,
+        cx: &Entered<'_>,
+        st: &StepBuffers,
+        g: usize,
+        rows: KvRows,
+        inputs: Option<StepInputs<'_>>,
+        queue: Option<&Stream>,
+    ) -> Result<()> {
         if let Some(inp) = inputs {
             let [ii, mi] = self.step_in[g];
             self.ios[g].bind_input(cx, ii, inp.indices, 0, inp.indices.size())?;
             self.ios[g].bind_input(cx, mi, inp.mask, 0, inp.mask_size)?;
         }
         let [ki, vi] = self.kv_out[g];
+        // Only `kv-bind`'s partial chunks rebind, and never into a layer's own outputs.
         let ((k_scratch, k_off), (v_scratch, v_off)) = (st.at(st.k_out), st.at(st.v_out));
         match rows.how {
             RowWrite::Copy => {}
@@ -236,12 +287,17 @@ impl Layer {
                 self.ios[g].bind_output(cx, vi, v_scratch, v_off, size)?;
             }
         }
-        execute(cx, &self.model, g, &self.ios[g], queue)?;
-        if !matches!(rows.how, RowWrite::Bind { .. }) {
-            copy(cx, (&self.k, rows.offset), (k_scratch, k_off), rows.bytes, queue)?;
-            copy(cx, (&self.v, rows.offset), (v_scratch, v_off), rows.bytes, queue)?;
+        execute(cx, &self.model, g, &self.ios[g], queue)
+    }
+
+    /// [`Layer::step`]'s row copies (none when the outputs were bound in place).
+    fn scatter(&self, cx: &Entered<'_>, st: &StepBuffers, rows: KvRows, queue: Option<&Stream>) -> Result<()> {
+        if matches!(rows.how, RowWrite::Bind { .. }) {
+            return Ok(());
         }
-        Ok(())
+        let [(k_scratch, k_off), (v_scratch, v_off)] = self.scratch(st, rows);
+        copy(cx, (&self.k, rows.offset), (k_scratch, k_off), rows.bytes, queue)?;
+        copy(cx, (&self.v, rows.offset), (v_scratch, v_off), rows.bytes, queue)
     }
 }
 
@@ -439,8 +495,8 @@ impl Plan {
     }
 
     /// Every device byte the load allocates besides the models, before
-    /// allocating any: the K/V caches or states of every layer, the step
-    /// buffers, the decode input tables, the logits, the gates and the
+    /// allocating any: the K/V caches or states of every layer, their own
+    /// chunk outputs when the schedule stages chunks, the step buffers, the decode input tables, the logits, the gates and the
     /// snapshot slots.
     fn buffer_bytes(&self, schedule: Schedule, snapshot_slots: usize, table_budget: u64) -> u64 {
         let kv = (self.geo.kv_rows * self.geo.kv_dim * 2) as u64;
@@ -449,7 +505,9 @@ impl Plan {
         let snapshots = if snapshot_slots == 0 { 0 } else { snapshot_slots as u64 * state };
         let gates = self.gate_widths().map_or(0, |(d, p)| (d * 2 + p * 2) as u64);
         let (dec, pre) = self.step_sizes();
+        let chunk_out = if schedule.stages_chunks() { self.linear.iter().filter(|l| l.is_none()).count() as u64 * 2 * pre.kv_out as u64 } else { 0 };
         layers
+            + chunk_out
             + snapshots
             + gates
             + dec.device_bytes(schedule.inputs)
@@ -637,10 +695,14 @@ impl Resident {
         let mut device_bytes = 0u64;
         for (m, (model, lin_geo)) in models.into_iter().zip(linear_geos).enumerate() {
             let layer = match lin_geo {
-                None => full_layer(&cx, model, m, &geo, kv_bytes, &decode, &prefill)?,
+                None => {
+                    let chunk_out = schedule.stages_chunks().then_some(pre_sizes.kv_out);
+                    full_layer(&cx, model, m, &geo, kv_bytes, &decode, &prefill, chunk_out)?
+                }
                 Some(lg) => linear_layer(&cx, model, m, lg, &decode, &prefill, gates.as_ref().expect("linear layers have gates"))?,
             };
             device_bytes += (layer.k.size() + layer.v.size()) as u64
+                + layer.chunk_out.as_ref().map_or(0, |[k, v]| (k.size() + v.size()) as u64)
                 + layer.linear.as_ref().map_or(0, |l| (l.k_out.size() + l.v_out.size()) as u64);
             layers.push(layer);
         }
@@ -985,13 +1047,13 @@ impl Resident {
             // Without tables nothing moved: the bindings of the load hold.
             None => None,
         };
-        let rows = KvRows { offset: slot * d2, bytes: d2, how };
+        let rows = KvRows { offset: slot * d2, bytes: d2, how, own: false };
         let queue = if queued { self.queue.as_ref() } else { None };
         let ordinal = geo.decode.iter().position(|x| x.index == group.index).unwrap_or(0);
         let ping_pong = self.schedule.kv_write == KvWrite::BindOutputAtRow;
         for l in &mut self.layers {
             match l.linear.as_ref().map(|lin| lin.geo.group_for(false, ordinal).index) {
-                Some(lg) => l.linear_step(cx, lg as usize, ping_pong, inputs, queue)?,
+                Some(lg) => l.linear_step(cx, lg as usize, ping_pong, inputs, queue, false)?,
                 None => l.step(cx, st, g, rows, inputs, queue)?,
             }
         }
@@ -1034,10 +1096,14 @@ impl Resident {
             KvWrite::BindOutputAtRow => RowWrite::RebindThenCopy { size },
         };
         let mask_len = t * (group.history_cap + t);
-        // The scatter copies, the hidden row to the post model and linear
-        // layers' state copies decide whether the chunk may be queued.
+        // A chunk whose rows are copied is staged under `async`: every
+        // execute queued into the layers' own outputs, one synchronisation,
+        // then the copies (module docs).
+        let staged = self.schedule.stages_chunks() && matches!(how, RowWrite::Copy) && self.queue.is_some();
+        // Otherwise the scatter copies, the hidden row to the post model and
+        // linear layers' state copies decide whether the chunk may be queued.
         let copies = !matches!(how, RowWrite::Bind { .. }) || want_logits || self.linear_copies();
-        let queued = self.step_queue(copies).is_some();
+        let queued = !staged && self.step_queue(copies).is_some();
         let device = Arc::clone(&self.device);
         let cx = device.enter()?;
         // With logits, the row is copied into the decode buffer below.
@@ -1054,16 +1120,42 @@ impl Resident {
         if let Some(gates) = self.gates.as_mut() {
             gates.prefill_for(&cx, n)?;
         }
-        let rows = KvRows { offset: history * d2, bytes: n * d2, how };
-        let queue = if queued { self.queue.as_ref() } else { None };
+        let rows = KvRows { offset: history * d2, bytes: n * d2, how, own: staged };
         let ordinal = geo.prefill.iter().position(|x| x.index == group.index).unwrap_or(0);
         let ping_pong = self.schedule.kv_write == KvWrite::BindOutputAtRow;
-        for l in &mut self.layers {
-            match l.linear.as_ref().map(|lin| lin.geo.group_for(true, ordinal).index) {
-                Some(lg) => l.linear_step(&cx, lg as usize, ping_pong, None, queue)?,
-                None => l.step(&cx, st, group.index as usize, rows, None, queue)?,
+        let st = &*st;
+        if staged {
+            let q = self.queue.as_ref().expect("a staged chunk has a queue");
+            let mut launched = Ok(());
+            for l in &mut self.layers {
+                launched = match l.linear.as_ref().map(|lin| lin.geo.group_for(true, ordinal).index) {
+                    Some(lg) => l.linear_step(&cx, lg as usize, false, None, Some(q), true),
+                    None => l.launch(&cx, st, group.index as usize, rows, None, Some(q)),
+                };
+                if launched.is_err() {
+                    break;
+                }
+            }
+            // Whatever was queued has run before anything is read or rewritten.
+            let synced = q.synchronize(&cx);
+            launched?;
+            synced?;
+            for l in &self.layers {
+                match l.linear {
+                    Some(_) => l.linear_copy(&cx, None)?,
+                    None => l.scatter(&cx, st, rows, None)?,
+                }
+            }
+        } else {
+            let queue = if queued { self.queue.as_ref() } else { None };
+            for l in &mut self.layers {
+                match l.linear.as_ref().map(|lin| lin.geo.group_for(true, ordinal).index) {
+                    Some(lg) => l.linear_step(&cx, lg as usize, ping_pong, None, queue, false)?,
+                    None => l.step(&cx, st, group.index as usize, rows, None, queue)?,
+                }
             }
         }
+        let queue = if queued { self.queue.as_ref() } else { None };
         if want_logits {
             let last = self.layers.len() % 2;
             let ((dst, dst_off), (src, src_off)) = (self.decode.at(self.decode.hidden[last]), st.at(st.hidden[last]));
@@ -1095,7 +1187,10 @@ fn layer_kinds(files: &[std::path::PathBuf], groups: &[&[GroupInfo]], config: Op
 }
 
 /// Loads a full-attention layer's buffers: K and V caches of `kv_bytes`,
-/// every group bound to them and to the step buffers.
+/// every group bound to them and to the step buffers, or with `chunk_out`
+/// (bytes) the prefill groups' `K_cache_out`/`V_cache_out` to the layer's
+/// own pair of buffers of that size.
+#[allow(clippy::too_many_arguments)] // the layer's parts, shared and its own
 fn full_layer(
     cx: &Entered<'_>,
     model: EngineModel,
@@ -1104,15 +1199,25 @@ fn full_layer(
     kv_bytes: usize,
     decode: &StepBuffers,
     prefill: &StepBuffers,
+    chunk_out: Option<usize>,
 ) -> Result<Layer> {
     let k = DeviceBuffer::zeroed(cx, kv_bytes)?;
     let v = DeviceBuffer::zeroed(cx, kv_bytes)?;
+    let chunk_out = match chunk_out {
+        Some(bytes) => Some([DeviceBuffer::zeroed(cx, bytes)?, DeviceBuffer::zeroed(cx, bytes)?]),
+        None => None,
+    };
     let mut ios = Vec::with_capacity(model.groups().len());
     let mut kv_out = Vec::with_capacity(model.groups().len());
     let mut step_in = Vec::with_capacity(model.groups().len());
     for (g, grp) in model.groups().iter().enumerate() {
         let mut io = model.create_io(cx)?;
-        let st = if geo.decode.iter().any(|x| x.index as usize == g) { decode } else { prefill };
+        let is_decode = geo.decode.iter().any(|x| x.index as usize == g);
+        let st = if is_decode { decode } else { prefill };
+        let (k_out, v_out) = match (&chunk_out, is_decode) {
+            (Some([ko, vo]), false) => ((ko, 0), (vo, 0)),
+            _ => (st.at(st.k_out), st.at(st.v_out)),
+        };
         bind_all(
             cx,
             &mut io,
@@ -1125,8 +1230,8 @@ fn full_layer(
                 (names::MASK, st.at(st.mask)),
             ],
             &[
-                (names::K_OUT, st.at(st.k_out)),
-                (names::V_OUT, st.at(st.v_out)),
+                (names::K_OUT, k_out),
+                (names::V_OUT, v_out),
                 (names::OUTPUT, st.at(st.hidden[(m + 1) % 2])),
             ],
         )?;
@@ -1136,7 +1241,7 @@ fn full_layer(
         kv_out.push([out(names::K_OUT), out(names::V_OUT)]);
         step_in.push([input(names::INDICES), input(names::MASK)]);
     }
-    Ok(Layer { ios, kv_out, step_in, k, v, linear: None, model })
+    Ok(Layer { ios, kv_out, step_in, k, v, chunk_out, linear: None, model })
 }
 
 /// Loads a linear-attention layer's buffers: its state in and out (zeroed:
@@ -1181,7 +1286,7 @@ fn linear_layer(
         state_io.push([input(names::K_CACHE), input(names::V_CACHE), out(names::K_OUT), out(names::V_OUT)]);
         step_in.push([input(names::INDICES), input(names::MASK)]);
     }
-    Ok(Layer { ios, kv_out, step_in, k, v, linear: Some(Linear { geo, k_out, v_out, state_io, swapped: false }), model })
+    Ok(Layer { ios, kv_out, step_in, k, v, chunk_out: None, linear: Some(Linear { geo, k_out, v_out, state_io, swapped: false }), model })
 }
 
 impl Gates {

@@ -24,9 +24,11 @@
 //! * prefill binds as AXERA's runner does: one IO per shape group, each
 //!   tensor in its own buffer at the group's sizes, no offset binds, K/V rows
 //!   through staging buffers and a device-to-device scatter (ggml-axcl found
-//!   chunk groups correct only this way, F23), every call waited for as in
-//!   AXERA's runner (queued copies were not seen on a card: `async-copies`
-//!   is opt-in).
+//!   chunk groups correct only this way, F23). Each full layer has its own
+//!   pair of staging outputs, so a chunk is staged: its executes are chained
+//!   on the stream with one synchronisation (the chain of F22), then the
+//!   synchronous scatter copies run, none of them behind a queued execute
+//!   (queued copies were not seen on a card: `async-copies` is opt-in).
 //!
 //! Calls per decode token, `L` layers (each line: H2D + executes + D2D + D2H):
 //!
@@ -53,11 +55,18 @@
 //! `async` (combinable with any of them, e.g. `fewest-calls,async`) queues the
 //! executions of a step on a stream and adds one synchronisation per step:
 //! one more call, but the caller no longer waits for each round trip. The
-//! chain that was seen on a card is one of executes (F22), so under `async`
-//! a step that makes device-to-device copies (prefill's K/V scatter, every
-//! step of `safe,async`) runs synchronously as the vendor runner does (a
-//! synchronous copy must not read an output that a queued execute has not
-//! written yet): no synchronisation call, each execute waited for.
+//! chain that was seen on a card is one of executes (F22), and a synchronous
+//! copy must not read an output that a queued execute has not written yet.
+//! So under `async` a prefill chunk whose K/V rows are copied is staged
+//! ([`Schedule::stages_chunks`]): every full layer writes its own pair of
+//! chunk outputs (allocated at load: `2 × T × kv_dim × 2` bytes per layer,
+//! 14.7 MB for Qwen3-0.6B), the chunk's executes are queued, one
+//! synchronisation waits for them, and the `2L` copies (and a linear layer's
+//! state copies) follow synchronously: per chunk `L` round-trip waits fewer
+//! than waiting for every execute. A decode step that copies (every step of
+//! `safe,async`) runs synchronously as the vendor runner does.
+//! `waited-chunks` turns the staging off (every call of a chunk waited for,
+//! as before it; what a card that refuses queued chunk groups would need).
 //! `async-copies` (opt-in, never seen on a card) queues those copies on the
 //! stream too (`axclrtMemcpyAsync`, ordered after the execute that wrote the
 //! rows). `queued-logits` (opt-in, never seen on a card) queues a queued
@@ -145,8 +154,10 @@ pub enum Execution {
     /// The executions of a step that makes no device-to-device copy are
     /// queued on one stream (`axclrtEngineExecuteAsync`), which is
     /// synchronised once per step before the logits are read or new inputs
-    /// are written (seen on a card, hardware-facts: F22). A step that copies
-    /// runs as under [`Execution::Sync`]. Host-to-device and device-to-host
+    /// are written (seen on a card, hardware-facts: F22). A prefill chunk
+    /// that copies its K/V rows is staged (its executes queued, one
+    /// synchronisation, then the copies: [`Schedule::stages_chunks`]); a
+    /// decode step that copies runs as under [`Execution::Sync`]. Host-to-device and device-to-host
     /// copies stay synchronous, so no host buffer is used after its call
     /// returns. Open on hardware: how much of a round trip the runtime saves
     /// by queuing (the simulator assumes the caller waits only for the
@@ -183,6 +194,21 @@ pub enum LogitsRead {
     Queued,
 }
 
+/// How a prefill chunk whose K/V rows are copied runs under [`Execution::Async`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChunkRun {
+    /// Staged: every full layer writes its own chunk outputs, the chunk's
+    /// executes are queued on the stream with one synchronisation, then the
+    /// copies run synchronously (hardware-facts: F38, the F22 chain applied
+    /// to chunk groups). The default.
+    #[default]
+    Staged,
+    /// Every execute and copy of the chunk waited for, as AXERA's runner and
+    /// the independent driver do (`waited-chunks`): what a card that refuses
+    /// queued chunk groups would need.
+    Waited,
+}
+
 /// The call schedule of a loaded model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
@@ -194,6 +220,8 @@ pub struct Schedule {
     pub execution: Execution,
     /// How a queued decode step's logits reach the host.
     pub logits: LogitsRead,
+    /// How a prefill chunk that copies runs under [`Execution::Async`].
+    pub chunks: ChunkRun,
 }
 
 impl Default for Schedule {
@@ -206,14 +234,22 @@ impl Default for Schedule {
 impl Schedule {
     /// The default: every call pattern seen working on a card (module docs).
     pub const OBSERVED: Schedule =
-        Schedule { kv_write: KvWrite::BindDecodeRow, inputs: InputUpload::Tables, execution: Execution::Async, logits: LogitsRead::Sync };
+        Schedule { kv_write: KvWrite::BindDecodeRow, inputs: InputUpload::Tables, execution: Execution::Async, logits: LogitsRead::Sync, chunks: ChunkRun::Staged };
     /// The vendor runners' documented path: dedicated buffers, D2D row
     /// copies, every call waited for (the default before the card measurements).
     pub const SAFE: Schedule =
-        Schedule { kv_write: KvWrite::Copy, inputs: InputUpload::Separate, execution: Execution::Sync, logits: LogitsRead::Sync };
+        Schedule { kv_write: KvWrite::Copy, inputs: InputUpload::Separate, execution: Execution::Sync, logits: LogitsRead::Sync, chunks: ChunkRun::Staged };
     /// Both buffer opt-ins: the fewest round trips per token.
     pub const FEWEST_CALLS: Schedule =
-        Schedule { kv_write: KvWrite::BindOutputAtRow, inputs: InputUpload::Packed, execution: Execution::Sync, logits: LogitsRead::Sync };
+        Schedule { kv_write: KvWrite::BindOutputAtRow, inputs: InputUpload::Packed, execution: Execution::Sync, logits: LogitsRead::Sync, chunks: ChunkRun::Staged };
+
+    /// Whether a prefill chunk whose K/V rows are copied is staged: under
+    /// [`Execution::Async`], every full layer has its own chunk outputs, the
+    /// chunk's executes are queued with one synchronisation, and the copies
+    /// follow (module docs). Not under `kv-bind`, whose full chunks copy nothing.
+    pub fn stages_chunks(&self) -> bool {
+        self.execution == Execution::Async && self.kv_write != KvWrite::BindOutputAtRow && self.chunks == ChunkRun::Staged
+    }
 
     /// Runtime calls per decode token for `layers` decoder layers (see the module table).
     pub fn calls_per_token(&self, layers: usize) -> usize {
@@ -230,7 +266,7 @@ impl FromStr for Schedule {
     /// `default`, `safe`, `fewest-calls`, or a comma-separated list of those
     /// and `kv-bind`, `decode-kv-bind`, `packed-inputs`, `inputs-ahead`,
     /// `input-tables`, `upload-inputs`, `async`, `async-copies`,
-    /// `queued-logits` (each added
+    /// `queued-logits`, `waited-chunks` (each added
     /// to `safe`, or to the default when the list starts with `default`,
     /// e.g. `default,upload-inputs`).
     fn from_str(s: &str) -> Result<Schedule> {
@@ -252,9 +288,10 @@ impl FromStr for Schedule {
                 "async" => out.execution = Execution::Async,
                 "async-copies" => out.execution = Execution::AsyncCopies,
                 "queued-logits" => out.logits = LogitsRead::Queued,
+                "waited-chunks" => out.chunks = ChunkRun::Waited,
                 other => {
                     return Err(Error::invalid(format!(
-                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, inputs-ahead, input-tables, upload-inputs, async, async-copies, queued-logits; `default` only first)"
+                        "unknown schedule {other:?} (expected default, safe, fewest-calls, kv-bind, decode-kv-bind, packed-inputs, inputs-ahead, input-tables, upload-inputs, async, async-copies, queued-logits, waited-chunks; `default` only first)"
                     )));
                 }
             }
@@ -287,6 +324,9 @@ impl std::fmt::Display for Schedule {
         if self.logits == LogitsRead::Queued {
             f.write_str(",queued-logits")?;
         }
+        if self.chunks == ChunkRun::Waited {
+            f.write_str(",waited-chunks")?;
+        }
         Ok(())
     }
 }
@@ -310,6 +350,7 @@ mod tests {
             "decode-kv-bind,input-tables,async",
             "safe,input-tables",
             "decode-kv-bind,input-tables,async,queued-logits",
+            "decode-kv-bind,input-tables,async,waited-chunks",
         ] {
             assert_eq!(s.parse::<Schedule>().unwrap().to_string(), s);
         }
@@ -333,5 +374,10 @@ mod tests {
         // `async` runs a step that copies synchronously; `async-copies` queues it.
         assert_eq!("safe,async".parse::<Schedule>().unwrap().calls_per_token(28), 89);
         assert_eq!("safe,async-copies".parse::<Schedule>().unwrap().calls_per_token(28), 90);
+        // Chunks are staged under `async` unless told otherwise; decode is not affected.
+        assert!(Schedule::OBSERVED.stages_chunks() && "safe,async".parse::<Schedule>().unwrap().stages_chunks());
+        let waited: Schedule = "default,waited-chunks".parse().unwrap();
+        assert!(!waited.stages_chunks() && waited.calls_per_token(28) == 32);
+        assert!(!Schedule::SAFE.stages_chunks() && !"kv-bind,async".parse::<Schedule>().unwrap().stages_chunks());
     }
 }
