@@ -401,6 +401,9 @@ fn main() -> Result<()> {
     }
     let mut rows = Vec::new();
     let mut simulated = Vec::new();
+    // The simulator's CPU per call kind, measured where the vendor runner
+    // runs and carried to the models it skips (`--vendor-once`).
+    let mut call_costs = CallCosts::default();
     for (preset, name) in MODELS {
         let short = name.trim_start_matches("Qwen3-").to_lowercase();
         if !args.models.is_empty() && !args.models.contains(&short) {
@@ -430,7 +433,6 @@ fn main() -> Result<()> {
             let with_vendor = !args.vendor_once || (preset == TimingPreset::Qwen3_0_6B && quant == Quant::W8a16);
             let kinds = with_vendor.then_some(Kind::Vendor).into_iter().chain(ours.iter().copied().map(Kind::Ours));
             let mut results = Vec::new();
-            let mut call_costs = CallCosts::default();
             for kind in kinds {
                 let (res, c) = run_kind(kind, &dir, &lib, &rt, &args, &logits).with_context(|| format!("{name}: {}", kind.label()))?;
                 call_costs = c.unwrap_or(call_costs);
