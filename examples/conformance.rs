@@ -46,7 +46,9 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     tokens: usize,
     /// Schedules timed (default: safe, default (its decode input tables:
-    /// hardware-facts F37), default,upload-inputs, fewest-calls, fewest-calls,async).
+    /// hardware-facts F37; its staged prefill chunks: F38),
+    /// default,upload-inputs, default,waited-chunks, fewest-calls,
+    /// fewest-calls,async).
     #[arg(long = "schedule", value_name = "SCHEDULE")]
     schedules: Vec<Schedule>,
     /// Skip `axclrtEngineLoadFromMem` (it hung on one V3.6.5 stack, hardware-facts: F18).
@@ -561,16 +563,28 @@ fn bind_group(cx: &Entered<'_>, model: &EngineModel, group: u32, scale: usize) -
     Ok((io, bufs))
 }
 
-/// The decode timing's prompt: about 300 tokens, so its prefill runs
-/// several chunks of AXERA's 128-row groups.
-static PROMPT: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| "The conformance probe counts one more line of text. ".repeat(30));
+/// The decode timing's prompt: up to about 300 tokens, so its prefill runs
+/// several chunks of AXERA's 128-row groups, but no longer than the model
+/// prefills in chunks with room left for `tokens` more (a small package's
+/// context is shorter).
+fn prompt_for(model: &Model, tokens: usize) -> Result<String> {
+    const LINE: &str = "The conformance probe counts one more line of text. ";
+    let info = model.info();
+    let fits = 300.min(info.max_prefill).min(info.context_length.saturating_sub(tokens + 1));
+    for lines in (1..=30).rev() {
+        let text = LINE.repeat(lines);
+        if model.tokenizer().encode(&text, true)?.len() <= fits {
+            return Ok(text);
+        }
+    }
+    bail!("the model's context ({} positions) leaves no room for a prompt", info.context_length)
+}
 
 /// A short greedy decode per schedule: tokens per second, and whether every
 /// schedule generates the same tokens (hardware-facts: F22, F23, F37, F38).
 fn decode_timing(r: &mut Report, dir: &Path, args: &Args) {
     let schedules = if args.schedules.is_empty() {
-        ["safe", "default", "default,upload-inputs", "fewest-calls", "fewest-calls,async"].iter().filter_map(|s| s.parse().ok()).collect()
+        ["safe", "default", "default,upload-inputs", "default,waited-chunks", "fewest-calls", "fewest-calls,async"].iter().filter_map(|s| s.parse().ok()).collect()
     } else {
         args.schedules.clone()
     };
@@ -584,7 +598,7 @@ fn decode_timing(r: &mut Report, dir: &Path, args: &Args) {
             let load = t.elapsed();
             // Several prefill chunks with history (a staged chunk reads the rows
             // the previous chunk's copies wrote: hardware-facts F38).
-            let c = model.generate(&PROMPT, &greedy, |_| true)?;
+            let c = model.generate(&prompt_for(&model, args.tokens)?, &greedy, |_| true)?;
             let s = &c.stats;
             let tps = s.generated as f64 / s.generate_duration.as_secs_f64().max(1e-9);
             Ok((
