@@ -51,7 +51,7 @@ func Execute(args []string) error {
 	exitOnEOF := flags.Bool("exit-on-stdin-eof", false, "exit when standard input closes (the parent has gone)")
 	var opts LoadOptions
 	flags.StringVar(&opts.Runtime, "runtime", "", "the AXCL runtime library (default: libaxcl_rt.so, then /usr/lib/axcl/)")
-	flags.StringVar(&opts.Schedule, "schedule", "", "the call schedule, e.g. safe or default,waited-chunks (default: the library's default, decode-kv-bind,input-tables,async; see BENCHMARKS.md)")
+	flags.StringVar(&opts.Schedule, "schedule", "", "the call schedule, e.g. safe or default,waited-chunks (default: the library's default; see BENCHMARKS.md)")
 	flags.IntVar(&opts.Device, "device", 0, "index of the card in the runtime's device list")
 	flags.IntVar(&opts.KVSlots, "parallel", 0, "requests served at once: KV slots on the card (default 0: chosen from the card's free memory, up to 4)")
 	_ = flags.Bool("verbose", false, "ignored")
